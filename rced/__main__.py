@@ -1,0 +1,5 @@
+import sys
+
+from rced.cli import main
+
+sys.exit(main())

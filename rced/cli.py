@@ -1,0 +1,206 @@
+"""``rced`` command line: thin layer over the Python API.
+
+Every command exits non-zero with a one-line ``rced: error: <file>: <problem>`` on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rced.errors import RcedError
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rced.config import FrontendConfig, ModelConfig, TrainConfig
+    from rced.train import Trainer
+
+    _set_threads(args.threads)
+    cfg = TrainConfig(
+        model=ModelConfig(arch=args.arch, frontend=FrontendConfig.preset(args.preset),
+                          input_feature=args.input_feature, width_mult=args.width_mult),  # fmt: skip
+        target=args.target, loss_compress=args.loss_compress, batch_frames=args.batch_frames,
+        steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
+    )  # fmt: skip
+    trainer = Trainer(args.run_dir, cfg, n_utts=args.utterances, data_seed=args.data_seed,
+                      strategy=args.strategy)  # fmt: skip
+    state = trainer.run(max_epochs_this_run=args.max_epochs_this_run, verbose=0 if args.json else 1)
+    out = None
+    if state["epochs_done"] >= trainer.cfg.epochs:
+        out = str(trainer.export(args.export or Path(args.run_dir) / "model"))
+    _emit(args, {"run_dir": str(args.run_dir), **state, "exported": out},
+          f"{state['epochs_done']}/{trainer.cfg.epochs} epochs done; best val loss {state['best_val']}"
+          + (f"; model written to {out}" if out else "; run again to resume"))  # fmt: skip
+    return 0
+
+
+def _resolve_outputs(inputs: list[Path], out: Path) -> list[Path]:
+    """Output path for each input: OUT itself for one input (or OUT/name if OUT is a folder)."""
+    if len(inputs) > 1 or out.is_dir():
+        if out.exists() and not out.is_dir():
+            raise RcedError(f"{out}: several inputs need an output folder, but this is a file")
+        names = [p.name for p in inputs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise RcedError(f"{dup[0]}: several inputs share this file name; outputs would collide")
+        outs = [out / p.with_suffix(".wav").name for p in inputs]
+    else:
+        outs = [out]
+    for src, dst in zip(inputs, outs):
+        if dst.resolve() == src.resolve():
+            raise RcedError(f"{dst}: output path equals the input; inputs are never overwritten")
+    return outs
+
+
+def _load_denoiser(args: argparse.Namespace):
+    from rced.denoiser import Denoiser
+
+    if getattr(args, "backend", "float") == "int8":
+        from rced.int8 import Int8Denoiser
+
+        return Int8Denoiser.load(args.model)
+    return Denoiser.load(args.model)
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from rced.audio import load_audio, write_audio
+
+    inputs = [Path(p) for p in args.inputs]
+    outs = _resolve_outputs(inputs, Path(args.output))
+    audios = [load_audio(p) for p in inputs]  # validate every input before writing anything
+    den = _load_denoiser(args)
+    for src, dst, audio in zip(inputs, outs, audios):
+        if dst.exists() and dst.is_dir():
+            raise RcedError(f"{dst}: output path is an existing folder")
+        write_audio(dst, den.denoise(audio, 16000), den.sample_rate)
+        _emit(args, {"input": str(src), "output": str(dst), "seconds": round(len(audio) / 16000, 3)},
+              f"{src} -> {dst}")  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rced.corpus import eval_set
+    from rced.evaluate import run_systems, standard_systems, summarize, to_markdown, write_results
+
+    den = _load_denoiser(args)
+    items = eval_set(n_per_voice=args.n_per_voice, snrs=tuple(args.snrs))
+    results = run_systems(items, standard_systems(den, args.dtln))
+    rows = summarize(results)
+    if args.output:
+        write_results(args.output, {"model": str(den.path), "n_items": len(items)}, rows)
+    print(json.dumps({"rows": rows}) if args.json else to_markdown(rows), end="" if not args.json else "\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rced.audio import write_audio
+    from rced.corpus import load_utterances, make_babble, mix, plan_utterances, rms, train_utterances
+    from rced.denoiser import Denoiser
+    from rced.metrics import all_metrics
+    from rced.tts import test_voices
+
+    utt = plan_utterances([test_voices()[0]], 1, seed=args.seed)
+    clean = load_utterances(utt, workers=1, desc="demo speech")[0]
+    clean = clean / rms(clean) * 0.05
+    pool = load_utterances(train_utterances(24, 4242), desc="demo babble")
+    noisy = mix(clean, make_babble(len(clean), pool, np.random.default_rng(args.seed)), args.snr)
+    den = Denoiser.load(args.model)
+    enhanced = den.denoise(noisy, 16000)
+    out = Path(args.output)
+    for name, sig in (("clean", clean), ("noisy", noisy), ("enhanced", enhanced)):
+        write_audio(out / f"{name}.wav", sig)
+    m_noisy, m_enh = all_metrics(clean, noisy), all_metrics(clean, enhanced)
+    _emit(args, {"output": str(out), "text": utt[0].text, "voice": utt[0].voice.id, "snr": args.snr,
+                 "noisy": m_noisy, "enhanced": m_enh},  # fmt: skip
+          f"'{utt[0].text}' ({utt[0].voice.id}) in babble at {args.snr:g} dB -> {out}/\n"
+          + "\n".join(f"  {k:7s} noisy {m_noisy[k]:7.3f}  enhanced {m_enh[k]:7.3f}" for k in m_noisy))
+    return 0
+
+
+def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
+    print(json.dumps(payload) if getattr(args, "json", False) else text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rced", description="R-CED babble-noise denoiser for hearing aids.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a denoiser on the synthetic corpus (resumable)")
+    t.add_argument("run_dir", type=Path, help="run folder: checkpoints, log.csv; rerun to resume")
+    t.add_argument("--arch", default="crced", choices=["rced", "crced"])
+    t.add_argument("--preset", default="default", choices=["default", "paper"])
+    t.add_argument("--input-feature", default="log")
+    t.add_argument("--width-mult", type=float, default=1.0)
+    t.add_argument("--target", default="psa", choices=["psa", "irm", "mag"])
+    t.add_argument("--loss-compress", type=float, default=0.3)
+    t.add_argument("--batch-frames", type=int, default=512)
+    t.add_argument("--steps-per-epoch", type=int, default=400)
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--utterances", type=int, default=4000, help="synthetic TRAIN-voice utterances")
+    t.add_argument("--data-seed", type=int, default=0)
+    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
+    t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow")
+    t.add_argument("--max-epochs-this-run", type=int, default=None, help="stop after N epochs (resume later)")
+    t.add_argument("--export", type=Path, default=None, help="model folder to write when training ends")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("denoise", help="denoise audio files")
+    d.add_argument("inputs", nargs="+", help="audio files (any rate/channels libsndfile reads)")
+    d.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several)")
+    d.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    d.add_argument("--backend", default="float", choices=["float", "int8"])
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_denoise)
+
+    e = sub.add_parser("evaluate", help="PESQ/STOI/SI-SDR table on TEST-ONLY voices in babble")
+    e.add_argument("--model", default=None)
+    e.add_argument("--backend", default="float", choices=["float", "int8"])
+    e.add_argument("--n-per-voice", type=int, default=6)
+    e.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0])
+    e.add_argument("--dtln", default=None, help="folder of the DTLN peer models (adds a peer row)")
+    e.add_argument("-o", "--output", default=None, help="write <stem>.json and <stem>.md")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("demo", help="synthesize a noisy example, denoise it, write WAVs")
+    m.add_argument("-o", "--output", default="demo_out")
+    m.add_argument("--model", default=None)
+    m.add_argument("--snr", type=float, default=0.0)
+    m.add_argument("--seed", type=int, default=7)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RcedError as exc:
+        print(f"rced: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rced: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Frozen configuration dataclasses, saved as JSON beside every model.
+
+Training and device features must match, so every model stores the exact
+front-end it was trained with; ``load_json`` refuses unknown keys loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rced.errors import RcedError
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendConfig:
+    """STFT front-end shared by the denoiser, the acoustic model and the firmware."""
+
+    sample_rate: int = 16000
+    n_fft: int = 256
+    hop: int = 128
+    window: str = "sqrt_hann"  # sqrt_hann | hamming | hann
+    context: int = 8  # frames fed to the denoiser: current + (context-1) past
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency: one analysis window must be full before a frame exists."""
+        return 1000.0 * self.n_fft / self.sample_rate
+
+    @classmethod
+    def preset(cls, name: str) -> FrontendConfig:
+        """``default`` (16 kHz, sqrt-Hann 256/128) or ``paper`` (R-CED paper: 8 kHz, Hamming 256/64)."""
+        if name == "default":
+            return cls()
+        if name == "paper":
+            return cls(sample_rate=8000, n_fft=256, hop=64, window="hamming")
+        raise RcedError(f"unknown front-end preset {name!r} (use 'default' or 'paper')")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What a denoiser model is: architecture, input compression and output meaning."""
+
+    arch: str = "crced"  # rced | crced | rced-lite
+    frontend: FrontendConfig = dataclasses.field(default_factory=FrontendConfig)
+    input_feature: str = "log"  # log | pow0.3 : compression of the noisy magnitude
+    output: str = "mask"  # mask (sigmoid ratio mask on the noisy magnitude) | magnitude
+    width_mult: float = 1.0  # scales every filter count (lighter presets)
+    mask_floor: float = 0.0  # lower bound on the mask at inference: limits speech distortion
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (saved beside its checkpoints)."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    target: str = "psa"  # psa: |S|cos(theta_s - theta_y) clipped to [0, |Y|] | irm | mag
+    loss_compress: float = 0.3  # MSE on magnitudes raised to this power (1.0 = plain MSE)
+    batch_frames: int = 512
+    steps_per_epoch: int = 400
+    epochs: int = 40
+    learning_rate: float = 1e-3
+    seed: int = 0
+    snr_low: float = -5.0
+    snr_high: float = 15.0
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type[T], data: dict, *, source: str = "config") -> T:
+    """Build a (nested) frozen dataclass from a dict, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise RcedError(f"{source}: expected a JSON object for {cls.__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise RcedError(f"{source}: unknown keys {sorted(unknown)} for {cls.__name__}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        sub = {"FrontendConfig": FrontendConfig, "ModelConfig": ModelConfig}.get(str(ftype))
+        kwargs[name] = from_dict(sub, value, source=source) if sub else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise RcedError(f"{source}: {exc}") from None
+
+
+def save_json(obj: Any, path: str | Path) -> None:
+    from rced.audio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(to_dict(obj), indent=2, sort_keys=True) + "\n")
+
+
+def load_json(cls: type[T], path: str | Path) -> T:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RcedError(f"{path}: config file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RcedError(f"{path}: not valid JSON ({exc})") from None
+    return from_dict(cls, data, source=str(path))

@@ -1,0 +1,104 @@
+"""Denoising evaluation: PESQ-wb, STOI, SI-SDR and their gains over the noisy input, per SNR.
+
+Rows: each SNR over the TEST-ONLY synthetic voices, their mean ("all"), and the real human
+recordings (mean over SNRs). Columns per system: absolute scores and deltas vs noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from rced.audio import atomic_write_text
+from rced.corpus import EvalItem
+from rced.metrics import all_metrics
+
+METRICS = ("pesq", "stoi", "si_sdr")
+System = Callable[[EvalItem], np.ndarray]
+
+
+def _score(args: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    return all_metrics(*args)
+
+
+def run_systems(items: list[EvalItem], systems: dict[str, System], workers: int = 2) -> dict[str, list[dict]]:
+    """Enhance every item with every system, then score all outputs (metrics in parallel)."""
+    from tqdm import tqdm
+
+    out: dict[str, list[dict]] = {}
+    for name, fn in systems.items():
+        enhanced = [fn(it) for it in tqdm(items, desc=f"enhance: {name}", unit="utt", leave=False)]
+        pairs = [(it.clean, e) for it, e in zip(items, enhanced)]
+        with ProcessPoolExecutor(workers) as ex:
+            scores = list(tqdm(ex.map(_score, pairs, chunksize=4), total=len(pairs), desc=f"score: {name}",
+                               unit="utt", leave=False))  # fmt: skip
+        out[name] = [{"name": it.name, "snr": it.snr, **s} for it, s in zip(items, scores)]
+    return out
+
+
+def _mean(vals: list[float]) -> float:
+    vals = [v for v in vals if not math.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy") -> list[dict]:
+    """Table rows: group x system with means and gains over the noisy input."""
+    rows = []
+    base = results[noisy_key]
+
+    def groups(recs):
+        synth = [i for i, r in enumerate(recs) if not r["name"].startswith("real:")]
+        real = [i for i, r in enumerate(recs) if r["name"].startswith("real:")]
+        for snr in sorted({recs[i]["snr"] for i in synth}):
+            yield f"{snr:g} dB", [i for i in synth if recs[i]["snr"] == snr]
+        yield "all (test voices)", synth
+        if real:
+            yield "real recordings", real
+
+    for group, idx in groups(base):
+        for system, recs in results.items():
+            row = {"group": group, "system": system, "n": len(idx)}
+            for m in METRICS:
+                row[m] = _mean([recs[i][m] for i in idx])
+                row[f"d_{m}"] = _mean([recs[i][m] - base[i][m] for i in idx])
+            rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    head = "| group | system | PESQ-wb | ΔPESQ | STOI | ΔSTOI | SI-SDR dB | ΔSI-SDR |\n|---|---|---|---|---|---|---|---|\n"
+    lines = [
+        f"| {r['group']} | {r['system']} | {r['pesq']:.3f} | {r['d_pesq']:+.3f} | {r['stoi']:.3f} | "
+        f"{r['d_stoi']:+.3f} | {r['si_sdr']:.2f} | {r['d_si_sdr']:+.2f} |"
+        for r in rows
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def write_results(out_stem: str | Path, payload: dict, rows: list[dict], preamble: str = "") -> None:
+    """Write ``<stem>.json`` and ``<stem>.md`` atomically."""
+    out_stem = Path(out_stem)
+    atomic_write_text(out_stem.with_suffix(".json"), json.dumps({**payload, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(out_stem.with_suffix(".md"), preamble + to_markdown(rows))
+
+
+def standard_systems(denoiser, dtln_path: str | Path | None = None) -> dict[str, System]:
+    """noisy, spectral subtraction, oracle IRM, the model (and the DTLN peer when given)."""
+    from rced.baselines import DTLN, oracle_irm, spectral_subtraction
+
+    sr = denoiser.sample_rate
+    systems: dict[str, System] = {
+        "noisy": lambda it: it.noisy,
+        "spectral subtraction": lambda it: spectral_subtraction(it.noisy),
+        "oracle IRM": lambda it: oracle_irm(it.clean, it.noisy),
+        f"R-CED model ({denoiser.config.arch})": lambda it: denoiser.denoise(it.noisy, sr),
+    }
+    if dtln_path is not None:
+        dtln = DTLN(dtln_path)
+        systems["DTLN peer (1M params)"] = lambda it: dtln.process(it.noisy)
+    return systems

@@ -1,0 +1,81 @@
+"""R-CED and CR-CED (Park & Lee, 2017): fully convolutional, convolution along frequency only.
+
+Input: (bins, 1, context) — the ``context`` causal frames are the channels of the first
+layer, which collapses time; every later layer is a Conv2D with a (width, 1) kernel over
+frequency. Conv -> BatchNorm -> ReLU, no pooling, last layer one filter of width ``bins``.
+Plain Conv2D/Add/ReLU/Reshape/Logistic: converts to full-int8 TFLite and runs in TFLM.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from rced.config import ModelConfig
+from rced.errors import RcedError
+
+RCED_FILTERS = (12, 16, 20, 24, 32, 24, 20, 16, 12)
+RCED_WIDTHS = (13, 11, 9, 7, 7, 7, 9, 11, 13)
+CRCED_BLOCK = ((18, 9), (30, 5), (8, 9))
+CRCED_REPEATS = 5
+ARCHES = ("rced", "crced")
+
+
+def _scaled(f: int, mult: float) -> int:
+    return max(1, int(round(f * mult)))
+
+
+def _cbr(x, filters: int, width: int, name: str):
+    x = layers.Conv2D(filters, (width, 1), padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
+    """Keras model (bins, 1, context) -> (bins,); ``batch_size=1`` gives the device graph."""
+    bins, ctx = cfg.frontend.n_bins, cfg.frontend.context
+    inp = keras.Input((bins, 1, ctx), batch_size=batch_size, name="noisy_features")
+    x = inp
+    if cfg.arch == "rced":
+        for i, (f, w) in enumerate(zip(RCED_FILTERS, RCED_WIDTHS)):
+            x = _cbr(x, _scaled(f, cfg.width_mult), w, f"l{i + 1}")
+    elif cfg.arch == "crced":
+        prev: list = [None] * len(CRCED_BLOCK)
+        for b in range(CRCED_REPEATS):
+            for j, (f, w) in enumerate(CRCED_BLOCK):
+                x = _cbr(x, _scaled(f, cfg.width_mult), w, f"b{b + 1}_{j + 1}")
+                if prev[j] is not None:  # additive skip between matching layers of blocks
+                    x = layers.Add(name=f"b{b + 1}_{j + 1}_skip")([x, prev[j]])
+                prev[j] = x
+    else:
+        raise RcedError(f"unknown architecture {cfg.arch!r} (choose from {', '.join(ARCHES)})")
+    x = layers.Conv2D(1, (bins, 1), padding="same", name="out_conv")(x)
+    x = layers.Reshape((bins,), name="out_flat")(x)
+    if cfg.output == "mask":
+        x = layers.Activation("sigmoid", name="mask")(x)
+    elif cfg.output == "magnitude":
+        x = layers.ReLU(name="magnitude")(x)
+    else:
+        raise RcedError(f"unknown model output {cfg.output!r}")
+    return keras.Model(inp, x, name=cfg.arch)
+
+
+def count_params(model: keras.Model) -> int:
+    """Parameters of the inference graph (BatchNorm folded into the convolutions)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            k = layer.kernel.shape
+            total += int(k[0] * k[1] * k[2] * k[3]) + int(k[3])  # folded BN gives every conv a bias
+    return total
+
+
+def macs_per_frame(model: keras.Model) -> int:
+    """Multiply-accumulates for one output frame (convolutions; element-wise ops excluded)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            k = layer.kernel.shape
+            out_positions = int(layer.output.shape[1]) * int(layer.output.shape[2])
+            total += out_positions * int(k[0] * k[1] * k[2] * k[3])
+    return total

