@@ -91,6 +91,9 @@ def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
 
 
 def _commit(tmp: str, path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
     os.replace(tmp, path)
 
 

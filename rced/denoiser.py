@@ -33,8 +33,6 @@ class Denoiser:
     @classmethod
     def load(cls, path: str | Path | None = None) -> Denoiser:
         """Load a model folder (model.keras, config.json, norm.json); None = shipped default."""
-        import keras
-
         folder = Path(path) if path is not None else default_model_path()
         if not folder.is_dir():
             raise RcedError(f"{folder}: model folder not found")
@@ -42,6 +40,8 @@ class Denoiser:
             if not (folder / name).exists():
                 raise RcedError(f"{folder}: model folder lacks {name}")
         config = load_json(ModelConfig, folder / "config.json")
+        import keras
+
         try:
             model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
         except Exception as exc:  # keras raises many types for a bad file

@@ -143,7 +143,8 @@ class Trainer:
                 raise RcedError(f"{cfg_path}: run folder holds a different configuration; use a new folder")
             cfg = saved
         self.cfg = cfg or TrainConfig()
-        save_json(self.cfg, cfg_path)
+        if not cfg_path.exists():
+            save_json(self.cfg, cfg_path)
         self.strategy_name = strategy
         self.n_utts, self.data_seed = n_utts, data_seed
         self._utts_audio = utts_audio

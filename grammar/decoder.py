@@ -1,0 +1,387 @@
+"""Grammar decoding: CTC likelihood of every grammar expression, best one, confidence, reject.
+
+A grammar is the user's command set plus, after augmentation, alternate spellings
+("expressions") that each map to one command. :func:`decode` scores every expression against
+the acoustic model's log-posteriors with the CTC forward algorithm, picks the most likely one,
+and accepts its command when the confidence score reaches the grammar's threshold.
+
+Confidence (``score_kind="len_norm"``, the default) is the gap between the expression's log
+likelihood and the log probability of the unconstrained best path, divided by the expression's
+length in characters; ``"frame_norm"`` divides by the number of frames instead. A threshold is
+only meaningful for the score kind it was calibrated with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from grammar.alphabet import NUM_SYMBOLS, check_posteriors, encode, normalize_text
+from grammar.errors import GrammarError
+from rced.audio import atomic_write_text
+
+FORMAT = "stapes-grammar"
+FORMAT_VERSION = 1
+# Placeholder until calibrated on non-command speech with calibrate_threshold().
+DEFAULT_THRESHOLD = -1.0
+
+_NEG = -1e30  # finite stand-in for log(0) inside the recursion: no inf - inf = NaN
+_CHUNK = 128  # frames of emissions gathered at once (bounds memory on long inputs)
+
+
+# --------------------------------------------------------------------------- CTC likelihood
+
+
+def _check_labels(labels: Iterable, n_symbols: int) -> list[np.ndarray]:
+    out = []
+    for e, lab in enumerate(labels):
+        arr = np.asarray(lab)
+        if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+            raise GrammarError(f"label {e}: expected a 1-D sequence of integer symbol ids")
+        arr = arr.astype(np.int64)
+        if arr.size and (arr.min() < 1 or arr.max() >= n_symbols):
+            raise GrammarError(f"label {e}: symbol ids must lie in 1..{n_symbols - 1} (0 is the blank)")
+        out.append(arr)
+    return out
+
+
+def _pack(labels: list[np.ndarray], n_symbols: int):
+    """Lay all extended label sequences (blank, c1, blank, ..., cL, blank) end to end in one
+    flat state vector, two guard states before each; guards emit a symbol that never occurs."""
+    lengths = np.array([len(lab) for lab in labels], dtype=np.int64)
+    n_states = 2 * lengths + 1
+    starts = 2 + np.concatenate([[0], np.cumsum(n_states + 2)[:-1]])
+    total = int((n_states + 2).sum())
+    guard = n_symbols
+    ext = np.full(total, guard, dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(n_states)[:-1]])
+    ext[np.repeat(starts, n_states) + np.arange(n_states.sum()) - np.repeat(first, n_states)] = 0
+    if lengths.sum():
+        cfirst = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        pos = np.repeat(starts, lengths) + 1 + 2 * (np.arange(lengths.sum()) - np.repeat(cfirst, lengths))
+        ext[pos] = np.concatenate(labels)
+    # s-2 -> s is allowed into a character that differs from the character two states back
+    # (so "aa" needs a blank between); the guard symbol makes the first character reachable
+    # from the start guard, which is how the recursion starts.
+    skip_bias = np.full(total, _NEG)
+    ok = (ext[2:] != 0) & (ext[2:] != guard) & (ext[2:] != ext[:-2])
+    skip_bias[2:][ok] = 0.0
+    return ext, skip_bias, starts, n_states
+
+
+def ctc_log_likelihood(logp: np.ndarray, labels: Sequence) -> np.ndarray:
+    """log P(label | x) for every label, by the CTC forward algorithm in log space.
+
+    ``logp`` is (T, V) log-posteriors with the blank at index 0; ``labels`` are 1-D arrays of
+    symbol ids in 1..V-1 (an empty label is the blank-only path). All labels run through one
+    vectorised recursion over time. Returns an (E,) float64 array, ``-inf`` where a label cannot
+    fit in T frames (it needs one frame per character plus one per repeated pair).
+    Exponentials run in float32 on offsets from a float64 running maximum: absolute error
+    about 1e-7 nats per frame.
+    """
+    logp = check_posteriors(logp, None)
+    n_frames, n_symbols = logp.shape
+    labels = _check_labels(labels, n_symbols)
+    if not labels:
+        return np.empty(0)
+    ext, skip_bias, starts, n_states = _pack(labels, n_symbols)
+    total = len(ext)
+
+    lp = np.empty((n_frames, n_symbols + 1))
+    np.maximum(logp, _NEG, out=lp[:, :n_symbols])
+    lp[:, n_symbols] = _NEG
+
+    alpha = np.full(total + 2, _NEG)  # two leading guards so that the shifted views exist
+    alpha[starts + 1] = 0.0  # time -1: all mass on the guard before each sequence
+    cur, prev1, prev2_view = alpha[2:], alpha[1:-1], alpha[:-2]
+    prev2 = np.empty(total)
+    m = np.empty(total)
+    f = np.empty((3, total), dtype=np.float32)
+    s = np.empty(total, dtype=np.float32)
+    for t0 in range(0, n_frames, _CHUNK):
+        emis = lp[t0 : t0 + _CHUNK][:, ext]
+        for em in emis:
+            np.add(prev2_view, skip_bias, out=prev2)
+            np.maximum(cur, prev1, out=m)
+            np.maximum(m, prev2, out=m)
+            np.subtract(cur, m, out=f[0], casting="unsafe")
+            np.subtract(prev1, m, out=f[1], casting="unsafe")
+            np.subtract(prev2, m, out=f[2], casting="unsafe")
+            np.exp(f, out=f)
+            np.add(f[0], f[1], out=s)
+            s += f[2]
+            np.log(s, out=s)
+            np.add(m, s, out=cur)
+            cur += em
+
+    last = cur[starts + n_states - 1]
+    before = cur[starts + n_states - 2]  # for an empty label: the guard, ~ log 0
+    top = np.maximum(last, before)
+    out = top + np.log(np.exp(last - top) + np.exp(before - top))
+    out[out < _NEG / 2] = -np.inf
+    return out
+
+
+def best_path_log_prob(logp: np.ndarray) -> float:
+    """Log probability of the unconstrained best path: the sum over frames of the max log-posterior."""
+    return float(check_posteriors(logp, None).max(axis=1).sum())
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _len_norm(log_lik: np.ndarray, best_path: float, lengths: np.ndarray, n_frames: int) -> np.ndarray:
+    return (log_lik - best_path) / lengths
+
+
+def _frame_norm(log_lik: np.ndarray, best_path: float, lengths: np.ndarray, n_frames: int) -> np.ndarray:
+    return (log_lik - best_path) / n_frames
+
+
+ScoreFn = Callable[[np.ndarray, float, np.ndarray, int], np.ndarray]
+#: Confidence scores: fn(log-likelihoods (E,), best-path log prob, lengths in chars (E,), frames) -> (E,).
+SCORE_KINDS: dict[str, ScoreFn] = {"len_norm": _len_norm, "frame_norm": _frame_norm}
+
+
+def _score_fn(score_kind: str | ScoreFn) -> ScoreFn:
+    if callable(score_kind):
+        return score_kind
+    try:
+        return SCORE_KINDS[score_kind]
+    except KeyError:
+        raise GrammarError(f"unknown score kind {score_kind!r} (known: {', '.join(SCORE_KINDS)})") from None
+
+
+# --------------------------------------------------------------------------- grammar
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Commands, the expressions that stand for them, and the rejection threshold.
+
+    ``command_of[i]`` is the index in ``commands`` of the command that ``expressions[i]``
+    spells. ``provenance`` records how the grammar was made (ignored by ``==``).
+    """
+
+    commands: tuple[str, ...]
+    expressions: tuple[str, ...]
+    command_of: tuple[int, ...]
+    threshold: float = DEFAULT_THRESHOLD
+    provenance: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("commands", "expressions"):
+            value = self.__dict__[name]
+            if isinstance(value, str) or not isinstance(value, Iterable):
+                raise GrammarError(f"grammar: {name} must be a sequence of strings")
+            value = tuple(value)
+            for i, v in enumerate(value):
+                if not isinstance(v, str) or not v:
+                    raise GrammarError(f"grammar: {name}[{i}] must be a non-empty string, got {v!r}")
+            object.__setattr__(self, name, value)
+        try:
+            cmd_of = tuple(self.command_of)
+        except TypeError:
+            raise GrammarError("grammar: command_of must be a sequence of command indices") from None
+        for i, c in enumerate(cmd_of):
+            if isinstance(c, bool) or not isinstance(c, int | np.integer):
+                raise GrammarError(f"grammar: command_of[{i}] must be an integer, got {c!r}")
+        object.__setattr__(self, "command_of", tuple(int(c) for c in cmd_of))
+        try:
+            threshold = float(self.threshold)
+        except (TypeError, ValueError):
+            raise GrammarError(f"grammar: threshold must be a number, got {self.threshold!r}") from None
+        if math.isnan(threshold):
+            raise GrammarError("grammar: threshold is NaN")
+        object.__setattr__(self, "threshold", threshold)
+        if not isinstance(self.provenance, dict):
+            raise GrammarError("grammar: provenance must be a dict")
+        self._validate()
+
+    def _validate(self) -> None:
+        if not self.commands:
+            raise GrammarError("grammar: no commands")
+        seen_cmd: dict[str, int] = {}
+        for i, c in enumerate(self.commands):
+            if c in seen_cmd:
+                raise GrammarError(f"grammar: command {c!r} listed twice (commands {seen_cmd[c]} and {i})")
+            seen_cmd[c] = i
+        if len(self.command_of) != len(self.expressions):
+            raise GrammarError(
+                f"grammar: {len(self.expressions)} expressions but {len(self.command_of)} command_of entries"
+            )
+        n = len(self.commands)
+        seen: dict[str, int] = {}
+        for i, (expr, c) in enumerate(zip(self.expressions, self.command_of, strict=True)):
+            if not 0 <= c < n:
+                raise GrammarError(f"grammar: expression {i} ({expr!r}) maps to command {c}, outside 0..{n - 1}")
+            try:
+                encode(expr)
+            except GrammarError as exc:
+                raise GrammarError(f"grammar: expression {i}: {exc}") from None
+            if expr in seen:
+                j = seen[expr]
+                if self.command_of[j] != c:
+                    raise GrammarError(
+                        f"grammar: expression {expr!r} maps to two commands "
+                        f"({self.commands[self.command_of[j]]!r} and {self.commands[c]!r})"
+                    )
+                raise GrammarError(f"grammar: expression {expr!r} listed twice (expressions {j} and {i})")
+            seen[expr] = i
+        orphans = sorted(set(range(n)) - set(self.command_of))
+        if orphans:
+            raise GrammarError(f"grammar: command {self.commands[orphans[0]]!r} has no expression")
+
+    # -- construction
+
+    @classmethod
+    def from_commands(
+        cls, commands: Iterable[str], threshold: float = DEFAULT_THRESHOLD, provenance: dict | None = None
+    ) -> Grammar:
+        """One expression per command: the command text itself (normalised)."""
+        cmds = tuple(normalize_text(c) for c in commands)
+        return cls(cmds, cmds, tuple(range(len(cmds))), threshold, dict(provenance or {}))
+
+    def with_threshold(self, threshold: float) -> Grammar:
+        return dataclasses.replace(self, threshold=threshold, provenance=dict(self.provenance))
+
+    def expressions_of(self, command: str | int) -> tuple[str, ...]:
+        """The expressions that spell one command (given by text or index)."""
+        if isinstance(command, str):
+            if command not in self.commands:
+                raise GrammarError(f"grammar: no command {command!r}")
+            command = self.commands.index(command)
+        idx = command
+        return tuple(e for e, c in zip(self.expressions, self.command_of, strict=True) if c == idx)
+
+    @cached_property
+    def labels(self) -> tuple[np.ndarray, ...]:
+        """Encoded expressions (symbol ids), computed once."""
+        return tuple(encode(e) for e in self.expressions)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Expression lengths in characters."""
+        return np.array([len(e) for e in self.expressions], dtype=np.float64)
+
+    # -- files
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "threshold": self.threshold,
+            "commands": list(self.commands),
+            "expressions": list(self.expressions),
+            "command_of": list(self.command_of),
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the grammar as JSON, atomically."""
+        try:
+            text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise GrammarError(f"{path}: provenance is not JSON-serialisable ({exc})") from None
+        if Path(path).is_dir():
+            raise GrammarError(f"{path}: output path is an existing folder")
+        atomic_write_text(path, text + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Grammar:
+        """Read a grammar written by :meth:`save`; every problem is a one-line GrammarError naming the file."""
+        path = Path(path)
+        if not path.exists():
+            raise GrammarError(f"{path}: grammar file not found")
+        if path.is_dir():
+            raise GrammarError(f"{path}: is a folder, not a grammar file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise GrammarError(f"{path}: not a grammar file (not UTF-8 text)") from None
+        except json.JSONDecodeError as exc:
+            raise GrammarError(f"{path}: not a grammar file (invalid JSON at line {exc.lineno}: {exc.msg})") from None
+        except OSError as exc:
+            raise GrammarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise GrammarError(f"{path}: not a grammar file (expected a JSON object with format {FORMAT!r})")
+        if data.get("version") != FORMAT_VERSION:
+            raise GrammarError(
+                f"{path}: unsupported grammar version {data.get('version')!r} (expected {FORMAT_VERSION})"
+            )
+        for key, kind in (("commands", list), ("expressions", list), ("command_of", list), ("threshold", int | float)):
+            if key not in data:
+                raise GrammarError(f"{path}: grammar file lacks {key!r}")
+            if isinstance(data[key], bool) or not isinstance(data[key], kind):
+                raise GrammarError(f"{path}: {key!r} has the wrong type ({type(data[key]).__name__})")
+        provenance = data.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise GrammarError(f"{path}: 'provenance' must be a JSON object")
+        try:
+            return cls(data["commands"], data["expressions"], data["command_of"], data["threshold"], provenance)
+        except GrammarError as exc:
+            raise GrammarError(f"{path}: {str(exc).removeprefix('grammar: ')}") from None
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """The outcome for one utterance. ``command`` is None when rejected; ``expression`` and
+    ``score`` describe the most likely expression either way."""
+
+    command: str | None
+    expression: int
+    score: float
+    scores: np.ndarray  # confidence of every expression (E,)
+    log_likelihoods: np.ndarray  # CTC log-likelihood of every expression (E,)
+    command_index: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.command is not None
+
+
+def decode(logp: np.ndarray, grammar: Grammar, score_kind: str | ScoreFn = "len_norm") -> Decision:
+    """Most likely expression for (T, 29) log-posteriors; its command if its confidence >= threshold."""
+    logp = check_posteriors(logp, NUM_SYMBOLS)
+    score_fn = _score_fn(score_kind)
+    log_lik = ctc_log_likelihood(logp, grammar.labels)
+    scores = np.asarray(score_fn(log_lik, best_path_log_prob(logp), grammar.lengths, logp.shape[0]), dtype=np.float64)
+    best = int(np.argmax(log_lik))
+    score = float(scores[best])
+    if score >= grammar.threshold and np.isfinite(log_lik[best]):
+        cmd = grammar.command_of[best]
+        return Decision(grammar.commands[cmd], best, score, scores, log_lik, cmd)
+    return Decision(None, best, score, scores, log_lik, None)
+
+
+def calibrate_threshold(scores_of_non_commands: np.ndarray, target_far: float) -> float:
+    """Smallest threshold whose false-alarm rate on these non-command scores is <= target_far.
+
+    A score >= threshold is an accept. The threshold is the next float above the score that
+    must be rejected, so exactly floor(target_far * n) scores (fewer on ties) stay accepted;
+    ``-inf`` when target_far >= 1.
+    """
+    scores = np.asarray(scores_of_non_commands, dtype=np.float64).reshape(-1)
+    if scores.size == 0:
+        raise GrammarError("calibrate_threshold: no non-command scores")
+    if np.isnan(scores).any() or np.isposinf(scores).any():
+        raise GrammarError("calibrate_threshold: scores contain NaN or +inf")
+    if not 0.0 <= target_far <= 1.0:
+        raise GrammarError(f"calibrate_threshold: target false-alarm rate {target_far} is outside [0, 1]")
+    n = scores.size
+    allowed = int(math.floor(target_far * n + 1e-9))  # how many may be accepted
+    if allowed >= n:
+        return -math.inf
+    must_reject = np.sort(scores)[n - allowed - 1]
+    return float(np.nextafter(must_reject, np.inf))

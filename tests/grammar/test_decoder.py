@@ -1,0 +1,363 @@
+import itertools
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from grammar.alphabet import SYMBOLS, encode
+from grammar.commands import default_commands_path, load_commands
+from grammar.decoder import (
+    SCORE_KINDS,
+    Grammar,
+    best_path_log_prob,
+    calibrate_threshold,
+    ctc_log_likelihood,
+    decode,
+)
+from grammar.errors import GrammarError
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _random_logp(rng, n_frames, n_symbols, zeros=False):
+    x = rng.normal(size=(n_frames, n_symbols)) * 1.5
+    logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    if zeros:  # some symbols impossible in some frames (probability exactly 0)
+        mask = rng.random(logp.shape) < 0.2
+        mask[:, 0] = False  # keep every frame possible
+        logp[mask] = -np.inf
+    return logp
+
+
+def _logsumexp(values):
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or np.all(values == -np.inf):
+        return -np.inf
+    m = values.max()
+    return float(m + np.log(np.exp(values - m).sum()))
+
+
+def _collapse(path):
+    out, prev = [], None
+    for s in path:
+        if s != prev and s != 0:
+            out.append(int(s))
+        prev = s
+    return tuple(out)
+
+
+def _brute_force(logp):
+    """log P(label) for every label, by enumerating all V**T frame paths."""
+    n_frames, n_symbols = logp.shape
+    paths = np.array(list(itertools.product(range(n_symbols), repeat=n_frames)))
+    with np.errstate(invalid="ignore"):
+        path_lp = logp[np.arange(n_frames), paths].sum(axis=1)
+    groups = {}
+    for p, lp in zip(paths, path_lp, strict=True):
+        groups.setdefault(_collapse(p), []).append(lp)
+    return {label: _logsumexp(v) for label, v in groups.items()}
+
+
+def _posterior(text, frames_per_char=3, peak=0.9, rng=None):
+    """Synthetic (T, 29) log-posteriors of ``text``: blank, then each character's frames, blank..."""
+    seq = ["_"]
+    for c in text:
+        seq += [c] * frames_per_char + ["_"]
+    p = np.full((len(seq), len(SYMBOLS)), (1 - peak) / (len(SYMBOLS) - 1))
+    for t, c in enumerate(seq):
+        p[t, 0 if c == "_" else SYMBOLS.index(c)] = peak
+    if rng is not None:
+        p *= np.exp(rng.normal(scale=0.3, size=p.shape))
+        p /= p.sum(axis=1, keepdims=True)
+    return np.log(p)
+
+
+@pytest.fixture(scope="module")
+def default_grammar():
+    return Grammar.from_commands(load_commands(default_commands_path()))
+
+
+# ----------------------------------------------------------------------------- CTC likelihood
+
+LABELS = [(), (1,), (2,), (1, 1), (1, 2), (2, 1, 2), (1, 1, 1), (3, 3, 2), (1, 2, 3, 1), (2, 2, 2, 2), (1, 2, 1, 2, 1, 2)]  # fmt: skip
+
+
+def _fits(label, n_frames):
+    return len(label) + sum(a == b for a, b in itertools.pairwise(label)) <= n_frames
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_ctc_matches_brute_force(n_frames, zeros):
+    rng = np.random.default_rng(10 * n_frames + zeros)
+    logp = _random_logp(rng, n_frames, 4, zeros)
+    truth = _brute_force(logp)
+    got = ctc_log_likelihood(logp, [np.array(lab, dtype=np.int64) for lab in LABELS])
+    assert got.shape == (len(LABELS),) and got.dtype == np.float64
+    for label, value in zip(LABELS, got, strict=True):
+        expected = truth.get(label, -np.inf)
+        if not _fits(label, n_frames):
+            assert value == -np.inf, label  # too long for T frames ("aa" needs a blank between)
+        if expected == -np.inf:
+            assert value == -np.inf, label
+        else:
+            assert value == pytest.approx(expected, abs=1e-5), label
+
+
+def test_ctc_label_that_needs_a_blank():
+    # 2 frames: "ab" fits, "aa" does not (it needs a blank between the two a's).
+    logp = np.log(np.full((2, 4), 0.25))
+    ab, aa = ctc_log_likelihood(logp, [np.array([1, 2]), np.array([1, 1])])
+    assert ab == pytest.approx(2 * math.log(0.25))
+    assert aa == -np.inf
+
+
+def test_ctc_batched_equals_one_at_a_time():
+    rng = np.random.default_rng(1)
+    logp = _random_logp(rng, 40, 29)
+    labels = [rng.integers(1, 29, size=rng.integers(0, 15)) for _ in range(25)]
+    labels.append(np.array([5] * 20))  # needs 39 frames: fits
+    labels.append(np.array([5] * 21))  # needs 41 frames: does not
+    batched = ctc_log_likelihood(logp, labels)
+    single = np.array([ctc_log_likelihood(logp, [lab])[0] for lab in labels])
+    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-9)
+    assert np.isfinite(batched[:-1]).all() and batched[-1] == -np.inf
+
+
+@pytest.mark.parametrize(("n_frames", "n_symbols"), [(1, 3), (3, 3), (5, 3), (4, 4)])
+def test_ctc_probabilities_of_all_labels_sum_to_one(n_frames, n_symbols):
+    rng = np.random.default_rng(n_frames * n_symbols)
+    logp = _random_logp(rng, n_frames, n_symbols)
+    labels = [np.array(lab, dtype=np.int64)
+              for n in range(n_frames + 1)
+              for lab in itertools.product(range(1, n_symbols), repeat=n)]  # fmt: skip
+    total = _logsumexp(ctc_log_likelihood(logp, labels))  # includes the blank-only (empty) label
+    assert total == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ctc_long_input_is_stable():
+    rng = np.random.default_rng(2)
+    logp = _random_logp(rng, 1000, 29)  # > several chunks; likelihoods far below float underflow
+    labels = [encode("volume up"), encode("noise reduction off")]
+    batched = ctc_log_likelihood(logp, labels)
+    assert np.isfinite(batched).all() and (batched < -1000).all()
+    # the scale-free identity: shifting every log-posterior by c shifts every likelihood by T*c
+    shifted = ctc_log_likelihood(logp - 3.0, labels)
+    np.testing.assert_allclose(shifted, batched - 3000.0, rtol=1e-9, atol=1e-3)
+
+
+def test_ctc_speed_200_expressions_300_frames():
+    rng = np.random.default_rng(3)
+    logp = _random_logp(rng, 300, 29)
+    labels = [rng.integers(1, 29, size=rng.integers(4, 20)) for _ in range(200)]
+    ctc_log_likelihood(logp, labels)
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        ctc_log_likelihood(logp, labels)
+        best = min(best, time.perf_counter() - t0)
+    assert best < 0.2, f"{best * 1e3:.1f} ms"  # about 15-20 ms on a loaded laptop core; lenient here
+
+
+def test_ctc_empty_label_list():
+    assert ctc_log_likelihood(np.zeros((3, 4)), []).shape == (0,)
+
+
+@pytest.mark.parametrize("label", [[0, 1], [1, 4], [-1], [[1, 2]], [1.5]])
+def test_ctc_rejects_bad_labels(label):
+    with pytest.raises(GrammarError, match="label 0"):
+        ctc_log_likelihood(np.zeros((3, 4)), [np.array(label)])
+
+
+def test_best_path_log_prob():
+    rng = np.random.default_rng(4)
+    logp = _random_logp(rng, 5, 3)
+    paths = np.array(list(itertools.product(range(3), repeat=5)))
+    assert best_path_log_prob(logp) == pytest.approx(logp[np.arange(5), paths].sum(axis=1).max())
+    assert isinstance(best_path_log_prob(logp), float)
+
+
+# ----------------------------------------------------------------------------- decisions
+
+
+@pytest.mark.parametrize("command", load_commands(default_commands_path()))
+def test_decode_picks_the_spoken_command(default_grammar, command):
+    rng = np.random.default_rng(len(command))
+    d = decode(_posterior(command, rng=rng), default_grammar)
+    assert d.accepted
+    assert d.command == command
+    assert default_grammar.expressions[d.expression] == command
+    assert d.command_index == default_grammar.commands.index(command)
+    assert d.scores.shape == d.log_likelihoods.shape == (20,)
+    assert d.score == d.scores[d.expression] >= default_grammar.threshold
+    assert int(np.argmax(d.log_likelihoods)) == d.expression
+
+
+def test_decode_rejects_below_threshold(default_grammar):
+    command = decode(_posterior("mute"), default_grammar)
+    other = decode(_posterior("hello world"), default_grammar)
+    assert other.score < command.score
+    middle = default_grammar.with_threshold((other.score + command.score) / 2)
+    assert decode(_posterior("mute"), middle).command == "mute"
+    rejected = decode(_posterior("hello world"), middle)
+    assert rejected.command is None and rejected.command_index is None and not rejected.accepted
+    assert rejected.score == pytest.approx(other.score)
+    # just above the command's own score: rejected too, but the best expression is still reported
+    strict = default_grammar.with_threshold(command.score + 1e-9)
+    d = decode(_posterior("mute"), strict)
+    assert d.command is None and default_grammar.expressions[d.expression] == "mute"
+
+
+def test_decode_too_short_input_is_rejected(default_grammar):
+    d = decode(_posterior("a", frames_per_char=1)[:2], default_grammar.with_threshold(-math.inf))
+    assert d.command is None and d.score == -math.inf
+    assert np.all(d.log_likelihoods == -np.inf)
+
+
+def test_score_kinds(default_grammar):
+    logp = _posterior("next song", rng=np.random.default_rng(5))
+    by_len = decode(logp, default_grammar)
+    by_frame = decode(logp, default_grammar, score_kind="frame_norm")
+    assert by_len.expression == by_frame.expression
+    lengths = np.array([len(e) for e in default_grammar.expressions])
+    np.testing.assert_allclose(by_len.scores * lengths, by_frame.scores * len(logp))
+    gap = by_len.log_likelihoods - best_path_log_prob(logp)
+    np.testing.assert_allclose(by_len.scores, gap / lengths)
+    custom = decode(logp, default_grammar, score_kind=lambda ll, bp, n, t: ll - bp)
+    np.testing.assert_allclose(custom.scores, gap)
+    assert set(SCORE_KINDS) >= {"len_norm", "frame_norm"}
+    with pytest.raises(GrammarError, match="unknown score kind"):
+        decode(logp, default_grammar, score_kind="nope")
+
+
+def test_decode_rejects_wrong_alphabet_size(default_grammar):
+    with pytest.raises(GrammarError, match="29 symbols"):
+        decode(np.zeros((10, 28)), default_grammar)
+
+
+def test_augmented_expression_maps_to_its_command():
+    g = Grammar(("mute", "volume up"), ("mute", "volume up", "mewt"), (0, 1, 0))
+    d = decode(_posterior("mewt"), g.with_threshold(-math.inf))
+    assert d.expression == 2 and d.command == "mute"
+    assert g.expressions_of("mute") == ("mute", "mewt")
+
+
+# ----------------------------------------------------------------------------- threshold calibration
+
+
+@pytest.mark.parametrize("target", [0.0, 0.01, 0.05, 0.1, 0.25, 0.29, 0.5, 0.99])
+def test_calibrate_threshold_gives_exact_far(target):
+    scores = np.random.default_rng(6).permutation(np.linspace(-5.0, 1.0, 100))
+    t = calibrate_threshold(scores, target)
+    assert np.mean(scores >= t) == pytest.approx(target)
+    # smallest: any lower threshold accepts one more non-command
+    assert np.mean(scores >= np.nextafter(t, -np.inf)) > target
+
+
+def test_calibrate_threshold_ties_and_edges():
+    scores = np.array([0.0, 1.0, 1.0, 2.0, -np.inf])
+    t = calibrate_threshold(scores, 0.4)  # 2 of 5 may pass, but the two 1.0s tie: only one passes
+    assert np.mean(scores >= t) == pytest.approx(0.2)
+    assert calibrate_threshold(scores, 1.0) == -math.inf
+    assert calibrate_threshold(scores, 0.0) > 2.0
+
+
+@pytest.mark.parametrize(("scores", "target"), [([], 0.1), ([0.0, np.nan], 0.1), ([0.0], -0.1), ([0.0], 1.5)])
+def test_calibrate_threshold_bad_input(scores, target):
+    with pytest.raises(GrammarError, match="calibrate_threshold"):
+        calibrate_threshold(np.array(scores), target)
+
+
+# ----------------------------------------------------------------------------- grammar objects and files
+
+
+def test_from_commands(default_grammar):
+    assert default_grammar.commands == default_grammar.expressions
+    assert default_grammar.command_of == tuple(range(20))
+    g = Grammar.from_commands(["Volume-Up", "MUTE"], threshold=-0.5)
+    assert g.commands == ("volume up", "mute") and g.threshold == -0.5
+
+
+def test_save_load_round_trip(tmp_path):
+    g = Grammar(("mute", "volume up"), ("mute", "volume up", "mewt", "volume op"), (0, 1, 0, 1),
+                threshold=-0.75, provenance={"method": "cem", "seed": 3})  # fmt: skip
+    path = tmp_path / "g.json"
+    g.save(path)
+    loaded = Grammar.load(path)
+    assert loaded == g
+    assert loaded.provenance == {"method": "cem", "seed": 3}
+    assert hash(loaded) == hash(g)
+    assert json.loads(path.read_text())["format"] == "stapes-grammar"
+    assert not [p for p in tmp_path.iterdir() if p.name != "g.json"]  # no temporary left behind
+    assert g == Grammar(g.commands, g.expressions, g.command_of, g.threshold)  # provenance not compared
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"expressions": ("Mute", "volume up")}, "character 'M'"),
+        ({"command_of": (0, 2)}, "outside 0..1"),
+        ({"command_of": (0,)}, "2 expressions but 1"),
+        ({"expressions": ("mute", "volume up", "mute"), "command_of": (0, 1, 1)}, "maps to two commands"),
+        ({"expressions": ("mute", "volume up", "mute"), "command_of": (0, 1, 0)}, "listed twice"),
+        ({"commands": ("mute", "mute")}, "listed twice"),
+        ({"command_of": (0, 0)}, "has no expression"),
+        ({"expressions": ("mute", "")}, "non-empty"),
+        ({"threshold": float("nan")}, "NaN"),
+        ({"commands": ()}, "no commands"),
+    ],
+)
+def test_grammar_validation(kwargs, match):
+    args = {"commands": ("mute", "volume up"), "expressions": ("mute", "volume up"), "command_of": (0, 1)}
+    args.update(kwargs)
+    with pytest.raises(GrammarError, match=match):
+        Grammar(**args)
+
+
+def _good():
+    return {"format": "stapes-grammar", "version": 1, "threshold": -1.0,
+            "commands": ["mute"], "expressions": ["mute"], "command_of": [0], "provenance": {}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "not found"),
+        ("folder", "folder"),
+        ("{not json", "invalid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        ([1, 2], "not a grammar file"),
+        ({**_good(), "format": "other"}, "not a grammar file"),
+        ({**_good(), "version": 7}, "unsupported grammar version 7"),
+        ({k: v for k, v in _good().items() if k != "expressions"}, "lacks 'expressions'"),
+        ({**_good(), "threshold": "high"}, "'threshold' has the wrong type"),
+        ({**_good(), "command_of": [3]}, "outside 0..0"),
+        ({**_good(), "expressions": ["Mute"]}, "character 'M'"),
+        ({**_good(), "provenance": []}, "provenance"),
+    ],
+)
+def test_load_errors_name_the_file(tmp_path, content, match):
+    path = tmp_path / "bad_grammar.json"
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content)
+    elif content is not None:
+        path.write_text(json.dumps(content))
+    with pytest.raises(GrammarError, match=match) as info:
+        Grammar.load(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_save_errors_name_the_file(tmp_path):
+    g = Grammar.from_commands(["mute"], provenance={"bad": object()})
+    with pytest.raises(GrammarError, match="JSON") as info:
+        g.save(tmp_path / "g.json")
+    assert "g.json" in str(info.value)
+    with pytest.raises(GrammarError, match="folder") as info:
+        Grammar.from_commands(["mute"]).save(tmp_path)
+    assert str(tmp_path) in str(info.value)

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rced.audio import atomic_write_text, load_audio, write_audio
+from rced.errors import RcedError
+from tests.conftest import speechlike
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
+def test_any_rate_becomes_16k(tmp_path, sr):
+    x = speechlike(sr, 1.0)
+    p = tmp_path / f"x_{sr}.wav"
+    sf.write(p, x, sr)
+    y = load_audio(p)
+    assert y.dtype == np.float32
+    assert abs(len(y) - 16000) <= 2
+    ref = speechlike(16000, 1.0)
+    if sr >= 16000:  # the harmonics above 4 kHz are lost at 8 kHz, so compare only there
+        assert np.corrcoef(y[1000:15000], ref[1000:15000])[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("channels", [2, 6])
+def test_multichannel_is_downmixed(tmp_path, channels):
+    x = speechlike()
+    p = tmp_path / "multi.wav"
+    sf.write(p, np.stack([x] * channels, axis=1), 16000)
+    np.testing.assert_allclose(load_audio(p), x, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("empty", "empty file"), ("text", "not a readable audio file"), ("truncated", "truncated"),
+    ("nan", "NaN"), ("zero_samples", "empty audio"), ("missing", "not found"),
+])  # fmt: skip
+def test_bad_input_is_one_line_error_naming_file(bad_files, kind, needle):
+    with pytest.raises(RcedError) as exc:
+        load_audio(bad_files[kind])
+    msg = str(exc.value)
+    assert str(bad_files[kind]) in msg and needle in msg and "\n" not in msg
+
+
+def test_flac_and_ogg_load(tmp_path):
+    x = speechlike()
+    for ext in ("flac", "ogg"):
+        p = tmp_path / f"x.{ext}"
+        sf.write(p, x, 16000)
+        assert len(load_audio(p)) == len(x)
+
+
+def test_write_is_atomic_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "sub" / "out.wav"  # missing folder is created
+    write_audio(p, speechlike())
+    assert p.exists() and [q.name for q in p.parent.iterdir()] == ["out.wav"]
+    with pytest.raises(RcedError):
+        write_audio(tmp_path / "bad.wav", np.array([np.nan], np.float32))
+    assert not (tmp_path / "bad.wav").exists()
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_write_clips_instead_of_wrapping(tmp_path):
+    p = tmp_path / "loud.wav"
+    write_audio(p, np.full(1000, 3.0, np.float32))
+    y, _ = sf.read(p)
+    assert y.max() > 0.99 and y.min() > 0.99
+
+
+def test_atomic_text_overwrites_whole(tmp_path):
+    p = tmp_path / "a.txt"
+    atomic_write_text(p, "first")
+    atomic_write_text(p, "second")
+    assert p.read_text() == "second"

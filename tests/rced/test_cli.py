@@ -1,0 +1,86 @@
+"""The ``rced`` command line as a user runs it: real processes, real files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import speechlike
+
+
+def rced(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rced", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_one_line_error(res, needle):
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rced: error:"), res.stderr
+    assert needle in lines[0]
+
+
+def test_help_lists_commands():
+    res = rced("--help")
+    assert res.returncode == 0
+    for cmd in ("train", "denoise", "evaluate", "demo"):
+        assert cmd in res.stdout
+
+
+def test_denoise_one_file_and_many(tmp_path):
+    ins = []
+    for i, (sr, ch) in enumerate([(16000, 1), (8000, 1), (44100, 2), (48000, 1)]):
+        p = tmp_path / f"in{i}.wav"
+        x = speechlike(sr, 1.0, seed=i)
+        sf.write(p, np.stack([x] * ch, 1) if ch > 1 else x, sr)
+        ins.append(p)
+    res = rced("denoise", ins[0], "-o", tmp_path / "one.wav", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["output"] == str(tmp_path / "one.wav")
+    y, sr = sf.read(tmp_path / "one.wav")
+    assert sr == 16000 and len(y) == 16000
+    res = rced("denoise", *ins, "-o", tmp_path / "outdir")  # missing output folder is created
+    assert res.returncode == 0, res.stderr
+    for p in ins:
+        y, sr = sf.read(tmp_path / "outdir" / p.name)
+        assert sr == 16000 and abs(len(y) - 16000) <= 2 and y.ndim == 1
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("empty", "empty file"), ("text", "not a readable audio file"), ("truncated", "truncated"),
+    ("nan", "NaN"), ("missing", "not found"),
+])  # fmt: skip
+def test_denoise_bad_input(bad_files, tmp_path, kind, needle):
+    out = tmp_path / "out.wav"
+    res = rced("denoise", bad_files[kind], "-o", out)
+    assert_one_line_error(res, needle)
+    assert str(bad_files[kind]) in res.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_one_bad_input_among_many_writes_nothing(bad_files, wav_16k, tmp_path):
+    res = rced("denoise", wav_16k, bad_files["nan"], "-o", tmp_path / "outs")
+    assert_one_line_error(res, "NaN")
+    assert not (tmp_path / "outs" / wav_16k.name).exists()
+
+
+def test_output_equal_to_input_is_refused(wav_16k):
+    before = wav_16k.read_bytes()
+    res = rced("denoise", wav_16k, "-o", wav_16k)
+    assert_one_line_error(res, "equals the input")
+    assert wav_16k.read_bytes() == before
+
+
+def test_colliding_names_refused(tmp_path):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        sf.write(tmp_path / d / "x.wav", speechlike(), 16000)
+    res = rced("denoise", tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", "-o", tmp_path / "o")
+    assert_one_line_error(res, "share this file name")
+
+
+def test_missing_model_folder(wav_16k, tmp_path):
+    res = rced("denoise", wav_16k, "-o", tmp_path / "o.wav", "--model", tmp_path / "nope")
+    assert_one_line_error(res, "model folder not found")

@@ -1,0 +1,82 @@
+import csv
+
+import numpy as np
+import pytest
+
+from rced.config import ModelConfig, TrainConfig
+from rced.errors import RcedError
+from rced.train import Trainer, make_loss, targets
+from tests.conftest import speechlike
+
+TINY = TrainConfig(model=ModelConfig(arch="rced", width_mult=0.25), batch_frames=64, steps_per_epoch=3, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def utts():
+    return [speechlike(16000, 1.5, seed=i) * (1 + i % 3) for i in range(12)]
+
+
+def _rows(run):
+    with open(run / "log.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path, utts):
+    run = tmp_path / "run"
+    state = Trainer(run, TINY, utts_audio=utts).run(max_epochs_this_run=1, verbose=0)
+    assert state["epochs_done"] == 1 and [r["epoch"] for r in _rows(run)] == ["0"]
+    # a new process would build a fresh Trainer from the folder alone
+    trainer = Trainer(run, utts_audio=utts)
+    assert trainer.cfg == TINY
+    state = trainer.run(verbose=0)
+    assert state["epochs_done"] == 2 and [r["epoch"] for r in _rows(run)] == ["0", "1"]
+    import keras
+
+    ckpt = keras.saving.load_model(run / "ckpt.keras", safe_mode=True, custom_objects={"compressed_mse": make_loss(TINY)})
+    assert int(ckpt.optimizer.iterations) == 2 * TINY.steps_per_epoch  # optimizer state survived
+    assert trainer.run(verbose=0)["epochs_done"] == 2  # a finished run does nothing more
+
+    from rced.denoiser import Denoiser
+
+    den = Denoiser.load(trainer.export(tmp_path / "model"))
+    y = den.denoise(utts[0], 16000)
+    assert y.shape == utts[0].shape and np.all(np.isfinite(y))
+
+
+def test_mirrored_strategy_trains_on_cpu(tmp_path, utts):
+    cfg = TrainConfig(model=TINY.model, batch_frames=64, steps_per_epoch=2, epochs=1)
+    state = Trainer(tmp_path / "m", cfg, utts_audio=utts, strategy="mirrored").run(verbose=0)
+    assert state["epochs_done"] == 1 and np.isfinite(state["best_val"])
+
+
+def test_other_config_in_same_folder_is_refused(tmp_path, utts):
+    Trainer(tmp_path / "r", TINY)
+    with pytest.raises(RcedError, match="different configuration"):
+        Trainer(tmp_path / "r", TrainConfig(epochs=99))
+
+
+def test_unknown_strategy(tmp_path, utts):
+    with pytest.raises(RcedError, match="unknown strategy"):
+        Trainer(tmp_path / "s", TINY, utts_audio=utts, strategy="tpu").run(verbose=0)
+
+
+@pytest.mark.parametrize("kind", ["psa", "irm", "mag"])
+def test_targets_are_bounded(kind):
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((50, 129)) + 1j * rng.standard_normal((50, 129))
+    y = s + rng.standard_normal((50, 129)) + 1j * rng.standard_normal((50, 129))
+    t = targets(y, s, kind)
+    assert np.all(t >= 0)
+    if kind != "mag":
+        assert np.all(t <= np.abs(y) + 1e-9)
+
+
+def test_loss_is_zero_for_the_ideal_mask():
+    from keras import ops
+
+    mag = np.random.default_rng(1).uniform(0.1, 2.0, (4, 129)).astype(np.float32)
+    mask = np.random.default_rng(2).uniform(0, 1, (4, 129)).astype(np.float32)
+    loss = make_loss(TrainConfig())
+    y_true = np.concatenate([mag, mag * mask], axis=1)
+    assert float(ops.mean(loss(y_true, mask))) < 1e-8
+    assert float(ops.mean(loss(y_true, 1 - mask))) > 1e-3
