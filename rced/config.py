@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,11 +90,12 @@ def from_dict(cls: type[T], data: dict, *, source: str = "config") -> T:
     unknown = set(data) - set(fields)
     if unknown:
         raise RcedError(f"{source}: unknown keys {sorted(unknown)} for {cls.__name__}")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        ftype = fields[name].type
-        sub = {"FrontendConfig": FrontendConfig, "ModelConfig": ModelConfig}.get(str(ftype))
-        kwargs[name] = from_dict(sub, value, source=source) if sub else value
+        sub = hints[name]
+        nested = dataclasses.is_dataclass(sub) and isinstance(sub, type)
+        kwargs[name] = from_dict(sub, value, source=source) if nested else value
     try:
         return cls(**kwargs)
     except TypeError as exc:

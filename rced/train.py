@@ -129,23 +129,104 @@ def make_loss(cfg: TrainConfig):
     return compressed_mse
 
 
-class Trainer:
-    """One training run in ``run_dir``; calling :meth:`run` again resumes it."""
+class ResumableRun:
+    """A training run in a folder: one checkpoint per epoch, CSV log, resume on rerun.
 
-    def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, *, n_utts: int = 4000,
-                 data_seed: int = 0, strategy: str = "default", utts_audio: list[np.ndarray] | None = None):  # fmt: skip
+    Subclasses provide the data (``_load_data``, ``_epoch_dataset``, ``self.val``) and the
+    model (``_new_model``, ``_custom_objects``); the epoch loop, learning-rate schedule,
+    checkpoints and the ``tf.distribute`` strategy live here once for every model.
+    """
+
+    config_cls: type = TrainConfig
+
+    def __init__(self, run_dir: str | Path, cfg=None, *, strategy: str = "default"):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.dir / "train_config.json"
         if cfg_path.exists():
-            saved = load_json(TrainConfig, cfg_path)
+            saved = load_json(self.config_cls, cfg_path)
             if cfg is not None and cfg != saved:
                 raise RcedError(f"{cfg_path}: run folder holds a different configuration; use a new folder")
             cfg = saved
-        self.cfg = cfg or TrainConfig()
+        self.cfg = cfg or self.config_cls()
         if not cfg_path.exists():
             save_json(self.cfg, cfg_path)
         self.strategy_name = strategy
+
+    def _load_data(self) -> None:
+        raise NotImplementedError
+
+    def _epoch_dataset(self, epoch: int):
+        raise NotImplementedError
+
+    def _new_model(self):
+        raise NotImplementedError
+
+    def _custom_objects(self) -> dict:
+        return {}
+
+    def _model(self):
+        import keras
+
+        ckpt = self.dir / "ckpt.keras"
+        if ckpt.exists():
+            return keras.saving.load_model(ckpt, safe_mode=True, custom_objects=self._custom_objects())
+        keras.utils.set_random_seed(self.cfg.seed)
+        return self._new_model()
+
+    def _lr(self, epoch: int) -> float:
+        """Cosine decay to 5% over the run, by epoch (so a resumed run follows the same schedule)."""
+        frac = epoch / max(1, self.cfg.epochs)
+        return self.cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def state(self) -> dict:
+        p = self.dir / "state.json"
+        return json.loads(p.read_text()) if p.exists() else {"epochs_done": 0, "best_val": None}
+
+    def run(self, max_epochs_this_run: int | None = None, verbose: int = 1) -> dict:
+        """Train until ``cfg.epochs`` (or ``max_epochs_this_run`` more); checkpoint every epoch."""
+        state = self.state()
+        if state["epochs_done"] >= self.cfg.epochs:
+            return state
+        strategy = get_strategy(self.strategy_name)
+        self._load_data()
+        with strategy.scope():
+            model = self._model()
+        stop_at = self.cfg.epochs
+        if max_epochs_this_run is not None:
+            stop_at = min(stop_at, state["epochs_done"] + max_epochs_this_run)
+        for epoch in range(state["epochs_done"], stop_at):
+            model.optimizer.learning_rate.assign(self._lr(epoch))
+            t0 = time.time()
+            hist = model.fit(self._epoch_dataset(epoch), epochs=epoch + 1, initial_epoch=epoch,
+                             steps_per_epoch=self.cfg.steps_per_epoch, verbose=verbose)  # fmt: skip
+            val = float(model.evaluate(*self.val, batch_size=self.val_batch, verbose=0))
+            row = {"epoch": epoch, "loss": float(hist.history["loss"][-1]), "val_loss": val,
+                   "lr": self._lr(epoch), "seconds": round(time.time() - t0, 1)}  # fmt: skip
+            row.update(self._extra_metrics(model))
+            _save_model_atomic(model, self.dir / "ckpt.keras")
+            if state["best_val"] is None or val < state["best_val"]:
+                _save_model_atomic(model, self.dir / "best.keras")
+                state["best_val"] = val
+            _append_csv(self.dir / "log.csv", row)
+            state["epochs_done"] = epoch + 1
+            atomic_write_text(self.dir / "state.json", json.dumps(state) + "\n")
+            if verbose:
+                print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {row['loss']:.5f} val {val:.5f} ({row['seconds']} s)")
+        return state
+
+    val_batch = 1024
+
+    def _extra_metrics(self, model) -> dict:
+        return {}
+
+
+class Trainer(ResumableRun):
+    """Denoiser training run in ``run_dir``; calling :meth:`run` again resumes it."""
+
+    def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, *, n_utts: int = 4000,
+                 data_seed: int = 0, strategy: str = "default", utts_audio: list[np.ndarray] | None = None):  # fmt: skip
+        super().__init__(run_dir, cfg, strategy=strategy)
         self.n_utts, self.data_seed = n_utts, data_seed
         self._utts_audio = utts_audio
 
@@ -185,61 +266,17 @@ class Trainer:
         return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
 
     # -- model ----------------------------------------------------------------------------
-    def _model(self):
+    def _custom_objects(self) -> dict:
+        return {"compressed_mse": make_loss(self.cfg)}
+
+    def _new_model(self):
         import keras
 
         from rced.models import build_model
 
-        ckpt = self.dir / "ckpt.keras"
-        loss = make_loss(self.cfg)
-        if ckpt.exists():
-            return keras.saving.load_model(ckpt, safe_mode=True, custom_objects={"compressed_mse": loss})
-        keras.utils.set_random_seed(self.cfg.seed)
         model = build_model(self.cfg.model)
-        model.compile(keras.optimizers.Adam(self.cfg.learning_rate, clipnorm=5.0), loss=loss)
+        model.compile(keras.optimizers.Adam(self.cfg.learning_rate, clipnorm=5.0), loss=make_loss(self.cfg))
         return model
-
-    def _lr(self, epoch: int) -> float:
-        """Cosine decay to 5% over the run, by epoch (so a resumed run follows the same schedule)."""
-        frac = epoch / max(1, self.cfg.epochs)
-        return self.cfg.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-    def state(self) -> dict:
-        p = self.dir / "state.json"
-        return json.loads(p.read_text()) if p.exists() else {"epochs_done": 0, "best_val": None}
-
-    def run(self, max_epochs_this_run: int | None = None, verbose: int = 1) -> dict:
-        """Train until ``cfg.epochs`` (or ``max_epochs_this_run`` more); checkpoint every epoch."""
-
-        state = self.state()
-        if state["epochs_done"] >= self.cfg.epochs:
-            return state
-        self._load_data()
-        strategy = get_strategy(self.strategy_name)
-        with strategy.scope():
-            model = self._model()
-        log_path = self.dir / "log.csv"
-        stop_at = self.cfg.epochs
-        if max_epochs_this_run is not None:
-            stop_at = min(stop_at, state["epochs_done"] + max_epochs_this_run)
-        for epoch in range(state["epochs_done"], stop_at):
-            model.optimizer.learning_rate.assign(self._lr(epoch))
-            t0 = time.time()
-            hist = model.fit(self._epoch_dataset(epoch), epochs=epoch + 1, initial_epoch=epoch,
-                             steps_per_epoch=self.cfg.steps_per_epoch, verbose=verbose)  # fmt: skip
-            val = float(model.evaluate(*self.val, batch_size=1024, verbose=0))
-            row = {"epoch": epoch, "loss": float(hist.history["loss"][-1]), "val_loss": val,
-                   "lr": self._lr(epoch), "seconds": round(time.time() - t0, 1)}  # fmt: skip
-            _save_model_atomic(model, self.dir / "ckpt.keras")
-            if state["best_val"] is None or val < state["best_val"]:
-                _save_model_atomic(model, self.dir / "best.keras")
-                state["best_val"] = val
-            _append_csv(log_path, row)
-            state["epochs_done"] = epoch + 1
-            atomic_write_text(self.dir / "state.json", json.dumps(state) + "\n")
-            if verbose:
-                print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {row['loss']:.5f} val {val:.5f} ({row['seconds']} s)")
-        return state
 
     def export(self, out_dir: str | Path) -> Path:
         """Write the best checkpoint as a shippable model folder (model.keras, config.json, norm.json)."""

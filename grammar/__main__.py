@@ -1,0 +1,5 @@
+import sys
+
+from grammar.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""Frozen configurations of the acoustic model and its training, saved as JSON beside the model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rced.config import FrontendConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class AMConfig:
+    """Pure-convolution CTC acoustic model over log-mel features of the shared STFT."""
+
+    frontend: FrontendConfig = dataclasses.field(default_factory=FrontendConfig)
+    n_mels: int = 40
+    fmin: float = 60.0
+    channels: int = 160
+    blocks: int = 6
+    kernel: int = 9
+    stride: int = 2  # first layer: output frame rate = frontend rate / stride
+    lookahead: int = 1  # right context (output frames) of each depthwise block
+
+    @property
+    def lookahead_ms(self) -> float:
+        return 1000.0 * self.blocks * self.lookahead * self.stride / self.frontend.frame_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class AMTrainConfig:
+    am: AMConfig = dataclasses.field(default_factory=AMConfig)
+    batch_utts: int = 16
+    steps_per_epoch: int = 300
+    epochs: int = 30
+    learning_rate: float = 2e-3
+    seed: int = 0
+    snr_low: float = 0.0
+    snr_high: float = 25.0
+    p_clean: float = 0.25
+    p_enhanced: float = 0.4  # the rest: noisy without the denoiser
+    spec_freq_masks: int = 2
+    spec_time_masks: int = 2
+    vtlp: float = 0.1  # frequency warp factor range 1 +- vtlp
+    tempo: float = 0.1  # time-stretch range 1 +- tempo

@@ -1,0 +1,253 @@
+"""Acoustic-model training: TRAIN-voice read speech, clean / in babble / behind the denoiser.
+
+Each utterance is prepared once (log-mel of the clean speech, of one babble mixture, and for
+half of the utterances of that mixture after the shipped denoiser) and cached in the run
+folder; every batch then draws a version and applies tempo, vocal-tract-length (mel warp),
+level and SpecAugment perturbations on the fly. The epoch loop, checkpoints, resume and the
+``tf.distribute`` strategy are those of :class:`rced.train.ResumableRun`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from grammar.alphabet import encode, greedy_decode, normalize_text
+from grammar.config import AMTrainConfig
+from grammar.errors import GrammarError
+from grammar.features import LOG_FLOOR, log_mel
+from rced.corpus import load_utterances, make_babble, mix, train_utterances
+from rced.features import Normalizer
+from rced.frontend import stft
+from rced.train import ResumableRun
+
+
+def char_error_rate(refs: list[str], hyps: list[str]) -> float:
+    """Character edit distance summed over utterances / reference characters."""
+    errs = sum(_edit_distance(r, h) for r, h in zip(refs, hyps))
+    return errs / max(1, sum(len(r) for r in refs))
+
+
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def prepare_utterances(audios: list[np.ndarray], texts: list[str], cfg: AMTrainConfig, denoiser,
+                       babble_pool: list[np.ndarray], seed: int) -> dict:  # fmt: skip
+    """Per utterance: label ids and log-mel of clean, noisy and (for half) enhanced versions."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    fe = cfg.am.frontend
+    out: dict = {"labels": [], "clean": [], "noisy": [], "enhanced": [], "text": []}
+    for i, (audio, text) in enumerate(tqdm(list(zip(audios, texts)), desc="AM data", unit="utt")):
+        try:
+            text = normalize_text(text)
+            ids = encode(text)
+        except GrammarError:
+            continue
+        noise = make_babble(len(audio), babble_pool, rng)
+        noisy = mix(audio, noise, float(rng.uniform(cfg.snr_low, cfg.snr_high)))
+        spec = stft(noisy, fe)
+        out["labels"].append(ids.astype(np.int32))
+        out["text"].append(text)
+        out["clean"].append(log_mel(np.abs(stft(audio, fe)), cfg.am).astype(np.float16))
+        out["noisy"].append(log_mel(np.abs(spec), cfg.am).astype(np.float16))
+        enhanced = None
+        if denoiser is not None and i % 2 == 0:
+            enhanced = log_mel(np.abs(denoiser.enhance_stft(spec)), cfg.am).astype(np.float16)
+        out["enhanced"].append(enhanced)
+    return out
+
+
+def augment(feat: np.ndarray, cfg: AMTrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Tempo (frame resampling), mel-axis warp (VTLP), level offset; log-mel in, log-mel out."""
+    t, m = feat.shape
+    tempo = rng.uniform(1 - cfg.tempo, 1 + cfg.tempo)
+    idx = np.clip(np.round(np.arange(0, t, tempo)).astype(int), 0, t - 1)
+    feat = feat[idx].astype(np.float32)
+    warp = rng.uniform(1 - cfg.vtlp, 1 + cfg.vtlp)
+    src = np.clip(np.arange(m) * warp, 0, m - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, m - 1)
+    w = src - lo
+    feat = feat[:, lo] * (1 - w) + feat[:, hi] * w
+    return feat + rng.uniform(-2.3, 2.3)  # +-10 dB level
+
+
+def spec_augment(x: np.ndarray, cfg: AMTrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Zero (the normalised mean) a few mel bands and time stretches."""
+    t, m = x.shape
+    for _ in range(cfg.spec_freq_masks):
+        w = int(rng.integers(0, 7))
+        f0 = int(rng.integers(0, m - w + 1))
+        x[:, f0 : f0 + w] = 0.0
+    for _ in range(cfg.spec_time_masks):
+        w = int(rng.integers(0, min(20, max(1, t // 8)) + 1))
+        t0 = int(rng.integers(0, max(1, t - w + 1)))
+        x[t0 : t0 + w] = 0.0
+    return x
+
+
+def pad_batch(feats: list[np.ndarray], labels: list[np.ndarray], stride: int, pad_value: np.ndarray):
+    """Stack to (B, T, 1, M) with silence padding (T a multiple of ``stride``) and (B, L) labels (0-padded)."""
+    t = max(len(f) for f in feats)
+    t += (-t) % stride
+    x = np.broadcast_to(pad_value, (len(feats), t, pad_value.shape[-1])).copy()
+    for i, f in enumerate(feats):
+        x[i, : len(f)] = f
+    y = np.zeros((len(labels), max(len(lab) for lab in labels)), np.int32)
+    for i, lab in enumerate(labels):
+        y[i, : len(lab)] = lab
+    return x[:, :, None, :].astype(np.float32), y
+
+
+class AMTrainer(ResumableRun):
+    """A resumable AM training run; the prepared data are cached in the run folder."""
+
+    config_cls = AMTrainConfig
+    val_batch = 16
+
+    def __init__(self, run_dir, cfg: AMTrainConfig | None = None, *, utt_seeds: tuple[int, ...] = (0, 1),
+                 n_utts: int = 4000, denoiser_path=None, strategy: str = "default", data: dict | None = None):  # fmt: skip
+        super().__init__(run_dir, cfg, strategy=strategy)
+        self.utt_seeds, self.n_utts, self.denoiser_path = utt_seeds, n_utts, denoiser_path
+        self._data = data
+
+    # -- data -----------------------------------------------------------------------------
+    def _prepare(self) -> dict:
+        from rced.denoiser import Denoiser
+
+        cache = self.dir / "am_data.npz"
+        if cache.exists():
+            return _load_npz(cache)
+        utts = [u for s in self.utt_seeds for u in train_utterances(self.n_utts, s)]
+        audios = load_utterances(utts, desc="AM speech")
+        pool = load_utterances(train_utterances(200, 777), desc="AM babble")
+        den = Denoiser.load(self.denoiser_path)
+        data = prepare_utterances(audios, [u.text for u in utts], self.cfg, den, pool, self.cfg.seed)
+        _save_npz(cache, data)
+        return data
+
+    def _load_data(self) -> None:
+        data = self._data if self._data is not None else self._prepare()
+        n = len(data["labels"])
+        n_val = max(2, n // 40)
+        self.data = {k: v[n_val:] for k, v in data.items()}
+        val = {k: v[:n_val] for k, v in data.items()}
+        norm_path = self.dir / "norm.json"
+        if norm_path.exists():
+            self.norm = Normalizer.load(norm_path)
+        else:
+            sample = np.concatenate([f for f in self.data["noisy"][:400]] + [f for f in self.data["clean"][:200]])
+            self.norm = Normalizer.fit(sample.astype(np.float32))
+            self.norm.save(norm_path)
+        self.pad = self.norm.apply(np.full((1, self.cfg.am.n_mels), np.log(LOG_FLOOR), np.float32))[0]
+        # validation: the noisy version of every held-out utterance (enhanced where it exists)
+        feats = [self.norm.apply((e if e is not None else nz).astype(np.float32))
+                 for e, nz in zip(val["enhanced"], val["noisy"])]  # fmt: skip
+        self.val_text = val["text"]
+        self.val = pad_batch(feats, val["labels"], self.cfg.am.stride, self.pad)
+
+    def _sample(self, rng: np.random.Generator):
+        cfg = self.cfg
+        idx = rng.integers(0, len(self.data["labels"]), cfg.batch_utts)
+        feats, labels = [], []
+        for i in idx:
+            # half the utterances have an enhanced version: give it twice the share there
+            r, enh = rng.random(), self.data["enhanced"][i]
+            if r < cfg.p_clean:
+                f = self.data["clean"][i]
+            elif enh is not None and r < cfg.p_clean + 2 * cfg.p_enhanced:
+                f = enh
+            else:
+                f = self.data["noisy"][i]
+            f = spec_augment(self.norm.apply(augment(f, cfg, rng)), cfg, rng)
+            feats.append(f)
+            labels.append(self.data["labels"][i])
+        return pad_batch(feats, labels, cfg.am.stride, self.pad)
+
+    def _epoch_dataset(self, epoch: int):
+        import tensorflow as tf
+
+        def gen():
+            rng = np.random.default_rng([self.cfg.seed, epoch])
+            for _ in range(self.cfg.steps_per_epoch):
+                yield self._sample(rng)
+
+        sig = (tf.TensorSpec((None, None, 1, self.cfg.am.n_mels), tf.float32), tf.TensorSpec((None, None), tf.int32))
+        return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
+
+    # -- model ----------------------------------------------------------------------------
+    def _new_model(self):
+        import keras
+
+        from grammar.am import build_am
+
+        model = build_am(self.cfg.am)
+        model.compile(keras.optimizers.Adam(self.cfg.learning_rate, clipnorm=5.0), loss=keras.losses.CTC())
+        return model
+
+    def _extra_metrics(self, model) -> dict:
+        """Greedy-decoding character error rate on the held-out utterances."""
+        import keras
+
+        logits = np.asarray(model.predict(self.val[0], batch_size=16, verbose=0))
+        hyps = [greedy_decode(np.asarray(keras.ops.log_softmax(lg))) for lg in logits]
+        return {"val_cer": round(char_error_rate(self.val_text, hyps), 4)}
+
+    def export(self, out_dir):
+        """Best checkpoint -> model folder (model.keras, config.json, norm.json)."""
+        import keras
+
+        from grammar.am import build_am
+        from rced.config import save_json
+        from rced.train import _save_model_atomic
+
+        trained = keras.saving.load_model(self.dir / "best.keras", safe_mode=True, compile=False)
+        model = build_am(self.cfg.am)
+        model.set_weights(trained.get_weights())
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _save_model_atomic(model, out / "model.keras")
+        save_json(self.cfg.am, out / "config.json")
+        Normalizer.load(self.dir / "norm.json").save(out / "norm.json")
+        return out
+
+
+def _save_npz(path, data: dict) -> None:
+    """Ragged lists as one flat array plus offsets per field (no pickles)."""
+    arrays = {}
+    for key in ("labels", "clean", "noisy"):
+        arrays[key] = np.concatenate(data[key])
+        arrays[f"{key}_len"] = np.array([len(a) for a in data[key]])
+    has = np.array([e is not None for e in data["enhanced"]])
+    arrays["enhanced"] = np.concatenate([e for e in data["enhanced"] if e is not None] or [np.zeros((0, 40), np.float16)])
+    arrays["enhanced_len"] = np.array([len(e) if e is not None else 0 for e in data["enhanced"]])
+    arrays["enhanced_has"] = has
+    arrays["text"] = np.array(data["text"], dtype=np.str_)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_npz(path) -> dict:
+    z = np.load(path, allow_pickle=False)
+    out = {}
+    for key in ("labels", "clean", "noisy", "enhanced"):
+        offs = np.concatenate([[0], np.cumsum(z[f"{key}_len"])])
+        out[key] = [z[key][a:b] for a, b in zip(offs[:-1], offs[1:])]
+    out["enhanced"] = [e if h else None for e, h in zip(out["enhanced"], z["enhanced_has"])]
+    out["text"] = [str(t) for t in z["text"]]
+    return out
+
+
+
