@@ -40,6 +40,135 @@ def cmd_train_am(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recognizer(args: argparse.Namespace, grammar=None):
+    from grammar.recognizer import Recognizer
+
+    den = False if getattr(args, "no_denoiser", False) else args.denoiser
+    if grammar is None and getattr(args, "grammar", None) is None and getattr(args, "commands", None):
+        from grammar.commands import load_commands
+        from grammar.decoder import Grammar
+
+        grammar = Grammar.from_commands(load_commands(args.commands), threshold=_default_threshold())
+    if grammar is None:
+        grammar = getattr(args, "grammar", None)
+    return Recognizer.load(args.am, denoiser=den, grammar=grammar)
+
+
+def _default_threshold() -> float:
+    """The calibrated threshold of the shipped grammar (a base grammar built on the fly reuses it)."""
+    from grammar.decoder import Grammar
+    from grammar.recognizer import default_grammar_path
+
+    return Grammar.load(default_grammar_path()).threshold
+
+
+def _load_all(paths: list[str]):
+    from rced.audio import load_audio
+
+    return [(p, load_audio(p)) for p in paths]  # validate every input before any work
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    audios = _load_all(args.audio)
+    rec = _recognizer(args, grammar=False)
+    for path, audio in audios:
+        text = rec.transcribe(audio, 16000, name=path)
+        _emit(args, {"path": path, "text": text}, f"{path}\t{text}")
+    return 0
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    audios = _load_all(args.audio)
+    rec = _recognizer(args)
+    for path, audio in audios:
+        d = rec.recognize(audio, 16000, name=path)
+        payload = {"path": path, "command": d.command, "score": round(float(d.score), 4)}
+        print(json.dumps(payload) if args.json else f"{path}\t{d.command or '(rejected)'}\t{d.score:.3f}")
+    return 0
+
+
+def score_manifest(rec, rows) -> list:
+    """Decision for every manifest row (with a progress bar)."""
+    from tqdm import tqdm
+
+    from rced.audio import load_audio
+
+    return [rec.recognize(load_audio(r.path), 16000, name=str(r.path)) for r in tqdm(rows, desc="recognizing", unit="utt")]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from grammar.dataset import check_labels, load_manifest
+    from grammar.metrics import det_curve, metrics_by_group, plot_det
+
+    rows = load_manifest(args.dataset)
+    rec = _recognizer(args)
+    check_labels(rows, rec.grammar.commands, source=args.dataset)
+    decisions = score_manifest(rec, rows)
+    labels = [r.label for r in rows]
+    preds = [d.command for d in decisions]
+    groups = [r.extra.get("snr", "all") for r in rows]
+    result = metrics_by_group(labels, preds, groups)
+    if args.det:
+        best = [rec.grammar.commands[rec.grammar.command_of[d.expression]] for d in decisions]
+        curve = det_curve(labels, best, [d.score for d in decisions])
+        plot_det({"chain": curve}, args.det, operating_points={"threshold": result["all"]})
+    if args.json:
+        print(json.dumps({"dataset": str(args.dataset), "threshold": rec.grammar.threshold, "metrics": result}))
+    else:
+        print(f"{'group':>8}  {'n_cmd':>5} {'n_non':>5}  {'MDR':>6} {'MCR':>6} {'FAR':>6} {'accuracy':>8}")
+        for g, m in result.items():
+            print(f"{g:>8}  {m['n_command']:5d} {m['n_noncommand']:5d}  {m['mdr']:6.3f} {m['mcr']:6.3f} "
+                  f"{m['far']:6.3f} {m['accuracy']:8.3f}")  # fmt: skip
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from grammar.dataset import check_labels, load_manifest
+    from grammar.decoder import calibrate_threshold
+
+    rows = load_manifest(args.dataset)
+    rec = _recognizer(args)
+    check_labels(rows, rec.grammar.commands, source=args.dataset)
+    non = [r for r in rows if r.label is None]
+    if not non:
+        raise GrammarError(f"{args.dataset}: no non-command utterances to calibrate the false-alarm rate on")
+    scores = [d.score for d in score_manifest(rec, non)]
+    thr = calibrate_threshold(scores, args.target_far)
+    g = rec.grammar.with_threshold(thr)
+    import dataclasses
+
+    g = dataclasses.replace(g, provenance={**g.provenance, "threshold": {
+        "target_far": args.target_far, "dataset": str(args.dataset), "n_noncommand": len(non)}})  # fmt: skip
+    g.save(args.output)
+    _emit(args, {"output": str(args.output), "threshold": thr}, f"threshold {thr:.4f} -> {args.output}")
+    return 0
+
+
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from grammar.commands import default_commands_path, load_commands
+    from grammar.dataset import make_dataset
+    from rced.tts import test_voices, train_voices
+
+    voices = {"test": test_voices(), "train": [v for v in train_voices() if v.engine != "espeak"]}[args.voices]
+    commands = load_commands(args.commands or default_commands_path())
+    snrs = [None if s == "clean" else float(s) for s in args.snrs]
+    path = make_dataset(args.output, commands, voices, n_command_reps=args.reps, n_random=args.random,
+                        n_near_miss=args.near_miss, snrs=snrs, seed=args.seed)  # fmt: skip
+    _emit(args, {"manifest": str(path)}, f"manifest written to {path}")
+    return 0
+
+
+def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True) -> None:
+    p.add_argument("--am", default=None, help="acoustic-model folder (default: shipped)")
+    p.add_argument("--denoiser", default=None, help="denoiser folder (default: shipped)")
+    p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum")
+    if grammar:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--grammar", default=None, help="grammar JSON (default: shipped, calibrated)")
+        g.add_argument("--commands", default=None, help="command file: base grammar, one expression each")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grammar", description="CTC command recognizer with grammar augmentation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,6 +191,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--export", type=Path, default=None)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train_am)
+
+    tr = sub.add_parser("transcribe", help="greedy CTC transcript of audio files")
+    tr.add_argument("audio", nargs="+")
+    _add_chain_args(tr, grammar=False)
+    tr.set_defaults(func=cmd_transcribe)
+
+    rc = sub.add_parser("recognize", help="pick a command or reject, one JSON line per file with --json")
+    rc.add_argument("audio", nargs="+")
+    _add_chain_args(rc)
+    rc.set_defaults(func=cmd_recognize)
+
+    ev = sub.add_parser("evaluate", help="MDR, MCR, FAR, accuracy per SNR on a manifest")
+    ev.add_argument("--dataset", required=True, type=Path, help="manifest CSV (path,label,...)")
+    ev.add_argument("--det", default=None, help="write a DET-style PNG over the threshold")
+    _add_chain_args(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    ca = sub.add_parser("calibrate", help="set the rejection threshold for a target false-alarm rate")
+    ca.add_argument("--dataset", required=True, type=Path)
+    ca.add_argument("--target-far", type=float, default=0.05)
+    ca.add_argument("-o", "--output", required=True, type=Path)
+    _add_chain_args(ca)
+    ca.set_defaults(func=cmd_calibrate)
+
+    md = sub.add_parser("make-dataset", help="synthesize a command / non-command manifest")
+    md.add_argument("-o", "--output", required=True, type=Path)
+    md.add_argument("--commands", default=None)
+    md.add_argument("--voices", default="test", choices=["test", "train"])
+    md.add_argument("--reps", type=int, default=2, help="repetitions of each command per voice")
+    md.add_argument("--random", type=int, default=10, help="random word sequences per voice")
+    md.add_argument("--near-miss", type=int, default=10, help="near misses per voice")
+    md.add_argument("--snrs", nargs="+", default=["clean", "20", "10", "5"])
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--json", action="store_true")
+    md.set_defaults(func=cmd_make_dataset)
     return p
 
 

@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
     )  # fmt: skip
     trainer = Trainer(args.run_dir, cfg, n_utts=args.utterances, data_seed=args.data_seed,
-                      strategy=args.strategy)  # fmt: skip
+                      strategy=args.strategy, init_from=args.init_from)  # fmt: skip
     state = trainer.run(max_epochs_this_run=args.max_epochs_this_run, verbose=0 if args.json else 1)
     out = None
     if state["epochs_done"] >= trainer.cfg.epochs:
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
     t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow")
     t.add_argument("--max-epochs-this-run", type=int, default=None, help="stop after N epochs (resume later)")
+    t.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
     t.add_argument("--export", type=Path, default=None, help="model folder to write when training ends")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)

@@ -139,7 +139,8 @@ class ResumableRun:
 
     config_cls: type = TrainConfig
 
-    def __init__(self, run_dir: str | Path, cfg=None, *, strategy: str = "default"):
+    def __init__(self, run_dir: str | Path, cfg=None, *, strategy: str = "default", init_from: str | Path | None = None):
+        self.init_from = Path(init_from) if init_from else None
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.dir / "train_config.json"
@@ -172,7 +173,13 @@ class ResumableRun:
         if ckpt.exists():
             return keras.saving.load_model(ckpt, safe_mode=True, custom_objects=self._custom_objects())
         keras.utils.set_random_seed(self.cfg.seed)
-        return self._new_model()
+        model = self._new_model()
+        if self.init_from is not None:  # warm start: weights only, fresh optimizer and schedule
+            if not self.init_from.exists():
+                raise RcedError(f"{self.init_from}: checkpoint to initialise from not found")
+            src = keras.saving.load_model(self.init_from, safe_mode=True, compile=False)
+            model.set_weights(src.get_weights())
+        return model
 
     def _lr(self, epoch: int) -> float:
         """Cosine decay to 5% over the run, by epoch (so a resumed run follows the same schedule)."""
@@ -225,8 +232,9 @@ class Trainer(ResumableRun):
     """Denoiser training run in ``run_dir``; calling :meth:`run` again resumes it."""
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, *, n_utts: int = 4000,
-                 data_seed: int = 0, strategy: str = "default", utts_audio: list[np.ndarray] | None = None):  # fmt: skip
-        super().__init__(run_dir, cfg, strategy=strategy)
+                 data_seed: int = 0, strategy: str = "default", utts_audio: list[np.ndarray] | None = None,
+                 init_from: str | Path | None = None):  # fmt: skip
+        super().__init__(run_dir, cfg, strategy=strategy, init_from=init_from)
         self.n_utts, self.data_seed = n_utts, data_seed
         self._utts_audio = utts_audio
 

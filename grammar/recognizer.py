@@ -1,0 +1,105 @@
+"""The recognition chain as users call it: audio -> denoiser -> log-mel -> CTC AM -> grammar.
+
+One STFT serves both paths: the AM's log-mel comes from the denoiser's enhanced magnitude.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from grammar.alphabet import greedy_decode
+from grammar.config import AMConfig
+from grammar.decoder import Decision, Grammar, decode
+from grammar.errors import GrammarError
+from grammar.features import log_mel
+from rced.audio import resample, validate_audio
+from rced.config import load_json
+from rced.features import Normalizer
+from rced.frontend import stft
+
+
+def default_am_path() -> Path:
+    return Path(str(resources.files("grammar") / "default_am"))
+
+
+def default_grammar_path() -> Path:
+    return Path(str(resources.files("grammar") / "data" / "grammar_default.json"))
+
+
+def receptive_field_frames(cfg: AMConfig) -> int:
+    """STFT frames one AM output frame depends on (input conv plus the depthwise blocks)."""
+    return 5 + cfg.blocks * (cfg.kernel - 1) * cfg.stride
+
+
+class Recognizer:
+    """Denoiser (optional) + CTC acoustic model + grammar decoder."""
+
+    def __init__(self, model, config: AMConfig, norm: Normalizer, denoiser=None, grammar: Grammar | None = None,
+                 path: Path | None = None):  # fmt: skip
+        self.model, self.config, self.norm = model, config, norm
+        self.denoiser, self.grammar, self.path = denoiser, grammar, path
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, denoiser: str | Path | None | bool = None,
+             grammar: Grammar | str | Path | None | bool = None) -> Recognizer:  # fmt: skip
+        """AM folder (None = shipped); ``denoiser``: folder, None = shipped, False = none;
+        ``grammar``: a Grammar, a grammar JSON path, None = the shipped default, False = none."""
+        from rced.denoiser import Denoiser
+
+        folder = Path(path) if path is not None else default_am_path()
+        for name in ("model.keras", "config.json", "norm.json"):
+            if not (folder / name).exists():
+                raise GrammarError(f"{folder}: acoustic-model folder lacks {name}")
+        config = load_json(AMConfig, folder / "config.json")
+        import keras
+
+        try:
+            model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
+        except Exception as exc:  # keras raises many types for a bad file
+            raise GrammarError(f"{folder / 'model.keras'}: cannot load model ({str(exc).splitlines()[0][:120]})") from None
+        den = None if denoiser is False else Denoiser.load(denoiser)
+        if grammar is False:
+            grammar = None
+        elif grammar is None:
+            grammar = Grammar.load(default_grammar_path())
+        elif not isinstance(grammar, Grammar):
+            grammar = Grammar.load(grammar)
+        return cls(model, config, Normalizer.load(folder / "norm.json"), den, grammar, folder)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.frontend.sample_rate
+
+    def features(self, audio: np.ndarray, sr: int, name: str = "input") -> np.ndarray:
+        """(frames, n_mels) normalised log-mel of the (enhanced) spectrum."""
+        audio = validate_audio(audio, name)
+        x = resample(audio, sr, self.sample_rate)
+        need = receptive_field_frames(self.config) * self.config.frontend.hop
+        if len(x) < need:
+            raise GrammarError(f"{name}: audio of {len(x) / self.sample_rate:.2f} s is shorter than the "
+                               f"acoustic model's receptive field ({need / self.sample_rate:.2f} s)")  # fmt: skip
+        spec = stft(x, self.config.frontend)
+        if self.denoiser is not None:
+            spec = self.denoiser.enhance_stft(spec)
+        return self.norm.apply(log_mel(np.abs(spec), self.config))
+
+    def posteriors(self, audio: np.ndarray, sr: int, name: str = "input") -> np.ndarray:
+        """(T, 29) log-posteriors over the alphabet."""
+        feats = self.features(audio, sr, name)
+        pad = (-len(feats)) % self.config.stride
+        if pad:
+            feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
+        logits = np.asarray(self.model(feats[None, :, None, :], training=False))[0]
+        return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+    def transcribe(self, audio: np.ndarray, sr: int, name: str = "input") -> str:
+        return greedy_decode(self.posteriors(audio, sr, name))
+
+    def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None) -> Decision:
+        g = grammar or self.grammar
+        if g is None:
+            raise GrammarError("recognize: no grammar loaded")
+        return decode(self.posteriors(audio, sr, name), g)

@@ -1,0 +1,36 @@
+"""A tiny acoustic-model folder (random weights) for fast tests of the recognition chain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_am(tmp_path_factory):
+    from grammar.am import build_am
+    from grammar.config import AMConfig
+    from rced.config import save_json
+    from rced.features import Normalizer
+
+    folder = tmp_path_factory.mktemp("tiny_am")
+    cfg = AMConfig(channels=16, blocks=2)
+    build_am(cfg).save(folder / "model.keras")
+    save_json(cfg, folder / "config.json")
+    Normalizer(tuple([-8.0] * cfg.n_mels), tuple([3.0] * cfg.n_mels)).save(folder / "norm.json")
+    return folder
+
+
+@pytest.fixture
+def tiny_grammar(tmp_path):
+    from grammar.decoder import Grammar
+
+    g = Grammar.from_commands(["volume up", "mute", "call home"], threshold=-1e9)
+    p = tmp_path / "g.json"
+    g.save(p)
+    return p
+
+
+def tone(seconds: float, sr: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)

@@ -1,0 +1,102 @@
+"""The ``grammar`` command line as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+
+from tests.grammar.conftest import tone
+
+
+def grammar(*args):
+    return subprocess.run([sys.executable, "-m", "grammar", *map(str, args)], capture_output=True, text=True)
+
+
+def one_line_error(res, needle):
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("grammar: error:"), res.stderr
+    assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def wavs(tmp_path):
+    paths = []
+    for i, sr in enumerate((16000, 44100)):
+        p = tmp_path / f"u{i}.wav"
+        sf.write(p, tone(1.5, sr), sr)
+        paths.append(p)
+    return paths
+
+
+def test_recognize_json_lines(tiny_am, tiny_grammar, wavs):
+    res = grammar("recognize", *wavs, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json")
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(x) for x in res.stdout.strip().splitlines()]
+    assert [x["path"] for x in lines] == [str(p) for p in wavs]
+    assert all(set(x) == {"path", "command", "score"} for x in lines)
+
+
+def test_transcribe(tiny_am, wavs):
+    res = grammar("transcribe", wavs[0], "--am", tiny_am, "--json")
+    assert res.returncode == 0, res.stderr
+    assert set(json.loads(res.stdout)) == {"path", "text"}
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "no commands"),
+    ("mute\nvolume up\nMute\n", "duplicate"),
+    ("mute\n!!!\n", "no letters left"),
+])  # fmt: skip
+def test_malformed_command_files(tiny_am, wavs, tmp_path, content, needle):
+    f = tmp_path / "commands.txt"
+    f.write_text(content)
+    res = grammar("recognize", wavs[0], "--am", tiny_am, "--commands", f, "--no-denoiser")
+    one_line_error(res, needle)
+    assert str(f) in res.stderr
+
+
+def test_bad_audio_is_named(tiny_am, tiny_grammar, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    res = grammar("recognize", bad, "--am", tiny_am, "--grammar", tiny_grammar)
+    one_line_error(res, "not a readable audio file")
+
+
+def test_short_audio_is_refused(tiny_am, tiny_grammar, tmp_path):
+    p = tmp_path / "short.wav"
+    sf.write(p, tone(0.2), 16000)
+    res = grammar("recognize", p, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser")
+    one_line_error(res, "receptive field")
+
+
+@pytest.mark.parametrize("manifest,needle", [
+    ("path,label\n", "no rows"),
+    ("file,label\nx.wav,mute\n", "path"),
+    ("path,label\nmissing.wav,mute\n", "missing.wav"),
+    ("path,label\nu0.wav,open the pod bay doors\n", "open the pod bay doors"),
+])  # fmt: skip
+def test_malformed_manifests(tiny_am, tiny_grammar, wavs, manifest, needle):
+    m = wavs[0].parent / "manifest.csv"
+    m.write_text(manifest)
+    res = grammar("evaluate", "--dataset", m, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser")
+    one_line_error(res, needle)
+
+
+def test_evaluate_and_calibrate(tiny_am, tiny_grammar, wavs, tmp_path):
+    m = wavs[0].parent / "manifest.csv"
+    m.write_text("path,label,snr\nu0.wav,mute,clean\nu1.wav,,clean\n")
+    res = grammar("evaluate", "--dataset", m, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser",
+                  "--json", "--det", tmp_path / "det.png")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)["metrics"]
+    assert out["all"]["n_command"] == 1 and out["all"]["n_noncommand"] == 1
+    assert (tmp_path / "det.png").stat().st_size > 1000
+    g = tmp_path / "calibrated.json"
+    res = grammar("calibrate", "--dataset", m, "--target-far", "0", "-o", g, "--am", tiny_am,
+                  "--grammar", tiny_grammar, "--no-denoiser")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    res = grammar("recognize", wavs[1], "--am", tiny_am, "--grammar", g, "--no-denoiser", "--json")
+    assert json.loads(res.stdout)["command"] is None  # the calibrated threshold rejects its non-command

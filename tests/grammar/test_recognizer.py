@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from grammar.decoder import Grammar
+from grammar.errors import GrammarError
+from grammar.recognizer import Recognizer, receptive_field_frames
+from tests.grammar.conftest import tone
+
+
+@pytest.mark.parametrize("use_denoiser", [False, True])
+def test_posteriors_are_normalised_and_rate_halved(tiny_am, tiny_grammar, use_denoiser):
+    rec = Recognizer.load(tiny_am, denoiser=None if use_denoiser else False, grammar=tiny_grammar)
+    logp = rec.posteriors(tone(1.5), 16000)
+    frames = -(-24000 // 128) + 1  # STFT frames of 1.5 s
+    assert logp.shape == (-(-frames // 2), 29)
+    np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
+    d = rec.recognize(tone(1.5), 16000)
+    assert d.command in ("volume up", "mute", "call home")  # threshold -1e9 accepts everything
+    assert isinstance(rec.transcribe(tone(1.5), 16000), str)
+
+
+def test_other_rates_are_resampled(tiny_am, tiny_grammar):
+    rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
+    a = rec.posteriors(tone(1.5, 16000), 16000)
+    b = rec.posteriors(tone(1.5, 48000), 48000)
+    assert a.shape == b.shape
+
+
+def test_audio_shorter_than_receptive_field_is_refused(tiny_am, tiny_grammar):
+    rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
+    short = receptive_field_frames(rec.config) * 128 - 1
+    with pytest.raises(GrammarError, match="receptive field") as exc:
+        rec.posteriors(np.zeros(short, np.float32) + 0.01, 16000, name="short.wav")
+    assert "short.wav" in str(exc.value)
+
+
+def test_rejects_below_threshold(tiny_am):
+    rec = Recognizer.load(tiny_am, denoiser=False, grammar=Grammar.from_commands(["mute"], threshold=1e9))
+    assert rec.recognize(tone(1.5), 16000).command is None
+
+
+def test_missing_am_folder(tmp_path):
+    with pytest.raises(GrammarError, match="lacks model.keras"):
+        Recognizer.load(tmp_path)
