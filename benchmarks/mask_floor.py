@@ -1,0 +1,85 @@
+"""Choose the denoiser's mask floor on TRAIN-voice development data (never on the test voices).
+
+A floor g_min on the ratio mask limits speech distortion (STOI, SI-SDR) at the cost of some
+noise reduction. Rule: the smallest floor whose mean STOI change is >= 0 on the dev set
+(a hearing aid must not cost intelligibility); if none reaches it, the floor with the best STOI.
+Writes benchmarks/results/mask_floor.{json,md}; --apply writes the choice into the model's config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import numpy as np  # noqa: E402
+
+from rced.audio import atomic_write_text  # noqa: E402
+from rced.config import save_json  # noqa: E402
+from rced.corpus import EVAL_SNRS, load_utterances, make_babble, mix, rms, train_utterances  # noqa: E402
+from rced.denoiser import Denoiser  # noqa: E402
+from rced.metrics import all_metrics  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+
+
+def _score(pair):
+    return all_metrics(*pair)
+
+
+def dev_set(n: int = 16, seed: int = 555) -> list[tuple[np.ndarray, np.ndarray]]:
+    """TRAIN-voice utterances that no training run uses (seed 555), in babble at each eval SNR."""
+    audio = load_utterances(train_utterances(n, seed), desc="dev speech")
+    pool = load_utterances(train_utterances(60, seed + 1), desc="dev babble")
+    rng = np.random.default_rng(seed)
+    items = []
+    for a in audio:
+        a = a / rms(a) * 10 ** (rng.uniform(-28, -18) / 20)
+        items += [(a, mix(a, make_babble(len(a), pool, rng), snr)) for snr in EVAL_SNRS]
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--apply", action="store_true", help="write the chosen floor into the model's config.json")
+    ap.add_argument("--out", default=str(ROOT / "results" / "mask_floor"))
+    args = ap.parse_args(argv)
+    den = Denoiser.load(args.model)
+    items = dev_set()
+    rows = []
+    with ProcessPoolExecutor(2) as ex:
+        base = list(ex.map(_score, items))
+        for fl in FLOORS:
+            den.config = dataclasses.replace(den.config, mask_floor=fl)
+            sc = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
+            row = {"floor": fl}
+            for k in ("pesq", "stoi", "si_sdr"):
+                row[f"d_{k}"] = float(np.nanmean([s[k] - b[k] for s, b in zip(sc, base)]))
+            rows.append(row)
+            print(row, flush=True)
+    ok = [r for r in rows if r["d_stoi"] >= 0]
+    chosen = ok[0] if ok else max(rows, key=lambda r: r["d_stoi"])
+    payload = {"data": "16 TRAIN-voice utterances (seed 555, unused by training) x babble at -5/0/5/10 dB",
+               "rule": "smallest floor with mean dSTOI >= 0, else best dSTOI", "rows": rows, "chosen": chosen["floor"]}  # fmt: skip
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
+    md = [f"Mask floor on TRAIN-voice dev data ({payload['data']}); rule: {payload['rule']}; chosen: {chosen['floor']}",
+          "", "| floor | ΔPESQ | ΔSTOI | ΔSI-SDR dB |", "|---|---|---|---|"]  # fmt: skip
+    md += [f"| {r['floor']:g} | {r['d_pesq']:+.3f} | {r['d_stoi']:+.3f} | {r['d_si_sdr']:+.2f} |" for r in rows]
+    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    if args.apply:
+        save_json(dataclasses.replace(den.config, mask_floor=chosen["floor"]), Path(den.path) / "config.json")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from rced.corpus import (
+    EvalItem,
+    Utterance,
+    make_babble,
+    mix,
+    plan_utterances,
+    real_recordings,
+    rms,
+    synthesize_all,
+    train_utterances,
+)
+from rced.corpus import test_utterances as plan_test_utterances
+from rced.text import common_words, random_sentence
+from rced.tts import Prosody, Voice, synthesize, train_voices
+from rced.tts import test_voices as list_test_voices
+
+
+def test_voice_split_is_disjoint_and_complete():
+    train, test = {v.id for v in train_voices()}, {v.id for v in list_test_voices()}
+    assert not train & test
+    assert {"flite:kal16", "flite:awb", "flite:slt", "festival:kal_diphone", "piper:joe"} <= train
+    assert test == {"flite:rms", "festival:ked_diphone", "festival:cmu_us_slt_arctic_hts"}
+    assert sum(v.engine == "espeak" for v in train_voices()) > 100  # every English voice x variant
+
+
+@pytest.mark.parametrize("voice", [Voice("espeak", "en-us+Alex"), Voice("flite", "kal16"), Voice("flite", "rms"),
+                                   Voice("festival", "kal_diphone"), Voice("piper", "joe")], ids=lambda v: v.id)
+def test_every_engine_speaks(voice):
+    a = synthesize("volume up please", voice, Prosody(1.1, 1.0), seed=3)
+    assert a.dtype == np.float32 and 0.4 < len(a) / 16000 < 4.0
+    assert rms(a) > 1e-3 and np.all(np.isfinite(a))
+
+
+def test_slower_prosody_is_longer():
+    v = Voice("espeak", "en-us")
+    assert len(synthesize("turn on the lights", v, Prosody(1.3))) > len(synthesize("turn on the lights", v, Prosody(0.8)))
+
+
+def test_plans_are_deterministic_and_seed_dependent():
+    assert train_utterances(20, 5) == train_utterances(20, 5)
+    assert train_utterances(20, 5) != train_utterances(20, 6)
+    assert all(u.voice in list_test_voices() for u in plan_test_utterances(3, 1))
+    natural = sum(u.voice.engine != "espeak" for u in train_utterances(200, 0))
+    assert 70 < natural < 130  # half the utterances from the natural-sounding voices
+
+
+def test_text_comes_from_the_word_list():
+    words = set(common_words())
+    s = random_sentence(np.random.default_rng(0), 3, 5)
+    assert 3 <= len(s.split()) <= 5 and set(s.split()) <= words
+
+
+def test_cache_makes_second_run_free(tmp_path, monkeypatch):
+    monkeypatch.setenv("STAPES_CACHE", str(tmp_path))
+    utts = plan_utterances([Voice("espeak", "en-us")], 3, seed=1)
+    paths = synthesize_all(utts, workers=1)
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    assert synthesize_all(utts, workers=1) == paths
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+    assert isinstance(utts[0], Utterance) and len(utts[0].key()) == 16
+
+
+@pytest.mark.parametrize("snr", [-5.0, 0.0, 5.0, 10.0, 20.0])
+def test_mix_hits_the_snr(snr):
+    rng = np.random.default_rng(0)
+    clean, noise = rng.standard_normal(8000), rng.standard_normal(8000) * 3
+    noisy = mix(clean, noise, snr)
+    assert 10 * np.log10(np.sum(clean**2) / np.sum((noisy - clean) ** 2)) == pytest.approx(snr, abs=0.01)
+
+
+def test_babble_sums_several_talkers_at_unit_level():
+    rng = np.random.default_rng(1)
+    pool = [np.sin(np.arange(4000) * f) for f in (0.01, 0.02, 0.05, 0.07, 0.11)]
+    b = make_babble(20000, pool, rng)
+    assert len(b) == 20000 and rms(b) == pytest.approx(1.0, rel=1e-3)
+    assert make_babble(20000, pool, np.random.default_rng(1)).tolist() == b.tolist()
+
+
+def test_real_recordings_ship_with_packages():
+    recs = dict(real_recordings())
+    assert set(recs) == {"real:pysptk_arctic_a0007", "real:amfm_sample"}
+    assert all(len(a) > 8000 for a in recs.values())  # 4.0 s and 0.9 s
+    assert EvalItem("x", 0.0, recs["real:amfm_sample"], recs["real:amfm_sample"]).snr == 0.0
