@@ -243,8 +243,9 @@ def _load_npz(path) -> dict:
     z = np.load(path, allow_pickle=False)
     out = {}
     for key in ("labels", "clean", "noisy", "enhanced"):
+        flat = z[key]  # NpzFile reads the whole array on every access: read it once
         offs = np.concatenate([[0], np.cumsum(z[f"{key}_len"])])
-        out[key] = [z[key][a:b] for a, b in zip(offs[:-1], offs[1:])]
+        out[key] = [flat[a:b] for a, b in zip(offs[:-1], offs[1:])]
     out["enhanced"] = [e if h else None for e, h in zip(out["enhanced"], z["enhanced_has"])]
     out["text"] = [str(t) for t in z["text"]]
     return out

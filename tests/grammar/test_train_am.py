@@ -1,0 +1,58 @@
+import csv
+
+import numpy as np
+import pytest
+
+from grammar.config import AMConfig, AMTrainConfig
+from grammar.train_am import AMTrainer, _load_npz, _save_npz, augment, char_error_rate, pad_batch, prepare_utterances
+from rced.tts import Voice, synthesize
+
+TINY = AMTrainConfig(am=AMConfig(channels=16, blocks=2), batch_utts=3, steps_per_epoch=2, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    texts = ["volume up", "call home now", "what time is it", "open the door", "mute", "play music"]
+    audio = [synthesize(t, Voice("espeak", "en-us")) for t in texts]
+    return prepare_utterances(audio, texts, TINY, None, audio, seed=0)
+
+
+def test_prepared_data_round_trips_without_pickles(tmp_path, data):
+    _save_npz(tmp_path / "d.npz", data)
+    back = _load_npz(tmp_path / "d.npz")
+    assert back["text"] == data["text"]
+    for key in ("labels", "clean", "noisy"):
+        assert all(np.array_equal(a, b) for a, b in zip(back[key], data[key]))
+    assert [e is None for e in back["enhanced"]] == [e is None for e in data["enhanced"]]
+
+
+def test_tiny_am_run_resumes_and_exports(tmp_path, data):
+    run = tmp_path / "am"
+    assert AMTrainer(run, TINY, data=data).run(max_epochs_this_run=1, verbose=0)["epochs_done"] == 1
+    assert AMTrainer(run, data=data).run(verbose=0)["epochs_done"] == 2
+    with open(run / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and 0 <= float(rows[-1]["val_cer"]) <= 5
+    from grammar.recognizer import Recognizer
+
+    rec = Recognizer.load(AMTrainer(run, data=data).export(tmp_path / "model"), denoiser=False, grammar=False)
+    assert isinstance(rec.transcribe(synthesize("mute", Voice("espeak", "en-us")), 16000), str)
+
+
+def test_mirrored_strategy(tmp_path, data):
+    cfg = AMTrainConfig(am=TINY.am, batch_utts=3, steps_per_epoch=1, epochs=1)
+    assert AMTrainer(tmp_path / "m", cfg, data=data, strategy="mirrored").run(verbose=0)["epochs_done"] == 1
+
+
+def test_augment_and_padding_shapes():
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((100, 40)).astype(np.float32)
+    g = augment(f, TINY, rng)
+    assert g.shape[1] == 40 and 85 <= len(g) <= 115
+    x, y = pad_batch([f[:37], f], [np.array([3, 4]), np.array([5])], 2, np.zeros(40, np.float32))
+    assert x.shape == (2, 100, 1, 40) and y.tolist() == [[3, 4], [5, 0]]
+
+
+@pytest.mark.parametrize("ref,hyp,cer", [("abc", "abc", 0.0), ("abc", "abd", 1 / 3), ("ab", "", 1.0), ("a b", "ab", 1 / 3)])
+def test_char_error_rate(ref, hyp, cer):
+    assert char_error_rate([ref], [hyp]) == pytest.approx(cer)
