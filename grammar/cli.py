@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--json", action="store_true")
     md.set_defaults(func=cmd_make_dataset)
+
+    from grammar.augment_cli import add_parsers
+
+    add_parsers(sub)
     return p
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import numpy as np
 from rced.audio import resample, validate_audio
 from rced.config import ModelConfig, load_json
 from rced.errors import RcedError
-from rced.features import Normalizer, model_inputs
-from rced.frontend import istft, stft
+from rced.features import Normalizer, compress, model_inputs
+from rced.frontend import istft, ola_norm, stft, window
 
 CHUNK_FRAMES = 4096
 
@@ -26,6 +27,7 @@ class Denoiser:
 
     def __init__(self, model, config: ModelConfig, norm: Normalizer, path: Path | None = None):
         self.model = model
+        self._infer = None
         self.config = config
         self.norm = norm
         self.path = path
@@ -52,6 +54,16 @@ class Denoiser:
     def sample_rate(self) -> int:
         return self.config.frontend.sample_rate
 
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Model on a (n, bins, 1, context) batch through one traced graph (eager calls cost ms each)."""
+        if self._infer is None:
+            import tensorflow as tf
+
+            fe = self.config.frontend
+            spec = tf.TensorSpec((None, fe.n_bins, 1, fe.context), tf.float32)
+            self._infer = tf.function(lambda t: self.model(t, training=False), input_signature=[spec])
+        return self._infer(x.astype(np.float32)).numpy()
+
     def mask(self, noisy_mag: np.ndarray) -> np.ndarray:
         """(frames, bins) noisy magnitude -> (frames, bins) gain in [mask_floor, 1]."""
         out = np.empty_like(noisy_mag, dtype=np.float32)
@@ -59,7 +71,7 @@ class Denoiser:
         for i0 in range(0, len(noisy_mag), CHUNK_FRAMES):
             lo = max(0, i0 - (ctx - 1))
             x = model_inputs(noisy_mag[lo : i0 + CHUNK_FRAMES], self.config, self.norm)[i0 - lo :]
-            out[i0 : i0 + len(x)] = np.asarray(self.model(x, training=False))
+            out[i0 : i0 + len(x)] = self._run(x)
         if self.config.output == "magnitude":
             out = np.clip(out / np.maximum(noisy_mag, 1e-8), 0.0, 1.0)
         return np.maximum(out, self.config.mask_floor)
@@ -75,3 +87,68 @@ class Denoiser:
         x = resample(audio, sr, self.sample_rate)
         fe = self.config.frontend
         return istft(self.enhance_stft(stft(x, fe)), fe, length=len(x))
+
+    def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Causal block streaming at the model's sample rate: any block sizes in, enhanced audio out.
+
+        Keeps the last ``n_fft - hop`` input samples, the last ``context - 1`` feature frames
+        and an overlap-add accumulator; output lags input by ``n_fft - hop`` samples inside,
+        but the yielded samples are aligned with the input and, concatenated, equal
+        :meth:`denoise` of the whole signal.
+        """
+        fe = self.config.frontend
+        hop, n_fft, ctx = fe.hop, fe.n_fft, fe.context
+        k_over = n_fft // hop
+        win, norm = window(fe), np.tile(ola_norm(fe), 1)
+        history = np.zeros(n_fft - hop)
+        silence = self.norm.apply(compress(np.zeros((1, fe.n_bins), np.float32), self.config.input_feature))
+        feat_hist = np.repeat(silence, ctx - 1, axis=0)
+        ola = np.zeros(n_fft)
+        pending = np.zeros(0)
+        total_in = 0
+        to_skip = n_fft - hop  # emitted samples that precede the input's first sample
+        emitted = 0
+
+        def process(samples: np.ndarray) -> np.ndarray:
+            nonlocal history, feat_hist, ola
+            n = len(samples) // hop
+            buf = np.concatenate([history, samples])
+            history = buf[len(buf) - (n_fft - hop) :]
+            idx = np.arange(n)[:, None] * hop + np.arange(n_fft)[None, :]
+            spec = np.fft.rfft(buf[idx] * win, axis=1)
+            mag = np.abs(spec).astype(np.float32)
+            feats = np.concatenate([feat_hist, self.norm.apply(compress(mag, self.config.input_feature))])
+            feat_hist = feats[len(feats) - (ctx - 1) :]
+            x = np.stack([feats[i : i + ctx].T for i in range(n)])[:, :, None, :]
+            mask = np.maximum(self._run(x), self.config.mask_floor)
+            frames = np.fft.irfft(spec * mask, n=n_fft, axis=1) * win
+            out = np.empty(n * hop)
+            for i in range(n):
+                ola += frames[i]
+                out[i * hop : (i + 1) * hop] = ola[:hop] / norm
+                ola = np.concatenate([ola[hop:], np.zeros(hop)])
+            return out
+
+        def emit(out: np.ndarray, limit: int | None = None) -> np.ndarray:
+            nonlocal to_skip, emitted
+            cut = min(to_skip, len(out))
+            out, to_skip = out[cut:], to_skip - cut
+            if limit is not None:
+                out = out[: max(0, limit - emitted)]
+            emitted += len(out)
+            return out.astype(np.float32)
+
+        for block in blocks:
+            block = validate_audio(np.asarray(block, np.float32).reshape(-1), "stream block") if len(block) else np.zeros(0)
+            total_in += len(block)
+            pending = np.concatenate([pending, block])
+            n = (len(pending) // hop) * hop
+            if n:
+                out = emit(process(pending[:n]))
+                pending = pending[n:]
+                if len(out):
+                    yield out
+        tail = np.concatenate([pending, np.zeros((-len(pending)) % hop + (k_over - 1) * hop)])
+        out = emit(process(tail), limit=total_in)
+        if len(out):
+            yield out

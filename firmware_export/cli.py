@@ -1,0 +1,126 @@
+"""``firmware-export`` command line: thin layer over :func:`firmware_export.build_bundle`.
+
+Every command exits non-zero with a one-line ``firmware-export: error: <file>: <problem>``;
+a failed verification (TFLM vs LiteRT, an op TFLM lacks) is an error too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from firmware_export.errors import ExportError
+
+PROG = "firmware-export"
+
+
+def _progress(args: argparse.Namespace):
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+
+
+def _calibration(args: argparse.Namespace, say):
+    """Calibration from --calibration-audio DIR (every audio file, sorted; the last is held out for the
+    goldens) or from the synthetic TRAIN-voice corpus."""
+    from firmware_export.convert import Calibration
+
+    if args.calibration_audio is None:
+        say(f"calibration audio: {args.calibration_utterances} TRAIN-voice utterances")
+        return Calibration.from_corpus(args.calibration_utterances)
+    from rced.audio import load_audio
+
+    folder = Path(args.calibration_audio)
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: calibration folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    if len(files) < 2:
+        raise ExportError(f"{folder}: need at least two audio files to calibrate on, found {len(files)}")
+    return Calibration.from_audio([load_audio(p) for p in files],
+                                  description=f"{len(files) - 1} audio files of {folder.name}/ in babble of the same "
+                                              "files (one more held out for the golden vectors)")  # fmt: skip
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from firmware_export.bundle import build_bundle
+
+    say = _progress(args)
+    report = build_bundle(args.output, denoiser=args.denoiser, am=args.am, grammar=args.grammar,
+                          include_am=not args.no_am, am_frames=args.am_frames, calibration=_calibration(args, say),
+                          measure_latency=not args.no_timing, progress=say)  # fmt: skip
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    print(f"bundle written to {report.out_dir}/ ({len(report.files)} files); TFLM == LiteRT bit for bit")
+    for m in report.models:
+        print(f"  {m.name:8s} flash {m.flash_bytes:,} B  arena {m.arena_bytes:,} B (measured {m.arena_bytes_measured:,})"
+              f"  {m.macs_per_inference:,} MAC/inference  {m.macs_per_second / 1e6:.2f} MMAC/s")  # fmt: skip
+    return 0
+
+
+def cmd_int8(args: argparse.Namespace) -> int:
+    from firmware_export.convert import write_int8_beside
+
+    path = write_int8_beside(args.denoiser, calibration=_calibration(args, _progress(args)))
+    size = path.stat().st_size
+    print(json.dumps({"output": str(path), "bytes": size}) if args.json else f"wrote {path} ({size:,} bytes)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="int8 conversion, TFLM verification and the C bundle.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="convert, verify and write the firmware bundle")
+    b.add_argument("-o", "--output", required=True, type=Path, help="bundle folder (created if missing)")
+    b.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped model)")
+    b.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped model)")
+    b.add_argument("--grammar", default=None, help="grammar JSON (default: the shipped grammar)")
+    b.add_argument("--no-am", action="store_true", help="export the denoiser alone (no AM, no grammar)")
+    b.add_argument("--am-frames", type=int, default=126, help="fixed AM window in STFT frames (default 126 = 1 s)")
+    b.add_argument("--calibration-utterances", type=int, default=48, help="TRAIN-voice utterances to calibrate on")
+    b.add_argument("--calibration-audio", default=None, help="calibrate on the audio files of this folder instead")
+    b.add_argument("--no-timing", action="store_true", help="skip host latency: the bundle is then byte-identical "
+                   "between builds")  # fmt: skip
+    b.add_argument("--quiet", action="store_true", help="no progress messages")
+    b.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser("int8", help="write model_int8.tflite into a denoiser model folder (for rced --backend int8)")
+    i.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped model)")
+    i.add_argument("--calibration-utterances", type=int, default=48)
+    i.add_argument("--calibration-audio", default=None, help="calibrate on the audio files of this folder instead")
+    i.add_argument("--quiet", action="store_true")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_int8)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from grammar.errors import GrammarError
+    from rced.cli import quiet_tensorflow
+    from rced.errors import RcedError
+
+    args = build_parser().parse_args(argv)
+    quiet_tensorflow()
+    try:
+        if getattr(args, "calibration_utterances", 2) < 2:
+            raise ExportError(f"--calibration-utterances {args.calibration_utterances}: need at least 2")
+        return args.func(args)
+    except (ExportError, RcedError, GrammarError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""``<model>_settings.h``: every number the firmware needs to feed its model as training did.
+
+The per-bin normalisation and the input quantisation are folded into one affine map per bin
+(or mel band), so the device computes ``q = clamp(lroundf(kInputGain[k] * feature + kInputOffset[k]), -128, 127)``
+with ``kInputGain[k] = 1 / (std[k] * scale)`` and ``kInputOffset[k] = zero_point - mean[k] / (std[k] * scale)``.
+The raw mean/std and scale/zero-point are exported too, for checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from firmware_export import cgen
+from firmware_export.flatbuffer import ModelInfo
+
+
+def folded_affine(mean, std, scale: float, zero_point: int) -> tuple[np.ndarray, np.ndarray]:
+    std = np.asarray(std, np.float64)
+    gain = 1.0 / (std * scale)
+    offset = zero_point - np.asarray(mean, np.float64) * gain
+    return gain.astype(np.float32), offset.astype(np.float32)
+
+
+def _io_block(info: ModelInfo) -> str:
+    i, o = info.inputs[0], info.outputs[0]
+    return (f"constexpr float kInputScale = {cgen.c_float(i.scale)};\n"
+            f"constexpr int kInputZeroPoint = {i.zero_point};\n"
+            f"constexpr float kOutputScale = {cgen.c_float(o.scale)};\n"
+            f"constexpr int kOutputZeroPoint = {o.zero_point};\n"
+            + cgen.ints("int", "kInputShape", i.shape) + cgen.ints("int", "kOutputShape", o.shape)
+            + f"constexpr int kInputSize = {int(np.prod(i.shape))};\n"
+            f"constexpr int kOutputSize = {int(np.prod(o.shape))};\n")  # fmt: skip
+
+
+def _arena_block(arena: int, arena_min: int) -> str:
+    return (f"// TFLM tensor arena: measured minimum {arena_min} bytes (host TFLM interpreter, bisection) plus a margin.\n"
+            f"constexpr unsigned int kArenaSize = {arena};\nconstexpr unsigned int kArenaSizeMeasured = {arena_min};\n")  # fmt: skip
+
+
+def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silence_q: np.ndarray) -> str:
+    from rced.features import LOG_EPS
+    from rced.frontend import window
+
+    cfg, fe = den.config, den.config.frontend
+    i = info.inputs[0]
+    gain, offset = folded_affine(den.norm.mean, den.norm.std, i.scale, i.zero_point)
+    if cfg.input_feature == "log":
+        feat = (f"// feature[k] = logf(|X[k]| + kLogEps)\nconstexpr float kLogEps = {cgen.c_float(LOG_EPS)};\n"
+                "constexpr float kPowExponent = 0.0f;  // unused: log feature\n")  # fmt: skip
+    else:
+        feat = (f"// feature[k] = powf(|X[k]|, kPowExponent)\nconstexpr float kLogEps = 0.0f;  // unused\n"
+                f"constexpr float kPowExponent = {cgen.c_float(float(cfg.input_feature[3:]))};\n")  # fmt: skip
+    out_doc = ("// mask[k] = max((q_out[k] - kOutputZeroPoint) * kOutputScale, kMaskFloor); enhanced X[k] *= mask[k]"
+               if cfg.output == "mask" else
+               "// |S[k]| = (q_out[k] - kOutputZeroPoint) * kOutputScale; mask[k] = max(clamp(|S[k]| / |X[k]|, 0, 1), kMaskFloor)")  # fmt: skip
+    body = "".join([
+        "// ---- STFT front-end (shared with the acoustic model: one FFT per hop)\n",
+        f"constexpr int kSampleRate = {fe.sample_rate};\nconstexpr int kFftSize = {fe.n_fft};\n",
+        f"constexpr int kHop = {fe.hop};\nconstexpr int kNumBins = {fe.n_bins};\n",
+        f"constexpr int kContextFrames = {fe.context};  // current frame + {fe.context - 1} past frames\n",
+        f"// Periodic {fe.window} window, used for analysis and for overlap-add synthesis. Frame t holds the\n",
+        "// newest kHop samples at its end (causal). Synthesis divides the overlap-added frames by the sum of\n",
+        "// squared windows (perfect reconstruction).\n",
+        cgen.floats("kWindow", window(fe), size="kFftSize"), "\n",
+        "// ---- features: compressed magnitude of the noisy STFT\n", feat,
+        f"constexpr bool kLogFeature = {'true' if cfg.input_feature == 'log' else 'false'};\n\n",
+        "// Per-bin normalisation statistics of the training set: x[k] = (feature[k] - kFeatureMean[k]) / kFeatureStd[k].\n",
+        cgen.floats("kFeatureMean", den.norm.mean, size="kNumBins"),
+        cgen.floats("kFeatureStd", den.norm.std, size="kNumBins"), "\n",
+        "// Normalisation folded into the input quantisation, per bin:\n",
+        "//   q[k] = clamp(lroundf(kInputGain[k] * feature[k] + kInputOffset[k]), -128, 127)\n",
+        cgen.floats("kInputGain", gain, size="kNumBins"),
+        cgen.floats("kInputOffset", offset, size="kNumBins"), "\n",
+        "// Quantised feature of silence (|X| = 0): fills the context before the first frames arrive.\n",
+        cgen.ints("int8_t", "kSilenceInput", silence_q, size="kNumBins"), "\n",
+        "// ---- model input/output. Input element [0][k][0][c] (offset k * kContextFrames + c) is bin k of\n",
+        "// context frame c, oldest first (c = kContextFrames - 1 is the current frame).\n",
+        _io_block(info),
+        f"// Output: one {cfg.output} value per bin for the current frame.\n{out_doc}\n",
+        f"constexpr bool kOutputIsMask = {'true' if cfg.output == 'mask' else 'false'};\n",
+        f"constexpr float kMaskFloor = {cgen.c_float(cfg.mask_floor)};\n\n",
+        _arena_block(arena, arena_min),
+    ])  # fmt: skip
+    doc = (f"denoiser ({cfg.arch}, width x{cfg.width_mult:g}): front-end and quantisation constants.\n"
+           "Per hop: window the last kFftSize samples, FFT, |X|, feature, quantise into the newest context\n"
+           "column, invoke, dequantise the mask, multiply the spectrum, inverse FFT, overlap-add.")  # fmt: skip
+    return cgen.header("denoiser_settings.h", doc, body, namespace="stapes::denoiser")
+
+
+def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, silence_q: np.ndarray,
+                  frames: int) -> str:  # fmt: skip
+    from grammar.alphabet import BLANK_ID, SYMBOLS
+    from grammar.features import LOG_FLOOR, mel_matrix
+    from grammar.recognizer import receptive_field_frames
+
+    fe = am_cfg.frontend
+    i, o = info.inputs[0], info.outputs[0]
+    mel = mel_matrix(am_cfg.n_mels, fe.n_fft, fe.sample_rate, am_cfg.fmin)  # (bins, mels)
+    gain, offset = folded_affine(am_norm.mean, am_norm.std, i.scale, i.zero_point)
+    out_frames = int(o.shape[1])
+    body = "".join([
+        "// ---- front-end: the denoiser's STFT (stapes::denoiser::kWindow); the AM reads the ENHANCED magnitude\n",
+        f"constexpr int kSampleRate = {fe.sample_rate};\nconstexpr int kFftSize = {fe.n_fft};\n",
+        f"constexpr int kHop = {fe.hop};\nconstexpr int kNumBins = {fe.n_bins};\n\n",
+        "// ---- log-mel features: feature[m] = logf(sum_k |Y[k]|^2 * kMelMatrix[k * kNumMels + m] + kLogFloor)\n",
+        f"constexpr int kNumMels = {am_cfg.n_mels};\nconstexpr float kMelFmin = {cgen.c_float(am_cfg.fmin)};\n",
+        f"constexpr float kLogFloor = {cgen.c_float(LOG_FLOOR)};\n",
+        "// HTK-scale triangular filters, unnormalised, [bin][mel] row-major.\n",
+        cgen.floats("kMelMatrix", mel, size="kNumBins * kNumMels"), "\n",
+        "// Per-band normalisation statistics: x[m] = (feature[m] - kFeatureMean[m]) / kFeatureStd[m].\n",
+        cgen.floats("kFeatureMean", am_norm.mean, size="kNumMels"),
+        cgen.floats("kFeatureStd", am_norm.std, size="kNumMels"), "\n",
+        "// Normalisation folded into the input quantisation, per band:\n",
+        "//   q[m] = clamp(lroundf(kInputGain[m] * feature[m] + kInputOffset[m]), -128, 127)\n",
+        cgen.floats("kInputGain", gain, size="kNumMels"),
+        cgen.floats("kInputOffset", offset, size="kNumMels"), "\n",
+        "// Quantised feature of silence: pads a window that is not full.\n",
+        cgen.ints("int8_t", "kSilenceInput", silence_q, size="kNumMels"), "\n",
+        f"// ---- fixed window: the device model sees kWindowFrames STFT frames ({frames * fe.hop / fe.sample_rate:.3f} s)\n",
+        "// at once and emits kOutputFrames posterior frames (one per kStride input frames). Input element\n",
+        "// [0][t][0][m] (offset t * kNumMels + m) is band m of frame t, oldest first.\n",
+        f"constexpr int kWindowFrames = {frames};\nconstexpr int kStride = {am_cfg.stride};\n",
+        f"constexpr int kOutputFrames = {out_frames};\n",
+        f"constexpr int kReceptiveFieldFrames = {receptive_field_frames(am_cfg)};\n",
+        f"constexpr float kLookaheadMs = {cgen.c_float(am_cfg.lookahead_ms)};\n\n",
+        "// ---- model input/output. Output: softmax posteriors p = (q - kOutputZeroPoint) * kOutputScale,\n",
+        "// [t][symbol]; for CTC use logf(max(p, kPosteriorFloor)) (half an LSB: the int8 softmax rounds to 0).\n",
+        _io_block(info),
+        f"constexpr float kPosteriorFloor = {cgen.c_float(0.5 * o.scale)};\n\n",
+        "// ---- alphabet: symbol id -> text (id 0 is the CTC blank)\n",
+        f"constexpr int kNumSymbols = {len(SYMBOLS)};\nconstexpr int kBlankId = {BLANK_ID};\n",
+        cgen.strings("kAlphabet", SYMBOLS), "\n",
+        _arena_block(arena, arena_min),
+    ])  # fmt: skip
+    doc = (f"acoustic model (CTC, {am_cfg.channels} channels, {am_cfg.blocks} blocks): feature and quantisation\n"
+           "constants. Per hop: log-mel of the enhanced magnitude, quantise, append to the window; per window:\n"
+           "invoke, read the posteriors, run the grammar decoder (grammar_data.h).")  # fmt: skip
+    return cgen.header("am_settings.h", doc, body, namespace="stapes::am")

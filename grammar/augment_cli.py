@@ -1,0 +1,149 @@
+"""``grammar augment`` and ``grammar dictionary build``: thin command-line layers over
+:func:`grammar.search.augment` and :mod:`grammar.dictionary`.
+
+``add_parsers(sub)`` adds both to the ``grammar`` parser's sub-commands. Inputs are checked
+(budget, command file, manifest and its labels, dictionary file) before any model is loaded;
+every problem is a one-line :class:`GrammarError` naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from grammar.errors import GrammarError
+
+
+def _positive(name: str, value: int) -> int:
+    if value is None or value < 1:
+        raise GrammarError(f"--{name} must be a positive integer, got {value}")
+    return value
+
+
+def _load_dictionary(path: str | None):
+    from grammar.dictionary import PronDict, default_dictionary_path
+
+    if path is not None:
+        return PronDict.load(path)
+    default = default_dictionary_path()
+    if not default.exists():
+        raise GrammarError(f"{default}: no shipped pronunciation dictionary; give --dictionary "
+                           "(make one with `grammar dictionary build -o dict.json`)")  # fmt: skip
+    return PronDict.load(default)
+
+
+def _base_threshold() -> float:
+    from grammar.cli import _default_threshold
+    from grammar.recognizer import default_grammar_path
+
+    try:
+        return _default_threshold()
+    except GrammarError as exc:
+        raise GrammarError(f"{default_grammar_path()}: no --target-far given and the shipped grammar's threshold "
+                           f"is unavailable ({exc})") from None  # fmt: skip
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from grammar.cli import _emit, _recognizer
+    from grammar.commands import load_commands
+    from grammar.dataset import check_labels, load_manifest
+    from grammar.search import augment
+    from rced.audio import load_audio
+
+    _positive("budget", args.budget)
+    _positive("top-k", args.top_k)
+    if args.target_far is not None and not 0.0 <= args.target_far <= 1.0:
+        raise GrammarError(f"--target-far must lie in [0, 1], got {args.target_far}")
+    if Path(args.output).is_dir():
+        raise GrammarError(f"{args.output}: output path is an existing folder")
+    commands = load_commands(args.commands)
+    rows = load_manifest(args.dataset)  # empty manifest: GrammarError naming it
+    check_labels(rows, commands, source=args.dataset)
+    dictionary = _load_dictionary(args.dictionary)
+    base_threshold = None if args.target_far is not None else _base_threshold()
+
+    rec = _recognizer(args, grammar=False)
+    posteriors = [rec.posteriors(load_audio(r.path), 16000, name=str(r.path))
+                  for r in tqdm(rows, desc="acoustic model", unit="utt")]  # fmt: skip
+    search_kwargs = ({"n_samples": args.samples, "iters": args.iters, "elite_frac": args.elite_frac,
+                      "smoothing": args.smoothing} if args.method == "cem" else {})  # fmt: skip
+    g = augment(commands, posteriors, [r.label for r in rows], dictionary, args.method, args.budget,
+                target_far=args.target_far, base_threshold=base_threshold, top_k=args.top_k, seed=args.seed,
+                search_kwargs=search_kwargs, dataset=str(args.dataset), progress=True)  # fmt: skip
+    g.save(args.output)
+    p = g.provenance
+    payload = {"output": str(args.output), "method": args.method, "budget": args.budget,
+               "n_expressions": len(g.expressions), "n_added": p["n_added"], "threshold": g.threshold,
+               "target_far": p["target_far"], "objective": p["objective"], "base_objective": p["base_objective"],
+               "far": p["result"]["far"], "mdr": p["result"]["mdr"], "mcr": p["result"]["mcr"],
+               "search_seconds": p["search_seconds"], "evals_per_second": p["evals_per_second"]}  # fmt: skip
+    _emit(args, payload,
+          f"{args.method}: +{p['n_added']} expressions; MDR+MCR {p['base_objective']:.4f} -> {p['objective']:.4f} "
+          f"at FAR {p['result']['far']:.4f} (target {p['target_far']:.4f}); written to {args.output}")  # fmt: skip
+    return 0
+
+
+def cmd_dictionary_build(args: argparse.Namespace) -> int:
+    from grammar.cli import _emit, _recognizer
+    from grammar.dictionary import build_default_pairs, build_dictionary
+
+    _positive("n-utts", args.n_utts)
+    if Path(args.output).is_dir():
+        raise GrammarError(f"{args.output}: output path is an existing folder")
+    rec = _recognizer(args, grammar=False)
+    pairs = build_default_pairs(rec, n_utts=args.n_utts, seed=args.seed)
+    prov = {"source": "build_default_pairs", "n_utts": args.n_utts, "seed": args.seed,
+            "am": str(rec.path) if rec.path else "shipped",
+            "denoiser": "none" if args.no_denoiser else (args.denoiser or "shipped"),
+            "conditions": "each TRAIN-voice utterance clean and in babble at 5-20 dB"}  # fmt: skip
+    d = build_dictionary(pairs, provenance=prov)
+    d.save(args.output)
+    tokens = sum(sum(c.values()) for c in d.counts.values())
+    exact = sum(c.get(w, 0) for w, c in d.counts.items())
+    payload = {"output": str(args.output), "n_words": len(d), "n_pairs": len(pairs), "n_word_tokens": tokens,
+               "word_exact_rate": exact / tokens if tokens else None}  # fmt: skip
+    _emit(args, payload, f"{len(d)} words from {len(pairs)} decodings ({exact / max(1, tokens):.1%} of word "
+                         f"tokens decoded exactly); written to {args.output}")  # fmt: skip
+    return 0
+
+
+def _chain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--am", default=None, help="acoustic-model folder (default: shipped)")
+    p.add_argument("--denoiser", default=None, help="denoiser folder (default: shipped)")
+    p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
+def add_parsers(sub) -> None:
+    """Add ``augment`` and ``dictionary build`` to the ``grammar`` sub-command parsers."""
+    a = sub.add_parser("augment", help="add alternate expressions that match the AM's errors (greedy or CEM)",
+                       description="Search the dictionary's candidate expressions for the grammar that minimises "
+                                   "MDR + MCR on a data set, with FAR <= target (threshold re-calibrated per "
+                                   "grammar) and at most --budget extra expressions per command.")  # fmt: skip
+    a.add_argument("--commands", required=True, help="command file, one command a line")
+    a.add_argument("--dataset", required=True, type=Path, help="manifest CSV (path,label,...) to search on")
+    a.add_argument("--method", choices=["cem", "greedy"], default="cem")
+    a.add_argument("--budget", type=int, default=5, help="extra expressions per command, at most (base not counted)")
+    a.add_argument("--dictionary", default=None, help="pronunciation dictionary JSON (default: shipped)")
+    a.add_argument("--top-k", type=int, default=10, help="candidates per command")
+    a.add_argument("--target-far", type=float, default=None,
+                   help="false-alarm target (default: the base grammar's FAR at the shipped threshold)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--samples", type=int, default=256, help="CEM: grammars sampled per iteration")
+    a.add_argument("--iters", type=int, default=50, help="CEM: iterations at most")
+    a.add_argument("--elite-frac", type=float, default=0.1, help="CEM: elite fraction")
+    a.add_argument("--smoothing", type=float, default=0.7, help="CEM: weight of the elite mean in the update")
+    a.add_argument("-o", "--output", required=True, type=Path, help="augmented grammar JSON")
+    _chain_args(a)
+    a.set_defaults(func=cmd_augment)
+
+    d = sub.add_parser("dictionary", help="AM-specific statistical pronunciation dictionary")
+    dsub = d.add_subparsers(dest="dictionary_command", required=True)
+    b = dsub.add_parser("build", help="decode TRAIN-voice speech (clean and in babble) and count word decodings")
+    b.add_argument("-o", "--output", required=True, type=Path, help="dictionary JSON")
+    b.add_argument("--n-utts", type=int, default=2000, help="utterances (each decoded clean and in babble)")
+    b.add_argument("--seed", type=int, default=0)
+    _chain_args(b)
+    b.set_defaults(func=cmd_dictionary_build)

@@ -1,0 +1,199 @@
+"""The bundle: its files compile, it is deterministic, TFLM agrees with LiteRT, the arena is minimal."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.firmware_export.conftest import BUILD_KW
+
+GXX = shutil.which("g++")
+needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ not installed: generated C++ not compiled")
+
+EXPECTED_FILES = {
+    "report.json", "report.md", "grammar_data.h",
+    *(f"{m}_{part}" for m in ("denoiser", "am") for part in
+      ("int8.tflite", "model_data.cc", "model_data.h", "op_resolver.h", "settings.h", "golden.h", "MODEL_CARD.md")),
+}  # fmt: skip
+
+
+def c_array(text: str, name: str) -> np.ndarray:
+    """Numbers of ``name[...] = { ... };`` in generated C++."""
+    m = re.search(rf"\b{name}\[[^\]]*\] = \{{(.*?)\}};", text, re.S)
+    assert m, f"{name} not found"
+    return np.array([float(v.rstrip("f")) for v in m.group(1).replace("\n", " ").split(",") if v.strip()])
+
+
+def test_bundle_holds_every_file_and_a_consistent_report(bundle):
+    out, report = bundle
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES == set(report.files)
+    data = json.loads((out / "report.json").read_text())
+    assert data["verified"] is True and "out_dir" not in data  # no paths: the file depends on inputs only
+    den, am = report.model("denoiser"), report.model("am")
+    assert den.flash_bytes == (out / "denoiser_int8.tflite").stat().st_size
+    assert am.flash_bytes == (out / "am_int8.tflite").stat().st_size
+    for m in (den, am):
+        assert m.arena_bytes >= m.arena_bytes_measured + 1024 and m.arena_bytes % 16 == 0
+        assert m.bit_exact_cases >= 5 and m.host_latency_ms is None  # latency off: see BUILD_KW
+    assert set(den.ops) == {"CONV_2D", "LOGISTIC", "RESHAPE"}
+    assert set(am.ops) == {"PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESHAPE", "SOFTMAX"}
+    assert den.input_shape == (1, 129, 1, 8) and den.output_shape == (1, 129)
+    assert am.input_shape == (1, 126, 1, 40) and am.output_shape == (1, 63, 29)
+    assert den.macs_per_second == den.macs_per_inference * 125
+    md = (out / "report.md").read_text()
+    for needle in ("Cortex-M4F", "Cortex-M7", "Cortex-M55", "MAC/cycle", "168 MHz", "480 MHz", "400 MHz"):
+        assert needle in md
+    assert report.grammar == {"commands": 2, "expressions": 3, "threshold": -0.75, "source": "grammar file g.json"}
+    grammar_h = (out / "grammar_data.h").read_text()
+    from grammar.alphabet import encode
+
+    tokens = c_array(grammar_h, "kExpressionTokens").astype(int)
+    offsets = c_array(grammar_h, "kExpressionOffsets").astype(int)
+    assert list(tokens[offsets[1] : offsets[2]]) == list(encode("volume op"))
+    assert list(c_array(grammar_h, "kExpressionCommand").astype(int)) == [0, 0, 1]
+
+
+def test_settings_fold_normalisation_into_quantisation(bundle, tiny_denoiser):
+    """q = round(gain * feature + offset) equals quantising the normalised feature (to 1 LSB)."""
+    from rced.denoiser import Denoiser
+    from rced.features import compress
+    from rced.int8 import quantize
+
+    out, report = bundle
+    den = Denoiser.load(tiny_denoiser)
+    text = (out / "denoiser_settings.h").read_text()
+    gain, offset = c_array(text, "kInputGain"), c_array(text, "kInputOffset")
+    assert len(gain) == 129 and np.allclose(c_array(text, "kFeatureMean"), den.norm.mean, atol=1e-5)
+    m = report.model("denoiser")
+    mag = np.random.default_rng(0).gamma(1.0, 0.05, size=(50, 129)).astype(np.float32)
+    feat = compress(mag, "log")
+    want = quantize(den.norm.apply(feat), m.input_scale, m.input_zero_point).astype(int)
+    got = np.clip(np.round(gain * feat + offset), -128, 127).astype(int)
+    assert np.abs(want - got).max() <= 1
+    from rced.frontend import window
+
+    assert np.allclose(c_array(text, "kWindow"), window(den.config.frontend), atol=1e-7)
+
+
+def test_tflm_agrees_with_litert_bit_for_bit_and_goldens_match(bundle):
+    from firmware_export.verify import run_litert, run_tflm
+
+    out, report = bundle
+    for name in ("denoiser", "am"):
+        data = (out / f"{name}_int8.tflite").read_bytes()
+        m = report.model(name)
+        rng = np.random.default_rng(5)
+        x = rng.integers(-128, 128, size=(3, *m.input_shape[1:])).astype(np.int8)
+        assert np.array_equal(run_tflm(data, x, m.arena_bytes), run_litert(data, x))
+        golden = (out / f"{name}_golden.h").read_text()
+        gin = c_array(golden, "kInput").astype(np.int8).reshape(-1, *m.input_shape[1:])
+        gout = c_array(golden, "kOutput").astype(np.int8).reshape(-1, *m.output_shape[1:])
+        assert np.array_equal(run_tflm(data, gin, m.arena_bytes), gout)
+
+
+def test_arena_is_the_smallest_that_works(bundle):
+    from firmware_export.verify import _runs
+
+    out, report = bundle
+    m = report.model("denoiser")
+    data = (out / "denoiser_int8.tflite").read_bytes()
+    probe = np.zeros(m.input_shape[1:], np.int8)
+    assert _runs(data, m.arena_bytes_measured, probe)
+    assert not _runs(data, m.arena_bytes_measured - 16, probe)
+
+
+def test_bundle_is_deterministic(bundle, tmp_path, tiny_denoiser, tiny_am_dir, tiny_grammar_file, calibration):
+    from firmware_export import build_bundle
+
+    out, _ = bundle
+    again = tmp_path / "again"
+    build_bundle(again, tiny_denoiser, tiny_am_dir, tiny_grammar_file, calibration=calibration, **BUILD_KW)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in again.iterdir())
+    for name in names:
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+RESOLVER_STUB = """#pragma once
+#include <string>
+#include <vector>
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+inline std::vector<std::string>& calls() { static std::vector<std::string> c; return c; }
+namespace tflite {
+template <unsigned N> class MicroMutableOpResolver {
+ public:
+%s
+};
+}  // namespace tflite
+"""
+
+
+def _gxx(tmp_path, *args):
+    proc = subprocess.run([GXX, "-std=c++17", "-Wall", "-Werror", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@needs_gxx
+def test_generated_sources_compile_and_link(bundle, tmp_path):
+    out, report = bundle
+    src = tmp_path / "src"
+    shutil.copytree(out, src)
+    # every header on its own, and all of them together in one translation unit
+    plain = sorted(p.name for p in src.glob("*.h") if not p.name.endswith("_op_resolver.h"))
+    for h in plain:
+        (tmp_path / f"inc_{h}.cc").write_text(f'#include "{h}"\n')
+    (tmp_path / "all.cc").write_text("".join(f'#include "{h}"\n' for h in plain))
+    objs = []
+    for cc in sorted(tmp_path.glob("inc_*.cc")) + [tmp_path / "all.cc"] + sorted(src.glob("*.cc")):
+        obj = tmp_path / (cc.stem + ".o")
+        _gxx(tmp_path, "-I", str(src), "-c", str(cc), "-o", str(obj))
+        objs.append(obj)
+    # the model arrays link from another unit, with the right size and alignment
+    main = tmp_path / "main.cc"
+    main.write_text(
+        '#include <cstdint>\n#include <cstdio>\n#include "denoiser_model_data.h"\n#include "am_model_data.h"\n'
+        "int main() {\n"
+        "  if ((reinterpret_cast<uintptr_t>(g_denoiser_model_data) % 16) != 0) return 1;\n"
+        "  if ((reinterpret_cast<uintptr_t>(g_am_model_data) % 16) != 0) return 2;\n"
+        '  std::printf("%u %u %c%c%c%c\\n", g_denoiser_model_data_size, g_am_model_data_size,\n'
+        "              g_am_model_data[4], g_am_model_data[5], g_am_model_data[6], g_am_model_data[7]);\n"
+        "  return 0;\n}\n"
+    )  # fmt: skip
+    exe = tmp_path / "main"
+    _gxx(tmp_path, "-I", str(src), str(main), str(tmp_path / "denoiser_model_data.o"), str(tmp_path / "am_model_data.o"),
+         "-o", str(exe))  # fmt: skip
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0
+    assert run.stdout.split() == [str(report.model("denoiser").flash_bytes), str(report.model("am").flash_bytes),
+                                  "TFL3"]  # fmt: skip
+
+
+@needs_gxx
+@pytest.mark.parametrize("model", ["denoiser", "am"])
+def test_op_resolver_registers_exactly_the_model_ops(bundle, tmp_path, model):
+    from firmware_export.flatbuffer import TFLM_RESOLVER_METHODS
+
+    out, report = bundle
+    expected = sorted(TFLM_RESOLVER_METHODS[op] for op in report.model(model).ops)
+    stub_dir = tmp_path / "tensorflow" / "lite" / "micro"
+    stub_dir.mkdir(parents=True)
+    # only the expected methods exist: any other Add* call fails to compile
+    methods = "\n".join(f'  TfLiteStatus {m}() {{ calls().push_back("{m}"); return kTfLiteOk; }}' for m in expected)
+    (stub_dir / "micro_mutable_op_resolver.h").write_text(RESOLVER_STUB % methods)
+    main = tmp_path / "main.cc"
+    main.write_text(
+        f'#include <cstdio>\n#include "{model}_op_resolver.h"\n'
+        f"int main() {{\n  stapes::{model}::OpResolver r;\n"
+        f"  static_assert(stapes::{model}::kNumOps == {len(expected)}, \"op count\");\n"
+        f"  if (stapes::{model}::RegisterOps(r) != kTfLiteOk) return 1;\n"
+        '  for (auto& c : calls()) std::printf("%s\\n", c.c_str());\n  return 0;\n}\n'
+    )  # fmt: skip
+    exe = tmp_path / "main"
+    _gxx(tmp_path, "-I", str(tmp_path), "-I", str(out), str(main), "-o", str(exe))
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0 and sorted(run.stdout.split()) == expected

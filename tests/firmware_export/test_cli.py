@@ -1,0 +1,51 @@
+"""firmware-export command line: a build from files, and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+
+import soundfile as sf
+
+from firmware_export.cli import main
+from tests.firmware_export.conftest import calibration_audio
+
+
+def test_build_denoiser_only_from_the_command_line(tmp_path, tiny_denoiser, capsys):
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    for i, a in enumerate(calibration_audio(3)):
+        sf.write(cal / f"u{i}.wav", a, 16000)
+    out = tmp_path / "bundle"
+    rc = main(["build", "-o", str(out), "--denoiser", str(tiny_denoiser), "--no-am", "--calibration-audio", str(cal),
+               "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    report = json.loads(captured.out)
+    assert [m["name"] for m in report["models"]] == ["denoiser"] and report["grammar"] is None
+    assert report["models"][0]["host_latency_ms"]["tflm_ms"] > 0
+    assert "denoiser: int8 conversion" in captured.err  # progress on stderr
+    assert (out / "denoiser_model_data.cc").exists() and not (out / "grammar_data.h").exists()
+
+
+def _error(capsys, argv) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) >= 1
+    assert err[-1].startswith("firmware-export: error: ")
+    return err[-1]
+
+
+def test_errors_are_one_line(tmp_path, tiny_denoiser, capsys):
+    missing = tmp_path / "nope"
+    assert "model folder not found" in _error(capsys, ["build", "-o", str(tmp_path / "o"), "--denoiser", str(missing),
+                                                       "--quiet"])  # fmt: skip
+    msg = _error(capsys, ["build", "-o", str(tmp_path / "o"), "--denoiser", str(tiny_denoiser), "--am", str(missing),
+                          "--quiet"])  # fmt: skip
+    assert str(missing) in msg and "--no-am" in msg
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    assert "not a folder" in _error(capsys, ["build", "-o", str(afile), "--denoiser", str(tiny_denoiser), "--quiet"])
+    assert "calibration folder not found" in _error(
+        capsys, ["build", "-o", str(tmp_path / "o"), "--denoiser", str(tiny_denoiser), "--no-am",
+                 "--calibration-audio", str(missing), "--quiet"])  # fmt: skip
+    assert not (tmp_path / "o").exists()  # nothing written on failure
