@@ -24,11 +24,24 @@ ROOT = Path(__file__).resolve().parent
 DTLN_DIR = ROOT.parent.parent / "shared" / "peers" / "dtln"
 
 
+def update_card(card: Path, table: str) -> None:
+    """Replace the metrics block of a model card (between the two markers) with ``table``."""
+    from rced.audio import atomic_write_text
+
+    start, end = "<!-- metrics:start -->", "<!-- metrics:end -->"
+    text = card.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{card}: no metrics markers to fill")
+    head, rest = text.split(start, 1)
+    atomic_write_text(card, head + start + "\n" + table + rest[rest.index(end):])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="model folder (default: shipped)")
     ap.add_argument("--n-per-voice", type=int, default=6)
     ap.add_argument("--out", default=str(ROOT / "results" / "denoise"))
+    ap.add_argument("--card", action="store_true", help="copy the table into the model folder's MODEL_CARD.md")
     args = ap.parse_args(argv)
 
     den = Denoiser.load(args.model)
@@ -62,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     write_results(args.out, payload, rows, preamble="\n\n".join(lines) + "\n")
+    if args.card:
+        update_card(Path(den.path) / "MODEL_CARD.md", Path(args.out).with_suffix(".md").read_text())
     print(Path(args.out).with_suffix(".md").read_text())
     print(f"model row: {model_name}", file=sys.stderr)
     return 0

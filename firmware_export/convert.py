@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,11 +184,13 @@ def captured_output() -> Iterator[list[str]]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    py = io.StringIO()  # Python-level writers (sys.stdout may not be fd 1, e.g. under pytest)
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), 1)
         os.dup2(tmp.fileno(), 2)
         try:
-            yield box
+            with contextlib.redirect_stdout(py), contextlib.redirect_stderr(py):
+                yield box
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -195,7 +199,7 @@ def captured_output() -> Iterator[list[str]]:
             os.close(saved[0])
             os.close(saved[1])
             tmp.seek(0)
-            box.append(tmp.read().decode("utf-8", "replace"))
+            box.append(tmp.read().decode("utf-8", "replace") + py.getvalue())
 
 
 _RECURRENT = ("RNN", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
@@ -251,7 +255,8 @@ def convert_int8(model, samples: np.ndarray, name: str) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    with captured_output() as log:
+    with captured_output() as log, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")  # int8 input: none needed
         try:
             data = conv.convert()
             err = None

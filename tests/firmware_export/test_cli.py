@@ -49,3 +49,17 @@ def test_errors_are_one_line(tmp_path, tiny_denoiser, capsys):
         capsys, ["build", "-o", str(tmp_path / "o"), "--denoiser", str(tiny_denoiser), "--no-am",
                  "--calibration-audio", str(missing), "--quiet"])  # fmt: skip
     assert not (tmp_path / "o").exists()  # nothing written on failure
+
+
+def test_int8_subcommand_writes_the_model_beside_the_weights(tmp_path, tiny_denoiser, capsys):
+    import shutil
+
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    for i, a in enumerate(calibration_audio(3)):
+        sf.write(cal / f"u{i}.wav", a, 16000)
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_denoiser, folder)
+    assert main(["int8", "--denoiser", str(folder), "--calibration-audio", str(cal), "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["output"] == str(folder / "model_int8.tflite") and out["bytes"] == (folder / "model_int8.tflite").stat().st_size

@@ -1,0 +1,155 @@
+"""int8 export benchmark: the int8 models against the float ones, and the device bundle's numbers.
+
+1. Denoiser quality parity: PESQ-wb, STOI and SI-SDR of the float and the int8 denoiser (LiteRT
+   reference kernels, bit-exact with TFLM) on the evaluation set (TEST-ONLY voices and the real
+   recordings in babble), per SNR, plus the per-utterance int8 - float differences.
+2. Recognition-chain parity (optional, ``--manifest``): MDR/MCR/FAR/accuracy of the float chain and
+   of the device chain (int8 denoiser, int8 AM in fixed windows back to back, grammar decoder) on a
+   dataset manifest, and how often the two decide alike.
+
+Writes benchmarks/results/export.{json,md}. Run: python benchmarks/export.py [--model DIR]
+[--manifest CSV --am DIR --grammar G.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from firmware_export.convert import (  # noqa: E402
+    AM_FRAMES,
+    Calibration,
+    am_samples,
+    convert_denoiser,
+    convert_int8,
+    device_am,
+)
+from rced.audio import atomic_write_text  # noqa: E402
+from rced.evaluate import METRICS, run_systems, summarize, to_markdown  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+
+
+def int8_denoiser(model_dir=None, calibration: Calibration | None = None):
+    """The int8 denoiser of a model folder: its model_int8.tflite, or converted now (not written)."""
+    from rced.denoiser import Denoiser
+    from rced.int8 import INT8_MODEL_NAME, Int8Denoiser
+
+    den = Denoiser.load(model_dir)
+    if (Path(den.path) / INT8_MODEL_NAME).exists():
+        return Int8Denoiser.load(den.path)
+    data, _ = convert_denoiser(den, calibration or Calibration.from_corpus())
+    return Int8Denoiser(data, den.config, den.norm, den.path, source="denoiser int8 (converted in memory)")
+
+
+def denoiser_parity(model_dir=None, items=None, n_per_voice: int = 6, calibration: Calibration | None = None,
+                    workers: int = 2) -> dict:  # fmt: skip
+    """Float vs int8 denoiser on ``items`` (default: ``rced.corpus.eval_set(n_per_voice)``).
+
+    Returns ``rows`` (rced.evaluate.summarize: per SNR, all test voices, real recordings; systems
+    noisy / float / int8) and ``int8_minus_float``: per metric the mean, mean absolute and worst
+    per-utterance difference.
+    """
+    from rced.corpus import eval_set
+    from rced.denoiser import Denoiser
+
+    fl = Denoiser.load(model_dir)
+    q = int8_denoiser(model_dir, calibration)
+    items = items if items is not None else eval_set(n_per_voice=n_per_voice)
+    sr = fl.sample_rate
+    systems = {"noisy": lambda it: it.noisy, "float": lambda it: fl.denoise(it.noisy, sr),
+               "int8": lambda it: q.denoise(it.noisy, sr)}  # fmt: skip
+    results = run_systems(items, systems, workers=workers)
+    diffs = {}
+    for m in METRICS:
+        d = np.array([b[m] - a[m] for a, b in zip(results["float"], results["int8"])], np.float64)
+        d = d[np.isfinite(d)]
+        diffs[m] = ({"mean": float(d.mean()), "mean_abs": float(np.abs(d).mean()), "worst": float(d.min())}
+                    if d.size else {})  # fmt: skip
+    return {"model": str(fl.path), "n_items": len(items), "rows": summarize(results), "int8_minus_float": diffs}
+
+
+def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_frames: int = AM_FRAMES,
+                   calibration: Calibration | None = None) -> dict:  # fmt: skip
+    """Float chain vs device chain (int8 denoiser + int8 AM in ``am_frames`` windows) on a manifest.
+
+    Returns recognition metrics (grammar.metrics.recognition_metrics) of both chains and the share
+    of utterances on which they decide alike.
+    """
+    from tqdm import tqdm
+
+    from firmware_export.int8_am import int8_recognizer
+    from grammar.dataset import check_labels, load_manifest
+    from grammar.metrics import recognition_metrics
+    from grammar.recognizer import Recognizer
+    from rced.audio import load_audio
+    from rced.int8 import Int8Denoiser
+
+    rows = load_manifest(manifest)
+    rec = Recognizer.load(am_dir, denoiser=denoiser_dir, grammar=grammar)
+    check_labels(rows, rec.grammar.commands, source=manifest)
+    cal = calibration or Calibration.from_corpus()
+    den_bytes, _ = convert_denoiser(rec.denoiser, cal)
+    den_q = Int8Denoiser(den_bytes, rec.denoiser.config, rec.denoiser.norm, rec.denoiser.path, source="denoiser int8")
+    am_bytes = convert_int8(device_am(rec.model, rec.config, am_frames),
+                            am_samples(rec.config, rec.norm, rec.denoiser, cal, am_frames), "am")  # fmt: skip
+    rec_q = int8_recognizer(am_bytes, rec, den_q)
+    labels, pf, pq = [], [], []
+    for r in tqdm(rows, desc="float vs int8 chain", unit="utt"):
+        audio = load_audio(r.path)
+        labels.append(r.label)
+        pf.append(rec.recognize(audio, 16000, name=str(r.path)).command)
+        pq.append(rec_q.recognize(audio, 16000, name=str(r.path)).command)
+    return {"manifest": str(manifest), "n": len(rows), "am_frames": am_frames,
+            "float": recognition_metrics(labels, pf), "int8": recognition_metrics(labels, pq),
+            "agreement": float(np.mean([a == b for a, b in zip(pf, pq)]))}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="denoiser model folder (default: shipped)")
+    ap.add_argument("--n-per-voice", type=int, default=6)
+    ap.add_argument("--manifest", default=None, help="command dataset manifest: adds the chain comparison")
+    ap.add_argument("--am", default=None, help="acoustic-model folder (default: shipped)")
+    ap.add_argument("--grammar", default=None, help="grammar JSON (default: shipped)")
+    ap.add_argument("--out", default=str(ROOT / "results" / "export"))
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    cal = Calibration.from_corpus()
+    payload = {"denoiser": denoiser_parity(args.model, n_per_voice=args.n_per_voice, calibration=cal)}
+    if args.manifest:
+        payload["chain"] = chain_accuracy(args.manifest, args.am, args.model, args.grammar, calibration=cal)
+    payload["seconds"] = round(time.time() - t0, 1)
+    d = payload["denoiser"]
+    lines = ["# int8 vs float", "", f"Denoiser {d['model']}, {d['n_items']} mixtures; int8 = LiteRT reference "
+             "kernels (bit-exact with TFLM).", "", to_markdown(d["rows"]), "Per-utterance int8 - float:", ""]  # fmt: skip
+    for m, v in d["int8_minus_float"].items():
+        if v:
+            lines.append(f"- {m}: mean {v['mean']:+.4f}, mean |diff| {v['mean_abs']:.4f}, worst {v['worst']:+.4f}")
+    if "chain" in payload:
+        c = payload["chain"]
+        lines += ["", f"## Recognition chain ({c['n']} utterances, AM window {c['am_frames']} frames)", "",
+                  "| chain | MDR | MCR | FAR | accuracy |", "|---|---|---|---|---|"]  # fmt: skip
+        for k in ("float", "int8"):
+            r = c[k]
+            lines.append(f"| {k} | {r['mdr']:.3f} | {r['mcr']:.3f} | {r['far']:.3f} | {r['accuracy']:.3f} |")
+        lines.append(f"\nSame decision on {100 * c['agreement']:.1f} % of the utterances.")
+    out = Path(args.out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
