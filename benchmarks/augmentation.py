@@ -1,0 +1,142 @@
+"""Grammar augmentation benchmark: base vs greedy vs CEM on a split that was not searched on.
+
+Data: the TEST-ONLY-voice command set of benchmarks/recognition.py (seed 202). For each voice,
+its utterances (all SNR conditions of one utterance together) are split in halves: search on
+one, test on the other. Dictionary: the shipped AM-specific pronunciation dictionary (built on
+TRAIN voices). FAR target: the base grammar's FAR on the search half at its calibrated
+threshold. CEM is run with 3 seeds. Writes benchmarks/results/augmentation.{json,md} and
+benchmarks/results/augmentation_cem.png. Run: python benchmarks/augmentation.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import numpy as np  # noqa: E402
+
+from grammar.commands import default_commands_path, load_commands  # noqa: E402
+from grammar.dataset import load_manifest  # noqa: E402
+from grammar.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
+from grammar.dictionary import PronDict, default_dictionary_path  # noqa: E402
+from grammar.metrics import metrics_by_group  # noqa: E402
+from grammar.recognizer import Recognizer  # noqa: E402
+from grammar.search import augment  # noqa: E402
+from rced.audio import atomic_write_text, load_audio  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from recognition import datasets  # noqa: E402
+
+
+def split_halves(rows) -> tuple[list[int], list[int]]:
+    """Per voice: utterance ids in order, even ones to search, odd ones to test."""
+    uid = [int(re.match(r"(\d+)_", Path(r.path).name).group(1)) for r in rows]
+    search, test = [], []
+    for voice in sorted({r.extra.get("voice", "") for r in rows}):
+        ids = sorted({u for u, r in zip(uid, rows) if r.extra.get("voice", "") == voice})
+        half = {u for k, u in enumerate(ids) if k % 2 == 0}
+        for i, (u, r) in enumerate(zip(uid, rows)):
+            if r.extra.get("voice", "") == voice:
+                (search if u in half else test).append(i)
+    return search, test
+
+
+def evaluate(grammar: Grammar, post, rows, idx) -> dict:
+    preds = [decode(post[i], grammar).command for i in idx]
+    return metrics_by_group([rows[i].label for i in idx], preds, [rows[i].extra.get("snr", "all") for i in idx])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--budget", type=int, default=3)
+    ap.add_argument("--target-far", type=float, default=0.05, help="for the base grammar's calibration")
+    ap.add_argument("--dictionary", default=str(default_dictionary_path()))
+    ap.add_argument("--out", default=str(ROOT / "results" / "augmentation"))
+    args = ap.parse_args(argv)
+    from tqdm import tqdm
+
+    commands = load_commands(default_commands_path())
+    rec = Recognizer.load(grammar=False)
+    _, test_m = datasets(2)
+    rows = load_manifest(test_m)
+    post = [rec.posteriors(load_audio(r.path), 16000, str(r.path)) for r in tqdm(rows, desc="posteriors")]
+    s_idx, t_idx = split_halves(rows)
+    labels = [r.label for r in rows]
+    base = Grammar.from_commands(commands)
+    open_base = base.with_threshold(-np.inf)
+    non_scores = [decode(post[i], open_base).score for i in s_idx if labels[i] is None]
+    base = base.with_threshold(calibrate_threshold(non_scores, args.target_far))
+    dictionary = PronDict.load(args.dictionary)
+    grammars = {"base": base}
+    times, histories = {}, {}
+    for name, method, seed in [("greedy", "greedy", 0)] + [(f"cem seed {s}", "cem", s) for s in (0, 1, 2)]:
+        t0 = time.perf_counter()
+        g = augment(commands, [post[i] for i in s_idx], [labels[i] for i in s_idx], dictionary, method=method,
+                    budget=args.budget, base_threshold=base.threshold, seed=seed, dataset=str(test_m))  # fmt: skip
+        times[name] = time.perf_counter() - t0
+        histories[name] = g.provenance.get("history")
+        grammars[name] = g
+    results = {n: {"search": evaluate(g, post, rows, s_idx), "test": evaluate(g, post, rows, t_idx),
+                   "expressions": len(g.expressions)} for n, g in grammars.items()}  # fmt: skip
+    cem = [results[f"cem seed {s}"]["test"]["all"] for s in (0, 1, 2)]
+    summary = {
+        "base_mdr_mcr": results["base"]["test"]["all"]["mdr"] + results["base"]["test"]["all"]["mcr"],
+        "greedy_mdr_mcr": results["greedy"]["test"]["all"]["mdr"] + results["greedy"]["test"]["all"]["mcr"],
+        "cem_mdr_mcr_mean": float(np.mean([m["mdr"] + m["mcr"] for m in cem])),
+        "cem_far_mean": float(np.mean([m["far"] for m in cem])),
+        "base_far": results["base"]["test"]["all"]["far"],
+    }
+    summary["cem_relative_cut"] = 1 - summary["cem_mdr_mcr_mean"] / max(summary["base_mdr_mcr"], 1e-12)
+    _plot(histories, Path(args.out).with_name("augmentation_cem.png"))
+    payload = {"data": str(test_m), "n_search": len(s_idx), "n_test": len(t_idx), "budget": args.budget,
+               "search_seconds": times, "summary": summary, "results": results,
+               "evals_per_second": {n: grammars[n].provenance.get("evals_per_second") for n in times}}  # fmt: skip
+    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
+    md = [f"Search on {len(s_idx)} utterances, test on {len(t_idx)} others (TEST-ONLY voices, halves per voice); "
+          f"budget {args.budget} extra expressions per command; FAR constraint: the base grammar's FAR on the "
+          "search half.", "",
+          "| grammar | expressions | test MDR | test MCR | test FAR | test accuracy | search time s |",
+          "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for n, r in results.items():
+        m = r["test"]["all"]
+        md.append(f"| {n} | {r['expressions']} | {m['mdr']:.3f} | {m['mcr']:.3f} | {m['far']:.3f} | "
+                  f"{m['accuracy']:.3f} | {times.get(n, 0.0):.2f} |")  # fmt: skip
+    md += ["", f"CEM (mean of 3 seeds) cuts test MDR+MCR by {summary['cem_relative_cut']:.0%} relative to the "
+           f"base grammar ({summary['base_mdr_mcr']:.3f} -> {summary['cem_mdr_mcr_mean']:.3f}); "
+           f"FAR {summary['base_far']:.3f} -> {summary['cem_far_mean']:.3f}."]  # fmt: skip
+    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+def _plot(histories: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, h in histories.items():
+        if name.startswith("cem") and h:
+            ax.plot([step["best"] for step in h], label=f"{name}: best sample")
+            ax.plot([step["mean"] for step in h], ":", label=f"{name}: mean")
+    ax.set_xlabel("CEM iteration")
+    ax.set_ylabel("search-set MDR + MCR")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
