@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rced.audio import atomic_write_text
+from rced.audio import DEFAULT_SR, atomic_write_text, resample
 from rced.config import TrainConfig, load_json, save_json
 from rced.corpus import load_utterances, make_babble, train_utterances
 from rced.errors import RcedError
@@ -243,6 +243,9 @@ class Trainer(ResumableRun):
         audio = self._utts_audio
         if audio is None:
             audio = load_utterances(train_utterances(self.n_utts, self.data_seed), desc="train speech")
+        sr = self.cfg.model.frontend.sample_rate
+        if sr != DEFAULT_SR:  # e.g. the paper preset at 8 kHz
+            audio = [resample(a, DEFAULT_SR, sr) for a in audio]
         n_val = max(2, len(audio) // 40)
         train_audio, val_audio = audio[n_val:], audio[:n_val]
         # babble talkers are drawn from the training speech itself (other utterances)

@@ -80,3 +80,15 @@ def test_loss_is_zero_for_the_ideal_mask():
     y_true = np.concatenate([mag, mag * mask], axis=1)
     assert float(ops.mean(loss(y_true, mask))) < 1e-8
     assert float(ops.mean(loss(y_true, 1 - mask))) > 1e-3
+
+
+def test_paper_preset_trains_at_8khz(tmp_path, utts):
+    from rced.config import FrontendConfig
+    from rced.denoiser import Denoiser
+
+    model = ModelConfig(arch="crced", width_mult=0.25, frontend=FrontendConfig.preset("paper"))
+    cfg = TrainConfig(model=model, batch_frames=64, steps_per_epoch=2, epochs=1)
+    trainer = Trainer(tmp_path / "p", cfg, utts_audio=utts)
+    assert trainer.run(verbose=0)["epochs_done"] == 1
+    den = Denoiser.load(trainer.export(tmp_path / "pm"))
+    assert den.sample_rate == 8000 and den.denoise(utts[0], 16000).shape == (len(utts[0]) // 2,)
