@@ -158,6 +158,77 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_listen(args: argparse.Namespace) -> int:
+    from grammar.listen import format_detection, open_input_device, run_listen
+
+    if args.input is not None and args.device is not None:
+        raise GrammarError("listen: give an INPUT file or --device, not both")
+    if args.input is None and args.device is None:
+        raise GrammarError("listen: give an INPUT file, or --device to listen to a live microphone")
+    for name in ("window_s", "hop_s"):
+        v = getattr(args, name)
+        if not v > 0:
+            raise GrammarError(f"listen: --{name.replace('_', '-')} {v}: must be a positive number of seconds")
+    if args.hop_s > args.window_s:
+        raise GrammarError(f"listen: --hop-s {args.hop_s} is longer than --window-s {args.window_s}")
+    if args.seconds is not None and (args.device is None or not args.seconds > 0):
+        raise GrammarError("listen: --seconds needs --device and a positive number of seconds")
+    audio = device = None
+    if args.input is not None:
+        from rced.audio import load_audio
+
+        audio = load_audio(args.input)
+    else:
+        device = open_input_device(None if args.device == "default" else args.device)
+    rec = _recognizer(args)
+    if not args.json:
+        print(f"{'start':>7}  {'end':>7}  {'score':>8}  command", flush=True)
+    n = run_listen(rec, audio=audio, device=device, window_s=args.window_s, hop_s=args.hop_s,
+                   emit=lambda d: _emit(args, d.to_json(), format_detection(d)), max_seconds=args.seconds)  # fmt: skip
+    if not args.json:
+        print(f"{n} detection{'s' if n != 1 else ''}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from grammar.demo import run_demo, table
+
+    if args.output.exists() and not args.output.is_dir():
+        raise GrammarError(f"{args.output}: output path exists and is not a folder")
+    den_int8 = None
+    if args.backend == "int8":
+        if args.no_denoiser:
+            raise GrammarError("demo: --backend int8 runs the int8 denoiser; drop --no-denoiser")
+        from rced.int8 import Int8Denoiser
+
+        den_int8 = Int8Denoiser.load(args.denoiser)  # fails fast when model_int8.tflite is missing
+        args = argparse.Namespace(**{**vars(args), "no_denoiser": True})
+    rec = _recognizer(args)
+    if den_int8 is not None:
+        rec.denoiser = den_int8
+
+    def say(msg: str) -> None:
+        if not args.json:
+            print(f"grammar demo: {msg}", file=sys.stderr, flush=True)
+
+    res = run_demo(args.output, rec, snr=args.snr, seed=args.seed, n_commands=args.n_commands,
+                   window_s=args.window_s, hop_s=args.hop_s, backend=args.backend, progress=say)  # fmt: skip
+    if args.json:
+        keep = ("output", "files", "voice", "snr", "seed", "backend", "chain", "seconds_of_audio", "truth",
+                "detections", "summary", "timings")  # fmt: skip
+        print(json.dumps({k: res[k] for k in keep}))
+        return 0
+    s = res["summary"]
+    print(f"{res['voice']} speaking {s['n_commands']} commands among other speech, babble at {res['snr']:g} dB; "
+          f"{res['chain']}")  # fmt: skip
+    print(table(res["rows"]))
+    print(f"hits: {s['hits']}/{s['n_commands']}  (wrong command {s['wrong']}, missed {s['missed']}, "
+          f"false alarms {s['false_alarms']})")  # fmt: skip
+    print(f"{res['seconds_of_audio']:.1f} s of audio; chain {res['timings']['chain_s']:.1f} s, total "
+          f"{res['timings']['total_s']:.1f} s; open {Path(res['output']) / res['files']['index']}")  # fmt: skip
+    return 0
+
+
 def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True) -> None:
     p.add_argument("--am", default=None, help="acoustic-model folder (default: shipped)")
     p.add_argument("--denoiser", default=None, help="denoiser folder (default: shipped)")
@@ -226,6 +297,30 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--json", action="store_true")
     md.set_defaults(func=cmd_make_dataset)
+
+    li = sub.add_parser("listen", help="streaming command spotting over a long recording (or a live microphone)")
+    li.add_argument("input", nargs="?", default=None, help="audio file (any rate/channels libsndfile reads)")
+    li.add_argument("--device", nargs="?", const="default", default=None,
+                    help="listen to a live input device instead (name or index; needs the sounddevice module)")  # fmt: skip
+    li.add_argument("--seconds", type=float, default=None, help="with --device: stop after this much audio "
+                    "(default: until Ctrl-C)")  # fmt: skip
+    li.add_argument("--window-s", type=float, default=2.0, help="decoding window in seconds (default 2.0)")
+    li.add_argument("--hop-s", type=float, default=0.25, help="hop between windows, also the block size (default 0.25)")
+    _add_chain_args(li)
+    li.set_defaults(func=cmd_listen)
+
+    de = sub.add_parser("demo", help="commands by a TEST-ONLY voice in babble, spotted live; WAVs, picture, index.html")
+    de.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    de.add_argument("--snr", type=float, default=5.0, help="speech-to-babble ratio in dB over the speech (default 5)")
+    de.add_argument("--seed", type=int, default=7, help="which commands, sentences and babble (default 7)")
+    de.add_argument("--backend", default="float", choices=["float", "int8"],
+                    help="int8: the int8 denoiser (model_int8.tflite beside the denoiser, `firmware-export int8`)")  # fmt: skip
+    de.add_argument("--n-commands", type=int, default=4, choices=range(1, 9), metavar="{1..8}",
+                    help="commands in the scene (default 4)")  # fmt: skip
+    de.add_argument("--window-s", type=float, default=2.0, help="decoding window in seconds (default 2.0)")
+    de.add_argument("--hop-s", type=float, default=0.25, help="hop between windows and block size (default 0.25)")
+    _add_chain_args(de)
+    de.set_defaults(func=cmd_demo)
 
     from grammar.augment_cli import add_parsers
 

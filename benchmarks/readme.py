@@ -1,0 +1,32 @@
+"""Copy every benchmark's Markdown result into README.md between its markers.
+
+Run after the benchmarks: python benchmarks/readme.py  (results missing on disk are left as they are)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+README = ROOT.parent / "README.md"
+SECTIONS = ("denoise", "recognition", "augmentation", "export")
+
+
+def main() -> int:
+    text = README.read_text()
+    for name in SECTIONS:
+        result = ROOT / "results" / f"{name}.md"
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if not result.exists() or start not in text:
+            continue
+        head, rest = text.split(start, 1)
+        text = head + start + "\n" + result.read_text().strip() + "\n" + rest[rest.index(end) :]
+    tmp = README.with_suffix(".md.part")
+    tmp.write_text(text)
+    tmp.replace(README)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

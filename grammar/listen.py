@@ -1,0 +1,481 @@
+"""Streaming command spotting over a long recording (or a live microphone).
+
+Three causal stages, each fed block by block:
+
+1. :class:`PosteriorStream` — the recognition front-end as a stream: audio blocks in, the
+   acoustic model's log-posterior frames out. It frames the audio (the same causal STFT as
+   :func:`rced.frontend.stft`), masks each frame with the denoiser (its 8-frame causal context
+   carried over between blocks), takes the log-mel of the enhanced magnitude, and runs the AM
+   on the new frames plus the left context its receptive field needs. An AM frame is emitted
+   once the AM's look-ahead for it has arrived, so the concatenated output equals
+   :meth:`grammar.recognizer.Recognizer.posteriors` of the whole signal (offline == streamed).
+2. :class:`Spotter` — every ``hop_s`` it decodes the last ``window_s`` of posteriors (less at the
+   start of the input) against the grammar (:func:`grammar.decoder.decode`: the command must
+   explain everything spoken in the window, and the grammar's threshold rejects non-command
+   speech, so a command is found when some window holds it with pauses, not other words, around).
+   An accepted window is aligned (CTC Viterbi of the winning expression) to find where inside the
+   window the command is spoken: the first and last frame on a non-blank symbol give its start
+   and end. Accepted windows whose spans overlap (or, for the same command, lie within
+   ``refractory_s`` of each other) are one event; the event becomes a :class:`Detection` with the
+   command, span and score of its best-scoring window once no later window can overlap it, so a
+   command spoken once triggers once.
+3. :func:`spot` / :func:`listen_blocks` tie them together; ``grammar listen`` is the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from grammar.alphabet import BLANK_ID, NUM_SYMBOLS
+from grammar.decoder import Grammar, decode
+from grammar.errors import GrammarError
+from grammar.features import log_mel
+from rced.audio import resample, validate_audio
+from rced.frontend import window as analysis_window
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """One spotted command: ``start``/``end`` in seconds from the start of the input, ``score``
+    the decoder's confidence (the best window's), ``windows`` how many windows accepted it."""
+
+    command: str
+    start: float
+    end: float
+    score: float
+    expression: str = ""
+    windows: int = 1
+
+    def to_json(self) -> dict:
+        return {"command": self.command, "start": round(self.start, 3), "end": round(self.end, 3),
+                "score": round(self.score, 4)}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- CTC alignment
+
+
+def ctc_align(logp: np.ndarray, label: np.ndarray) -> np.ndarray | None:
+    """Viterbi CTC alignment of ``label`` (symbol ids, no blanks) to (T, V) log-posteriors.
+
+    Returns, per frame, the index into ``label`` of the symbol the best path emits there, -1 on
+    a blank; None when the label cannot fit in T frames.
+    """
+    logp = np.asarray(logp, np.float64)
+    label = np.asarray(label, np.int64)
+    n_frames, n_states = len(logp), 2 * len(label) + 1
+    ext = np.full(n_states, BLANK_ID, np.int64)
+    ext[1::2] = label
+    emis = logp[:, ext]
+    skip = np.zeros(n_states, bool)
+    skip[2:] = (ext[2:] != BLANK_ID) & (ext[2:] != ext[:-2])
+    delta = np.full(n_states, -np.inf)
+    delta[: min(2, n_states)] = emis[0, : min(2, n_states)]
+    back = np.zeros((n_frames, n_states), np.int8)  # 0: stay, 1: from s-1, 2: from s-2
+    cand = np.full((3, n_states), -np.inf)
+    cols = np.arange(n_states)
+    for t in range(1, n_frames):
+        cand[0] = delta
+        cand[1, 1:] = delta[:-1]
+        cand[2, 2:] = np.where(skip[2:], delta[:-2], -np.inf)
+        arg = cand.argmax(axis=0)
+        delta = cand[arg, cols] + emis[t]
+        back[t] = arg
+    ends = [n_states - 1] + ([n_states - 2] if n_states > 1 else [])
+    s = max(ends, key=lambda e: delta[e])
+    if not np.isfinite(delta[s]):
+        return None
+    path = np.empty(n_frames, np.int64)
+    for t in range(n_frames - 1, -1, -1):
+        path[t] = s
+        s -= int(back[t, s])
+    return np.where(path % 2 == 1, (path - 1) // 2, -1)
+
+
+# --------------------------------------------------------------------------- streaming posteriors
+
+
+def _am_reach(cfg) -> tuple[int, int]:
+    """(left, right): AM output frames at each end of an input chunk that its zero padding corrupts.
+
+    The input convolution sees ``5 - stride`` frames of the past; each depthwise block
+    ``kernel - 1 - lookahead`` output frames to the left and ``lookahead`` to the right.
+    """
+    left = -(-(5 - cfg.stride) // cfg.stride) + cfg.blocks * (cfg.kernel - 1 - cfg.lookahead)
+    return left, cfg.blocks * cfg.lookahead
+
+
+class PosteriorStream:
+    """Causal block streaming of a :class:`~grammar.recognizer.Recognizer`'s front-end and AM.
+
+    ``push(block)`` takes audio at the AM's sample rate (any block size) and returns the
+    log-posterior frames that became final, ``flush()`` the rest at the end; concatenated they
+    equal ``recognizer.posteriors(audio)``. With ``keep_spectrum`` the enhanced STFT frames are
+    kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
+    denoised audio, from the same single STFT).
+    """
+
+    def __init__(self, recognizer, keep_spectrum: bool = False):
+        self.rec = recognizer
+        cfg = recognizer.config
+        self.fe = fe = cfg.frontend
+        den = recognizer.denoiser
+        if den is not None:
+            dfe = den.config.frontend
+            if (dfe.sample_rate, dfe.n_fft, dfe.hop, dfe.window) != (fe.sample_rate, fe.n_fft, fe.hop, fe.window):
+                raise GrammarError(f"listen: the denoiser's front-end {dfe} differs from the acoustic model's {fe}")
+        self.ctx = den.config.frontend.context if den is not None else 1
+        self.stride = cfg.stride
+        self.left, self.right = _am_reach(cfg)
+        self._win = analysis_window(fe)
+        self._history = np.zeros(fe.n_fft - fe.hop)
+        self._pending = np.zeros(0)
+        self._mag_hist = np.zeros((self.ctx - 1, fe.n_bins), np.float32)
+        self._feats = np.zeros((0, cfg.n_mels), np.float32)  # features from global frame _feat0 on
+        self._feat0 = 0
+        self._n_feat = 0
+        self._n_out = 0
+        self.n_samples = 0
+        self.keep_spectrum = keep_spectrum
+        self._spec: list[np.ndarray] = []
+        self._done = False
+        self._am_fn = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.fe.sample_rate
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds per AM output frame: AM frame j holds the samples [j, j + 1) * frame_s."""
+        return self.stride * self.fe.hop / self.fe.sample_rate
+
+    @property
+    def spectrum(self) -> np.ndarray:
+        """(frames, bins) enhanced complex STFT so far (only with ``keep_spectrum``)."""
+        if not self._spec:
+            return np.zeros((0, self.fe.n_bins), np.complex64)
+        return np.concatenate(self._spec)
+
+    def _frames(self, samples: np.ndarray) -> None:
+        """STFT frames of ``samples`` (a multiple of hop) after the history; enhance; log-mel features."""
+        fe = self.fe
+        n = len(samples) // fe.hop
+        if n == 0:
+            return
+        buf = np.concatenate([self._history, samples])
+        self._history = buf[len(buf) - (fe.n_fft - fe.hop) :]
+        idx = np.arange(n)[:, None] * fe.hop + np.arange(fe.n_fft)[None, :]
+        spec = np.fft.rfft(buf[idx] * self._win, axis=1).astype(np.complex64)
+        if self.rec.denoiser is not None:
+            mag = np.abs(spec)
+            both = np.concatenate([self._mag_hist, mag])
+            spec = spec * self.rec.denoiser.mask(both)[self.ctx - 1 :]
+            self._mag_hist = both[len(both) - (self.ctx - 1) :]
+        if self.keep_spectrum:
+            self._spec.append(spec)
+        feats = self.rec.norm.apply(log_mel(np.abs(spec), self.rec.config))
+        self._feats = np.concatenate([self._feats, feats])
+        self._n_feat += n
+
+    def _am(self):
+        """The AM as a function of a (1, frames, 1, n_mels) batch: a Keras model through one traced
+        graph (an eager call costs tens of ms, once per block), anything else as it is."""
+        if self._am_fn is None:
+            model = self.rec.model
+            self._am_fn = lambda x: model(x, training=False)
+            try:
+                import keras
+                import tensorflow as tf
+            except ImportError:
+                return self._am_fn
+            if isinstance(model, keras.Model):
+                spec = tf.TensorSpec((1, None, 1, self.rec.config.n_mels), tf.float32)
+                self._am_fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+        return self._am_fn
+
+    def _logp(self, feats: np.ndarray) -> np.ndarray:
+        logits = np.asarray(self._am()(feats[None, :, None, :].astype(np.float32)))[0]
+        return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+    def _run_am(self, final: bool) -> np.ndarray:
+        """AM outputs that became exact: all whose look-ahead has arrived (all of them at the end)."""
+        s = self.stride
+        if final:
+            pad = (-self._n_feat) % s  # as Recognizer.posteriors: repeat the last frame
+            if pad and len(self._feats):
+                self._feats = np.concatenate([self._feats, np.repeat(self._feats[-1:], pad, axis=0)])
+                self._n_feat += pad
+            stop = self._n_feat // s
+        else:
+            stop = self._n_feat // s - self.right
+        if stop <= self._n_out:
+            return np.zeros((0, NUM_SYMBOLS), np.float32)
+        f0 = max(0, s * (self._n_out - self.left))
+        f1 = self._n_feat if final else s * (stop + self.right)
+        chunk = self._feats[f0 - self._feat0 : f1 - self._feat0]
+        out = self._logp(chunk)[self._n_out - f0 // s : stop - f0 // s]
+        self._n_out = stop
+        keep = max(0, s * (self._n_out - self.left))  # drop features no later chunk needs
+        self._feats = self._feats[keep - self._feat0 :]
+        self._feat0 = keep
+        return out.astype(np.float32)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        if self._done:
+            raise GrammarError("listen: push() after flush()")
+        block = np.asarray(block, np.float32).reshape(-1)
+        if len(block):
+            block = validate_audio(block, "stream block")
+        self.n_samples += len(block)
+        self._pending = np.concatenate([self._pending, block])
+        n = (len(self._pending) // self.fe.hop) * self.fe.hop
+        if n:
+            self._frames(self._pending[:n])
+            self._pending = self._pending[n:]
+        return self._run_am(final=False)
+
+    def flush(self) -> np.ndarray:
+        """The remaining frames: the tail is zero-padded exactly as :func:`rced.frontend.stft` pads."""
+        if self._done:
+            return np.zeros((0, NUM_SYMBOLS), np.float32)
+        if self.n_samples == 0:
+            raise GrammarError("listen: empty audio (no samples)")
+        fe = self.fe
+        tail = np.concatenate([self._pending, np.zeros((-len(self._pending)) % fe.hop + fe.n_fft - fe.hop)])
+        self._pending = np.zeros(0)
+        self._frames(tail)
+        self._done = True
+        return self._run_am(final=True)
+
+
+# --------------------------------------------------------------------------- spotting
+
+
+@dataclasses.dataclass
+class _Hit:
+    command: str
+    expression: str
+    first: int  # AM frames, global
+    last: int
+    score: float
+
+
+class Spotter:
+    """Sliding-window grammar decoding over a stream of log-posterior frames; merges windows into detections.
+
+    ``push(frames)`` returns the detections that became final; ``flush()`` the rest.
+    """
+
+    def __init__(self, grammar: Grammar, frame_s: float, window_s: float = 2.0, hop_s: float = 0.25,
+                 refractory_s: float = 0.3, score_kind: str = "len_norm"):  # fmt: skip
+        if grammar is None:
+            raise GrammarError("listen: no grammar loaded")
+        for name, v in (("window", window_s), ("hop", hop_s)):
+            if not np.isfinite(v) or v <= 0:
+                raise GrammarError(f"listen: {name} of {v} s must be a positive number of seconds")
+        if hop_s > window_s:
+            raise GrammarError(f"listen: hop {hop_s} s is longer than the window {window_s} s (audio would be skipped)")
+        if refractory_s < 0:
+            raise GrammarError(f"listen: refractory time {refractory_s} s must not be negative")
+        self.grammar, self.frame_s, self.score_kind = grammar, float(frame_s), score_kind
+        self.win = max(1, int(round(window_s / frame_s)))
+        self.hop = max(1, int(round(hop_s / frame_s)))
+        self.refractory = int(round(refractory_s / frame_s))
+        self._buf = np.zeros((0, NUM_SYMBOLS), np.float32)
+        self._buf0 = 0  # global frame index of _buf[0]
+        self._n = 0
+        self._next_end = self.hop  # windows grow from the start until they reach window_s
+        self._last_end = 0  # end of the last decoded window
+        self._group: list[_Hit] = []
+        self.windows_decoded = 0
+
+    def _frames(self, a: int, b: int) -> np.ndarray:
+        return self._buf[a - self._buf0 : b - self._buf0]
+
+    def _decide(self, a: int, b: int) -> list[Detection]:
+        """Decode window [a, b); finalise the open event when no hit from here on can join it."""
+        out = []
+        if self._group and a > self._best().last + self.refractory:
+            out.append(self._finalise())
+        logp = self._frames(a, b)
+        self.windows_decoded += 1
+        self._last_end = b
+        d = decode(logp, self.grammar, self.score_kind)
+        if d.accepted:
+            path = ctc_align(logp, self.grammar.labels[d.expression])
+            spoken = np.nonzero(path >= 0)[0] if path is not None else np.zeros(0, int)
+            if len(spoken):
+                hit = _Hit(d.command, self.grammar.expressions[d.expression], a + int(spoken[0]),
+                           a + int(spoken[-1]), float(d.score))  # fmt: skip
+                if self._group and not self._joins(hit):
+                    out.append(self._finalise())
+                self._group.append(hit)
+        return out
+
+    def _best(self) -> _Hit:
+        return max(self._group, key=lambda h: h.score)  # ties: the earliest window
+
+    def _joins(self, hit: _Hit) -> bool:
+        """Same event: overlaps the best hit so far, or repeats its command within the refractory time."""
+        best = self._best()
+        if hit.first <= best.last and hit.last >= best.first:
+            return True
+        return hit.command == best.command and hit.first <= best.last + self.refractory
+
+    def _finalise(self) -> Detection:
+        best = self._best()
+        n = sum(h.command == best.command for h in self._group)
+        self._group = []
+        return Detection(best.command, best.first * self.frame_s, (best.last + 1) * self.frame_s, best.score,
+                         best.expression, n)  # fmt: skip
+
+    def push(self, logp: np.ndarray) -> list[Detection]:
+        logp = np.asarray(logp, np.float32)
+        if logp.size == 0:
+            return []
+        self._buf = np.concatenate([self._buf, logp])
+        self._n += len(logp)
+        out: list[Detection] = []
+        while self._n >= self._next_end:
+            out += self._decide(max(0, self._next_end - self.win), self._next_end)
+            self._next_end += self.hop
+        keep = max(0, self._next_end - self.win)
+        if keep > self._buf0:
+            self._buf = self._buf[keep - self._buf0 :]
+            self._buf0 = keep
+        return out
+
+    def flush(self) -> list[Detection]:
+        """Decode a last window ending at the end of the input (if the hops left a tail), close the event."""
+        out: list[Detection] = []
+        if self._n and self._last_end < self._n:
+            out += self._decide(max(0, self._n - self.win), self._n)
+        if self._group:
+            out.append(self._finalise())
+        return out
+
+
+def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.0, hop_s: float = 0.25, *,
+                  grammar: Grammar | None = None, refractory_s: float = 0.3,
+                  stream: PosteriorStream | None = None) -> Iterator[Detection]:  # fmt: skip
+    """Detections, as soon as each is final, from audio blocks at the recognizer's sample rate."""
+    stream = stream or PosteriorStream(recognizer)
+    spotter = Spotter(grammar or recognizer.grammar, stream.frame_s, window_s, hop_s, refractory_s)
+    for block in blocks:
+        yield from spotter.push(stream.push(block))
+    yield from spotter.push(stream.flush())
+    yield from spotter.flush()
+
+
+def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = 2.0, hop_s: float = 0.25, *,
+         grammar: Grammar | None = None, refractory_s: float = 0.3, block_s: float | None = None,
+         stream: PosteriorStream | None = None) -> list[Detection]:  # fmt: skip
+    """Spot the grammar's commands in a long recording, streamed through the chain in blocks.
+
+    ``audio``: mono, any rate (resampled to the model's). Blocks are ``block_s`` long (default:
+    ``hop_s``, what a live device would buffer). Returns the detections in time order.
+    """
+    audio = validate_audio(audio, "input")
+    if audio.ndim != 1:
+        raise GrammarError(f"input: expected mono audio, got shape {audio.shape}")
+    stream = stream or PosteriorStream(recognizer)
+    x = resample(audio, sr, stream.sample_rate)
+    block = max(1, int(round((block_s or hop_s) * stream.sample_rate)))
+    blocks = (x[i : i + block] for i in range(0, len(x), block))
+    return list(listen_blocks(recognizer, blocks, window_s, hop_s, grammar=grammar, refractory_s=refractory_s,
+                              stream=stream))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- live microphone
+
+
+def open_input_device(device: str | int | None):
+    """(sounddevice module, device) after checking that both exist: a one-line GrammarError otherwise.
+
+    ``sounddevice`` is an optional dependency, imported only here.
+    """
+    name = "default" if device is None else device
+    try:
+        import sounddevice as sd
+    except ImportError:
+        raise GrammarError("--device: the 'sounddevice' module is not installed (pip install sounddevice)") from None
+    except OSError as exc:  # the module is there, the PortAudio library is not
+        raise GrammarError(f"--device: sounddevice cannot load PortAudio ({exc})") from None
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    try:
+        sd.query_devices(device, kind="input")
+    except Exception as exc:  # sounddevice raises ValueError / PortAudioError
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GrammarError(f"--device {name}: no audio input device ({msg})") from None
+    return sd, device
+
+
+def microphone_blocks(sd, device, sample_rate: int, block_s: float,
+                      max_seconds: float | None = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """Mono float32 blocks of ``block_s`` from an input device (see :func:`open_input_device`),
+    until ``max_seconds`` of audio (None: until Ctrl-C)."""
+    import queue
+
+    q: queue.Queue = queue.Queue()
+
+    def callback(indata, frames, time, status):
+        if status:
+            print(f"grammar: listen: {status}", file=sys.stderr)
+        q.put(np.asarray(indata, np.float32)[:, 0].copy())
+
+    block = max(1, int(round(block_s * sample_rate)))
+    left = None if max_seconds is None else int(round(max_seconds * sample_rate))
+    try:
+        stream = sd.InputStream(device=device, channels=1, samplerate=sample_rate, blocksize=block,
+                                dtype="float32", callback=callback)  # fmt: skip
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GrammarError(f"--device {device}: cannot record at {sample_rate} Hz ({msg})") from None
+    with stream:
+        while left is None or left > 0:
+            try:
+                x = q.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            if left is not None:
+                x, left = x[:left], left - len(x)
+            yield x
+
+
+def format_detection(d: Detection) -> str:
+    return f"{d.start:7.2f}  {d.end:7.2f}  {d.score:8.3f}  {d.command}"
+
+
+def run_listen(recognizer, *, audio: np.ndarray | None, device, window_s: float, hop_s: float,
+               emit: Callable[[Detection], None], max_seconds: float | None = None) -> int:  # fmt: skip
+    """The CLI's loop over ``audio`` (16 kHz) or, when ``device`` is the pair :func:`open_input_device`
+    returned, the live input (until ``max_seconds`` or Ctrl-C, after which the open event is still
+    reported); ``emit`` each detection as it becomes final; returns the count."""
+    n = 0
+    if device is None:
+        for d in spot(recognizer, audio, 16000, window_s, hop_s):
+            emit(d)
+            n += 1
+        return n
+    sd, dev = device
+    stream = PosteriorStream(recognizer)
+    spotter = Spotter(recognizer.grammar, stream.frame_s, window_s, hop_s)
+    print(f"grammar: listening on input device {'default' if dev is None else dev} "
+          f"({'Ctrl-C stops' if max_seconds is None else f'{max_seconds:g} s'})", file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        for block in microphone_blocks(sd, dev, stream.sample_rate, hop_s, max_seconds):
+            for d in spotter.push(stream.push(block)):
+                emit(d)
+                n += 1
+    except KeyboardInterrupt:
+        pass
+    if stream.n_samples:
+        for d in spotter.push(stream.flush()) + spotter.flush():
+            emit(d)
+            n += 1
+    return n

@@ -1,0 +1,360 @@
+"""Streaming command spotting: alignment, window merging and timing, streamed == offline, the CLI."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from grammar.alphabet import NUM_SYMBOLS, encode
+from grammar.config import AMConfig
+from grammar.decoder import Grammar
+from grammar.errors import GrammarError
+from grammar.listen import Detection, PosteriorStream, Spotter, ctc_align, spot
+from grammar.recognizer import Recognizer
+from rced.features import Normalizer
+from tests.grammar.conftest import tone
+
+FRAME_S = 0.016  # AM frame: stride 2 x hop 128 at 16 kHz
+COMMANDS = ["volume up", "mute", "call home"]
+
+
+def grammar(*args, pre: str = "pass"):
+    code = f"import sys; {pre}; from grammar.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+
+
+def one_line_error(res, needle):
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("grammar: error:"), res.stderr
+    assert needle in lines[0], lines[0]
+
+
+# ----------------------------------------------------------------------------- synthetic posteriors
+
+
+def spelled(n_frames: int, events: list[tuple[str, float]], rng=None) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """(T, 29) log-posteriors: blank everywhere, ``text`` spelled from ``start`` seconds on (each
+    character 2 frames, a blank frame between characters). Returns them and the true spans."""
+    rng = rng or np.random.default_rng(0)
+    logits = rng.normal(0, 0.5, (n_frames, NUM_SYMBOLS))
+    logits[:, 0] += 8.0
+    truth = []
+    for text, start in events:
+        t = int(round(start / FRAME_S))
+        first = t
+        for sym in encode(text):
+            logits[t : t + 2, 0] -= 8.0
+            logits[t : t + 2, sym] += 8.0
+            t += 3
+        truth.append((text, first * FRAME_S, (t - 1) * FRAME_S))
+    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True), truth
+
+
+def run_spotter(logp, chunks=None, **kw):
+    g = Grammar.from_commands(COMMANDS, threshold=-1.0)
+    sp = Spotter(g, FRAME_S, **kw)
+    out = []
+    bounds = [0, *(chunks or []), len(logp)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out += sp.push(logp[a:b])
+    return out + sp.flush(), sp
+
+
+def test_ctc_align_finds_the_spelled_frames():
+    logp, truth = spelled(60, [("mute", 0.32)])
+    path = ctc_align(logp, encode("mute"))
+    spoken = np.nonzero(path >= 0)[0]
+    assert spoken[0] * FRAME_S == pytest.approx(truth[0][1]) and (spoken[-1] + 1) * FRAME_S == pytest.approx(truth[0][2])
+    assert list(path[spoken[0] : spoken[0] + 2]) == [0, 0]  # 'm' on its two frames
+    assert ctc_align(logp[:3], encode("mute")) is None  # four characters cannot fit in three frames
+    assert ctc_align(logp[:7], encode("mm")) is not None  # a repeat needs a blank between: 3 frames
+
+
+def test_detections_are_timed_merged_and_non_commands_rejected():
+    events = [("volume up", 1.0), ("hello there friend", 4.2), ("mute", 7.5), ("call home", 10.0)]
+    logp, truth = spelled(int(13 / FRAME_S), events)
+    dets, sp = run_spotter(logp)
+    want = [t for t in truth if t[0] in COMMANDS]
+    assert [d.command for d in dets] == [t[0] for t in want]  # one detection each; the sentence rejected
+    for d, (_, start, end) in zip(dets, want):
+        assert abs(d.start - start) <= 0.05 and abs(d.end - end) <= 0.05
+        assert d.windows > 1  # several windows accepted it: merged, not re-triggered
+        assert d.score >= -1.0
+    assert sp.windows_decoded > 40
+
+
+def test_block_sizes_do_not_change_detections():
+    logp, _ = spelled(int(8 / FRAME_S), [("call home", 0.5), ("mute", 5.0)])
+    ref, _ = run_spotter(logp)
+    rng = np.random.default_rng(1)
+    cuts = sorted(set(rng.integers(1, len(logp), 40).tolist()))
+    assert run_spotter(logp, cuts)[0] == ref
+    assert run_spotter(logp, list(range(1, len(logp))))[0] == ref
+
+
+def test_refractory_merges_a_quick_repeat_but_not_a_later_one():
+    logp, _ = spelled(int(9 / FRAME_S), [("mute", 3.0), ("mute", 3.35), ("mute", 7.0)])
+    dets, _ = run_spotter(logp, hop_s=0.048, refractory_s=0.3)  # fine hops: a window holds each repeat alone
+    assert [round(d.start, 1) for d in dets] == [3.0, 7.0]
+    dets, _ = run_spotter(logp, hop_s=0.048, refractory_s=0.0)
+    assert [round(d.start, 1) for d in dets] == [3.0, 3.3, 7.0]
+
+
+def test_first_windows_grow_from_the_start():
+    logp, _ = spelled(int(3 / FRAME_S), [("mute", 0.1)])
+    g = Grammar.from_commands(COMMANDS, threshold=-1.0)
+    sp = Spotter(g, FRAME_S)
+    dets = sp.push(logp[: int(0.9 / FRAME_S)])  # long before a full 2-s window: already decoded
+    assert sp.windows_decoded == 3
+    dets += sp.push(logp[int(0.9 / FRAME_S) :]) + sp.flush()
+    assert [d.command for d in dets] == ["mute"]
+
+
+def test_short_input_and_tail_are_decoded():
+    logp, truth = spelled(int(1.0 / FRAME_S), [("mute", 0.3)])  # shorter than one window
+    dets, _ = run_spotter(logp)
+    assert [d.command for d in dets] == ["mute"] and abs(dets[0].start - truth[0][1]) <= 0.05
+    logp, _ = spelled(int(4.1 / FRAME_S), [("call home", 3.2)])  # only the final window holds it whole
+    assert [d.command for d in run_spotter(logp, hop_s=1.0)[0]] == ["call home"]
+
+
+def test_spotter_arguments_are_checked():
+    g = Grammar.from_commands(COMMANDS)
+    for kw in ({"window_s": 0}, {"hop_s": -1}, {"hop_s": 3.0}, {"refractory_s": -1}, {"window_s": float("nan")}):
+        with pytest.raises(GrammarError):
+            Spotter(g, FRAME_S, **kw)
+
+
+def test_detection_is_frozen_and_serialises_four_keys():
+    d = Detection("mute", 1.23456, 2.5, -0.123456, "mute", 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.start = 0.0
+    assert d.to_json() == {"command": "mute", "start": 1.235, "end": 2.5, "score": -0.1235}
+
+
+# ----------------------------------------------------------------------------- the whole chain, a tone "AM"
+
+
+SPELL_CHARS = sorted(set("".join(COMMANDS) + "hello"))
+
+
+def mel_centres(cfg: AMConfig) -> np.ndarray:
+    import librosa
+
+    fe = cfg.frontend
+    return librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=fe.sample_rate / 2, htk=True)[1:-1]
+
+
+class ToneAM:
+    """Stands in for the Keras AM: reads each AM frame's newest STFT frame and emits the symbol whose
+    tone is loudest (a blank on silence). Frame-local, so any chunking gives the same output."""
+
+    def __init__(self, bin_to_symbol: dict[int, int], floor: float = 0.0):
+        self.table, self.floor = bin_to_symbol, floor
+
+    def __call__(self, x, training=False):
+        f = np.asarray(x, np.float32)[0, :, 0, :]
+        f = f[1::2] if len(f) % 2 == 0 else np.concatenate([f, f[-1:]])[1::2]
+        logits = np.zeros((len(f), NUM_SYMBOLS), np.float32)
+        loud = f.max(axis=1) > self.floor
+        sym = np.array([self.table.get(int(b), 0) for b in f.argmax(axis=1)])
+        logits[np.arange(len(f)), np.where(loud, sym, 0)] = 8.0
+        return logits[None]
+
+
+@pytest.fixture(scope="module")
+def tone_chain():
+    """A Recognizer (no denoiser) whose 'AM' reads tones, and the tone frequency of each character."""
+    cfg = AMConfig(channels=16, blocks=2)
+    norm = Normalizer(tuple([-8.0] * cfg.n_mels), tuple([3.0] * cfg.n_mels))
+    centres = mel_centres(cfg)
+    bins = list(range(12, 12 + 2 * len(SPELL_CHARS), 2))
+    freq = {c: float(centres[b]) for c, b in zip(SPELL_CHARS, bins)}
+    rec = Recognizer(None, cfg, norm, grammar=Grammar.from_commands(COMMANDS, threshold=-1.0))
+    table = {}
+    for c in SPELL_CHARS:  # the bin each tone really peaks in, through the real front-end
+        feats = rec.features(np.sin(2 * np.pi * freq[c] * np.arange(8000) / 16000).astype(np.float32) * 0.3, 16000)
+        peak = int(np.bincount(feats[10:-10].argmax(axis=1)).argmax())
+        assert peak not in table, "two tones share a mel bin"
+        table[peak] = int(encode(c)[0])
+    rec.model = ToneAM(table)
+    return rec, freq
+
+
+def tone_speech(freq, events, seconds, sr=16000, char_s=0.064, gap_s=0.032):
+    """Audio that spells ``text`` in tones from ``start`` on; the true spans in seconds."""
+    x = np.zeros(int(seconds * sr), np.float32)
+    truth = []
+    for text, start in events:
+        t = start
+        for ch in text:
+            n0, n1 = int(t * sr), int((t + char_s) * sr)
+            x[n0:n1] = 0.3 * np.sin(2 * np.pi * freq[ch] * np.arange(n1 - n0) / sr)
+            t += char_s + gap_s
+        truth.append((text, start, t - gap_s))
+    return x, truth
+
+
+def test_spot_times_commands_through_the_streamed_chain(tone_chain):
+    rec, freq = tone_chain
+    events = [("mute", 0.7), ("hello", 3.3), ("call home", 5.9), ("volume up", 9.1)]
+    audio, truth = tone_speech(freq, events, 12.0)
+    dets = spot(rec, audio, 16000)
+    want = [t for t in truth if t[0] in COMMANDS]
+    assert [d.command for d in dets] == [t[0] for t in want]
+    for d, (_, start, end) in zip(dets, want):
+        assert abs(d.start - start) <= 0.05 and abs(d.end - end) <= 0.05, (d, start, end)
+    assert spot(rec, audio, 16000, block_s=0.037) == dets  # odd block sizes: the same detections
+    import soxr
+
+    d48 = spot(rec, soxr.resample(audio, 16000, 48000).astype(np.float32), 48000)  # other rates are resampled
+    assert [d.command for d in d48] == [d.command for d in dets]
+
+
+def test_spot_rejects_bad_audio(tone_chain):
+    rec, _ = tone_chain
+    from rced.errors import RcedError
+
+    with pytest.raises(RcedError, match="empty"):
+        spot(rec, np.zeros(0, np.float32), 16000)
+    with pytest.raises(RcedError, match="NaN"):
+        spot(rec, np.full(16000, np.nan, np.float32), 16000)
+    with pytest.raises(GrammarError, match="mono"):
+        spot(rec, np.zeros((16000, 2), np.float32), 16000)
+
+
+@pytest.mark.parametrize("use_denoiser", [False, True])
+def test_streamed_posteriors_equal_offline(tiny_am, use_denoiser):
+    rec = Recognizer.load(tiny_am, denoiser=None if use_denoiser else False, grammar=False)
+    x = np.concatenate([tone(2.3), np.zeros(777, np.float32), tone(0.9)])
+    offline = rec.posteriors(x, 16000)
+    for block in (128, 1000, 4321):
+        st = PosteriorStream(rec, keep_spectrum=use_denoiser)
+        parts = [st.push(x[i : i + block]) for i in range(0, len(x), block)] + [st.flush()]
+        streamed = np.concatenate(parts)
+        assert streamed.shape == offline.shape
+        np.testing.assert_allclose(streamed, offline, atol=1e-4)
+        assert max(len(p) for p in parts[:-1]) <= -(-block // 256) + 1  # frames come out as audio comes in
+    if use_denoiser:  # the listening path from the same STFT equals the offline denoiser
+        from rced.frontend import istft
+
+        enhanced = istft(st.spectrum, rec.config.frontend, length=len(x))
+        np.testing.assert_allclose(enhanced, rec.denoiser.denoise(x, 16000), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def long_wav(tmp_path):
+    p = tmp_path / "long.wav"
+    sf.write(p, np.concatenate([tone(2.0), np.zeros(8000, np.float32), tone(2.5)]), 16000)
+    return p
+
+
+def test_listen_json_lines(tiny_am, tiny_grammar, long_wav):
+    res = grammar("listen", long_wav, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json",
+                  "--window-s", "1.5", "--hop-s", "0.5")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(x) for x in res.stdout.strip().splitlines()]
+    assert lines, "threshold -1e9 accepts every window: something must be detected"
+    for d in lines:
+        assert set(d) == {"command", "start", "end", "score"}
+        assert d["command"] in COMMANDS and 0 <= d["start"] < d["end"] <= 5.0 and isinstance(d["score"], float)
+    assert [d["start"] for d in lines] == sorted(d["start"] for d in lines)
+
+
+def test_listen_text_output(tiny_am, tiny_grammar, long_wav):
+    res = grammar("listen", long_wav, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.strip().splitlines()
+    assert out[0].split() == ["start", "end", "score", "command"] and "detection" in out[-1]
+
+
+@pytest.mark.parametrize("kind,needle", [("text", "not a readable audio file"), ("empty", "empty file"),
+                                         ("zero_samples", "empty"), ("missing", "not found")])  # fmt: skip
+def test_listen_bad_input_is_one_line(tiny_am, tiny_grammar, bad_files, kind, needle):
+    res = grammar("listen", bad_files[kind], "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser")
+    one_line_error(res, needle)
+    assert str(bad_files[kind]) in res.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    ((), "give an INPUT file"),
+    (("x.wav", "--device"), "not both"),
+    (("x.wav", "--hop-s", "3"), "longer than --window-s"),
+    (("x.wav", "--window-s", "0"), "positive"),
+])  # fmt: skip
+def test_listen_bad_arguments(args, needle):
+    one_line_error(grammar("listen", *args), needle)
+
+
+def test_device_without_sounddevice_is_one_line(tiny_am, tiny_grammar):
+    res = grammar("listen", "--device", "--am", tiny_am, "--grammar", tiny_grammar,
+                  pre="sys.modules['sounddevice'] = None")  # fmt: skip
+    one_line_error(res, "sounddevice")
+
+
+# ----------------------------------------------------------------------------- live input (a fake sounddevice)
+
+
+class FakeSoundDevice:
+    """The few calls of ``sounddevice`` that listen uses; the 'microphone' plays ``audio``."""
+
+    def __init__(self, audio):
+        self.audio, self.opened = audio, []
+
+    def query_devices(self, device=None, kind=None):
+        if device not in (None, 0):
+            raise ValueError(f"No input device matching {device!r}")
+        return {"name": "fake microphone", "max_input_channels": 1}
+
+    def InputStream(self, device, channels, samplerate, blocksize, dtype, callback):  # sounddevice's spelling
+        self.opened.append((device, channels, samplerate, blocksize, dtype))
+        audio = self.audio
+
+        class Stream:
+            def __enter__(self):
+                for i in range(0, len(audio), blocksize):
+                    block = np.zeros((blocksize, 1), np.float32)
+                    chunk = audio[i : i + blocksize]
+                    block[: len(chunk), 0] = chunk
+                    callback(block, blocksize, None, None)
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        return Stream()
+
+
+def test_live_device_spots_commands(tone_chain, monkeypatch, capsys):
+    from grammar.listen import open_input_device, run_listen
+
+    rec, freq = tone_chain
+    audio, truth = tone_speech(freq, [("call home", 0.8), ("mute", 4.0)], 6.0)
+    fake = FakeSoundDevice(audio)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    dets = []
+    n = run_listen(rec, audio=None, device=open_input_device(None), window_s=2.0, hop_s=0.25, emit=dets.append,
+                   max_seconds=6.0)  # fmt: skip
+    assert n == 2 and [d.command for d in dets] == ["call home", "mute"]
+    for d, (_, start, end) in zip(dets, truth):
+        assert abs(d.start - start) <= 0.05 and abs(d.end - end) <= 0.05
+    assert fake.opened == [(None, 1, 16000, 4000, "float32")]
+    assert "listening on input device default" in capsys.readouterr().err
+    with pytest.raises(GrammarError, match="no audio input device"):
+        open_input_device("7")
+
+
+def test_device_that_does_not_exist_is_one_line(tiny_am, tiny_grammar):
+    pre = ("import types; sd = types.ModuleType('sounddevice'); "
+           "sd.query_devices = lambda device=None, kind=None: (_ for _ in ()).throw(ValueError('No input device')); "
+           "sys.modules['sounddevice'] = sd")  # fmt: skip
+    res = grammar("listen", "--device", "3", "--am", tiny_am, "--grammar", tiny_grammar, pre=pre)
+    one_line_error(res, "--device 3: no audio input device")
