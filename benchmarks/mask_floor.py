@@ -52,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--apply", action="store_true", help="write the chosen floor into the model's config.json")
     ap.add_argument("--out", default=str(ROOT / "results" / "mask_floor"))
+    ap.add_argument("--floors", type=float, nargs="+", default=list(FLOORS))
     args = ap.parse_args(argv)
     den = Denoiser.load(args.model)
     items = dev_set()
     rows = []
     with ProcessPoolExecutor(2) as ex:
         base = list(ex.map(_score, items))
-        for fl in FLOORS:
+        for fl in args.floors:
             den.config = dataclasses.replace(den.config, mask_floor=fl)
             sc = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
             row = {"floor": fl}
