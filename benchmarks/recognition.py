@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for chain, res in results.items():
         for g, m in res["calibrated"].items():
             n = res["no_rejection"][g]
-            md.append(f"| {chain} | {g} | {m['accuracy']:.3f} | {m['mdr']:.3f} | {m['mcr']:.3f} | {m['far']:.3f} "
+            md.append(f"| {chain} | {g} | {m['accuracy'] + 0.0:.3f} | {m['mdr']:.3f} | {m['mcr']:.3f} | {m['far']:.3f} "
                       f"| {n['accuracy']:.3f} | {n['far']:.3f} |")  # fmt: skip
     md += ["", "Character error rate of greedy decoding (TEST-ONLY voices, "
            f"{args.n_per_voice} random-word sentences each):", "",

@@ -46,6 +46,22 @@ def run_tflm(model_content: bytes, inputs: np.ndarray, arena_size: int) -> np.nd
 
 
 def _runs(model_content: bytes, arena_size: int, probe: np.ndarray) -> bool:
+    """Whether TFLM allocates and invokes with this arena, tried in a forked child: some arena
+    sizes make the TFLM Python interpreter crash (SIGSEGV) instead of reporting the failure."""
+    import os
+
+    pid = os.fork()
+    if pid == 0:  # child: report by exit status only
+        ok = False
+        try:
+            ok = _runs_here(model_content, arena_size, probe)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _runs_here(model_content: bytes, arena_size: int, probe: np.ndarray) -> bool:
     try:
         with captured_output():  # TFLM reports allocation failures on stderr
             interp = _tflm(model_content, arena_size)
