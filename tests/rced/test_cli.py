@@ -84,3 +84,14 @@ def test_colliding_names_refused(tmp_path):
 def test_missing_model_folder(wav_16k, tmp_path):
     res = rced("denoise", wav_16k, "-o", tmp_path / "o.wav", "--model", tmp_path / "nope")
     assert_one_line_error(res, "model folder not found")
+
+
+def test_demo_streams_and_writes_wavs(tmp_path):
+    res = rced("demo", "-o", tmp_path / "demo", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["algorithmic_latency_ms"] == 16.0 and out["real_time_factor"] > 0
+    for name in ("clean", "noisy", "enhanced"):
+        y, sr = sf.read(tmp_path / "demo" / f"{name}.wav")
+        assert sr == 16000 and len(y) > 16000
+    assert set(out["enhanced"]) == {"pesq", "stoi", "si_sdr"}
