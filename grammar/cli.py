@@ -22,7 +22,7 @@ def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
 def cmd_train_am(args: argparse.Namespace) -> int:
     from grammar.config import AMConfig, AMTrainConfig
     from grammar.train_am import AMTrainer
-    from rced.cli import _set_threads
+    from rced.cli import _set_threads, run_and_export
 
     _set_threads(args.threads)
     cfg = AMTrainConfig(am=AMConfig(channels=args.channels, blocks=args.blocks), batch_utts=args.batch_utts,
@@ -30,14 +30,7 @@ def cmd_train_am(args: argparse.Namespace) -> int:
                         seed=args.seed)  # fmt: skip
     trainer = AMTrainer(args.run_dir, cfg, utt_seeds=tuple(args.utt_seeds), n_utts=args.utterances,
                         denoiser_path=args.denoiser, strategy=args.strategy)  # fmt: skip
-    state = trainer.run(max_epochs_this_run=args.max_epochs_this_run, verbose=0 if args.json else 1)
-    out = None
-    if state["epochs_done"] >= trainer.cfg.epochs:
-        out = str(trainer.export(args.export or Path(args.run_dir) / "model"))
-    _emit(args, {"run_dir": str(args.run_dir), **state, "exported": out},
-          f"{state['epochs_done']}/{trainer.cfg.epochs} epochs done; best val loss {state['best_val']}"
-          + (f"; model written to {out}" if out else "; run again to resume"))  # fmt: skip
-    return 0
+    return run_and_export(trainer, args)
 
 
 def _recognizer(args: argparse.Namespace, grammar=None):

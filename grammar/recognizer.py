@@ -16,7 +16,6 @@ from grammar.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
 from grammar.features import log_mel
 from rced.audio import resample, validate_audio
-from rced.config import load_json
 from rced.features import Normalizer
 from rced.frontend import stft
 
@@ -47,19 +46,10 @@ class Recognizer:
              grammar: Grammar | str | Path | None | bool = None) -> Recognizer:  # fmt: skip
         """AM folder (None = shipped); ``denoiser``: folder, None = shipped, False = none;
         ``grammar``: a Grammar, a grammar JSON path, None = the shipped default, False = none."""
-        from rced.denoiser import Denoiser
+        from rced.denoiser import Denoiser, load_model_folder
 
         folder = Path(path) if path is not None else default_am_path()
-        for name in ("model.keras", "config.json", "norm.json"):
-            if not (folder / name).exists():
-                raise GrammarError(f"{folder}: acoustic-model folder lacks {name}")
-        config = load_json(AMConfig, folder / "config.json")
-        import keras
-
-        try:
-            model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
-        except Exception as exc:  # keras raises many types for a bad file
-            raise GrammarError(f"{folder / 'model.keras'}: cannot load model ({str(exc).splitlines()[0][:120]})") from None
+        model, config, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError)
         den = None if denoiser is False else Denoiser.load(denoiser)
         if grammar is False:
             grammar = None
@@ -67,7 +57,7 @@ class Recognizer:
             grammar = Grammar.load(default_grammar_path())
         elif not isinstance(grammar, Grammar):
             grammar = Grammar.load(grammar)
-        return cls(model, config, Normalizer.load(folder / "norm.json"), den, grammar, folder)
+        return cls(model, config, norm, den, grammar, folder)
 
     @property
     def sample_rate(self) -> int:

@@ -10,7 +10,6 @@ level and SpecAugment perturbations on the fly. The epoch loop, checkpoints, res
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -204,23 +203,13 @@ class AMTrainer(ResumableRun):
         hyps = [greedy_decode(np.asarray(keras.ops.log_softmax(lg))) for lg in logits]
         return {"val_cer": round(char_error_rate(self.val_text, hyps), 4)}
 
-    def export(self, out_dir):
-        """Best checkpoint -> model folder (model.keras, config.json, norm.json)."""
-        import keras
+    def _model_config(self):
+        return self.cfg.am
 
+    def _inference_model(self):
         from grammar.am import build_am
-        from rced.config import save_json
-        from rced.train import _save_model_atomic
 
-        trained = keras.saving.load_model(self.dir / "best.keras", safe_mode=True, compile=False)
-        model = build_am(self.cfg.am)
-        model.set_weights(trained.get_weights())
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _save_model_atomic(model, out / "model.keras")
-        save_json(self.cfg.am, out / "config.json")
-        Normalizer.load(self.dir / "norm.json").save(out / "norm.json")
-        return out
+        return build_am(self.cfg.am)
 
 
 def _save_npz(path, data: dict) -> None:

@@ -46,6 +46,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     trainer = Trainer(args.run_dir, cfg, n_utts=args.utterances, data_seed=args.data_seed,
                       strategy=args.strategy, init_from=args.init_from)  # fmt: skip
+    return run_and_export(trainer, args)
+
+
+def run_and_export(trainer, args: argparse.Namespace) -> int:
+    """Run (or resume) a training run; export the model folder once every epoch is done."""
     state = trainer.run(max_epochs_this_run=args.max_epochs_this_run, verbose=0 if args.json else 1)
     out = None
     if state["epochs_done"] >= trainer.cfg.epochs:

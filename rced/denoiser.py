@@ -22,6 +22,30 @@ def default_model_path() -> Path:
     return Path(str(resources.files("rced") / "default_model"))
 
 
+def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exception] = RcedError):
+    """(keras model, config, normaliser) of a model folder: model.keras (safe mode), config.json, norm.json.
+
+    Shared by every model of the project; errors are one line of ``error`` naming the path.
+    """
+    if not folder.is_dir():
+        raise error(f"{folder}: {what} not found")
+    for name in ("model.keras", "config.json", "norm.json"):
+        if not (folder / name).exists():
+            raise error(f"{folder}: {what} lacks {name}")
+    try:
+        config = load_json(config_cls, folder / "config.json")
+        norm = Normalizer.load(folder / "norm.json")
+    except RcedError as exc:
+        raise error(str(exc)) from None
+    import keras
+
+    try:
+        model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
+    except Exception as exc:  # keras raises many types for a bad file
+        raise error(f"{folder / 'model.keras'}: cannot load model ({str(exc).splitlines()[0][:120]})") from None
+    return model, config, norm
+
+
 class Denoiser:
     """R-CED denoiser: masks the noisy STFT magnitude, keeps the noisy phase."""
 
@@ -36,19 +60,8 @@ class Denoiser:
     def load(cls, path: str | Path | None = None) -> Denoiser:
         """Load a model folder (model.keras, config.json, norm.json); None = shipped default."""
         folder = Path(path) if path is not None else default_model_path()
-        if not folder.is_dir():
-            raise RcedError(f"{folder}: model folder not found")
-        for name in ("model.keras", "config.json", "norm.json"):
-            if not (folder / name).exists():
-                raise RcedError(f"{folder}: model folder lacks {name}")
-        config = load_json(ModelConfig, folder / "config.json")
-        import keras
-
-        try:
-            model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
-        except Exception as exc:  # keras raises many types for a bad file
-            raise RcedError(f"{folder / 'model.keras'}: cannot load model ({str(exc).splitlines()[0][:120]})") from None
-        return cls(model, config, Normalizer.load(folder / "norm.json"), folder)
+        model, config, norm = load_model_folder(folder, ModelConfig, "model folder")
+        return cls(model, config, norm, folder)
 
     @property
     def sample_rate(self) -> int:

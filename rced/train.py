@@ -227,6 +227,31 @@ class ResumableRun:
     def _extra_metrics(self, model) -> dict:
         return {}
 
+    def _model_config(self):
+        """The model's own configuration, saved as config.json beside the exported weights."""
+        raise NotImplementedError
+
+    def _inference_model(self):
+        """A fresh inference graph (no optimizer, no training-only state) to receive the weights."""
+        raise NotImplementedError
+
+    def export(self, out_dir: str | Path) -> Path:
+        """Write the best checkpoint as a shippable model folder (model.keras, config.json, norm.json)."""
+        import keras
+
+        best = self.dir / "best.keras"
+        if not best.exists():
+            raise RcedError(f"{self.dir}: no trained checkpoint to export")
+        trained = keras.saving.load_model(best, safe_mode=True, compile=False)
+        model = self._inference_model()
+        model.set_weights(trained.get_weights())
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _save_model_atomic(model, out / "model.keras")
+        save_json(self._model_config(), out / "config.json")
+        Normalizer.load(self.dir / "norm.json").save(out / "norm.json")
+        return out
+
 
 class Trainer(ResumableRun):
     """Denoiser training run in ``run_dir``; calling :meth:`run` again resumes it."""
@@ -289,24 +314,13 @@ class Trainer(ResumableRun):
         model.compile(keras.optimizers.Adam(self.cfg.learning_rate, clipnorm=5.0), loss=make_loss(self.cfg))
         return model
 
-    def export(self, out_dir: str | Path) -> Path:
-        """Write the best checkpoint as a shippable model folder (model.keras, config.json, norm.json)."""
-        import keras
+    def _model_config(self):
+        return self.cfg.model
 
+    def _inference_model(self):
         from rced.models import build_model
 
-        best = self.dir / "best.keras"
-        if not best.exists():
-            raise RcedError(f"{self.dir}: no trained checkpoint to export")
-        trained = keras.saving.load_model(best, safe_mode=True, compile=False)
-        model = build_model(self.cfg.model)
-        model.set_weights(trained.get_weights())
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _save_model_atomic(model, out / "model.keras")
-        save_json(self.cfg.model, out / "config.json")
-        Normalizer.load(self.dir / "norm.json").save(out / "norm.json")
-        return out
+        return build_model(self.cfg.model)
 
 
 def _save_model_atomic(model, path: Path) -> None:
