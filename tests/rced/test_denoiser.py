@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rced.denoiser import Denoiser, default_model_path
+from tests.conftest import speechlike
+
+
+@pytest.fixture(scope="module")
+def den():
+    return Denoiser.load()
+
+
+def test_shipped_model_folder_is_complete():
+    folder = default_model_path()
+    for name in ("model.keras", "config.json", "norm.json", "MODEL_CARD.md"):
+        assert (folder / name).exists(), name
+
+
+@pytest.mark.parametrize("block", [1, 100, 128, 333, 4096, 100_000])
+def test_streaming_equals_offline(den, block):
+    rng = np.random.default_rng(block)
+    x = (speechlike(16000, 1.3) + 0.02 * rng.standard_normal(20800)).astype(np.float32)
+    ref = den.denoise(x, 16000)
+    out = np.concatenate(list(den.stream(x[i : i + block] for i in range(0, len(x), block))))
+    assert out.shape == ref.shape
+    assert np.max(np.abs(out - ref)) <= 1e-5
+
+
+def test_denoise_keeps_length_and_is_finite_on_edge_signals(den):
+    for x in (np.zeros(16000, np.float32), np.ones(5, np.float32), np.clip(speechlike() * 40, -1, 1)):
+        y = den.denoise(x, 16000)
+        assert y.shape == x.shape and np.all(np.isfinite(y))
+    assert np.max(np.abs(den.denoise(np.zeros(16000, np.float32), 16000))) == 0.0
+
+
+def test_mask_is_bounded_by_floor_and_one(den):
+    mag = np.abs(np.random.default_rng(0).standard_normal((50, 129))).astype(np.float32)
+    m = den.mask(mag)
+    assert m.shape == mag.shape and m.min() >= den.config.mask_floor and m.max() <= 1.0
+
+
+def test_stream_cli_reports_latency_and_matches_denoise(tmp_path):
+    p = tmp_path / "in.wav"
+    sf.write(p, speechlike(16000, 1.0), 16000)
+    res = subprocess.run([sys.executable, "-m", "rced", "stream", str(p), "-o", str(tmp_path / "s.wav"),
+                          "--block-ms", "8", "--json"], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    stats = json.loads(res.stdout)
+    assert stats["algorithmic_latency_ms"] == 16.0 and stats["blocks"] == 125
+    assert stats["block_latency_ms_p99"] >= stats["block_latency_ms_median"] > 0
+    res = subprocess.run([sys.executable, "-m", "rced", "denoise", str(p), "-o", str(tmp_path / "d.wav")])
+    a, _ = sf.read(tmp_path / "s.wav")
+    b, _ = sf.read(tmp_path / "d.wav")
+    assert np.max(np.abs(a - b)) <= 1 / 32768 + 1e-9  # both 16-bit files: at most one LSB apart
