@@ -34,6 +34,7 @@ from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_
 from rced.tts import test_voices  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
 
 
 def datasets(reps: int) -> tuple[Path, Path]:
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-per-voice", type=int, default=10)
     ap.add_argument("--out", default=str(ROOT / "results" / "recognition"))
     ap.add_argument("--write-default-grammar", default=None, help="save the calibrated base grammar here")
+    ap.add_argument("--card", action="store_true", help="copy the tables into the AM folder's MODEL_CARD.md")
     args = ap.parse_args(argv)
     t0 = time.time()
     commands = load_commands(default_commands_path())
@@ -138,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         md.append(f"| {r['chain']} | {r['condition']} | {r['cer']:.3f} | "
                   + " | ".join(f"{r[v.id]:.3f}" for v in test_voices()) + " |")  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    if args.card:
+        from denoise import update_card
+
+        update_card(Path(recs["denoiser + AM"].path) / "MODEL_CARD.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 
