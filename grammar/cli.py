@@ -29,7 +29,7 @@ def cmd_train_am(args: argparse.Namespace) -> int:
                         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr,
                         seed=args.seed)  # fmt: skip
     trainer = AMTrainer(args.run_dir, cfg, utt_seeds=tuple(args.utt_seeds), n_utts=args.utterances,
-                        denoiser_path=args.denoiser, strategy=args.strategy)  # fmt: skip
+                        denoiser_path=args.denoiser, strategy=args.strategy, init_from=args.init_from)  # fmt: skip
     return run_and_export(trainer, args)
 
 
@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--max-epochs-this-run", type=int, default=None)
+    t.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
     t.add_argument("--export", type=Path, default=None)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train_am)

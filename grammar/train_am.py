@@ -116,8 +116,9 @@ class AMTrainer(ResumableRun):
     val_batch = 16
 
     def __init__(self, run_dir, cfg: AMTrainConfig | None = None, *, utt_seeds: tuple[int, ...] = (0, 1),
-                 n_utts: int = 4000, denoiser_path=None, strategy: str = "default", data: dict | None = None):  # fmt: skip
-        super().__init__(run_dir, cfg, strategy=strategy)
+                 n_utts: int = 4000, denoiser_path=None, strategy: str = "default", data: dict | None = None,
+                 init_from=None):  # fmt: skip
+        super().__init__(run_dir, cfg, strategy=strategy, init_from=init_from)
         self.utt_seeds, self.n_utts, self.denoiser_path = utt_seeds, n_utts, denoiser_path
         self._data = data
 
