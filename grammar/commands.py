@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from grammar.alphabet import normalize_text
-from grammar.errors import GrammarError
+from grammar.errors import GrammarError, read_text
 
 
 def default_commands_path() -> Path:
@@ -23,16 +23,7 @@ def load_commands(path: str | os.PathLike) -> list[str]:
     (after normalisation; the message gives both line numbers).
     """
     path = Path(path)
-    if not path.exists():
-        raise GrammarError(f"{path}: command file not found")
-    if path.is_dir():
-        raise GrammarError(f"{path}: is a folder, not a command file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise GrammarError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise GrammarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = read_text(path, "command file")
 
     commands: list[str] = []
     first_line: dict[str, int] = {}

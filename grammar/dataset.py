@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.alphabet import normalize_text
-from grammar.errors import GrammarError
+from grammar.errors import GrammarError, read_text
 from rced.audio import DEFAULT_SR, atomic_write_text, load_audio, write_audio
 from rced.corpus import Utterance, load_utterances, make_babble, rms, synthesize_all, train_utterances
 from rced.text import common_words, random_sentence
@@ -60,16 +60,7 @@ def load_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     ``label`` column, has a malformed row, or references an audio file that does not exist.
     """
     path = Path(path)
-    if not path.exists():
-        raise GrammarError(f"{path}: manifest not found")
-    if path.is_dir():
-        raise GrammarError(f"{path}: is a folder, not a manifest file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise GrammarError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise GrammarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = read_text(path, "manifest")
 
     reader = csv.reader(io.StringIO(text, newline=""))
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.alphabet import NUM_SYMBOLS, check_posteriors, encode, normalize_text
-from grammar.errors import GrammarError
+from grammar.errors import GrammarError, read_json
 from rced.audio import atomic_write_text
 
 FORMAT = "stapes-grammar"
@@ -299,18 +299,7 @@ class Grammar:
     def load(cls, path: str | os.PathLike) -> Grammar:
         """Read a grammar written by :meth:`save`; every problem is a one-line GrammarError naming the file."""
         path = Path(path)
-        if not path.exists():
-            raise GrammarError(f"{path}: grammar file not found")
-        if path.is_dir():
-            raise GrammarError(f"{path}: is a folder, not a grammar file")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise GrammarError(f"{path}: not a grammar file (not UTF-8 text)") from None
-        except json.JSONDecodeError as exc:
-            raise GrammarError(f"{path}: not a grammar file (invalid JSON at line {exc.lineno}: {exc.msg})") from None
-        except OSError as exc:
-            raise GrammarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        data = read_json(path, "grammar file")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise GrammarError(f"{path}: not a grammar file (expected a JSON object with format {FORMAT!r})")
         if data.get("version") != FORMAT_VERSION:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.alphabet import encode, greedy_decode, normalize_text
-from grammar.errors import GrammarError
+from grammar.errors import GrammarError, read_json
 from rced.audio import atomic_write_text
 
 FORMAT = "stapes-pronunciation-dictionary"
@@ -212,20 +212,7 @@ class PronDict:
     def load(cls, path: str | os.PathLike) -> PronDict:
         """Read a dictionary written by :meth:`save`; every problem is a one-line GrammarError naming the file."""
         path = Path(path)
-        if not path.exists():
-            raise GrammarError(f"{path}: pronunciation dictionary not found")
-        if path.is_dir():
-            raise GrammarError(f"{path}: is a folder, not a pronunciation dictionary")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise GrammarError(f"{path}: not a pronunciation dictionary (not UTF-8 text)") from None
-        except json.JSONDecodeError as exc:
-            raise GrammarError(
-                f"{path}: not a pronunciation dictionary (invalid JSON at line {exc.lineno}: {exc.msg})"
-            ) from None
-        except OSError as exc:
-            raise GrammarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        data = read_json(path, "pronunciation dictionary")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise GrammarError(f"{path}: not a pronunciation dictionary (expected a JSON object with format {FORMAT!r})")
         if data.get("version") != FORMAT_VERSION:

@@ -3,3 +3,32 @@
 
 class GrammarError(Exception):
     """A user-facing error: the message is one line naming the file (or input) and the problem."""
+
+
+def read_text(path, kind: str) -> str:
+    """Text of a user-supplied file; a missing, folder, unreadable or non-UTF-8 file is a
+    one-line GrammarError naming it (``kind`` says what the file should have been)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise GrammarError(f"{path}: {kind} not found")
+    if path.is_dir():
+        raise GrammarError(f"{path}: is a folder, not a {kind}")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GrammarError(f"{path}: not UTF-8 text (byte {exc.start}), so not a {kind}") from None
+    except OSError as exc:
+        raise GrammarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_json(path, kind: str):
+    """Parsed JSON of a user-supplied file, with :func:`read_text`'s one-line errors."""
+    import json
+
+    text = read_text(path, kind)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GrammarError(f"{path}: not a {kind} (invalid JSON at line {exc.lineno}: {exc.msg})") from None
