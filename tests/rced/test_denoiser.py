@@ -57,3 +57,15 @@ def test_stream_cli_reports_latency_and_matches_denoise(tmp_path):
     a, _ = sf.read(tmp_path / "s.wav")
     b, _ = sf.read(tmp_path / "d.wav")
     assert np.max(np.abs(a - b)) <= 1 / 32768 + 1e-9  # both 16-bit files: at most one LSB apart
+
+
+def test_int8_streaming_equals_int8_offline():
+    from rced.int8 import Int8Denoiser
+
+    den8 = Int8Denoiser.load()
+    x = (speechlike(16000, 0.6) + 0.02 * np.random.default_rng(5).standard_normal(9600)).astype(np.float32)
+    ref = den8.denoise(x, 16000)
+    out = np.concatenate(list(den8.stream(x[i : i + 200] for i in range(0, len(x), 200))))
+    assert out.shape == ref.shape and np.max(np.abs(out - ref)) <= 1e-5
+    # written as 16-bit PCM, the two paths give the same samples
+    np.testing.assert_array_equal(np.round(np.clip(out, -1, 1) * 32767), np.round(np.clip(ref, -1, 1) * 32767))
