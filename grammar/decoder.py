@@ -14,7 +14,6 @@ only meaningful for the score kind it was calibrated with.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -25,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.alphabet import NUM_SYMBOLS, check_posteriors, encode, normalize_text
-from grammar.errors import GrammarError, read_json
-from rced.audio import atomic_write_text
+from grammar.errors import GrammarError, read_json, write_json
 
 FORMAT = "stapes-grammar"
 FORMAT_VERSION = 1
@@ -287,13 +285,7 @@ class Grammar:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the grammar as JSON, atomically."""
-        try:
-            text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise GrammarError(f"{path}: provenance is not JSON-serialisable ({exc})") from None
-        if Path(path).is_dir():
-            raise GrammarError(f"{path}: output path is an existing folder")
-        atomic_write_text(path, text + "\n")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Grammar:

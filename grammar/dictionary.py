@@ -21,7 +21,6 @@ split in two keeps its space: "lights" -> "ligh ts"); a deleted word decodes as 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,8 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.alphabet import encode, greedy_decode, normalize_text
-from grammar.errors import GrammarError, read_json
-from rced.audio import atomic_write_text
+from grammar.errors import GrammarError, read_json, write_json
 
 FORMAT = "stapes-pronunciation-dictionary"
 FORMAT_VERSION = 1
@@ -200,13 +198,7 @@ class PronDict:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the dictionary as JSON, atomically."""
-        if Path(path).is_dir():
-            raise GrammarError(f"{path}: output path is an existing folder")
-        try:
-            text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise GrammarError(f"{path}: provenance is not JSON-serialisable ({exc})") from None
-        atomic_write_text(path, text + "\n")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PronDict:

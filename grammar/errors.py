@@ -32,3 +32,20 @@ def read_json(path, kind: str):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise GrammarError(f"{path}: not a {kind} (invalid JSON at line {exc.lineno}: {exc.msg})") from None
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as JSON atomically; an output path that is a folder, or a value JSON cannot
+    hold (e.g. in a provenance dict), is a one-line GrammarError naming the file."""
+    import json
+    from pathlib import Path
+
+    from rced.audio import atomic_write_text
+
+    if Path(path).is_dir():
+        raise GrammarError(f"{path}: output path is an existing folder")
+    try:
+        text = json.dumps(obj, indent=1, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise GrammarError(f"{path}: provenance is not JSON-serialisable ({exc})") from None
+    atomic_write_text(path, text + "\n")

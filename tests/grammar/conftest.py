@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -34,3 +37,16 @@ def tiny_grammar(tmp_path):
 def tone(seconds: float, sr: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def grammar_cli(*args):
+    """Run ``python -m grammar`` as a user would."""
+    return subprocess.run([sys.executable, "-m", "grammar", *map(str, args)], capture_output=True, text=True)
+
+
+def one_line_error(res, needle):
+    """The run failed with exactly one ``grammar: error:`` line on stderr, containing ``needle``."""
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("grammar: error:"), res.stderr
+    assert needle in lines[0], lines[0]

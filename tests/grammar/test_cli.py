@@ -1,24 +1,12 @@
 """The ``grammar`` command line as a user runs it."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import soundfile as sf
 
-from tests.grammar.conftest import tone
-
-
-def grammar(*args):
-    return subprocess.run([sys.executable, "-m", "grammar", *map(str, args)], capture_output=True, text=True)
-
-
-def one_line_error(res, needle):
-    assert res.returncode != 0
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("grammar: error:"), res.stderr
-    assert needle in lines[0], lines[0]
+from tests.grammar.conftest import grammar_cli as grammar
+from tests.grammar.conftest import one_line_error, tone
 
 
 @pytest.fixture

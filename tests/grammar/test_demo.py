@@ -6,7 +6,6 @@ The tiny random-weight AM makes the detections arbitrary: these tests check the 
 import json
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,20 +17,14 @@ from grammar.decoder import Grammar
 from grammar.demo import Segment, make_scene, match, summary, table
 from grammar.listen import Detection
 from rced.corpus import rms
+from tests.grammar.conftest import grammar_cli, one_line_error
 
 COMMANDS = ["volume up", "mute", "call home", "next song"]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def grammar_cli(*args):
-    return subprocess.run([sys.executable, "-m", "grammar", *map(str, args)], capture_output=True, text=True)
 
 
-def one_line_error(res, needle):
-    assert res.returncode != 0
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("grammar: error:"), res.stderr
-    assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from grammar.errors import GrammarError
 from grammar.listen import Detection, PosteriorStream, Spotter, ctc_align, spot
 from grammar.recognizer import Recognizer
 from rced.features import Normalizer
-from tests.grammar.conftest import tone
+from tests.grammar.conftest import one_line_error, tone
 
 FRAME_S = 0.016  # AM frame: stride 2 x hop 128 at 16 kHz
 COMMANDS = ["volume up", "mute", "call home"]
@@ -27,11 +27,6 @@ def grammar(*args, pre: str = "pass"):
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
 
 
-def one_line_error(res, needle):
-    assert res.returncode != 0
-    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("grammar: error:"), res.stderr
-    assert needle in lines[0], lines[0]
 
 
 # ----------------------------------------------------------------------------- synthetic posteriors
