@@ -26,9 +26,8 @@ import numpy as np  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest, make_dataset  # noqa: E402
 from grammar.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
-from grammar.metrics import det_curve, metrics_by_group, plot_det  # noqa: E402
+from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
 from grammar.recognizer import Recognizer  # noqa: E402
-from grammar.train_am import char_error_rate  # noqa: E402
 from rced.audio import atomic_write_text, load_audio  # noqa: E402
 from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_utterances, train_utterances  # noqa: E402
 from rced.tts import test_voices  # noqa: E402

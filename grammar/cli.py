@@ -19,15 +19,20 @@ def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
     print(json.dumps(payload) if getattr(args, "json", False) else text, flush=True)
 
 
-def cmd_train_am(args: argparse.Namespace) -> int:
+def _train_am_config(args: argparse.Namespace):
     from grammar.config import AMConfig, AMTrainConfig
+
+    return AMTrainConfig(am=AMConfig(channels=args.channels, blocks=args.blocks), batch_utts=args.batch_utts,
+                         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr,
+                         seed=args.seed)  # fmt: skip
+
+
+def cmd_train_am(args: argparse.Namespace) -> int:
     from grammar.train_am import AMTrainer
-    from rced.cli import _set_threads, run_and_export
+    from rced.cli import _set_threads, config_or_resume, run_and_export
 
     _set_threads(args.threads)
-    cfg = AMTrainConfig(am=AMConfig(channels=args.channels, blocks=args.blocks), batch_utts=args.batch_utts,
-                        steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr,
-                        seed=args.seed)  # fmt: skip
+    cfg = config_or_resume(args, build_parser(), _train_am_config)
     trainer = AMTrainer(args.run_dir, cfg, utt_seeds=tuple(args.utt_seeds), n_utts=args.utterances,
                         denoiser_path=args.denoiser, strategy=args.strategy, init_from=args.init_from)  # fmt: skip
     return run_and_export(trainer, args)
@@ -44,7 +49,7 @@ def _recognizer(args: argparse.Namespace, grammar=None):
         grammar = Grammar.from_commands(load_commands(args.commands), threshold=_default_threshold())
     if grammar is None:
         grammar = getattr(args, "grammar", None)
-    return Recognizer.load(args.am, denoiser=den, grammar=grammar)
+    return Recognizer.load(args.am, denoiser=den, grammar=grammar, backend=getattr(args, "backend", "float"))
 
 
 def _default_threshold() -> float:
@@ -188,17 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.output.exists() and not args.output.is_dir():
         raise GrammarError(f"{args.output}: output path exists and is not a folder")
-    den_int8 = None
-    if args.backend == "int8":
-        if args.no_denoiser:
-            raise GrammarError("demo: --backend int8 runs the int8 denoiser; drop --no-denoiser")
-        from rced.int8 import Int8Denoiser
-
-        den_int8 = Int8Denoiser.load(args.denoiser)  # fails fast when model_int8.tflite is missing
-        args = argparse.Namespace(**{**vars(args), "no_denoiser": True})
-    rec = _recognizer(args)
-    if den_int8 is not None:
-        rec.denoiser = den_int8
+    rec = _recognizer(args)  # fails fast when --backend int8 finds no model_int8.tflite
 
     def say(msg: str) -> None:
         if not args.json:
@@ -226,6 +221,10 @@ def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True) -> None:
     p.add_argument("--am", default=None, help="acoustic-model folder (default: shipped)")
     p.add_argument("--denoiser", default=None, help="denoiser folder (default: shipped)")
     p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum")
+    p.add_argument("--backend", default="float", choices=["float", "int8"],
+                   help="float: the Keras models; int8: model_int8.tflite beside the denoiser and the AM through "
+                        "LiteRT, the AM in fixed 1 s windows back to back as on the device (written by "
+                        "`firmware-export int8 all`)")  # fmt: skip
     if grammar:
         g = p.add_mutually_exclusive_group()
         g.add_argument("--grammar", default=None, help="grammar JSON (default: shipped, calibrated)")
@@ -307,8 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     de.add_argument("--snr", type=float, default=5.0, help="speech-to-babble ratio in dB over the speech (default 5)")
     de.add_argument("--seed", type=int, default=7, help="which commands, sentences and babble (default 7)")
-    de.add_argument("--backend", default="float", choices=["float", "int8"],
-                    help="int8: the int8 denoiser (model_int8.tflite beside the denoiser, `firmware-export int8`)")  # fmt: skip
     de.add_argument("--n-commands", type=int, default=4, choices=range(1, 9), metavar="{1..8}",
                     help="commands in the scene (default 4)")  # fmt: skip
     de.add_argument("--window-s", type=float, default=2.0, help="decoding window in seconds (default 2.0)")

@@ -158,3 +158,19 @@ def plot_det(curves: Mapping[str, Mapping], path: str | os.PathLike,
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def char_error_rate(refs: list[str], hyps: list[str]) -> float:
+    """Character edit distance summed over utterances / reference characters."""
+    errs = sum(_edit_distance(r, h) for r, h in zip(refs, hyps))
+    return errs / max(1, sum(len(r) for r in refs))
+
+
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]

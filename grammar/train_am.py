@@ -17,26 +17,11 @@ from grammar.alphabet import encode, greedy_decode, normalize_text
 from grammar.config import AMTrainConfig
 from grammar.errors import GrammarError
 from grammar.features import LOG_FLOOR, log_mel
+from grammar.metrics import char_error_rate
 from rced.corpus import load_utterances, make_babble, mix, train_utterances
 from rced.features import Normalizer
 from rced.frontend import stft
 from rced.train import ResumableRun
-
-
-def char_error_rate(refs: list[str], hyps: list[str]) -> float:
-    """Character edit distance summed over utterances / reference characters."""
-    errs = sum(_edit_distance(r, h) for r, h in zip(refs, hyps))
-    return errs / max(1, sum(len(r) for r in refs))
-
-
-def _edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def prepare_utterances(audios: list[np.ndarray], texts: list[str], cfg: AMTrainConfig, denoiser,

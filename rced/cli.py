@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from rced.errors import RcedError
@@ -33,17 +34,35 @@ def _set_threads(n: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _train_config(args: argparse.Namespace):
     from rced.config import FrontendConfig, ModelConfig, TrainConfig
-    from rced.train import Trainer
 
-    _set_threads(args.threads)
-    cfg = TrainConfig(
+    return TrainConfig(
         model=ModelConfig(arch=args.arch, frontend=FrontendConfig.preset(args.preset),
                           input_feature=args.input_feature, width_mult=args.width_mult),  # fmt: skip
         target=args.target, loss_compress=args.loss_compress, batch_frames=args.batch_frames,
         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
     )  # fmt: skip
+
+
+def config_or_resume(args: argparse.Namespace, parser: argparse.ArgumentParser, make_config):
+    """The configuration the flags give, or None (the run folder's own) when no flag changes a default.
+
+    So rerunning ``train RUN_DIR`` alone resumes a run whatever configuration started it.
+    """
+    cfg = make_config(args)
+    if (Path(args.run_dir) / "train_config.json").exists():
+        defaults = parser.parse_args([args.command, str(args.run_dir)])
+        if cfg == make_config(defaults):
+            return None
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rced.train import Trainer
+
+    _set_threads(args.threads)
+    cfg = config_or_resume(args, build_parser(), _train_config)
     trainer = Trainer(args.run_dir, cfg, n_utts=args.utterances, data_seed=args.data_seed,
                       strategy=args.strategy, init_from=args.init_from)  # fmt: skip
     return run_and_export(trainer, args)
@@ -105,38 +124,65 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
+class LatencyHistogram:
+    """Per-block latencies counted per whole microsecond: median and p99 in memory that does not grow with the input.
+
+    :meth:`percentile` interpolates as ``numpy.percentile`` does over the recorded (microsecond) values.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[int] = Counter()
+        self.n = 0
+
+    def add(self, seconds: float) -> None:
+        self.counts[round(seconds * 1e6)] += 1
+        self.n += 1
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile in milliseconds (0.0 when nothing was recorded)."""
+        import numpy as np
+
+        if not self.n:
+            return 0.0
+        keys = np.array(sorted(self.counts))
+        cum = np.cumsum([self.counts[k] for k in keys])
+        h = (self.n - 1) * q / 100
+        lo = int(np.floor(h))
+        v_lo, v_hi = (float(keys[np.searchsorted(cum, r, side="right")]) for r in (lo, min(lo + 1, self.n - 1)))
+        return (v_lo + (h - lo) * (v_hi - v_lo)) / 1000
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     import time
 
-    import numpy as np
-
-    from rced.audio import load_audio, write_audio
+    from rced.audio import AudioBlocks, AudioWriter, rechunk
 
     src, dst = Path(args.input), Path(args.output)
     _resolve_outputs([src], dst)
-    audio = load_audio(src)
+    reader = AudioBlocks(src)  # file-level checks before the model loads; samples are read block by block
     den = _load_denoiser(args)
     block = max(1, int(round(args.block_ms * den.sample_rate / 1000)))
-    lat: list[float] = []  # per block: time from handing it in until the stream asks for the next
-    outs = []
+    lat = LatencyHistogram()  # per block: time from handing it in until the stream asks for the next
+    n_in = 0
 
     def blocks():
-        for i in range(0, len(audio), block):
+        nonlocal n_in
+        for x in rechunk(reader, block):
+            n_in += len(x)
             t = time.perf_counter()
-            yield audio[i : i + block]
-            lat.append(time.perf_counter() - t)
+            yield x
+            lat.add(time.perf_counter() - t)
 
     t0 = time.perf_counter()
-    for out in den.stream(blocks()):
-        outs.append(out)
+    with AudioWriter(dst, den.sample_rate) as out:
+        for y in den.stream(blocks()):
+            out.write(y)
     wall = time.perf_counter() - t0
-    write_audio(dst, np.concatenate(outs) if outs else np.zeros(0, np.float32), den.sample_rate)
     fe = den.config.frontend
-    ms = 1000 * np.asarray(lat or [0.0])
-    stats = {"input": str(src), "output": str(dst), "block_ms": args.block_ms, "blocks": len(lat),
-             "block_latency_ms_median": round(float(np.median(ms)), 3),
-             "block_latency_ms_p99": round(float(np.percentile(ms, 99)), 3),
-             "real_time_factor": round(wall / (len(audio) / den.sample_rate), 4),
+    stats = {"input": str(src), "output": str(dst), "block_ms": args.block_ms, "blocks": lat.n,
+             "block_latency_ms_median": round(lat.percentile(50), 3),
+             "block_latency_ms_p99": round(lat.percentile(99), 3),
+             "real_time_factor": round(wall / (n_in / den.sample_rate), 4),
              "algorithmic_latency_ms": fe.latency_ms}  # fmt: skip
     _emit(args, stats, f"{src} -> {dst}: {stats['blocks']} blocks of {args.block_ms:g} ms; per-block latency "
           f"median {stats['block_latency_ms_median']} ms, p99 {stats['block_latency_ms_p99']} ms; real-time factor "
@@ -203,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a denoiser on the synthetic corpus (resumable)")
     t.add_argument("run_dir", type=Path, help="run folder: checkpoints, log.csv; rerun to resume")
-    t.add_argument("--arch", default="crced", choices=["rced", "crced"])
+    t.add_argument("--arch", default="rced", choices=["rced", "crced"])
     t.add_argument("--preset", default="default", choices=["default", "paper"])
     t.add_argument("--input-feature", default="log")
     t.add_argument("--width-mult", type=float, default=1.0)

@@ -54,7 +54,7 @@ class FrontendConfig:
 class ModelConfig:
     """What a denoiser model is: architecture, input compression and output meaning."""
 
-    arch: str = "crced"  # rced | crced | rced-lite
+    arch: str = "rced"  # rced (shipped) | crced | rced-lite
     frontend: FrontendConfig = dataclasses.field(default_factory=FrontendConfig)
     input_feature: str = "log"  # log | pow0.3 : compression of the noisy magnitude
     output: str = "mask"  # mask (sigmoid ratio mask on the noisy magnitude) | magnitude

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from grammar.config import AMConfig, AMTrainConfig
-from grammar.train_am import AMTrainer, _load_npz, _save_npz, augment, char_error_rate, pad_batch, prepare_utterances
+from grammar.metrics import char_error_rate
+from grammar.train_am import AMTrainer, _load_npz, _save_npz, augment, pad_batch, prepare_utterances
 from rced.tts import Voice, synthesize
 
 TINY = AMTrainConfig(am=AMConfig(channels=16, blocks=2), batch_utts=3, steps_per_epoch=2, epochs=2)

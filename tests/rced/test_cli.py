@@ -95,3 +95,19 @@ def test_demo_streams_and_writes_wavs(tmp_path):
         y, sr = sf.read(tmp_path / "demo" / f"{name}.wav")
         assert sr == 16000 and len(y) > 16000
     assert set(out["enhanced"]) == {"pesq", "stoi", "si_sdr"}
+
+
+def test_rerun_with_no_flags_resumes_the_folders_own_config(tmp_path):
+    from rced.cli import _train_config, build_parser, config_or_resume
+    from rced.config import save_json
+
+    parser = build_parser()
+    run = tmp_path / "run"
+    first = parser.parse_args(["train", str(run), "--loss-compress", "0.5", "--steps-per-epoch", "7"])
+    cfg = config_or_resume(first, parser, _train_config)
+    assert cfg.loss_compress == 0.5 and cfg.steps_per_epoch == 7  # new folder: the flags' config
+    run.mkdir()
+    save_json(cfg, run / "train_config.json")
+    assert config_or_resume(parser.parse_args(["train", str(run)]), parser, _train_config) is None
+    other = config_or_resume(parser.parse_args(["train", str(run), "--epochs", "3"]), parser, _train_config)
+    assert other is not None and other.epochs == 3  # an explicit change still reaches the Trainer's check
