@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +62,8 @@ def validate_audio(audio: np.ndarray, name: str) -> np.ndarray:
     return audio.astype(np.float32, copy=False)
 
 
-def load_audio(path: str | os.PathLike, sr: int = DEFAULT_SR) -> np.ndarray:
-    """Load any file libsndfile reads as mono float32 at ``sr`` Hz (down-mixed, resampled)."""
-    path = Path(path)
+def _check_input_file(path: Path) -> None:
+    """The checks every reader runs before libsndfile sees the file (one-line errors naming it)."""
     if not path.exists():
         raise RcedError(f"{path}: file not found")
     if path.is_dir():
@@ -71,13 +71,93 @@ def load_audio(path: str | os.PathLike, sr: int = DEFAULT_SR) -> np.ndarray:
     if path.stat().st_size == 0:
         raise RcedError(f"{path}: empty file")
     _check_wav_truncation(path)
+
+
+_SF_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+
+
+def _unreadable(path: Path, exc: Exception) -> RcedError:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return RcedError(f"{path}: not a readable audio file ({msg})")
+
+
+def load_audio(path: str | os.PathLike, sr: int = DEFAULT_SR) -> np.ndarray:
+    """Load any file libsndfile reads as mono float32 at ``sr`` Hz (down-mixed, resampled)."""
+    path = Path(path)
+    _check_input_file(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RcedError(f"{path}: not a readable audio file ({msg})") from None
+    except _SF_ERRORS as exc:
+        raise _unreadable(path, exc) from None
     audio = validate_audio(data, str(path)).mean(axis=1)
     return resample(audio, int(file_sr), sr)
+
+
+class AudioBlocks:
+    """A file as consecutive mono float32 blocks at ``sr`` Hz, read and resampled piece by piece.
+
+    Same checks and one-line errors as :func:`load_audio`, all raised when the object is made
+    (one quick read pass checks every sample, so a NaN at the end of an hour is reported before
+    any work), and, concatenated, the same samples: each piece is down-mixed as ``load_audio``
+    does and resampled by one soxr stream (bit-identical to soxr's one-shot call). Memory stays
+    bounded by ``read_frames`` whatever the file's length.
+    """
+
+    def __init__(self, path: str | os.PathLike, sr: int = DEFAULT_SR, read_frames: int = 1 << 16):
+        self.path, self.sr, self.read_frames = Path(path), sr, read_frames
+        _check_input_file(self.path)
+        frames = 0
+        try:
+            with sf.SoundFile(str(self.path)) as fh:
+                self.file_sr = int(fh.samplerate)
+                while len(data := fh.read(read_frames, dtype="float32", always_2d=True)):
+                    validate_audio(data, str(self.path))
+                    frames += len(data)
+        except _SF_ERRORS as exc:
+            raise _unreadable(self.path, exc) from None
+        if frames == 0:
+            raise RcedError(f"{self.path}: empty audio (no samples)")
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import soxr
+
+        rs = None  # one soxr stream for the whole file: its output equals soxr.resample of all samples
+        if self.file_sr != self.sr:
+            rs = soxr.ResampleStream(self.file_sr, self.sr, 1, dtype="float32", quality="HQ")
+        n = 0
+        with sf.SoundFile(str(self.path)) as fh:
+            while True:
+                try:
+                    data = fh.read(self.read_frames, dtype="float32", always_2d=True)
+                except _SF_ERRORS as exc:
+                    raise _unreadable(self.path, exc) from None
+                if len(data) == 0:
+                    break
+                n += len(data)
+                x = validate_audio(data, str(self.path)).mean(axis=1)
+                y = x if rs is None else rs.resample_chunk(x).astype(np.float32, copy=False)
+                if len(y):
+                    yield y
+        if n == 0:
+            raise RcedError(f"{self.path}: empty audio (no samples)")
+        if rs is not None:
+            y = rs.resample_chunk(np.zeros(0, np.float32), last=True).astype(np.float32, copy=False)
+            if len(y):
+                yield y
+
+
+def rechunk(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of 1-D chunks into consecutive blocks of ``size`` samples (the last may be shorter)."""
+    carry = np.zeros(0, np.float32)
+    for chunk in chunks:
+        if len(carry):
+            chunk = np.concatenate([carry, chunk])
+        n = len(chunk) - len(chunk) % size
+        for i in range(0, n, size):
+            yield chunk[i : i + size]
+        carry = chunk[n:]
+    if len(carry):
+        yield carry
 
 
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
@@ -107,6 +187,47 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int = DEFAULT_SR
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class AudioWriter:
+    """16-bit PCM WAV written block by block, atomically: ``with AudioWriter(path, sr) as w: w.write(block)``.
+
+    The samples land under a temporary name in the same folder, renamed only when the block
+    leaves without an exception (a failure leaves nothing behind). The bytes equal
+    :func:`write_audio` of the concatenated blocks; no samples at all is the same error.
+    """
+
+    def __init__(self, path: str | os.PathLike, sr: int = DEFAULT_SR):
+        self.path, self.sr, self.frames = Path(path), sr, 0
+        self._tmp: str | None = None
+        self._fh = None
+
+    def __enter__(self) -> AudioWriter:
+        self.path, self._tmp = _atomic_target(self.path)
+        try:
+            self._fh = sf.SoundFile(self._tmp, "w", self.sr, 1, subtype="PCM_16", format="WAV")
+        except BaseException:
+            os.unlink(self._tmp)
+            raise
+        return self
+
+    def write(self, audio: np.ndarray) -> None:
+        if len(audio) == 0:
+            return
+        audio = validate_audio(audio, str(self.path))
+        self._fh.write(np.clip(audio, -1.0, 1.0))
+        self.frames += len(audio)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._fh.close()
+            if exc_type is None:
+                if self.frames == 0:
+                    raise RcedError(f"{self.path}: empty audio (no samples)")
+                _commit(self._tmp, self.path)
+        finally:
+            if os.path.exists(self._tmp):
+                os.unlink(self._tmp)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

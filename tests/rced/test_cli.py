@@ -60,6 +60,19 @@ def test_denoise_bad_input(bad_files, tmp_path, kind, needle):
     assert not out.exists() and not list(tmp_path.glob(".*.part"))
 
 
+@pytest.mark.parametrize("kind,needle", [
+    ("empty", "empty file"), ("text", "not a readable audio file"), ("truncated", "truncated"),
+    ("nan", "NaN"), ("zero_samples", "empty audio"), ("missing", "not found"),
+])  # fmt: skip
+def test_stream_bad_input(bad_files, tmp_path, kind, needle):
+    """The block-reading stream path reports bad input as the whole-file path did, before any work."""
+    out = tmp_path / "out.wav"
+    res = rced("stream", bad_files[kind], "-o", out)
+    assert_one_line_error(res, needle)
+    assert str(bad_files[kind]) in res.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
 def test_one_bad_input_among_many_writes_nothing(bad_files, wav_16k, tmp_path):
     res = rced("denoise", wav_16k, bad_files["nan"], "-o", tmp_path / "outs")
     assert_one_line_error(res, "NaN")
