@@ -87,8 +87,8 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
     """
     from tqdm import tqdm
 
-    from firmware_export.int8_am import int8_recognizer
     from grammar.dataset import check_labels, load_manifest
+    from grammar.int8 import int8_recognizer
     from grammar.metrics import recognition_metrics
     from grammar.recognizer import Recognizer
     from rced.audio import load_audio

@@ -20,9 +20,8 @@ from firmware_export.convert import (
     AM_FRAMES,
     Calibration,
     am_features,
-    am_samples,
-    am_silence,
     am_windows,
+    convert_am,
     convert_int8,
     denoiser_samples,
     device_am,
@@ -163,16 +162,15 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
 def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, measure_latency: bool,
              progress: Progress):  # fmt: skip
     from grammar.am import am_macs_per_second, am_params
+    from grammar.int8 import am_silence
     from grammar.recognizer import receptive_field_frames
     from rced.int8 import quantize
 
     cfg, norm = rec.config, rec.norm
     fe = cfg.frontend
-    progress("acoustic model: calibration features (enhanced by the float denoiser)")
-    samples = am_samples(cfg, norm, den, cal, frames, n_windows)
-    keras_model = device_am(rec.model, cfg, frames)
-    progress("acoustic model: int8 conversion")
-    data = convert_int8(keras_model, samples, "am")
+    progress("acoustic model: calibration features (enhanced by the float denoiser), int8 conversion")
+    data, samples = convert_am(rec.model, cfg, norm, den, cal, frames, n_windows)
+    keras_model = device_am(rec.model, cfg, frames)  # for the parameter and MAC counts
     info = inspect(data, "am")
     i, o = info.inputs[0], info.outputs[0]
 

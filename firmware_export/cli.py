@@ -66,11 +66,21 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_int8(args: argparse.Namespace) -> int:
-    from firmware_export.convert import write_int8_beside
+    """model_int8.tflite beside the float weights of the denoiser, the AM, or both (denoiser first)."""
+    from firmware_export.convert import write_am_int8_beside, write_int8_beside
 
-    path = write_int8_beside(args.denoiser, calibration=_calibration(args, _progress(args)))
-    size = path.stat().st_size
-    print(json.dumps({"output": str(path), "bytes": size}) if args.json else f"wrote {path} ({size:,} bytes)")
+    say = _progress(args)
+    cal = _calibration(args, say)
+    paths = []
+    if args.model in ("denoiser", "all"):
+        say("denoiser: int8 conversion")
+        paths.append(write_int8_beside(args.denoiser, calibration=cal))
+    if args.model in ("am", "all"):
+        say("acoustic model: calibration features (enhanced by the float denoiser), int8 conversion")
+        paths.append(write_am_int8_beside(args.am, denoiser=args.denoiser, calibration=cal, frames=args.am_frames))
+    for path in paths:
+        size = path.stat().st_size
+        print(json.dumps({"output": str(path), "bytes": size}) if args.json else f"wrote {path} ({size:,} bytes)")
     return 0
 
 
@@ -93,8 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the report as one JSON line")
     b.set_defaults(func=cmd_build)
 
-    i = sub.add_parser("int8", help="write model_int8.tflite into a denoiser model folder (for rced --backend int8)")
-    i.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped model)")
+    i = sub.add_parser("int8", help="write model_int8.tflite beside a model's float weights (for --backend int8)",
+                       description="Write model_int8.tflite into the denoiser folder (rced --backend int8), the "
+                                   "acoustic-model folder (grammar --backend int8), or both. Run it again after "
+                                   "retraining a model: `firmware-export int8 am` regenerates the shipped AM's.")  # fmt: skip
+    i.add_argument("model", nargs="?", default="denoiser", choices=["denoiser", "am", "all"],
+                   help="which model folder gets its int8 model (default: denoiser)")  # fmt: skip
+    i.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped model); for `am` "
+                   "the float denoiser the AM's calibration features go through")  # fmt: skip
+    i.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped model)")
+    i.add_argument("--am-frames", type=int, default=126, help="fixed AM window in STFT frames (default 126 = 1 s)")
     i.add_argument("--calibration-utterances", type=int, default=48)
     i.add_argument("--calibration-audio", default=None, help="calibrate on the audio files of this folder instead")
     i.add_argument("--quiet", action="store_true")

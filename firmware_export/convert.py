@@ -6,6 +6,10 @@ Calibration data come from the training distribution: TRAIN-voice utterances
 are its own input features (``rced.features.model_inputs``); AM samples are fixed-length windows
 of the normalised log-mel of the *enhanced* spectrum (``grammar.recognizer.Recognizer.features``),
 exactly the chain the device runs.
+
+:func:`write_int8_beside` and :func:`write_am_int8_beside` write ``model_int8.tflite`` into a
+model folder (what ``rced --backend int8`` and ``grammar --backend int8`` run; the CLI is
+``firmware-export int8 [denoiser|am|all]``); the bundle converts with the same functions.
 """
 
 from __future__ import annotations
@@ -104,13 +108,6 @@ def denoiser_samples(den, cal: Calibration, n_frames: int = 800) -> np.ndarray:
     return allf[idx].astype(np.float32)
 
 
-def am_silence(am_cfg, am_norm) -> np.ndarray:
-    """(n_mels,) normalised log-mel of silence: what pads a window and fills the past."""
-    from grammar.features import LOG_FLOOR
-
-    return am_norm.apply(np.full((1, am_cfg.n_mels), np.log(LOG_FLOOR), np.float32))[0]
-
-
 def am_features(audio: np.ndarray, am_cfg, am_norm, den) -> np.ndarray:
     """(frames, n_mels) normalised log-mel of the enhanced spectrum: the Recognizer's own features."""
     from grammar.recognizer import Recognizer
@@ -130,6 +127,7 @@ def am_windows(feats: np.ndarray, frames: int, silence: np.ndarray, starts: list
 def am_samples(am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES, n_windows: int = 64) -> np.ndarray:
     """(n, frames, 1, n_mels) AM inputs from enhanced calibration mixtures (some clean, as in AM training)."""
     from grammar.errors import GrammarError
+    from grammar.int8 import am_silence
 
     rng = np.random.default_rng([cal.seed, 3])
     silence = am_silence(am_cfg, am_norm)
@@ -286,5 +284,36 @@ def write_int8_beside(model_dir: str | os.PathLike | None = None, *, calibration
     cal = calibration or Calibration.from_corpus()
     data, _ = convert_denoiser(den, cal, n_frames)
     out = Path(den.path) / INT8_MODEL_NAME
+    atomic_write_bytes(out, data)
+    return out
+
+
+def convert_am(am_model, am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES,
+               n_windows: int = 64) -> tuple[bytes, np.ndarray]:  # fmt: skip
+    """(int8 flatbuffer, calibration windows) of a float AM as the device runs it: ``frames``-frame
+    windows with a Softmax, calibrated on enhanced calibration mixtures (``den``: the float denoiser
+    in front of the AM, or None)."""
+    samples = am_samples(am_cfg, am_norm, den, cal, frames, n_windows)
+    return convert_int8(device_am(am_model, am_cfg, frames), samples, "am"), samples
+
+
+def write_am_int8_beside(am_dir: str | os.PathLike | None = None, *, denoiser: str | os.PathLike | None | bool = None,
+                         calibration: Calibration | None = None, frames: int = AM_FRAMES,
+                         n_windows: int = 64) -> Path:  # fmt: skip
+    """Convert the float AM of ``am_dir`` (None = shipped default) and write ``model_int8.tflite`` into
+    the folder (atomically); returns its path. Calibration features go through the float denoiser
+    ``denoiser`` (folder, None = shipped, False = none), as in :func:`firmware_export.build_bundle`.
+    The result is loaded with :class:`grammar.int8.Int8AM` (what ``grammar --backend int8`` runs)
+    before it is written."""
+    from grammar.int8 import Int8AM
+    from grammar.recognizer import Recognizer
+    from rced.audio import atomic_write_bytes
+    from rced.int8 import INT8_MODEL_NAME
+
+    rec = Recognizer.load(am_dir, denoiser=denoiser, grammar=False)
+    cal = calibration or Calibration.from_corpus()
+    data, _ = convert_am(rec.model, rec.config, rec.norm, rec.denoiser, cal, frames, n_windows)
+    Int8AM(data, rec.config, rec.norm, source=f"{rec.path}: am int8")
+    out = Path(rec.path) / INT8_MODEL_NAME
     atomic_write_bytes(out, data)
     return out

@@ -289,8 +289,9 @@ def run_demo(out_dir: str | Path, recognizer, *, snr: float = 5.0, seed: int = 7
     enhanced = istft(enhanced_spec, fe, length=len(scene.noisy)) if recognizer.denoiser is not None else scene.noisy
     rows = match(scene.segments, detections)
     den = recognizer.denoiser
+    am_kind = "int8 CTC AM" if getattr(recognizer.model, "backend", "float") == "int8" else "CTC AM"
     chain = (("int8 denoiser" if getattr(den, "backend", "float") == "int8" else "denoiser") if den is not None
-             else "no denoiser") + " + CTC AM + grammar decoder"  # fmt: skip
+             else "no denoiser") + f" + {am_kind} + grammar decoder"  # fmt: skip
     result = {
         "voice": scene.voice, "snr": snr, "seed": seed, "backend": backend, "chain": chain,
         "window_s": window_s, "hop_s": hop_s, "seconds_of_audio": round(len(scene.noisy) / scene.sr, 3),

@@ -113,7 +113,8 @@ class PosteriorStream:
 
     ``push(block)`` takes audio at the AM's sample rate (any block size) and returns the
     log-posterior frames that became final, ``flush()`` the rest at the end; concatenated they
-    equal ``recognizer.posteriors(audio)``. With ``keep_spectrum`` the enhanced STFT frames are
+    equal ``recognizer.posteriors(audio)``. With the int8 AM (fixed windows back to back, as on
+    the device) frames come a whole window at a time. With ``keep_spectrum`` the enhanced STFT frames are
     kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
     denoised audio, from the same single STFT).
     """
@@ -130,6 +131,11 @@ class PosteriorStream:
         self.ctx = den.config.frontend.context if den is not None else 1
         self.stride = cfg.stride
         self.left, self.right = _am_reach(cfg)
+        # a fixed-window AM (grammar.int8.Int8AM, the device graph) runs whole windows back to back from
+        # the first frame, each window on its own: a window's outputs are final once its frames are in
+        self.window = getattr(recognizer.model, "frames", None)
+        if self.window is not None:
+            self.left = 0
         self._win = analysis_window(fe)
         self._history = np.zeros(fe.n_fft - fe.hop)
         self._pending = np.zeros(0)
@@ -210,12 +216,14 @@ class PosteriorStream:
                 self._feats = np.concatenate([self._feats, np.repeat(self._feats[-1:], pad, axis=0)])
                 self._n_feat += pad
             stop = self._n_feat // s
+        elif self.window is not None:
+            stop = (self._n_feat // self.window) * self.window // s  # whole windows only
         else:
             stop = self._n_feat // s - self.right
         if stop <= self._n_out:
             return np.zeros((0, NUM_SYMBOLS), np.float32)
         f0 = max(0, s * (self._n_out - self.left))
-        f1 = self._n_feat if final else s * (stop + self.right)
+        f1 = self._n_feat if final else s * (stop + (0 if self.window is not None else self.right))
         chunk = self._feats[f0 - self._feat0 : f1 - self._feat0]
         out = self._logp(chunk)[self._n_out - f0 // s : stop - f0 // s]
         self._n_out = stop

@@ -19,6 +19,8 @@ from rced.audio import resample, validate_audio
 from rced.features import Normalizer
 from rced.frontend import stft
 
+BACKENDS = ("float", "int8")
+
 
 def default_am_path() -> Path:
     return Path(str(resources.files("grammar") / "default_am"))
@@ -43,14 +45,26 @@ class Recognizer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, denoiser: str | Path | None | bool = None,
-             grammar: Grammar | str | Path | None | bool = None) -> Recognizer:  # fmt: skip
+             grammar: Grammar | str | Path | None | bool = None, backend: str = "float") -> Recognizer:  # fmt: skip
         """AM folder (None = shipped); ``denoiser``: folder, None = shipped, False = none;
-        ``grammar``: a Grammar, a grammar JSON path, None = the shipped default, False = none."""
+        ``grammar``: a Grammar, a grammar JSON path, None = the shipped default, False = none;
+        ``backend``: ``float`` (the Keras models) or ``int8`` (each folder's ``model_int8.tflite`` through
+        LiteRT: :class:`rced.int8.Int8Denoiser` and :class:`grammar.int8.Int8AM`, the device chain)."""
         from rced.denoiser import Denoiser, load_model_folder
 
+        if backend not in BACKENDS:
+            raise GrammarError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         folder = Path(path) if path is not None else default_am_path()
-        model, config, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError)
-        den = None if denoiser is False else Denoiser.load(denoiser)
+        if backend == "int8":
+            from grammar.int8 import Int8AM
+            from rced.int8 import Int8Denoiser
+
+            model = Int8AM.load(folder)
+            config, norm = model.cfg, model.norm
+            den = None if denoiser is False else Int8Denoiser.load(denoiser)
+        else:
+            model, config, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError)
+            den = None if denoiser is False else Denoiser.load(denoiser)
         if grammar is False:
             grammar = None
         elif grammar is None:

@@ -63,3 +63,26 @@ def test_int8_subcommand_writes_the_model_beside_the_weights(tmp_path, tiny_deno
     assert main(["int8", "--denoiser", str(folder), "--calibration-audio", str(cal), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["output"] == str(folder / "model_int8.tflite") and out["bytes"] == (folder / "model_int8.tflite").stat().st_size
+
+
+def test_int8_all_writes_both_models_beside_their_weights(tmp_path, tiny_denoiser, tiny_am_dir, capsys):
+    """`firmware-export int8 all`: the denoiser's, then the AM's (calibrated through that denoiser); both load
+    with the runtime classes that `--backend int8` uses."""
+    import shutil
+
+    from grammar.int8 import Int8AM
+    from rced.int8 import Int8Denoiser
+
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    for i, a in enumerate(calibration_audio(3)):
+        sf.write(cal / f"u{i}.wav", a, 16000)
+    den, am = tmp_path / "den", tmp_path / "am"
+    shutil.copytree(tiny_denoiser, den)
+    shutil.copytree(tiny_am_dir, am)
+    assert main(["int8", "all", "--denoiser", str(den), "--am", str(am), "--calibration-audio", str(cal), "--json",
+                 "--quiet"]) == 0  # fmt: skip
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [x["output"] for x in lines] == [str(den / "model_int8.tflite"), str(am / "model_int8.tflite")]
+    assert Int8Denoiser.load(den).path == den and Int8AM.load(am).frames == 126
+    assert "model_int8.tflite" not in {p.name for p in tiny_am_dir.iterdir()}  # the copy, not the fixture

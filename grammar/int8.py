@@ -1,0 +1,113 @@
+"""The int8 acoustic model on the host, as the device runs it: fixed windows, back to back.
+
+``model_int8.tflite`` beside an AM folder's float weights is the graph the device runs (batch 1,
+int8 in and out, a fixed window of STFT frames, a Softmax on the output;
+``firmware-export int8 am`` writes it). :class:`Int8AM` is callable like the Keras AM inside
+:class:`grammar.recognizer.Recognizer` (``model(x) -> (1, ceil(T / stride), 29)`` scores whose
+log-softmax the recognizer takes): the normalised log-mel is cut into windows of the model's
+length (the last one padded with silence), each window is quantised with the model's input scale
+and zero point and run through LiteRT's *reference* kernels (bit-exact with TFLM; see
+:mod:`rced.int8`), and the int8 posteriors are dequantised. Windows do not overlap, so the first
+frames of each window see the model's zero padding, not the past: that is the device chain.
+
+So an int8 recognition chain is a Recognizer with an :class:`rced.int8.Int8Denoiser` and an
+Int8AM (``Recognizer.load(..., backend="int8")``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from grammar.alphabet import NUM_SYMBOLS
+from grammar.config import AMConfig
+from grammar.errors import GrammarError
+from rced.features import Normalizer
+from rced.int8 import INT8_MODEL_NAME
+
+
+def am_silence(am_cfg: AMConfig, am_norm: Normalizer) -> np.ndarray:
+    """(n_mels,) normalised log-mel of silence: what pads a window and fills the past."""
+    from grammar.features import LOG_FLOOR
+
+    return am_norm.apply(np.full((1, am_cfg.n_mels), np.log(LOG_FLOOR), np.float32))[0]
+
+
+def int8_command(folder: Path | None) -> str:
+    """The command that writes ``model_int8.tflite`` into an AM folder (None = the shipped one)."""
+    return "firmware-export int8 am" + (f" --am {folder}" if folder is not None else "")
+
+
+class Int8AM:
+    """(1, T, 1, n_mels) normalised log-mel -> (1, ceil(T / stride), 29) log-posteriors, window by window."""
+
+    backend = "int8"
+
+    def __init__(self, model_content: bytes, am_cfg: AMConfig, am_norm: Normalizer, source: str = "am int8"):
+        from rced.errors import RcedError
+        from rced.int8 import Int8Model
+
+        try:
+            self.model = Int8Model(model_content, source)
+        except RcedError as exc:
+            raise GrammarError(str(exc)) from None
+        self.cfg, self.norm = am_cfg, am_norm
+        shape, out = self.model.input_shape, self.model.output_shape
+        if len(shape) != 4 or shape[2] != 1 or shape[3] != am_cfg.n_mels:
+            raise GrammarError(f"{source}: input shape {shape} does not match the AM config ({am_cfg.n_mels} mels)")
+        if shape[1] % am_cfg.stride or out != (1, shape[1] // am_cfg.stride, NUM_SYMBOLS):
+            raise GrammarError(f"{source}: output shape {out} does not match a window of {shape[1]} frames at "
+                               f"stride {am_cfg.stride}")  # fmt: skip
+        self.frames = shape[1]  # the fixed device window, in STFT frames
+        self.silence = am_silence(am_cfg, am_norm)
+        self.floor = 0.5 * self.model.out_scale  # the int8 softmax rounds small posteriors to 0
+
+    @classmethod
+    def load(cls, path: str | Path) -> Int8AM:
+        """``model_int8.tflite`` of an AM folder (with its ``config.json`` and ``norm.json``)."""
+        from rced.config import load_json
+        from rced.errors import RcedError
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise GrammarError(f"{folder}: acoustic-model folder not found")
+        tfl = folder / INT8_MODEL_NAME
+        if not tfl.exists():
+            raise GrammarError(f"{folder}: acoustic-model folder has no {INT8_MODEL_NAME} (write it with "
+                               f"`{int8_command(folder)}`)")  # fmt: skip
+        for name in ("config.json", "norm.json"):
+            if not (folder / name).exists():
+                raise GrammarError(f"{folder}: acoustic-model folder lacks {name}")
+        try:
+            cfg, norm = load_json(AMConfig, folder / "config.json"), Normalizer.load(folder / "norm.json")
+        except RcedError as exc:
+            raise GrammarError(str(exc)) from None
+        return cls(tfl.read_bytes(), cfg, norm, source=str(tfl))
+
+    def probabilities(self, feats: np.ndarray) -> np.ndarray:
+        """(T, n_mels) normalised log-mel -> (n_windows * frames / stride, 29) dequantised posteriors."""
+        from rced.int8 import dequantize, quantize
+
+        feats = np.asarray(feats, np.float32)
+        t = len(feats)
+        n_win = max(1, -(-t // self.frames))
+        padded = np.broadcast_to(self.silence, (n_win * self.frames, len(self.silence))).copy()
+        padded[:t] = feats
+        wins = padded.reshape(n_win, self.frames, 1, -1)
+        q = self.model.run_int8(quantize(wins, self.model.in_scale, self.model.in_zp))
+        return dequantize(q, self.model.out_scale, self.model.out_zp).reshape(-1, q.shape[-1])
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        feats = np.asarray(x, np.float32)[0, :, 0, :]
+        p = self.probabilities(feats)
+        return np.log(np.maximum(p, self.floor))[None, : -(-len(feats) // self.cfg.stride)]
+
+
+def int8_recognizer(am_content: bytes, rec, den_int8, grammar=None):
+    """A Recognizer running the device chain on an in-memory int8 AM: ``den_int8`` (an
+    :class:`rced.int8.Int8Denoiser`, or None), the int8 AM in fixed windows, the grammar decoder."""
+    from grammar.recognizer import Recognizer
+
+    return Recognizer(Int8AM(am_content, rec.config, rec.norm), rec.config, rec.norm, den_int8,
+                      grammar if grammar is not None else rec.grammar, rec.path)  # fmt: skip
