@@ -1,0 +1,75 @@
+"""Turn a GPU-trained AM (``*_best.npz`` of ``train_am_jax.py``) into a shippable model folder.
+
+Builds :func:`grammar.am.build_am` in Keras, copies every weight by layer name, and refuses
+(non-zero exit) unless the Keras model reproduces the JAX log-posteriors stored with the
+weights on the probe utterances within 1e-3: the two implementations must be one network.
+
+Usage: python scripts/gpu/import_am.py OUT/am_best.npz grammar/default_am [--log OUT/am_log.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+PARITY_BOUND = 1e-3
+
+
+def import_weights(npz_path: Path, out_dir: Path, norm_path: Path, log_path: Path | None = None) -> dict:
+    import keras
+
+    from grammar.am import build_am
+    from grammar.config import AMConfig
+    from rced.config import save_json
+    from rced.features import Normalizer
+    from rced.train import _save_model_atomic
+
+    z = np.load(npz_path, allow_pickle=False)
+    meta = json.loads(str(z["meta"]))
+    cfg = AMConfig(n_mels=meta["n_mels"], channels=meta["channels"], blocks=meta["blocks"], kernel=meta["kernel"],
+                   stride=meta["stride"], lookahead=meta["lookahead"])  # fmt: skip
+    model = build_am(cfg)
+    names = set()
+    for layer in model.layers:
+        for w in layer.weights:
+            key = f"{layer.name}/{w.name}"
+            if key not in z.files:
+                raise SystemExit(f"{npz_path}: no weight {key}")
+            if tuple(z[key].shape) != tuple(w.shape):
+                raise SystemExit(f"{npz_path}: {key} has shape {z[key].shape}, the model wants {tuple(w.shape)}")
+            w.assign(z[key])
+            names.add(key)
+    probe = z["probe/x"].astype(np.float32)
+    logp = np.asarray(keras.ops.log_softmax(model.predict(probe, verbose=0)))
+    diff = float(np.max(np.abs(logp - z["probe/logp"])))
+    if not diff <= PARITY_BOUND:
+        raise SystemExit(f"{npz_path}: Keras and JAX disagree on the probe by {diff:.2e} (bound {PARITY_BOUND})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _save_model_atomic(model, out_dir / "model.keras")
+    save_json(cfg, out_dir / "config.json")
+    Normalizer.load(norm_path).save(out_dir / "norm.json")
+    if log_path is not None:
+        shutil.copyfile(log_path, out_dir / "training_log.csv")
+    return {"weights": len(names), "probe_max_abs_diff": diff, "val_cer": meta["val_cer"], "step": meta["step"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("npz", type=Path)
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--norm", type=Path, default=ROOT / "grammar" / "default_am" / "norm.json")
+    ap.add_argument("--log", type=Path, default=None)
+    args = ap.parse_args()
+    print(json.dumps(import_weights(args.npz, args.out_dir, args.norm, args.log)))
+
+
+if __name__ == "__main__":
+    main()
