@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 PARITY_BOUND = 1e-3
 
 
-def import_weights(npz_path: Path, out_dir: Path, norm_path: Path, log_path: Path | None = None) -> dict:
+def import_weights(npz_path: Path, out_dir: Path, norm_path: Path, log_path: Path | None = None,
+                   bound: float = PARITY_BOUND) -> dict:  # fmt: skip
     import keras
 
     from grammar.am import build_am
@@ -50,8 +51,8 @@ def import_weights(npz_path: Path, out_dir: Path, norm_path: Path, log_path: Pat
     probe = z["probe/x"].astype(np.float32)
     logp = np.asarray(keras.ops.log_softmax(model.predict(probe, verbose=0)))
     diff = float(np.max(np.abs(logp - z["probe/logp"])))
-    if not diff <= PARITY_BOUND:
-        raise SystemExit(f"{npz_path}: Keras and JAX disagree on the probe by {diff:.2e} (bound {PARITY_BOUND})")
+    if not diff <= bound:
+        raise SystemExit(f"{npz_path}: Keras and JAX disagree on the probe by {diff:.2e} (bound {bound})")
     out_dir.mkdir(parents=True, exist_ok=True)
     _save_model_atomic(model, out_dir / "model.keras")
     save_json(cfg, out_dir / "config.json")
@@ -67,8 +68,12 @@ def main() -> None:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--norm", type=Path, default=ROOT / "grammar" / "default_am" / "norm.json")
     ap.add_argument("--log", type=Path, default=None)
+    ap.add_argument("--bound", type=float, default=PARITY_BOUND,
+                    help="probe tolerance; the first GPU run (before the probe ran at full precision) "
+                         "stored TF32 log-posteriors: 2.2e-2 off, while the same weights in JAX on a CPU "
+                         "agree with Keras to 2.6e-5")  # fmt: skip
     args = ap.parse_args()
-    print(json.dumps(import_weights(args.npz, args.out_dir, args.norm, args.log)))
+    print(json.dumps(import_weights(args.npz, args.out_dir, args.norm, args.log, args.bound)))
 
 
 if __name__ == "__main__":

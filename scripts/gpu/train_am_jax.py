@@ -99,13 +99,16 @@ def init_params(key, cfg: dict, n_mels: int) -> tuple[dict, dict]:
     return p, s
 
 
-def forward(p: dict, s: dict, x, mask, cfg: dict, train: bool):
-    """(B, T, 1, M) -> (B, T/stride, 29) logits and new BN state; ``mask`` (B, T/stride) marks real frames."""
+def forward(p: dict, s: dict, x, mask, cfg: dict, train: bool, precision=None):
+    """(B, T, 1, M) -> (B, T/stride, 29) logits and new BN state; ``mask`` (B, T/stride) marks real frames.
+
+    ``precision=lax.Precision.HIGHEST`` turns off TF32 on GPUs (used for the parity probe).
+    """
     import jax.numpy as jnp
     from jax import lax
 
     dn = ("NHWC", "HWIO", "NHWC")
-    stride, c = cfg["stride"], cfg["channels"]
+    stride = cfg["stride"]
     new_s = dict(s)
     m = mask[:, :, None, None]
     count = jnp.maximum(m.sum(), 1.0)
@@ -121,18 +124,21 @@ def forward(p: dict, s: dict, x, mask, cfg: dict, train: bool):
         return (h - mean) * lax.rsqrt(var + EPS) * p[f"{name}/gamma"] + p[f"{name}/beta"]
 
     h = jnp.pad(x, ((0, 0), (5 - stride, 0), (0, 0), (0, 0)))
-    h = lax.conv_general_dilated(h, p["in_conv/kernel"], (stride, 1), "VALID", dimension_numbers=dn)
+    h = lax.conv_general_dilated(h, p["in_conv/kernel"], (stride, 1), "VALID", dimension_numbers=dn, precision=precision)
     h = jnp.maximum(bn(h, "in_bn"), 0.0)
     left = cfg["kernel"] - 1 - cfg["lookahead"]
     for b in range(cfg["blocks"]):
         y = jnp.pad(h, ((0, 0), (left, cfg["lookahead"]), (0, 0), (0, 0)))
-        w = p[f"b{b}_dw/kernel"].reshape(cfg["kernel"], 1, 1, c)
-        y = lax.conv_general_dilated(y, w, (1, 1), "VALID", dimension_numbers=dn, feature_group_count=c)
+        # depthwise (k, 1) convolution as k shifted products: XLA's grouped convolution
+        # gradient is slow on GPUs, this form fuses into one elementwise kernel
+        w = p[f"b{b}_dw/kernel"][:, 0, :, 0]  # (k, C)
+        frames = y.shape[1] - cfg["kernel"] + 1
+        y = sum(y[:, j : j + frames] * w[j] for j in range(cfg["kernel"]))
         y = jnp.maximum(bn(y, f"b{b}_dw_bn"), 0.0)
-        y = lax.conv_general_dilated(y, p[f"b{b}_pw/kernel"], (1, 1), "VALID", dimension_numbers=dn)
+        y = lax.conv_general_dilated(y, p[f"b{b}_pw/kernel"], (1, 1), "VALID", dimension_numbers=dn, precision=precision)
         y = jnp.maximum(bn(y, f"b{b}_pw_bn"), 0.0)
         h = h + y
-    out = lax.conv_general_dilated(h, p["logits/kernel"], (1, 1), "VALID", dimension_numbers=dn) + p["logits/bias"]
+    out = lax.conv_general_dilated(h, p["logits/kernel"], (1, 1), "VALID", dimension_numbers=dn, precision=precision) + p["logits/bias"]
     return out[:, :, 0, :], new_s
 
 
@@ -211,6 +217,7 @@ def main() -> None:
     ap.add_argument("--norm", type=Path, default=ROOT / "grammar" / "default_am" / "norm.json")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tag", default="am")
+    ap.add_argument("--init", type=Path, default=None, help="*_best.npz of an earlier run to start from")
     ap.add_argument("--minutes", type=float, default=7.0, help="training wall time (after compilation)")
     ap.add_argument("--max-steps", type=int, default=10**9)
     ap.add_argument("--channels", type=int, default=144)
@@ -245,6 +252,10 @@ def main() -> None:
           f"{len(d['val_lens'])} val | load {time.time() - t_start:.1f}s", flush=True)  # fmt: skip
     sample = make_batch_fn(d, norm["mean"], norm["std"], args, args.frames)
     params, state = init_params(jax.random.PRNGKey(args.seed), cfg, d["n_mels"])
+    if args.init is not None:  # warm start from an earlier run's best weights (same shapes)
+        z = np.load(args.init, allow_pickle=False)
+        params = {k: z[k].astype(np.float32) for k in params}
+        state = {k: z[k].astype(np.float32) for k in state}
     params = jax.tree.map(jnp.asarray, params)
     state = jax.tree.map(jnp.asarray, state)
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.scale_by_adam())
@@ -275,6 +286,11 @@ def main() -> None:
         logits, _ = forward(p, s, x, jnp.ones(x.shape[:2]), cfg, train=False)
         return jax.nn.log_softmax(logits)
 
+    @jax.jit
+    def predict_exact(p, s, x):  # full float32 (no TF32): the reference Keras must reproduce
+        logits, _ = forward(p, s, x, jnp.ones(x.shape[:2]), cfg, train=False, precision=jax.lax.Precision.HIGHEST)
+        return jax.nn.log_softmax(logits)
+
     def val_cer(p, s) -> float:
         lp = np.asarray(predict(p, s, val_x))
         hyps = [greedy_decode(lp[i, : int(vmask[i].sum())]) for i in range(len(lp))]
@@ -288,7 +304,7 @@ def main() -> None:
         arrays = {k: np.asarray(v) for k, v in {**p, **s}.items()}
         probe = np.asarray(val_x[:2])
         arrays["probe/x"] = probe
-        arrays["probe/logp"] = np.asarray(predict(p, s, jnp.asarray(probe)))
+        arrays["probe/logp"] = np.asarray(predict_exact(p, s, jnp.asarray(probe)))
         meta = {**cfg, "n_mels": d["n_mels"], "step": step, "val_cer": cer, "args": {k: str(v) for k, v in vars(args).items()}}
         arrays["meta"] = np.array(json.dumps(meta))
         buf = io.BytesIO()
