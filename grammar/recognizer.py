@@ -42,6 +42,7 @@ class Recognizer:
                  path: Path | None = None):  # fmt: skip
         self.model, self.config, self.norm = model, config, norm
         self.denoiser, self.grammar, self.path = denoiser, grammar, path
+        self._infer = None
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, denoiser: str | Path | None | bool = None,
@@ -96,8 +97,19 @@ class Recognizer:
         pad = (-len(feats)) % self.config.stride
         if pad:
             feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
-        logits = np.asarray(self.model(feats[None, :, None, :], training=False))[0]
+        logits = self._am(feats[None, :, None, :])[0]
         return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+    def _am(self, x: np.ndarray) -> np.ndarray:
+        """The AM on a (1, frames, 1, n_mels) input; Keras models through one traced graph (eager calls cost ms)."""
+        if not hasattr(self.model, "layers"):  # the int8 runner
+            return np.asarray(self.model(x, training=False))
+        if self._infer is None:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec((1, None, 1, self.config.n_mels), tf.float32)
+            self._infer = tf.function(lambda t: self.model(t, training=False), input_signature=[spec])
+        return self._infer(x.astype(np.float32)).numpy()
 
     def transcribe(self, audio: np.ndarray, sr: int, name: str = "input") -> str:
         return greedy_decode(self.posteriors(audio, sr, name))
