@@ -75,7 +75,7 @@ def _pack(labels: list[np.ndarray], n_symbols: int):
     return ext, skip_bias, starts, n_states
 
 
-def ctc_log_likelihood(logp: np.ndarray, labels: Sequence) -> np.ndarray:
+def ctc_log_likelihood(logp: np.ndarray, labels: Sequence, spot: bool = False) -> np.ndarray:
     """log P(label | x) for every label, by the CTC forward algorithm in log space.
 
     ``logp`` is (T, V) log-posteriors with the blank at index 0; ``labels`` are 1-D arrays of
@@ -84,6 +84,13 @@ def ctc_log_likelihood(logp: np.ndarray, labels: Sequence) -> np.ndarray:
     fit in T frames (it needs one frame per character plus one per repeated pair).
     Exponentials run in float32 on offsets from a float64 running maximum: absolute error
     about 1e-7 nats per frame.
+
+    ``spot=True`` is keyword spotting, by Viterbi: the log probability of the best single path
+    that spells the label anywhere inside the frames, with a filler before and after it that
+    scores each of its frames by the frame's best symbol (the unconstrained best path). Speech
+    around a command costs it nothing, and the gap to the best path (never positive) measures
+    the command's own frames only. (A sum over placements would reward short labels for the
+    number of places they fit.)
     """
     logp = check_posteriors(logp, None)
     n_frames, n_symbols = logp.shape
@@ -93,9 +100,16 @@ def ctc_log_likelihood(logp: np.ndarray, labels: Sequence) -> np.ndarray:
     ext, skip_bias, starts, n_states = _pack(labels, n_symbols)
     total = len(ext)
 
-    lp = np.empty((n_frames, n_symbols + 1))
+    lp = np.empty((n_frames, n_symbols + 2))
     np.maximum(logp, _NEG, out=lp[:, :n_symbols])
     lp[:, n_symbols] = _NEG
+    lp[:, n_symbols + 1] = lp[:, :n_symbols].max(axis=1)  # the filler's emission: the best symbol
+    if spot:  # the guard before each label becomes the leading filler (it can stay and emits)
+        ext = ext.copy()
+        ext[starts - 1] = n_symbols + 1
+        skip_bias = skip_bias.copy()
+        skip_bias[starts - 1] = _NEG
+        post = np.full(len(starts), _NEG)  # trailing filler, entered from the label's end
 
     alpha = np.full(total + 2, _NEG)  # two leading guards so that the shifted views exist
     alpha[starts + 1] = 0.0  # time -1: all mass on the guard before each sequence
@@ -106,10 +120,16 @@ def ctc_log_likelihood(logp: np.ndarray, labels: Sequence) -> np.ndarray:
     s = np.empty(total, dtype=np.float32)
     for t0 in range(0, n_frames, _CHUNK):
         emis = lp[t0 : t0 + _CHUNK][:, ext]
-        for em in emis:
+        for k, em in enumerate(emis):
+            if spot and t0 + k:  # post at frame t: filler after a label that ended at t-1 or earlier
+                end = np.maximum(cur[starts + n_states - 1], cur[starts + n_states - 2])
+                post = np.maximum(post, end) + lp[t0 + k, n_symbols + 1]
             np.add(prev2_view, skip_bias, out=prev2)
             np.maximum(cur, prev1, out=m)
             np.maximum(m, prev2, out=m)
+            if spot:  # Viterbi: the best single path
+                np.add(m, em, out=cur)
+                continue
             np.subtract(cur, m, out=f[0], casting="unsafe")
             np.subtract(prev1, m, out=f[1], casting="unsafe")
             np.subtract(prev2, m, out=f[2], casting="unsafe")
@@ -122,8 +142,11 @@ def ctc_log_likelihood(logp: np.ndarray, labels: Sequence) -> np.ndarray:
 
     last = cur[starts + n_states - 1]
     before = cur[starts + n_states - 2]  # for an empty label: the guard, ~ log 0
-    top = np.maximum(last, before)
-    out = top + np.log(np.exp(last - top) + np.exp(before - top))
+    if spot:
+        out = np.maximum(np.maximum(last, before), post)
+    else:
+        top = np.maximum(last, before)
+        out = top + np.log(np.exp(last - top) + np.exp(before - top))
     out[out < _NEG / 2] = -np.inf
     return out
 
@@ -167,6 +190,9 @@ class Grammar:
 
     ``command_of[i]`` is the index in ``commands`` of the command that ``expressions[i]``
     spells. ``provenance`` records how the grammar was made (ignored by ``==``).
+    ``spot_threshold`` is the threshold of keyword-spotting decoding (``decode(..., spot=True)``,
+    what ``grammar listen`` runs), calibrated apart because spotting scores run higher; None
+    means ``threshold``.
     """
 
     commands: tuple[str, ...]
@@ -174,6 +200,7 @@ class Grammar:
     command_of: tuple[int, ...]
     threshold: float = DEFAULT_THRESHOLD
     provenance: dict = field(default_factory=dict, compare=False)
+    spot_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("commands", "expressions"):
@@ -193,13 +220,17 @@ class Grammar:
             if isinstance(c, bool) or not isinstance(c, int | np.integer):
                 raise GrammarError(f"grammar: command_of[{i}] must be an integer, got {c!r}")
         object.__setattr__(self, "command_of", tuple(int(c) for c in cmd_of))
-        try:
-            threshold = float(self.threshold)
-        except (TypeError, ValueError):
-            raise GrammarError(f"grammar: threshold must be a number, got {self.threshold!r}") from None
-        if math.isnan(threshold):
-            raise GrammarError("grammar: threshold is NaN")
-        object.__setattr__(self, "threshold", threshold)
+        for name in ("threshold", "spot_threshold"):
+            value = self.__dict__[name]
+            if value is None and name == "spot_threshold":
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise GrammarError(f"grammar: {name} must be a number, got {value!r}") from None
+            if math.isnan(number):
+                raise GrammarError(f"grammar: {name} is NaN")
+            object.__setattr__(self, name, number)
         if not isinstance(self.provenance, dict):
             raise GrammarError("grammar: provenance must be a dict")
         self._validate()
@@ -251,6 +282,12 @@ class Grammar:
     def with_threshold(self, threshold: float) -> Grammar:
         return dataclasses.replace(self, threshold=threshold, provenance=dict(self.provenance))
 
+    def with_spot_threshold(self, threshold: float | None) -> Grammar:
+        return dataclasses.replace(self, spot_threshold=threshold, provenance=dict(self.provenance))
+
+    def threshold_for(self, spot: bool) -> float:
+        return self.spot_threshold if spot and self.spot_threshold is not None else self.threshold
+
     def expressions_of(self, command: str | int) -> tuple[str, ...]:
         """The expressions that spell one command (given by text or index)."""
         if isinstance(command, str):
@@ -277,6 +314,7 @@ class Grammar:
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "threshold": self.threshold,
+            **({"spot_threshold": self.spot_threshold} if self.spot_threshold is not None else {}),
             "commands": list(self.commands),
             "expressions": list(self.expressions),
             "command_of": list(self.command_of),
@@ -307,7 +345,10 @@ class Grammar:
         if not isinstance(provenance, dict):
             raise GrammarError(f"{path}: 'provenance' must be a JSON object")
         try:
-            return cls(data["commands"], data["expressions"], data["command_of"], data["threshold"], provenance)
+            spot = data.get("spot_threshold")
+            if isinstance(spot, bool) or not isinstance(spot, int | float | None):
+                raise GrammarError(f"grammar: 'spot_threshold' has the wrong type ({type(spot).__name__})")
+            return cls(data["commands"], data["expressions"], data["command_of"], data["threshold"], provenance, spot)
         except GrammarError as exc:
             raise GrammarError(f"{path}: {str(exc).removeprefix('grammar: ')}") from None
 
@@ -332,15 +373,21 @@ class Decision:
         return self.command is not None
 
 
-def decode(logp: np.ndarray, grammar: Grammar, score_kind: str | ScoreFn = "len_norm") -> Decision:
-    """Most likely expression for (T, 29) log-posteriors; its command if its confidence >= threshold."""
+def decode(logp: np.ndarray, grammar: Grammar, score_kind: str | ScoreFn = "len_norm", spot: bool = False) -> Decision:
+    """Most likely expression for (T, 29) log-posteriors; its command if its confidence >= threshold.
+
+    ``spot=True``: keyword spotting (the expression anywhere in the frames, see
+    :func:`ctc_log_likelihood`), judged against the grammar's spotting threshold.
+    """
     logp = check_posteriors(logp, NUM_SYMBOLS)
     score_fn = _score_fn(score_kind)
-    log_lik = ctc_log_likelihood(logp, grammar.labels)
+    log_lik = ctc_log_likelihood(logp, grammar.labels, spot=spot)
     scores = np.asarray(score_fn(log_lik, best_path_log_prob(logp), grammar.lengths, logp.shape[0]), dtype=np.float64)
-    best = int(np.argmax(log_lik))
+    # whole-input decoding: the most likely expression; spotting: the best confidence (raw
+    # likelihood would favour the shortest expression, which constrains the fewest frames)
+    best = int(np.argmax(scores if spot else log_lik))
     score = float(scores[best])
-    if score >= grammar.threshold and np.isfinite(log_lik[best]):
+    if score >= grammar.threshold_for(spot) and np.isfinite(log_lik[best]):
         cmd = grammar.command_of[best]
         return Decision(grammar.commands[cmd], best, score, scores, log_lik, cmd)
     return Decision(None, best, score, scores, log_lik, None)

@@ -279,7 +279,7 @@ class Spotter:
     """
 
     def __init__(self, grammar: Grammar, frame_s: float, window_s: float = 2.0, hop_s: float = 0.25,
-                 refractory_s: float = 0.3, score_kind: str = "len_norm"):  # fmt: skip
+                 refractory_s: float = 0.3, score_kind: str = "len_norm", spot: bool = False):  # fmt: skip
         if grammar is None:
             raise GrammarError("listen: no grammar loaded")
         for name, v in (("window", window_s), ("hop", hop_s)):
@@ -289,7 +289,9 @@ class Spotter:
             raise GrammarError(f"listen: hop {hop_s} s is longer than the window {window_s} s (audio would be skipped)")
         if refractory_s < 0:
             raise GrammarError(f"listen: refractory time {refractory_s} s must not be negative")
-        self.grammar, self.frame_s, self.score_kind = grammar, float(frame_s), score_kind
+        # spot: keyword-spotting decoding (other speech in a window costs a command nothing); off by
+        # default: on isolated utterances it loses to whole-window decoding (benchmarks/rejection.py)
+        self.grammar, self.frame_s, self.score_kind, self.spot = grammar, float(frame_s), score_kind, spot
         self.win = max(1, int(round(window_s / frame_s)))
         self.hop = max(1, int(round(hop_s / frame_s)))
         self.refractory = int(round(refractory_s / frame_s))
@@ -312,7 +314,7 @@ class Spotter:
         logp = self._frames(a, b)
         self.windows_decoded += 1
         self._last_end = b
-        d = decode(logp, self.grammar, self.score_kind)
+        d = decode(logp, self.grammar, self.score_kind, spot=self.spot)
         if d.accepted:
             path = ctc_align(logp, self.grammar.labels[d.expression])
             spoken = np.nonzero(path >= 0)[0] if path is not None else np.zeros(0, int)

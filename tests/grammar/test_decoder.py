@@ -106,6 +106,46 @@ def test_ctc_matches_brute_force(n_frames, zeros):
             assert value == pytest.approx(expected, abs=1e-5), label
 
 
+def _brute_force_spot(logp, label):
+    """Keyword spotting by enumeration: a best-symbol filler on frames [0, a) and [b, T), the
+    label's best CTC path (all V**(b-a) paths enumerated) on [a, b), the best over every a < b."""
+    n_frames, n_symbols = logp.shape
+    best = logp.max(axis=1)
+    top = -np.inf
+    for a in range(n_frames):
+        for b in range(a + 1, n_frames + 1):
+            for path in itertools.product(range(n_symbols), repeat=b - a):
+                if _collapse(path) == label:
+                    score = best[:a].sum() + logp[np.arange(a, b), path].sum() + best[b:].sum()
+                    top = max(top, score)
+    return top
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 3, 5])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_ctc_spotting_matches_brute_force(n_frames, zeros):
+    rng = np.random.default_rng(7 * n_frames + zeros)
+    logp = _random_logp(rng, n_frames, 4, zeros)
+    labels = [lab for lab in LABELS if lab]
+    got = ctc_log_likelihood(logp, [np.array(lab, dtype=np.int64) for lab in labels], spot=True)
+    for label, value in zip(labels, got, strict=True):
+        expected = _brute_force_spot(logp, label)
+        if expected == -np.inf:
+            assert value == -np.inf, label
+        else:
+            assert value == pytest.approx(expected, abs=1e-5), label
+
+
+def test_spotting_ignores_speech_around_the_command():
+    """A command inside other speech: whole-window decoding pays for the other speech, spotting does not."""
+    alone, inside = _posterior("go"), _posterior("xy go zz")
+    label = [encode("go")]
+    assert ctc_log_likelihood(inside, label)[0] < ctc_log_likelihood(alone, label)[0] - 5
+    gap_alone = ctc_log_likelihood(alone, label, spot=True)[0] - best_path_log_prob(alone)
+    gap_inside = ctc_log_likelihood(inside, label, spot=True)[0] - best_path_log_prob(inside)
+    assert gap_inside == pytest.approx(gap_alone, abs=1e-9) and gap_alone == pytest.approx(0.0, abs=1e-9)
+
+
 def test_ctc_label_that_needs_a_blank():
     # 2 frames: "ab" fits, "aa" does not (it needs a blank between the two a's).
     logp = np.log(np.full((2, 4), 0.25))
@@ -361,3 +401,18 @@ def test_save_errors_name_the_file(tmp_path):
     with pytest.raises(GrammarError, match="folder") as info:
         Grammar.from_commands(["mute"]).save(tmp_path)
     assert str(tmp_path) in str(info.value)
+
+
+def test_spot_threshold_round_trip_and_use(tmp_path):
+    g = Grammar.from_commands(["go", "stop"], threshold=-1.0)
+    assert g.spot_threshold is None and g.threshold_for(True) == -1.0
+    s = g.with_spot_threshold(-0.25)
+    s.save(tmp_path / "g.json")
+    back = Grammar.load(tmp_path / "g.json")
+    assert back == s and back.spot_threshold == -0.25 and back.threshold_for(True) == -0.25
+    assert back.threshold_for(False) == -1.0
+    assert "spot_threshold" not in g.to_dict()  # files without one stay as they were
+    with pytest.raises(GrammarError, match="spot_threshold is NaN"):
+        g.with_spot_threshold(float("nan"))
+    logp = _posterior("xx go yy")
+    assert decode(logp, s, spot=True).command == "go"
