@@ -256,7 +256,7 @@ was spoken; dotted: other speech.</p>
 # --------------------------------------------------------------------------- the demo
 
 
-def run_demo(out_dir: str | Path, recognizer, *, snr: float = 5.0, seed: int = 7, n_commands: int = 4,
+def run_demo(out_dir: str | Path, recognizer, *, snr: float = 20.0, seed: int = 7, n_commands: int = 4,
              window_s: float = 2.0, hop_s: float = 0.25, backend: str = "float", babble_utterances: int = 24,
              progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Synthesize a scene, stream it through ``recognizer``, compare with the truth, write the files.
