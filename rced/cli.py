@@ -34,12 +34,24 @@ def _set_threads(n: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
+def _width_mult(args: argparse.Namespace) -> float:
+    """``--size NAME`` (rced.models.SIZES) or ``--width-mult W``; both only when they agree."""
+    from rced.models import SIZES
+
+    width = args.width_mult
+    if args.size is not None:
+        if width is not None and width != SIZES[args.size]:
+            raise RcedError(f"--size {args.size} means --width-mult {SIZES[args.size]:g}, not {width:g}")
+        width = SIZES[args.size]
+    return 1.0 if width is None else width
+
+
 def _train_config(args: argparse.Namespace):
     from rced.config import FrontendConfig, ModelConfig, TrainConfig
 
     return TrainConfig(
         model=ModelConfig(arch=args.arch, frontend=FrontendConfig.preset(args.preset),
-                          input_feature=args.input_feature, width_mult=args.width_mult),  # fmt: skip
+                          input_feature=args.input_feature, width_mult=_width_mult(args)),  # fmt: skip
         target=args.target, loss_compress=args.loss_compress, batch_frames=args.batch_frames,
         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
     )  # fmt: skip
@@ -252,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", default="rced", choices=["rced", "crced"])
     t.add_argument("--preset", default="default", choices=["default", "paper"])
     t.add_argument("--input-feature", default="log")
-    t.add_argument("--width-mult", type=float, default=1.0)
+    t.add_argument("--width-mult", type=float, default=None, help="scales every filter count (default 1)")
+    t.add_argument("--size", default=None, choices=["full", "lite", "micro", "nano"],
+                   help="named width: full 1, lite 0.5, micro 0.35, nano 0.25 (MCU classes: README)")  # fmt: skip
     t.add_argument("--target", default="psa", choices=["psa", "irm", "mag"])
     t.add_argument("--loss-compress", type=float, default=0.3)
     t.add_argument("--batch-frames", type=int, default=512)

@@ -22,6 +22,11 @@ def default_model_path() -> Path:
     return Path(str(resources.files("rced") / "default_model"))
 
 
+def preset_model_path(name: str) -> Path:
+    """A shipped lighter model folder, ``rced/presets/<name>`` (see rced.models.SIZES)."""
+    return Path(str(resources.files("rced") / "presets" / name))
+
+
 def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exception] = RcedError):
     """(keras model, config, normaliser) of a model folder: model.keras (safe mode), config.json, norm.json.
 

@@ -19,6 +19,9 @@ RCED_WIDTHS = (13, 11, 9, 7, 7, 7, 9, 11, 13)
 CRCED_BLOCK = ((18, 9), (30, 5), (8, 9))
 CRCED_REPEATS = 5
 ARCHES = ("rced", "crced")
+# Named R-CED sizes (``rced train --size``): width multipliers for smaller microcontrollers.
+# MACs per frame and quality of each: benchmarks/results/denoiser_presets.md.
+SIZES = {"full": 1.0, "lite": 0.5, "micro": 0.35, "nano": 0.25}
 
 
 def _scaled(f: int, mult: float) -> int:
