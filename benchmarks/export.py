@@ -4,7 +4,7 @@
    reference kernels, bit-exact with TFLM) on the evaluation set (TEST-ONLY voices and the real
    recordings in babble), per SNR, plus the per-utterance int8 - float differences.
 2. Recognition-chain parity (optional, ``--manifest``): MDR/MCR/FAR/accuracy of the float chain and
-   of the device chain (int8 denoiser, int8 AM in fixed windows back to back, grammar decoder) on a
+   of the device chain (int8 denoiser, int8 AM in fixed overlapping windows, grammar decoder) on a
    dataset manifest, and how often the two decide alike.
 
 Writes benchmarks/results/export.{json,md}. Run: python benchmarks/export.py [--model DIR]

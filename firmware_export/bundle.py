@@ -162,7 +162,7 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
 def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, measure_latency: bool,
              progress: Progress):  # fmt: skip
     from grammar.am import am_macs_per_second, am_params
-    from grammar.int8 import am_silence
+    from grammar.int8 import am_silence, window_schedule
     from grammar.recognizer import receptive_field_frames
     from rced.int8 import quantize
 
@@ -195,23 +195,27 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
     }
     per_inference = am_macs_per_second(keras_model, cfg) * frames / fe.frame_rate
     seconds = frames * fe.hop / fe.sample_rate
+    context, tail, hop = window_schedule(cfg, frames)
+    hop_seconds = hop * cfg.stride * fe.hop / fe.sample_rate  # one window per hop
     report = ModelReport(
         name="am",
         description=(f"CTC acoustic model ({cfg.channels} channels, {cfg.blocks} separable blocks, stride {cfg.stride}) "
                      f"on {cfg.n_mels} log-mel bands of the enhanced spectrum, with a Softmax for the device; fixed "
                      f"window of {frames} STFT frames ({seconds:.3f} s) -> {int(o.shape[1])} posterior frames, "
-                     "windows run back to back."),  # fmt: skip
+                     f"one window every {hop * cfg.stride} frames ({hop_seconds:.3f} s), each keeping {hop} posterior "
+                     f"frames after {context} of context."),  # fmt: skip
         source=_source(Path(rec.path)), params=am_params(keras_model), flash_bytes=len(data),
         settings_table_bytes=4 * (fe.n_bins * cfg.n_mels + 4 * cfg.n_mels) + cfg.n_mels,
         arena_bytes=arena, arena_bytes_measured=arena_min, ops=info.ops, op_counts=dict(info.op_counts),
-        macs_per_inference=int(round(per_inference)), inferences_per_second=round(1.0 / seconds, 6),
+        macs_per_inference=int(round(per_inference)), inferences_per_second=round(1.0 / hop_seconds, 6),
         input_shape=i.shape, input_scale=i.scale, input_zero_point=i.zero_point, output_shape=o.shape,
         output_scale=o.scale, output_zero_point=o.zero_point, bit_exact_cases=len(probes), host_latency_ms=lat,
         extra={"window_frames": frames, "window_seconds": seconds, "output_frames": int(o.shape[1]),
                "receptive_field_frames": receptive_field_frames(cfg), "lookahead_ms": cfg.lookahead_ms,
                "calibration_windows": len(samples),
-               "note": "windows run back to back; overlapping windows multiply the MACs by window/hop, and "
-                       "the first receptive-field frames of each window see zero padding, not the past"},
+               "window_context_frames": context, "window_hop_frames": hop,
+               "note": "windows overlap (MACs x window/hop): a window's first output frames see its zero padding, "
+                       "not the past, and back-to-back windows cost the float AM 40 % -> 8 % command accuracy"},
     )  # fmt: skip
     return files, report
 

@@ -91,6 +91,7 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
                   frames: int) -> str:  # fmt: skip
     from grammar.alphabet import BLANK_ID, SYMBOLS
     from grammar.features import LOG_FLOOR, mel_matrix
+    from grammar.int8 import window_schedule
     from grammar.recognizer import receptive_field_frames
 
     fe = am_cfg.frontend
@@ -98,6 +99,7 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
     mel = mel_matrix(am_cfg.n_mels, fe.n_fft, fe.sample_rate, am_cfg.fmin)  # (bins, mels)
     gain, offset = folded_affine(am_norm.mean, am_norm.std, i.scale, i.zero_point)
     out_frames = int(o.shape[1])
+    context, _, hop = window_schedule(am_cfg, frames)
     body = "".join([
         "// ---- front-end: the denoiser's STFT (stapes::denoiser::kWindow); the AM reads the ENHANCED magnitude\n",
         f"constexpr int kSampleRate = {fe.sample_rate};\nconstexpr int kFftSize = {fe.n_fft};\n",
@@ -121,6 +123,9 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
         "// [0][t][0][m] (offset t * kNumMels + m) is band m of frame t, oldest first.\n",
         f"constexpr int kWindowFrames = {frames};\nconstexpr int kStride = {am_cfg.stride};\n",
         f"constexpr int kOutputFrames = {out_frames};\n",
+        "// Windows overlap: window j starts at input frame (j * kWindowHop - kWindowContext) * kStride (on\n",
+        "// silence before the audio) and contributes its output frames [kWindowContext, kWindowContext + kWindowHop).\n",
+        f"constexpr int kWindowContext = {context};\nconstexpr int kWindowHop = {hop};\n",
         f"constexpr int kReceptiveFieldFrames = {receptive_field_frames(am_cfg)};\n",
         f"constexpr float kLookaheadMs = {cgen.c_float(am_cfg.lookahead_ms)};\n\n",
         "// ---- model input/output. Output: softmax posteriors p = (q - kOutputZeroPoint) * kOutputScale,\n",

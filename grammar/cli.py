@@ -223,7 +223,7 @@ def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True) -> None:
     p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum")
     p.add_argument("--backend", default="float", choices=["float", "int8"],
                    help="float: the Keras models; int8: model_int8.tflite beside the denoiser and the AM through "
-                        "LiteRT, the AM in fixed 1 s windows back to back as on the device (written by "
+                        "LiteRT, the AM in fixed overlapping 1 s windows as on the device (written by "
                         "`firmware-export int8 all`)")  # fmt: skip
     if grammar:
         g = p.add_mutually_exclusive_group()

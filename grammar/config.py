@@ -21,6 +21,16 @@ class AMConfig:
     lookahead: int = 1  # right context (output frames) of each depthwise block
 
     @property
+    def reach(self) -> tuple[int, int]:
+        """(left, right): output frames at each end of an input chunk that its zero padding corrupts.
+
+        The input convolution sees ``5 - stride`` frames of the past; each depthwise block
+        ``kernel - 1 - lookahead`` output frames to the left and ``lookahead`` to the right.
+        """
+        left = -(-(5 - self.stride) // self.stride) + self.blocks * (self.kernel - 1 - self.lookahead)
+        return left, self.blocks * self.lookahead
+
+    @property
     def lookahead_ms(self) -> float:
         return 1000.0 * self.blocks * self.lookahead * self.stride / self.frontend.frame_rate
 

@@ -98,23 +98,13 @@ def ctc_align(logp: np.ndarray, label: np.ndarray) -> np.ndarray | None:
 # --------------------------------------------------------------------------- streaming posteriors
 
 
-def _am_reach(cfg) -> tuple[int, int]:
-    """(left, right): AM output frames at each end of an input chunk that its zero padding corrupts.
-
-    The input convolution sees ``5 - stride`` frames of the past; each depthwise block
-    ``kernel - 1 - lookahead`` output frames to the left and ``lookahead`` to the right.
-    """
-    left = -(-(5 - cfg.stride) // cfg.stride) + cfg.blocks * (cfg.kernel - 1 - cfg.lookahead)
-    return left, cfg.blocks * cfg.lookahead
-
-
 class PosteriorStream:
     """Causal block streaming of a :class:`~grammar.recognizer.Recognizer`'s front-end and AM.
 
     ``push(block)`` takes audio at the AM's sample rate (any block size) and returns the
     log-posterior frames that became final, ``flush()`` the rest at the end; concatenated they
-    equal ``recognizer.posteriors(audio)``. With the int8 AM (fixed windows back to back, as on
-    the device) frames come a whole window at a time. With ``keep_spectrum`` the enhanced STFT frames are
+    equal ``recognizer.posteriors(audio)``. With the int8 AM (fixed overlapping windows, as on
+    the device: :class:`grammar.int8.Int8AM`) frames come a window's hop at a time. With ``keep_spectrum`` the enhanced STFT frames are
     kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
     denoised audio, from the same single STFT).
     """
@@ -130,12 +120,10 @@ class PosteriorStream:
                 raise GrammarError(f"listen: the denoiser's front-end {dfe} differs from the acoustic model's {fe}")
         self.ctx = den.config.frontend.context if den is not None else 1
         self.stride = cfg.stride
-        self.left, self.right = _am_reach(cfg)
-        # a fixed-window AM (grammar.int8.Int8AM, the device graph) runs whole windows back to back from
-        # the first frame, each window on its own: a window's outputs are final once its frames are in
+        self.left, self.right = cfg.reach
+        # a fixed-window AM (grammar.int8.Int8AM, the device graph) runs overlapping windows, each on
+        # its own: a window's outputs are final once all its frames are in
         self.window = getattr(recognizer.model, "frames", None)
-        if self.window is not None:
-            self.left = 0
         self._win = analysis_window(fe)
         self._history = np.zeros(fe.n_fft - fe.hop)
         self._pending = np.zeros(0)
@@ -207,6 +195,27 @@ class PosteriorStream:
         logits = np.asarray(self._am()(feats[None, :, None, :].astype(np.float32)))[0]
         return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
 
+    def _run_windows(self, final: bool) -> np.ndarray:
+        """Fixed-window AM: run every window whose frames are all in (at the end: every window left)."""
+        m, s = self.rec.model, self.stride
+        total = self._n_feat // s  # output frames at the end (features padded to a multiple of stride)
+        outs = []
+        while not final or self._n_out < total:
+            start = m.window_start(self._n_out // m.hop)
+            if not final and self._n_feat < start + m.frames:
+                break
+            feats = self._feats[max(start, 0) - self._feat0 :]
+            outs.append(m.window_logp(feats, start - max(start, 0), self._n_feat - max(start, 0)))
+            self._n_out += m.hop
+            keep = max(0, m.window_start(self._n_out // m.hop))  # drop features no later window needs
+            self._feats = self._feats[keep - self._feat0 :]
+            self._feat0 = keep
+        out = np.concatenate(outs) if outs else np.zeros((0, NUM_SYMBOLS), np.float32)
+        if final:  # the last window's hop runs past the audio
+            out = out[: len(out) - max(0, self._n_out - total)]
+        out = out - np.logaddexp.reduce(out, axis=1, keepdims=True)  # as Recognizer.posteriors
+        return out.astype(np.float32)
+
     def _run_am(self, final: bool) -> np.ndarray:
         """AM outputs that became exact: all whose look-ahead has arrived (all of them at the end)."""
         s = self.stride
@@ -215,15 +224,16 @@ class PosteriorStream:
             if pad and len(self._feats):
                 self._feats = np.concatenate([self._feats, np.repeat(self._feats[-1:], pad, axis=0)])
                 self._n_feat += pad
+        if self.window is not None:
+            return self._run_windows(final)
+        if final:
             stop = self._n_feat // s
-        elif self.window is not None:
-            stop = (self._n_feat // self.window) * self.window // s  # whole windows only
         else:
             stop = self._n_feat // s - self.right
         if stop <= self._n_out:
             return np.zeros((0, NUM_SYMBOLS), np.float32)
         f0 = max(0, s * (self._n_out - self.left))
-        f1 = self._n_feat if final else s * (stop + (0 if self.window is not None else self.right))
+        f1 = self._n_feat if final else s * (stop + self.right)
         chunk = self._feats[f0 - self._feat0 : f1 - self._feat0]
         out = self._logp(chunk)[self._n_out - f0 // s : stop - f0 // s]
         self._n_out = stop

@@ -117,9 +117,10 @@ def test_int8_am_posteriors_close_to_float(int8_am):
         assert_close(pf, pq, MEAN_ABS_BOUND, MEAN_TV_BOUND, what=f"signal {seed}")
 
 
-def test_int8_recognizer_runs_windows_back_to_back(int8_am):
-    """Any length: windows of 126 frames from the first frame, the last padded with silence; each
-    window on its own (the device chain), so a window's posteriors do not depend on the others."""
+def test_int8_recognizer_runs_overlapping_windows(int8_am):
+    """Any length: windows of 126 frames, each keeping hop output frames after its context, the first
+    starting on silence before the audio, the last padded with silence; each window on its own (the
+    device chain), so a window's posteriors depend only on its own frames."""
     from grammar.recognizer import Recognizer
 
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="int8")
@@ -130,8 +131,13 @@ def test_int8_recognizer_runs_windows_back_to_back(int8_am):
     assert logp.shape == fl.posteriors(x, 16000).shape and np.all(np.isfinite(logp))
     assert np.allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
     feats = rec.features(x, 16000)
-    alone = rec.model(feats[None, 126:252, None, :])[0]
-    assert np.array_equal(rec.model(feats[None, :, None, :])[0, 63:126], alone)
+    q = rec.model
+    assert q.hop + q.context + q.tail == 63 and q.context > 0 and q.window_start(0) < 0
+    full = q(feats[None, :, None, :])[0]
+    for j in (1, 2):
+        a = q.window_start(j)
+        alone = q.window_logp(feats[a : a + 126], 0)  # the window's frames and nothing else
+        assert np.array_equal(full[j * q.hop : (j + 1) * q.hop], alone)
 
 
 @pytest.mark.parametrize("block", [1000, 4000, 12345])
@@ -144,7 +150,9 @@ def test_int8_streaming_equals_offline(int8_am, block):
     stream = PosteriorStream(rec)
     parts = [stream.push(x[i : i + block]) for i in range(0, len(x), block)]
     ends = [min(len(x), i + block) for i in range(0, len(x), block)]
-    assert all(len(p) == 0 for p, e in zip(parts, ends) if e < 126 * 128)  # nothing before a whole window
+    q = rec.model
+    first = (q.window_start(0) + q.frames) * 128  # samples before the first window is complete
+    assert all(len(p) == 0 for p, e in zip(parts, ends) if e < first)
     out = np.concatenate([*parts, stream.flush()])
     ref = rec.posteriors(x, 16000)
     assert out.shape == ref.shape and np.allclose(out, ref, atol=1e-6)
