@@ -119,7 +119,7 @@ def test_int8_am_posteriors_close_to_float(int8_am):
 
 def test_int8_recognizer_runs_overlapping_windows(int8_am):
     """Any length: windows of 126 frames, each keeping hop output frames after its context, the first
-    starting on silence before the audio, the last padded with silence; each window on its own (the
+    starting on zero padding before the audio, the last padded with zeros; each window on its own (the
     device chain), so a window's posteriors depend only on its own frames."""
     from grammar.recognizer import Recognizer
 
