@@ -7,8 +7,9 @@
    held. At the start (model loaded), after the warm-up and every ``--every`` minutes of audio the
    run samples its resident memory (VmRSS and VmHWM of /proc/self/status), the Python allocator's
    live blocks (``sys.getallocatedblocks``) and, in runs marked ``trace``, tracemalloc's traced
-   Python heap (started after the model load). tracemalloc slows the float path about twofold,
-   so the real-time factor is quoted from runs without it.
+   Python heap (started after the model load; numpy buffers included, what this file's own signal
+   generator and records hold left out). tracemalloc slows the stream two to three times and its
+   tables count in RSS, so real-time factors and RSS growth are quoted from runs without it.
 2. ``rced stream`` as a user runs it: the same signal written as a 16-bit WAV (in chunks) of
    ``--cli-minutes``; the command runs as a subprocess whose VmRSS is sampled every half second
    (peak from wait4's maxrss). ``--cli-baseline REV`` runs the ``rced`` of an older commit (git
@@ -16,12 +17,16 @@
 
 Writes benchmarks/results/stream_memory.{json,md}. Run (nice: the machine has other work):
     nice -n 19 python benchmarks/stream_memory.py --cli-baseline e42585a
-A run spec is BACKEND:MINUTES[:trace]; ``--minutes M`` shortens every run (a quick check).
+A run spec is BACKEND:MINUTES[:trace]; ``--minutes M`` shortens every run (a quick check);
+``--runs`` or ``--cli-minutes`` with nothing after it skips that part, and ``--merge`` keeps the
+existing JSON's runs that this invocation does not redo.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import inspect
 import json
 import os
 import platform
@@ -95,6 +100,20 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
 # ----------------------------------------------------------------------------------- API runs
 
 
+TRACE_FRAMES = 6  # enough to see this file's frame above numpy's for what the signal generator allocates
+
+
+def stream_heap_bytes(loop_line: int) -> int:
+    """Live traced bytes, less what this file allocates itself (its records, its signal generator, its
+    re-blocking): a trace is left out when one of its frames is in this file, other than the streaming
+    loop's line. Deep traces (TensorFlow) that reach no frame of this file are kept."""
+    import tracemalloc
+
+    own = api_run.__code__.co_filename
+    return sum(t.size for t in tracemalloc.take_snapshot().traces
+               if not any(f.filename == own and f.lineno != loop_line for f in t.traceback))  # fmt: skip
+
+
 def api_run(backend: str, minutes: float, every: float, warmup: float, block_ms: float, trace: bool) -> dict:
     """One run in this process: stream ``minutes`` of synthetic audio block by block, sampling memory."""
     import tracemalloc
@@ -109,7 +128,9 @@ def api_run(backend: str, minutes: float, every: float, warmup: float, block_ms:
     block = max(1, int(round(block_ms * SR / 1000)))
     total = int(round(minutes * 60 * SR))
     marks = sorted({warmup, *np.arange(every, minutes + 1e-9, every).round(6).tolist(), minutes})
-    marks = [m for m in marks if 0 < m < minutes]  # start and end are sampled outside the loop
+    # sampled while streaming (the last when the final block has gone in, before the generators
+    # that feed it finish and free their buffers); the start before the loop
+    marks = [m for m in marks if 0 < m <= minutes]
     samples: list[dict] = []
     fed = 0
     gen_s = 0.0
@@ -117,8 +138,9 @@ def api_run(backend: str, minutes: float, every: float, warmup: float, block_ms:
     def sample(minute: float) -> None:
         s = {"minute": round(minute, 4), **{k.lower() + "_mib": round(v, 2) for k, v in memory().items()},
              "py_blocks": sys.getallocatedblocks()}  # fmt: skip
-        if tracemalloc.is_tracing():
-            s["traced_kib"] = round(tracemalloc.get_traced_memory()[0] / 1024, 2)
+        if tracemalloc.is_tracing():  # reachable memory only: garbage cycles go first
+            gc.collect()
+            s["traced_kib"] = round(stream_heap_bytes(loop_line) / 1024, 2)
         samples.append(s)
 
     def seconds() -> Iterator[np.ndarray]:
@@ -140,8 +162,11 @@ def api_run(backend: str, minutes: float, every: float, warmup: float, block_ms:
             yield x
 
     sample(0.0)
+    src, first = inspect.getsourcelines(api_run)  # the streaming loop's line: what the stream allocates is traced from it
+    loop_line = first + [ln.strip() for ln in src].index("for y in den.stream(blocks()):")
     if trace:
-        tracemalloc.start()
+        tracemalloc.start(TRACE_FRAMES)
+        stream_heap_bytes(loop_line)  # the first snapshot's one-off costs, before the warm-up sample
     out_n, out_energy = 0, 0.0
     next_mark = 0
     t0 = time.perf_counter()
@@ -152,15 +177,17 @@ def api_run(backend: str, minutes: float, every: float, warmup: float, block_ms:
             sample(marks[next_mark])
             next_mark += 1
     wall = time.perf_counter() - t0
-    sample(minutes)
+    if next_mark < len(marks):  # the final mark had no output block after it
+        sample(minutes)
     if trace:
         tracemalloc.stop()
+    after = {k.lower() + "_mib": round(v, 2) for k, v in memory().items()}  # the stream and its feeders done
     audio_s = fed / SR
     return {"backend": backend, "minutes": minutes, "trace": trace, "block_ms": block_ms, "blocks": -(-fed // block),
             "model_load_s": round(load_s, 2), "wall_s": round(wall, 1), "signal_generation_s": round(gen_s, 1),
             "real_time_factor": round((wall - gen_s) / audio_s, 4), "output_samples": out_n, "input_samples": fed,
             "output_rms": round(float(np.sqrt(out_energy / max(out_n, 1))), 6), "warmup_minutes": warmup,
-            "samples": samples}  # fmt: skip
+            "samples": samples, "after_stream": after}  # fmt: skip
 
 
 def summarize_api(run: dict) -> dict:
@@ -170,10 +197,11 @@ def summarize_api(run: dict) -> dict:
     after = [x for x in s if x["minute"] >= run["warmup_minutes"]]
     hours = (end["minute"] - warm["minute"]) / 60
     out = {"rss_start_mib": start["vmrss_mib"], "rss_warm_mib": warm["vmrss_mib"], "rss_end_mib": end["vmrss_mib"],
-           "rss_peak_mib": end["vmhwm_mib"],
+           "rss_peak_mib": max(x["vmhwm_mib"] for x in [*s, run.get("after_stream", end)]),
            "rss_growth_per_hour_mib": round((end["vmrss_mib"] - warm["vmrss_mib"]) / hours, 2) if hours else None,
            "rss_slope_per_hour_mib": slope_per_hour([(x["minute"], x["vmrss_mib"]) for x in after]),
-           "py_blocks_warm": warm["py_blocks"], "py_blocks_end": end["py_blocks"]}  # fmt: skip
+           "py_blocks_warm": warm["py_blocks"], "py_blocks_end": end["py_blocks"],
+           "end_sampled_after_run": "after_stream" not in run}  # fmt: skip
     if "traced_kib" in end:
         out["traced_warm_kib"], out["traced_end_kib"] = warm["traced_kib"], end["traced_kib"]
         out["traced_growth_per_hour_kib"] = round((end["traced_kib"] - warm["traced_kib"]) / hours, 2) if hours else None
@@ -301,37 +329,78 @@ def to_markdown(payload: dict) -> str:
     md = [f"Synthetic 16 kHz signal ({payload['signal']}), streamed in {payload['block_ms']:g} ms blocks "
           f"on {payload['machine']} (shared with other work, run under nice 19)."]  # fmt: skip
     api = payload.get("api", [])
+    cli = payload.get("cli", [])
+    head = []
+    for backend in ("float", "int8"):
+        runs = [r for r in api if r["backend"] == backend and not r["trace"]]
+        if runs:
+            r = max(runs, key=lambda r: r["minutes"])
+            sm = r["summary"]
+            head.append(f"{backend}: RSS {sm['rss_warm_mib']:.1f} MiB after the first minute, {sm['rss_end_mib']:.1f} MiB "
+                        f"after {r['minutes']:g} min ({_f(sm['rss_growth_per_hour_mib'], '{:+.1f}')} MiB/h)")  # fmt: skip
+    if cli:
+        head.append("`rced stream` peak RSS: " + ", ".join(f"{r['label']} {r['minutes']:g} min {r['peak_rss_mib']:.0f} MiB"
+                                                          for r in cli))  # fmt: skip
+    if head:
+        md += ["", "**Result:** " + "; ".join(head) + "."]
     if api:
         md += ["", "Streaming API, one fresh process per run; the output is consumed block by block and dropped. "
-               "Warm-up = the first minute of audio; growth = (end - after warm-up) per hour of audio. "
-               "tracemalloc (started after the model load) slows the float path about twofold, so "
-               "real-time factors come from the runs without it.", "",
+               "Warm-up = the first minute of audio; end = the sample taken when the last block has gone in; "
+               "growth = (end - after warm-up) per hour of audio; peak = VmHWM after the run. "
+               "Python heap = tracemalloc's live traced bytes (numpy buffers included; started after the model "
+               "load; what the benchmark's own signal generator and records hold left out). tracemalloc slows "
+               "the stream two to three times and its tables count in RSS, so real-time factors and RSS growth "
+               "come from the runs without it.", "",
                "| backend | audio min | tracemalloc | RSS start MiB | after warm-up | end | peak | "
                "RSS growth MiB/h | Python heap growth KiB/h | real-time factor |",
                "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in api:
             s = r["summary"]
             md.append(f"| {r['backend']} | {r['minutes']:g} | {'on' if r['trace'] else 'off'} | "
-                      f"{s['rss_start_mib']:.1f} | {s['rss_warm_mib']:.1f} | {s['rss_end_mib']:.1f} | "
+                      f"{s['rss_start_mib']:.1f} | {s['rss_warm_mib']:.1f} | {s['rss_end_mib']:.1f}"
+                      f"{' *' if s.get('end_sampled_after_run') else ''} | "
                       f"{s['rss_peak_mib']:.1f} | {_f(s['rss_growth_per_hour_mib'], '{:+.1f}')} | "
                       f"{_f(s.get('traced_growth_per_hour_kib'), '{:+.1f}')} | "
                       f"{r['real_time_factor']:.3f}{' (traced)' if r['trace'] else ''} |")  # fmt: skip
-    cli = payload.get("cli", [])
+        traced = [r for r in api if r["trace"]]
+        if traced:
+            md += ["", "Traced Python heap at each sample (minute of audio: KiB): " + "; ".join(
+                f"{r['backend']} " + ", ".join(f"{x['minute']:g}: {x['traced_kib']:.1f}" for x in r["samples"]
+                                               if "traced_kib" in x) for r in traced) + "."]  # fmt: skip
+        if any(r["summary"].get("end_sampled_after_run") for r in api):
+            md += ["", "\\* sampled just after the stream ended (an earlier version of this script), when the "
+                   "signal generator's buffers (about 0.5 MiB) were already freed."]  # fmt: skip
     if cli:
         md += ["", "`rced stream` on a 16-bit WAV of the same signal (float backend), RSS of the process sampled "
                "every 0.5 s; peak = maxrss. Growth = (last sample - sample at 25 % of the run) per hour of audio.", "",
                "| code | input | input MiB | peak RSS MiB | RSS at 25 % | at 50 % | last | growth MiB/h | "
                "real-time factor |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        notes: list[str] = []
+        for label in dict.fromkeys(r["label"] for r in cli):
+            runs = sorted((r for r in cli if r["label"] == label), key=lambda r: r["minutes"])
+            if len(runs) > 1:
+                per_min = (runs[-1]["peak_rss_mib"] - runs[0]["peak_rss_mib"]) / (runs[-1]["minutes"] - runs[0]["minutes"])
+                notes.append(f"{label}: peak RSS {per_min:+.2f} MiB per minute of input between {runs[0]['minutes']:g} "
+                             f"and {runs[-1]['minutes']:g} min")  # fmt: skip
         for r in cli:
             md.append(f"| {r['label']} | {r['minutes']:g} min | {r['input_mib']:.1f} | {r['peak_rss_mib']:.1f} | "
                       f"{r['rss_25_mib']:.1f} | {r['rss_50_mib']:.1f} | {r['rss_last_mib']:.1f} | "
                       f"{r['rss_growth_per_hour_from_25_mib']:+.1f} | {r['real_time_factor']:.3f} |")  # fmt: skip
+        if notes:
+            md += ["", "; ".join(notes) + "."]
     return "\n".join(md) + "\n"
+
+
+def merge(old: list[dict], new: list[dict], key: tuple[str, ...]) -> list[dict]:
+    """``old`` with the runs of ``new`` replacing those of the same key (order: old first, new ones appended)."""
+    fresh = {tuple(r[k] for k in key): r for r in new}
+    kept = [fresh.pop(tuple(r[k] for k in key), r) for r in old]
+    return kept + list(fresh.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="API runs, BACKEND:MINUTES[:trace]")
+    ap.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS), help="API runs, BACKEND:MINUTES[:trace] (none: skip)")
     ap.add_argument("--minutes", type=float, default=None, help="override every API run's length (quick check)")
     ap.add_argument("--every", type=float, default=5.0, help="sample memory every N minutes of audio")
     ap.add_argument("--warmup", type=float, default=1.0, help="minutes of audio counted as warm-up")
@@ -339,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cli-minutes", type=float, nargs="*", default=[10.0, 60.0], help="CLI input lengths (none: skip)")
     ap.add_argument("--cli-baseline", default=None, help="git revision whose rced stream is measured for comparison")
     ap.add_argument("--cli-baseline-minutes", type=float, nargs="*", default=[2.0, 10.0])
-    ap.add_argument("--skip-api", action="store_true", help="keep the API runs of the existing JSON")
+    ap.add_argument("--merge", action="store_true", help="keep the existing JSON's runs that this one does not redo")
     ap.add_argument("--out", default=str(ROOT / "results" / "stream_memory"))
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-minutes", type=float, default=None, help=argparse.SUPPRESS)
@@ -357,8 +426,14 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"signal": "speech-like harmonic bursts with pauses in white noise, seed 0", "block_ms": args.block_ms,
                "machine": machine(), "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
                                                              capture_output=True, text=True).stdout.strip()}  # fmt: skip
-    payload["api"] = old.get("api", []) if args.skip_api else [spawn_api_run(s, args) for s in args.runs]
-    payload["cli"] = cli_runs(args) if args.cli_minutes else old.get("cli", [])
+    api = [spawn_api_run(s, args) for s in args.runs]
+    cli = cli_runs(args) if args.cli_minutes else []
+    if args.merge:
+        api = merge(old.get("api", []), api, ("backend", "minutes", "trace"))
+        cli = merge(old.get("cli", []), cli, ("label", "minutes"))
+    for r in api:  # merged runs too: one definition of the summary
+        r["summary"] = summarize_api(r)
+    payload["api"], payload["cli"] = api, cli
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     atomic_write_text(out.with_suffix(".md"), to_markdown(payload))
     print(to_markdown(payload))

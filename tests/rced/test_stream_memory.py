@@ -141,3 +141,18 @@ def test_block_writer_writes_the_same_bytes_atomically(tmp_path):
         w.write(x)
         raise RuntimeError("stopped half way")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.wav", "whole.wav"]
+
+
+def test_latency_histogram_percentiles_match_numpy():
+    """rced stream's per-block latency stats: constant memory, numpy's percentiles at microsecond resolution."""
+    from rced.cli import LatencyHistogram
+
+    lat = np.random.default_rng(1).gamma(2.0, 0.0015, 5001)
+    hist = LatencyHistogram()
+    for v in lat:
+        hist.add(float(v))
+    ms = np.round(lat * 1e6) / 1000
+    for q in (0, 50, 90, 99, 100):
+        assert abs(hist.percentile(q) - np.percentile(ms, q)) < 1e-9
+    assert hist.n == len(lat) and len(hist.counts) <= len(set(np.round(lat * 1e6)))
+    assert LatencyHistogram().percentile(99) == 0.0
