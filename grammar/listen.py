@@ -34,6 +34,7 @@ from grammar.alphabet import BLANK_ID, NUM_SYMBOLS
 from grammar.decoder import Grammar, decode
 from grammar.errors import GrammarError
 from grammar.features import log_mel
+from grammar.recognizer import log_softmax
 from rced.audio import resample, validate_audio
 from rced.frontend import window as analysis_window
 
@@ -136,7 +137,6 @@ class PosteriorStream:
         self.keep_spectrum = keep_spectrum
         self._spec: list[np.ndarray] = []
         self._done = False
-        self._am_fn = None
 
     @property
     def sample_rate(self) -> int:
@@ -175,26 +175,6 @@ class PosteriorStream:
         self._feats = np.concatenate([self._feats, feats])
         self._n_feat += n
 
-    def _am(self):
-        """The AM as a function of a (1, frames, 1, n_mels) batch: a Keras model through one traced
-        graph (an eager call costs tens of ms, once per block), anything else as it is."""
-        if self._am_fn is None:
-            model = self.rec.model
-            self._am_fn = lambda x: model(x, training=False)
-            try:
-                import keras
-                import tensorflow as tf
-            except ImportError:
-                return self._am_fn
-            if isinstance(model, keras.Model):
-                spec = tf.TensorSpec((1, None, 1, self.rec.config.n_mels), tf.float32)
-                self._am_fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
-        return self._am_fn
-
-    def _logp(self, feats: np.ndarray) -> np.ndarray:
-        logits = np.asarray(self._am()(feats[None, :, None, :].astype(np.float32)))[0]
-        return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-
     def _run_windows(self, final: bool) -> np.ndarray:
         """Fixed-window AM: run every window whose frames are all in (at the end: every window left)."""
         m, s = self.rec.model, self.stride
@@ -213,7 +193,7 @@ class PosteriorStream:
         out = np.concatenate(outs) if outs else np.zeros((0, NUM_SYMBOLS), np.float32)
         if final:  # the last window's hop runs past the audio
             out = out[: len(out) - max(0, self._n_out - total)]
-        out = out - np.logaddexp.reduce(out, axis=1, keepdims=True)  # as Recognizer.posteriors
+        out = log_softmax(out)  # as Recognizer.posteriors
         return out.astype(np.float32)
 
     def _run_am(self, final: bool) -> np.ndarray:
@@ -235,7 +215,7 @@ class PosteriorStream:
         f0 = max(0, s * (self._n_out - self.left))
         f1 = self._n_feat if final else s * (stop + self.right)
         chunk = self._feats[f0 - self._feat0 : f1 - self._feat0]
-        out = self._logp(chunk)[self._n_out - f0 // s : stop - f0 // s]
+        out = self.rec.log_posteriors(chunk)[self._n_out - f0 // s : stop - f0 // s]
         self._n_out = stop
         keep = max(0, s * (self._n_out - self.left))  # drop features no later chunk needs
         self._feats = self._feats[keep - self._feat0 :]

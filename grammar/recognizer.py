@@ -35,6 +35,11 @@ def receptive_field_frames(cfg: AMConfig) -> int:
     return 5 + cfg.blocks * (cfg.kernel - 1) * cfg.stride
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-posteriors from (frames, symbols) scores, normalised per frame."""
+    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
 class Recognizer:
     """Denoiser (optional) + CTC acoustic model + grammar decoder."""
 
@@ -97,19 +102,24 @@ class Recognizer:
         pad = (-len(feats)) % self.config.stride
         if pad:
             feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
-        logits = self._am(feats[None, :, None, :])[0]
-        return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        return self.log_posteriors(feats)
+
+    def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
+        """(frames, n_mels) normalised log-mel -> (ceil(frames / stride), 29) log-posteriors of the AM."""
+        return log_softmax(self._am(feats[None, :, None, :].astype(np.float32))[0])
 
     def _am(self, x: np.ndarray) -> np.ndarray:
-        """The AM on a (1, frames, 1, n_mels) input; Keras models through one traced graph (eager calls cost ms)."""
-        if not hasattr(self.model, "layers"):  # the int8 runner
+        """The AM on a (1, frames, 1, n_mels) input; Keras models through one traced graph (an eager
+        call costs tens of ms), anything else (the int8 runner, test stand-ins) as it is."""
+        if not hasattr(self.model, "layers"):
             return np.asarray(self.model(x, training=False))
-        if self._infer is None:
+        if self._infer is None or self._infer[0] is not self.model:
             import tensorflow as tf
 
+            model = self.model
             spec = tf.TensorSpec((1, None, 1, self.config.n_mels), tf.float32)
-            self._infer = tf.function(lambda t: self.model(t, training=False), input_signature=[spec])
-        return self._infer(x.astype(np.float32)).numpy()
+            self._infer = (model, tf.function(lambda t: model(t, training=False), input_signature=[spec]))
+        return self._infer[1](x).numpy()
 
     def transcribe(self, audio: np.ndarray, sr: int, name: str = "input") -> str:
         return greedy_decode(self.posteriors(audio, sr, name))
