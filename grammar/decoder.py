@@ -100,11 +100,11 @@ def ctc_log_likelihood(logp: np.ndarray, labels: Sequence, spot: bool = False) -
     ext, skip_bias, starts, n_states = _pack(labels, n_symbols)
     total = len(ext)
 
-    lp = np.empty((n_frames, n_symbols + 2))
+    lp = np.empty((n_frames, n_symbols + 1 + spot))
     np.maximum(logp, _NEG, out=lp[:, :n_symbols])
     lp[:, n_symbols] = _NEG
-    lp[:, n_symbols + 1] = lp[:, :n_symbols].max(axis=1)  # the filler's emission: the best symbol
     if spot:  # the guard before each label becomes the leading filler (it can stay and emits)
+        lp[:, n_symbols + 1] = lp[:, :n_symbols].max(axis=1)  # the filler's emission: the best symbol
         ext = ext.copy()
         ext[starts - 1] = n_symbols + 1
         skip_bias = skip_bias.copy()
