@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.alphabet import NUM_SYMBOLS, check_posteriors, encode, normalize_text
-from grammar.errors import GrammarError, read_json, write_json
+from grammar.errors import GrammarError, read_format, write_json
 
 FORMAT = "stapes-grammar"
 FORMAT_VERSION = 1
@@ -329,13 +329,7 @@ class Grammar:
     def load(cls, path: str | os.PathLike) -> Grammar:
         """Read a grammar written by :meth:`save`; every problem is a one-line GrammarError naming the file."""
         path = Path(path)
-        data = read_json(path, "grammar file")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise GrammarError(f"{path}: not a grammar file (expected a JSON object with format {FORMAT!r})")
-        if data.get("version") != FORMAT_VERSION:
-            raise GrammarError(
-                f"{path}: unsupported grammar version {data.get('version')!r} (expected {FORMAT_VERSION})"
-            )
+        data = read_format(path, "grammar file", "grammar", FORMAT, FORMAT_VERSION)
         for key, kind in (("commands", list), ("expressions", list), ("command_of", list), ("threshold", int | float)):
             if key not in data:
                 raise GrammarError(f"{path}: grammar file lacks {key!r}")

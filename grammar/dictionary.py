@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.alphabet import encode, greedy_decode, normalize_text
-from grammar.errors import GrammarError, read_json, write_json
+from grammar.errors import GrammarError, read_format, write_json
 
 FORMAT = "stapes-pronunciation-dictionary"
 FORMAT_VERSION = 1
@@ -204,11 +204,7 @@ class PronDict:
     def load(cls, path: str | os.PathLike) -> PronDict:
         """Read a dictionary written by :meth:`save`; every problem is a one-line GrammarError naming the file."""
         path = Path(path)
-        data = read_json(path, "pronunciation dictionary")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise GrammarError(f"{path}: not a pronunciation dictionary (expected a JSON object with format {FORMAT!r})")
-        if data.get("version") != FORMAT_VERSION:
-            raise GrammarError(f"{path}: unsupported dictionary version {data.get('version')!r} (expected {FORMAT_VERSION})")
+        data = read_format(path, "pronunciation dictionary", "dictionary", FORMAT, FORMAT_VERSION)
         if not isinstance(data.get("counts"), dict):
             raise GrammarError(f"{path}: 'counts' must be a JSON object")
         prov = data.get("provenance", {})

@@ -34,6 +34,17 @@ def read_json(path, kind: str):
         raise GrammarError(f"{path}: not a {kind} (invalid JSON at line {exc.lineno}: {exc.msg})") from None
 
 
+def read_format(path, kind: str, short: str, fmt: str, version: int) -> dict:
+    """A JSON object of one of the project's file formats: :func:`read_json`, then its ``format`` tag
+    and ``version`` checked (``short`` names the format in the version error)."""
+    data = read_json(path, kind)
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise GrammarError(f"{path}: not a {kind} (expected a JSON object with format {fmt!r})")
+    if data.get("version") != version:
+        raise GrammarError(f"{path}: unsupported {short} version {data.get('version')!r} (expected {version})")
+    return data
+
+
 def write_json(path, obj) -> None:
     """Write ``obj`` as JSON atomically; an output path that is a folder, or a value JSON cannot
     hold (e.g. in a provenance dict), is a one-line GrammarError naming the file."""
