@@ -38,6 +38,7 @@ def encode(q: np.ndarray) -> bytes:
 
 
 def decode(blob: bytes, n_mels: int) -> np.ndarray:
+    """Inverse of :func:`encode` (the GPU trainer reads the pack with it)."""
     d = np.frombuffer(lzma.decompress(blob), np.uint8).reshape(-1, n_mels)
     return np.cumsum(d, axis=0, dtype=np.uint8)
 

@@ -19,7 +19,6 @@ import argparse
 import csv
 import io
 import json
-import lzma
 import math
 import os
 import sys
@@ -31,18 +30,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pack_am_data import decode  # noqa: E402
+
 from grammar.alphabet import NUM_SYMBOLS, greedy_decode  # noqa: E402
 from grammar.metrics import char_error_rate  # noqa: E402
 
 EPS, MOMENTUM = 1e-3, 0.99  # keras BatchNormalization defaults
+# grammar.features.LOG_FLOOR, in log: importing that module pulls in soundfile, absent on the GPU machine
+LOG_FLOOR = math.log(1e-6)
+
+
+def normalise(logmel: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """As rced.features.Normalizer.apply (norm.json's per-band mean and std)."""
+    return (logmel - mean) / std
 
 
 # ----------------------------------------------------------------------------- data
-def _decode(blob: np.ndarray, n_mels: int) -> np.ndarray:
-    d = np.frombuffer(lzma.decompress(blob.tobytes()), np.uint8).reshape(-1, n_mels)
-    return np.cumsum(d, axis=0, dtype=np.uint8)
-
-
 def _pad_ragged(flat: np.ndarray, lens: np.ndarray, width: int, fill=0) -> np.ndarray:
     out = np.full((len(lens), width) + flat.shape[1:], fill, flat.dtype)
     offs = np.concatenate([[0], np.cumsum(lens)])
@@ -56,14 +61,14 @@ def load_pack(path: Path, frames: int, max_label: int) -> dict:
     lo, hi, levels, n_mels = z["quant"]
     n_mels = int(n_mels)
     d = {"lo": float(lo), "step": float((hi - lo) / (levels - 1)), "n_mels": n_mels}
-    d["x"] = _pad_ragged(_decode(z["feats"], n_mels), z["lens"], frames)
+    d["x"] = _pad_ragged(decode(z["feats"].tobytes(), n_mels), z["lens"], frames)
     d["lens"] = z["lens"].astype(np.int32)
     d["kinds"] = z["kinds"].astype(np.int32)
     d["y"] = _pad_ragged(z["labels"].astype(np.int32), z["label_lens"], max_label)
-    d["babble"] = _decode(z["babble"], n_mels)
+    d["babble"] = decode(z["babble"].tobytes(), n_mels)
     vlen = z["val_lens"].astype(np.int32)
     d["val_frames"] = int(math.ceil(vlen.max() / 64) * 64)
-    d["val_x"] = _pad_ragged(_decode(z["val_feats"], n_mels), vlen, d["val_frames"])
+    d["val_x"] = _pad_ragged(decode(z["val_feats"].tobytes(), n_mels), vlen, d["val_frames"])
     d["val_lens"] = vlen
     d["val_text"] = [str(t) for t in z["val_text"]]
     return d
@@ -143,7 +148,7 @@ def forward(p: dict, s: dict, x, mask, cfg: dict, train: bool, precision=None):
 
 
 # ----------------------------------------------------------------------------- augmentation
-def make_batch_fn(d: dict, norm_mean, norm_std, args, frames: int):
+def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, frames: int):
     """A jittable key -> (x, frame mask, labels, label paddings) sampler over GPU-resident data."""
     import jax
     import jax.numpy as jnp
@@ -154,8 +159,8 @@ def make_batch_fn(d: dict, norm_mean, norm_std, args, frames: int):
     Y = jnp.asarray(d["y"])
     babble = jnp.asarray(d["babble"])
     lo, step, m = d["lo"], d["step"], d["n_mels"]
-    mean, std = jnp.asarray(norm_mean), jnp.asarray(norm_std)
-    pad = (math.log(1e-6) - mean) / std
+    pad = jnp.asarray(normalise(np.full_like(mean, LOG_FLOOR), mean, std))
+    mean, std = jnp.asarray(mean), jnp.asarray(std)
     n, nb, bsz, stride = X.shape[0], babble.shape[0], args.batch, args.stride
     t = jnp.arange(frames)
 
@@ -250,7 +255,8 @@ def main() -> None:
     d = load_pack(args.pack, args.frames, max_label=96)
     print(f"[{args.tag}] {jax.devices()[0]} | {len(d['lens'])} utts, {int(d['lens'].sum())} frames, "
           f"{len(d['val_lens'])} val | load {time.time() - t_start:.1f}s", flush=True)  # fmt: skip
-    sample = make_batch_fn(d, norm["mean"], norm["std"], args, args.frames)
+    mean, std = (np.asarray(norm[k], np.float32) for k in ("mean", "std"))
+    sample = make_batch_fn(d, mean, std, args, args.frames)
     params, state = init_params(jax.random.PRNGKey(args.seed), cfg, d["n_mels"])
     if args.init is not None:  # warm start from an earlier run's best weights (same shapes)
         z = np.load(args.init, allow_pickle=False)
@@ -276,9 +282,9 @@ def main() -> None:
 
     vmask = (np.arange(d["val_frames"] // args.stride)[None, :]
              < ((d["val_lens"] + args.stride - 1) // args.stride)[:, None]).astype(np.float32)  # fmt: skip
-    val_x = ((d["val_x"].astype(np.float32) * d["step"] + d["lo"]) - np.asarray(norm["mean"], np.float32)) / np.asarray(norm["std"], np.float32)
+    val_x = normalise(d["val_x"].astype(np.float32) * d["step"] + d["lo"], mean, std)
     val_x = np.where((np.arange(d["val_frames"])[None, :] < d["val_lens"][:, None])[:, :, None], val_x,
-                     (math.log(1e-6) - np.asarray(norm["mean"], np.float32)) / np.asarray(norm["std"], np.float32))  # fmt: skip
+                     normalise(np.full_like(mean, LOG_FLOOR), mean, std))  # fmt: skip
     val_x = jnp.asarray(val_x[:, :, None, :])
 
     @jax.jit
