@@ -10,11 +10,17 @@ from firmware_export.cli import main
 from tests.firmware_export.conftest import calibration_audio
 
 
-def test_build_denoiser_only_from_the_command_line(tmp_path, tiny_denoiser, capsys):
+def calibration_folder(tmp_path):
+    """Three calibration WAVs in tmp_path/cal, as --calibration-audio takes them."""
     cal = tmp_path / "cal"
     cal.mkdir()
     for i, a in enumerate(calibration_audio(3)):
         sf.write(cal / f"u{i}.wav", a, 16000)
+    return cal
+
+
+def test_build_denoiser_only_from_the_command_line(tmp_path, tiny_denoiser, capsys):
+    cal = calibration_folder(tmp_path)
     out = tmp_path / "bundle"
     rc = main(["build", "-o", str(out), "--denoiser", str(tiny_denoiser), "--no-am", "--calibration-audio", str(cal),
                "--json"])  # fmt: skip
@@ -54,10 +60,7 @@ def test_errors_are_one_line(tmp_path, tiny_denoiser, capsys):
 def test_int8_subcommand_writes_the_model_beside_the_weights(tmp_path, tiny_denoiser, capsys):
     import shutil
 
-    cal = tmp_path / "cal"
-    cal.mkdir()
-    for i, a in enumerate(calibration_audio(3)):
-        sf.write(cal / f"u{i}.wav", a, 16000)
+    cal = calibration_folder(tmp_path)
     folder = tmp_path / "model"
     shutil.copytree(tiny_denoiser, folder)
     assert main(["int8", "--denoiser", str(folder), "--calibration-audio", str(cal), "--json", "--quiet"]) == 0
@@ -73,10 +76,7 @@ def test_int8_all_writes_both_models_beside_their_weights(tmp_path, tiny_denoise
     from grammar.int8 import Int8AM
     from rced.int8 import Int8Denoiser
 
-    cal = tmp_path / "cal"
-    cal.mkdir()
-    for i, a in enumerate(calibration_audio(3)):
-        sf.write(cal / f"u{i}.wav", a, 16000)
+    cal = calibration_folder(tmp_path)
     den, am = tmp_path / "den", tmp_path / "am"
     shutil.copytree(tiny_denoiser, den)
     shutil.copytree(tiny_am_dir, am)

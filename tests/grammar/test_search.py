@@ -64,21 +64,27 @@ def brute_force(matrix, budget):
     return float(matrix.evaluate_many(masks).objective.min())
 
 
-def separable_matrix(seed, n_cmd=3, per_cmd=3, per_class=8):
-    """Each candidate fixes some hard utterances of its command (gain) and may steal some easy
-    utterances of another command (loss): the objective is additive, so greedy is optimal."""
+def _base_matrix(seed, n_cmd, per_cmd, per_class):
+    """(rng, K, ec, labels, L, S): per_class utterances of each command, then per_class
+    non-commands; each command utterance is recognised (-0.5) or too weak and rejected (-5.0,
+    'hard'), with even odds; the non-command rows and the candidates' columns are left to fill."""
     rng = np.random.default_rng(seed)
     K = n_cmd * per_cmd
     ec = np.r_[np.arange(n_cmd), np.repeat(np.arange(n_cmd), per_cmd)]
     labels = np.r_[np.repeat(np.arange(n_cmd), per_class), -np.ones(per_class, int)]
-    U = len(labels)
-    L = np.full((U, n_cmd + K), -30.0)
-    S = np.full((U, n_cmd + K), -9.0)
-    for u, lab in enumerate(labels):
-        if lab >= 0:
-            L[u, lab], S[u, lab] = -10.0, (-5.0 if rng.random() < 0.5 else -0.5)  # hard: rejected
-        else:
-            L[u, rng.integers(n_cmd)], S[u, :n_cmd] = -10.0, -5.0
+    L = np.full((len(labels), n_cmd + K), -30.0)
+    S = np.full((len(labels), n_cmd + K), -9.0)
+    for u in np.nonzero(labels >= 0)[0]:
+        L[u, labels[u]], S[u, labels[u]] = -10.0, (-5.0 if rng.random() < 0.5 else -0.5)
+    return rng, K, ec, labels, L, S
+
+
+def separable_matrix(seed, n_cmd=3, per_cmd=3, per_class=8):
+    """Each candidate fixes some hard utterances of its command (gain) and may steal some easy
+    utterances of another command (loss): the objective is additive, so greedy is optimal."""
+    rng, K, ec, labels, L, S = _base_matrix(seed, n_cmd, per_cmd, per_class)
+    for u in np.nonzero(labels < 0)[0]:
+        L[u, rng.integers(n_cmd)], S[u, :n_cmd] = -10.0, -5.0
     for k in range(K):
         c = ec[n_cmd + k]
         hard = [u for u in np.nonzero(labels == c)[0] if S[u, c] == -5.0 and (L[u, n_cmd:] == -30).all()]
@@ -95,19 +101,11 @@ def interacting_matrix(seed, n_cmd=3, per_cmd=3, per_class=10, target=0.1):
     """Candidates fix overlapping sets of hard utterances (with different strengths), steal
     utterances of other commands, and raise false alarms on non-commands (which moves the
     re-calibrated threshold): greedy can miss the optimum."""
-    rng = np.random.default_rng(seed)
-    K = n_cmd * per_cmd
-    ec = np.r_[np.arange(n_cmd), np.repeat(np.arange(n_cmd), per_cmd)]
-    labels = np.r_[np.repeat(np.arange(n_cmd), per_class), -np.ones(per_class, int)]
+    rng, K, ec, labels, L, S = _base_matrix(seed, n_cmd, per_cmd, per_class)
     U = len(labels)
-    L = np.full((U, n_cmd + K), -30.0)
-    S = np.full((U, n_cmd + K), -9.0)
-    for u, lab in enumerate(labels):
-        if lab >= 0:
-            L[u, lab], S[u, lab] = -10.0, (-5.0 if rng.random() < 0.5 else -0.5)
-        else:
-            L[u, rng.integers(n_cmd)] = -10.0
-            S[u, :n_cmd] = rng.uniform(-6, -4)
+    for u in np.nonzero(labels < 0)[0]:
+        L[u, rng.integers(n_cmd)] = -10.0
+        S[u, :n_cmd] = rng.uniform(-6, -4)
     for k in range(K):
         c, e = ec[n_cmd + k], n_cmd + k
         hard = np.nonzero((labels == c) & (S[np.arange(U), np.maximum(labels, 0)] == -5.0))[0]

@@ -48,26 +48,17 @@ def test_denoise_one_file_and_many(tmp_path):
         assert sr == 16000 and abs(len(y) - 16000) <= 2 and y.ndim == 1
 
 
-@pytest.mark.parametrize("kind,needle", [
-    ("empty", "empty file"), ("text", "not a readable audio file"), ("truncated", "truncated"),
-    ("nan", "NaN"), ("missing", "not found"),
-])  # fmt: skip
-def test_denoise_bad_input(bad_files, tmp_path, kind, needle):
-    out = tmp_path / "out.wav"
-    res = rced("denoise", bad_files[kind], "-o", out)
-    assert_one_line_error(res, needle)
-    assert str(bad_files[kind]) in res.stderr
-    assert not out.exists() and not list(tmp_path.glob(".*.part"))
+BAD_INPUTS = [("empty", "empty file"), ("text", "not a readable audio file"), ("truncated", "truncated"),
+              ("nan", "NaN"), ("missing", "not found")]  # fmt: skip
 
 
-@pytest.mark.parametrize("kind,needle", [
-    ("empty", "empty file"), ("text", "not a readable audio file"), ("truncated", "truncated"),
-    ("nan", "NaN"), ("zero_samples", "empty audio"), ("missing", "not found"),
-])  # fmt: skip
-def test_stream_bad_input(bad_files, tmp_path, kind, needle):
-    """The block-reading stream path reports bad input as the whole-file path did, before any work."""
+@pytest.mark.parametrize("command,kind,needle", [("denoise", k, n) for k, n in BAD_INPUTS]
+                         + [("stream", k, n) for k, n in BAD_INPUTS + [("zero_samples", "empty audio")]])  # fmt: skip
+def test_bad_input(bad_files, tmp_path, command, kind, needle):
+    """One line naming the file, nothing written; the block-reading stream path reports bad input as
+    the whole-file path does, before any work."""
     out = tmp_path / "out.wav"
-    res = rced("stream", bad_files[kind], "-o", out)
+    res = rced(command, bad_files[kind], "-o", out)
     assert_one_line_error(res, needle)
     assert str(bad_files[kind]) in res.stderr
     assert not out.exists() and not list(tmp_path.glob(".*.part"))
