@@ -30,11 +30,11 @@ from grammar.dictionary import PronDict, default_dictionary_path  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
 from grammar.recognizer import Recognizer  # noqa: E402
 from grammar.search import augment  # noqa: E402
-from rced.audio import atomic_write_text, load_audio  # noqa: E402
+from rced.audio import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from recognition import datasets  # noqa: E402
+from recognition import cached_posteriors, datasets  # noqa: E402
 
 
 def split_halves(rows) -> tuple[list[int], list[int]]:
@@ -62,13 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dictionary", default=str(default_dictionary_path()))
     ap.add_argument("--out", default=str(ROOT / "results" / "augmentation"))
     args = ap.parse_args(argv)
-    from tqdm import tqdm
 
     commands = load_commands(default_commands_path())
     rec = Recognizer.load(grammar=False)
     _, test_m = datasets(2)
     rows = load_manifest(test_m)
-    post = [rec.posteriors(load_audio(r.path), 16000, str(r.path)) for r in tqdm(rows, desc="posteriors")]
+    post = cached_posteriors(rec, rows, "test")
     s_idx, t_idx = split_halves(rows)
     labels = [r.label for r in rows]
     base = Grammar.from_commands(commands)

@@ -11,6 +11,8 @@ DET-style PNG. Run: python benchmarks/recognition.py
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import math
 import os
@@ -47,6 +49,29 @@ def datasets(reps: int) -> tuple[Path, Path]:
             make_dataset(folder, commands, test_voices(), n_command_reps=reps, n_random=10, n_near_miss=10, seed=seed)
         out.append(manifest)
     return out[0], out[1]
+
+
+def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
+    """Log-posteriors of every row, cached by the AM and denoiser weights and the file list."""
+    from tqdm import tqdm
+
+    h = hashlib.sha256()
+    for folder in (rec.path, getattr(rec.denoiser, "path", None)):
+        if folder is not None and (Path(folder) / "model.keras").exists():
+            h.update((Path(folder) / "model.keras").read_bytes())
+    h.update("\n".join(str(r.path) for r in rows).encode())
+    path = cache_dir() / "posteriors" / f"{tag}_{h.hexdigest()[:16]}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        return [z[f"p{i}"] for i in range(len(rows))]
+    out = [rec.posteriors(load_audio(r.path), 16000, str(r.path)) for r in tqdm(rows, desc=f"posteriors {tag}")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **{f"p{i}": p for i, p in enumerate(out)})
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+    return out
 
 
 def cer_table(recs: dict[str, Recognizer], n_per_voice: int) -> list[dict]:

@@ -11,8 +11,6 @@ Run: python benchmarks/rejection.py
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
 import sys
@@ -27,38 +25,14 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from recognition import datasets  # noqa: E402
+from recognition import cached_posteriors, datasets  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
 from grammar.decoder import SCORE_KINDS, Grammar, calibrate_threshold, decode  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
 from grammar.recognizer import Recognizer  # noqa: E402
-from rced.audio import atomic_write_text, load_audio  # noqa: E402
-from rced.corpus import cache_dir  # noqa: E402
-
-
-def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
-    """Log-posteriors of every row, cached by the AM and denoiser weights and the file list."""
-    from tqdm import tqdm
-
-    h = hashlib.sha256()
-    for folder in (rec.path, getattr(rec.denoiser, "path", None)):
-        if folder is not None and (Path(folder) / "model.keras").exists():
-            h.update((Path(folder) / "model.keras").read_bytes())
-    h.update("\n".join(str(r.path) for r in rows).encode())
-    path = cache_dir() / "posteriors" / f"{tag}_{h.hexdigest()[:16]}.npz"
-    if path.exists():
-        z = np.load(path, allow_pickle=False)
-        return [z[f"p{i}"] for i in range(len(rows))]
-    out = [rec.posteriors(load_audio(r.path), 16000, str(r.path)) for r in tqdm(rows, desc=f"posteriors {tag}")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **{f"p{i}": p for i, p in enumerate(out)})
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
-    return out
+from rced.audio import atomic_write_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
