@@ -10,6 +10,8 @@ utterances are kept first until the byte budget is used: voice commands are shor
 
 Usage (on this machine, from the repo root):
     python scripts/gpu/pack_am_data.py /work/runs/am_cont/am_data.npz .gpu/am_pack.npz --budget-mb 52
+    python scripts/gpu/pack_am_data.py /work/runs/am_more/am_data.npz .gpu/am_pack_b.npz --n-val 0 --shard 0/2
+(more packs than fit one transfer travel in separate device calls; see run_am_device.sh)
 """
 
 from __future__ import annotations
@@ -68,7 +70,12 @@ def main() -> None:
     ap.add_argument("--budget-mb", type=float, default=52.0)
     ap.add_argument("--max-frames", type=int, default=560, help="drop longer utterances (fixed GPU shapes)")
     ap.add_argument("--babble-frames", type=int, default=60000)
+    ap.add_argument("--n-val", type=int, default=N_VAL,
+                    help="validation utterances (0 for a pack that only adds training data)")
+    ap.add_argument("--shard", default="0/1", help="I/N: only utterances whose index is I modulo N")
     args = ap.parse_args()
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
+    n_val = args.n_val
 
     z = np.load(args.am_data, allow_pickle=False)
     n_mels = z["clean"].shape[1]
@@ -87,13 +94,13 @@ def main() -> None:
 
     # validation: what AMTrainer validates on (enhanced where it exists, else noisy)
     val = [enhanced[offs["enhanced"][i] : offs["enhanced"][i + 1]] if has[i]
-           else noisy[offs["noisy"][i] : offs["noisy"][i + 1]] for i in range(N_VAL)]  # fmt: skip
-    val_q = quantise(np.concatenate(val))
+           else noisy[offs["noisy"][i] : offs["noisy"][i + 1]] for i in range(n_val)]  # fmt: skip
+    val_q = quantise(np.concatenate(val) if val else np.zeros((0, n_mels)))
     val_len = np.array([len(v) for v in val])
-    val_lab = [lab(i) for i in range(N_VAL)]
+    val_lab = [lab(i) for i in range(n_val)]
 
     lengths = np.diff(offs["clean"])
-    order = [i for i in np.argsort(lengths, kind="stable") if i >= N_VAL and lengths[i] <= args.max_frames]
+    order = [i for i in np.argsort(lengths, kind="stable") if i >= n_val and i % n_shards == shard and lengths[i] <= args.max_frames]
     budget = args.budget_mb * 1e6
     est_bytes_per_frame = 21.5  # measured: 7-bit delta + LZMA
     feats, kinds, keep, total = [], [], [], 0
@@ -115,9 +122,9 @@ def main() -> None:
         "label_lens": np.array([len(lab(i)) for i in keep], np.int32),
         "val_feats": np.frombuffer(encode(val_q), np.uint8),
         "val_lens": val_len.astype(np.int32),
-        "val_labels": np.concatenate(val_lab).astype(np.int8),
+        "val_labels": np.concatenate(val_lab or [np.zeros(0, np.int8)]).astype(np.int8),
         "val_label_lens": np.array([len(v) for v in val_lab], np.int32),
-        "val_text": np.array([str(t) for t in z["text"][:N_VAL]], dtype=np.str_),
+        "val_text": np.array([str(t) for t in z["text"][:n_val]], dtype=np.str_),
         "babble": np.frombuffer(encode(babble), np.uint8),
         "quant": np.array([LO, HI, LEVELS, n_mels], np.float64),
     }
@@ -128,7 +135,7 @@ def main() -> None:
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, args.out)
     print(f"{args.out}: {len(keep)} train utterances ({np.mean(np.array(kinds) == 2):.0%} enhanced), "
-          f"{total} frames, {N_VAL} val, {args.out.stat().st_size / 1e6:.1f} MB")  # fmt: skip
+          f"{total} frames, {n_val} val, {args.out.stat().st_size / 1e6:.1f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ the packed features of ``scripts/gpu/pack_am_data.py``. Every batch is augmented
 Two things differ from the Keras trainer, both deliberate: BatchNorm statistics and the CTC
 loss see only the real frames of each utterance, not the padding of the fixed-shape batch.
 
-Usage (device): python scripts/gpu/train_am_jax.py --pack .gpu/am_pack.npz --out DIR --minutes 7
+Usage (device): python scripts/gpu/train_am_jax.py --pack .gpu/am_pack.npz [MORE.npz ...] --out DIR --minutes 7
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _pad_ragged(flat: np.ndarray, lens: np.ndarray, width: int, fill=0) -> np.nd
     return out
 
 
-def load_pack(path: Path, frames: int, max_label: int) -> dict:
+def load_pack(path: Path, frames: int, max_label: int, with_val: bool = True) -> dict:
     z = np.load(path, allow_pickle=False)
     lo, hi, levels, n_mels = z["quant"]
     n_mels = int(n_mels)
@@ -65,12 +65,34 @@ def load_pack(path: Path, frames: int, max_label: int) -> dict:
     d["lens"] = z["lens"].astype(np.int32)
     d["kinds"] = z["kinds"].astype(np.int32)
     d["y"] = _pad_ragged(z["labels"].astype(np.int32), z["label_lens"], max_label)
+    if not with_val:
+        return d
     d["babble"] = decode(z["babble"].tobytes(), n_mels)
     vlen = z["val_lens"].astype(np.int32)
     d["val_frames"] = int(math.ceil(vlen.max() / 64) * 64)
     d["val_x"] = _pad_ragged(decode(z["val_feats"].tobytes(), n_mels), vlen, d["val_frames"])
     d["val_lens"] = vlen
     d["val_text"] = [str(t) for t in z["val_text"]]
+    return d
+
+
+def load_packs(paths: list[Path], frames: int, max_label: int) -> dict:
+    """The first pack gives validation set, babble and quantiser; every pack adds training utterances.
+
+    A pack that is missing (a stash on the device machine that did not survive) is skipped with
+    a warning, so one lost transfer costs data, not the run.
+    """
+    found = [p for p in paths if p.exists()]
+    for p in paths:
+        if not p.exists():
+            print(f"warning: pack {p} not found, training without it", flush=True)
+    d = load_pack(found[0], frames, max_label)
+    for p in found[1:]:
+        more = load_pack(p, frames, max_label, with_val=False)
+        if (more["lo"], more["step"], more["n_mels"]) != (d["lo"], d["step"], d["n_mels"]):
+            raise SystemExit(f"{p}: quantiser differs from {found[0]}")
+        for k in ("x", "lens", "kinds", "y"):
+            d[k] = np.concatenate([d[k], more[k]])
     return d
 
 
@@ -218,7 +240,7 @@ def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, frames: int)
 # ----------------------------------------------------------------------------- training
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pack", type=Path, required=True)
+    ap.add_argument("--pack", type=Path, nargs="+", required=True, help="one or more packs; the first holds the validation set")
     ap.add_argument("--norm", type=Path, default=ROOT / "grammar" / "default_am" / "norm.json")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tag", default="am")
@@ -252,7 +274,7 @@ def main() -> None:
     cfg = {"channels": args.channels, "blocks": args.blocks, "kernel": args.kernel, "stride": args.stride,
            "lookahead": args.lookahead}  # fmt: skip
     norm = json.loads(args.norm.read_text())
-    d = load_pack(args.pack, args.frames, max_label=96)
+    d = load_packs(args.pack, args.frames, max_label=96)
     print(f"[{args.tag}] {jax.devices()[0]} | {len(d['lens'])} utts, {int(d['lens'].sum())} frames, "
           f"{len(d['val_lens'])} val | load {time.time() - t_start:.1f}s", flush=True)  # fmt: skip
     mean, std = (np.asarray(norm[k], np.float32) for k in ("mean", "std"))

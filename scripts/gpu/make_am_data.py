@@ -1,0 +1,42 @@
+"""Prepare more AM training features (same recipe as ``grammar train-am``) for the GPU packs.
+
+``grammar train-am`` prepares its data from ``train_utterances(n, seed)`` for its seeds; this
+does the same for other seeds, so a GPU run can see new TRAIN-voice utterances (new texts,
+voices, rates) without touching the CPU trainer's run folder.
+
+Usage (on this machine, from the repo root):
+    python scripts/gpu/make_am_data.py /work/runs/am_more/am_data.npz --seeds 2 3 4 --n 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    ap.add_argument("--n", type=int, default=4000, help="utterances per seed")
+    ap.add_argument("--data-seed", type=int, default=0, help="seed of the babble mixing")
+    args = ap.parse_args()
+
+    from grammar.config import AMTrainConfig
+    from grammar.train_am import _save_npz, prepare_utterances
+    from rced.corpus import load_utterances, train_utterances
+    from rced.denoiser import Denoiser
+
+    cfg = AMTrainConfig()
+    utts = [u for s in args.seeds for u in train_utterances(args.n, s)]
+    audios = load_utterances(utts, desc="AM speech")
+    pool = load_utterances(train_utterances(200, 777), desc="AM babble")
+    data = prepare_utterances(audios, [u.text for u in utts], cfg, Denoiser.load(None), pool,
+                              args.data_seed + 1000 * args.seeds[0])  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _save_npz(args.out, data)
+    print(f"wrote {args.out}: {len(data['labels'])} utterances")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Device calls (GPU machine, repo root, $OUT set by the device tool) for one session's GPU run.
+#
+#   bash scripts/gpu/run_device.sh stash FILE...   copy carried packs to /tmp/stash, which
+#       survives between calls while the machine stays warm (30 s): more AM packs than one
+#       64 MiB transfer holds travel in successive calls.
+#   bash scripts/gpu/run_device.sh train AM_MIN RCED_MIN
+#       the AM on every stashed/carried AM pack from the shipped weights, then two R-CED
+#       variants from the shipped denoiser, ONE AT A TIME: two processes sharing the GPU ran
+#       16x slower each than one alone (session 2's k9 vs k9c logs).
+# Carry in the train call: .gpu/rced_pack.npz .gpu/rced_init.npz .gpu/am_init.npz.
+set -u
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT" /tmp/stash
+mode=$1; shift
+if [ "$mode" = stash ]; then
+    cp -v "$@" /tmp/stash/ && ls -l /tmp/stash
+    exit
+fi
+AM_MIN=${1:-4.3}; RCED_MIN=${2:-1.6}
+nvidia-smi -L
+ls -l /tmp/stash .gpu
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
+python3 scripts/gpu/train_am_jax.py --pack /tmp/stash/am_pack.npz /tmp/stash/am_pack_b.npz /tmp/stash/am_pack_c.npz \
+    --out "$OUT" --tag am --kernel 9 --init .gpu/am_init.npz --lr 1e-3 --warmup 100 --minutes "$AM_MIN" > "$OUT/am.log" 2>&1
+tail -n 4 "$OUT/am.log"
+T=scripts/gpu/train_rced_jax.py
+python3 $T --pack .gpu/rced_pack.npz --out "$OUT" --tag c05 --init .gpu/rced_init.npz --minutes "$RCED_MIN" \
+    > "$OUT/rced.log" 2>&1
+python3 $T --pack .gpu/rced_pack.npz --out "$OUT" --tag c05sdr --init .gpu/rced_init.npz --sisdr-weight 0.01 \
+    --select sisdr --minutes "$RCED_MIN" >> "$OUT/rced.log" 2>&1
+grep -h "done\|compiled\|best" "$OUT/rced.log" | tail -n 8
