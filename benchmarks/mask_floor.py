@@ -28,7 +28,7 @@ from rced.denoiser import Denoiser  # noqa: E402
 from rced.metrics import all_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+FLOORS = tuple(round(0.02 * i, 2) for i in range(16))  # 0 to 0.3 in steps of 0.02
 
 
 def _score(pair):

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest, make_dataset  # noqa: E402
-from grammar.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
+from grammar.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
 from grammar.recognizer import Recognizer  # noqa: E402
 from rced.audio import atomic_write_text, load_audio  # noqa: E402
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--am", default=None)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--target-far", type=float, default=0.05)
+    ap.add_argument("--max-far", type=float, default=0.10,
+                    help="FAR bound the threshold must keep with 95%% confidence (grammar.decoder.far_target_for_bound)")
     ap.add_argument("--n-per-voice", type=int, default=10)
     ap.add_argument("--out", default=str(ROOT / "results" / "recognition"))
     ap.add_argument("--write-default-grammar", default=None, help="save the calibrated base grammar here")
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     results, curves, thresholds = {}, {}, {}
     for chain, rec in recs.items():
         _, cal_scores = best_and_scores(rec, [r for r in calib if r.label is None], base)
-        thr = calibrate_threshold(cal_scores, args.target_far)
+        target_far = far_target_for_bound(args.max_far, len(cal_scores))
+        thr = calibrate_threshold(cal_scores, target_far)
         thresholds[chain] = thr
         best, scores = best_and_scores(rec, test, base)
         labels = [r.label for r in test]
@@ -141,14 +143,15 @@ def main(argv: list[str] | None = None) -> int:
              operating_points={c: results[c]["calibrated"]["all"] for c in recs})  # fmt: skip
     cer = cer_table(recs, args.n_per_voice)
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "n_test": len(test),
-                        "voices": [v.id for v in test_voices()], "target_far": args.target_far},
+                        "voices": [v.id for v in test_voices()], "max_far": args.max_far, "target_far": target_far},
                "thresholds": thresholds, "commands": results, "cer": cer,
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
     md = [f"Command recognition on TEST-ONLY voices ({', '.join(payload['data']['voices'])}); "
           f"{len(test)} test utterances (20 commands x {args.reps} reps x 3 voices + 60 non-commands, each clean "
-          f"and at 20/10/5 dB babble). Threshold calibrated per chain to FAR <= {args.target_far:.0%} on a "
-          "separate calibration set of the same voices.", "",
+          f"and at 20/10/5 dB babble). Threshold calibrated per chain on a separate calibration set of the same voices "
+          f"(its {len(cal_scores)} non-commands) to FAR {target_far:.1%}, the largest rate whose 95% upper "
+          f"confidence bound stays <= {args.max_far:.0%} (`grammar.decoder.far_target_for_bound`).", "",
           "| chain | condition | accuracy | MDR | MCR | FAR | accuracy, no rejection | FAR, no rejection |",
           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for chain, res in results.items():

@@ -122,7 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from grammar.dataset import check_labels, load_manifest
-    from grammar.decoder import calibrate_threshold
+    from grammar.decoder import calibrate_threshold, far_target_for_bound
 
     rows = load_manifest(args.dataset)
     rec = _recognizer(args)
@@ -131,12 +131,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not non:
         raise GrammarError(f"{args.dataset}: no non-command utterances to calibrate the false-alarm rate on")
     scores = [d.score for d in score_manifest(rec, non)]
-    thr = calibrate_threshold(scores, args.target_far)
+    target = args.target_far
+    if args.max_far is not None:
+        target = far_target_for_bound(args.max_far, len(non), args.confidence)
+        print(f"grammar calibrate: FAR <= {args.max_far:g} with {args.confidence:.0%} confidence on "
+              f"{len(non)} non-commands: calibrating to {target:.4f}")  # fmt: skip
+    thr = calibrate_threshold(scores, target)
     g = rec.grammar.with_threshold(thr)
     import dataclasses
 
     g = dataclasses.replace(g, provenance={**g.provenance, "threshold": {
-        "target_far": args.target_far, "dataset": str(args.dataset), "n_noncommand": len(non)}})  # fmt: skip
+        "target_far": target, "max_far": args.max_far, "dataset": str(args.dataset), "n_noncommand": len(non)}})  # fmt: skip
     g.save(args.output)
     _emit(args, {"output": str(args.output), "threshold": thr}, f"threshold {thr:.4f} -> {args.output}")
     return 0
@@ -274,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("calibrate", help="set the rejection threshold for a target false-alarm rate")
     ca.add_argument("--dataset", required=True, type=Path)
-    ca.add_argument("--target-far", type=float, default=0.05)
+    ca.add_argument("--target-far", type=float, default=0.05, help="FAR on this data set (the sample quantile)")
+    ca.add_argument("--max-far", type=float, default=None,
+                    help="instead: keep the true FAR <= this with --confidence (a lower target on small sets)")
+    ca.add_argument("--confidence", type=float, default=0.95)
     ca.add_argument("-o", "--output", required=True, type=Path)
     _add_chain_args(ca)
     ca.set_defaults(func=cmd_calibrate)

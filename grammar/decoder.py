@@ -387,6 +387,28 @@ def decode(logp: np.ndarray, grammar: Grammar, score_kind: str | ScoreFn = "len_
     return Decision(None, best, score, scores, log_lik, None)
 
 
+def far_target_for_bound(max_far: float, n_non_commands: int, confidence: float = 0.95) -> float:
+    """Calibration FAR target k/n such that the true FAR stays <= ``max_far`` with this confidence.
+
+    Calibrating to exactly ``max_far`` on n non-commands leaves the device's FAR above it about
+    half the time: the threshold sits on a sample quantile. This returns the largest k/n whose
+    one-sided Clopper-Pearson upper bound is <= ``max_far`` (0 when even k = 0 is not enough).
+    With 240 calibration non-commands and max_far 0.10: 16/240 = 6.7 %.
+    """
+    from scipy.stats import beta
+
+    if not 0.0 < max_far < 1.0 or not 0.0 < confidence < 1.0:
+        raise GrammarError(f"far_target_for_bound: max_far {max_far} and confidence {confidence} must lie in (0, 1)")
+    if n_non_commands < 1:
+        raise GrammarError("far_target_for_bound: no non-command utterances")
+    best = 0
+    for k in range(n_non_commands):
+        if beta.ppf(confidence, k + 1, n_non_commands - k) > max_far:
+            break
+        best = k
+    return best / n_non_commands
+
+
 def calibrate_threshold(scores_of_non_commands: np.ndarray, target_far: float) -> float:
     """Smallest threshold whose false-alarm rate on these non-command scores is <= target_far.
 

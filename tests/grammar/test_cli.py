@@ -88,3 +88,9 @@ def test_evaluate_and_calibrate(tiny_am, tiny_grammar, wavs, tmp_path):
     assert res.returncode == 0, res.stderr
     res = grammar("recognize", wavs[1], "--am", tiny_am, "--grammar", g, "--no-denoiser", "--json")
     assert json.loads(res.stdout)["command"] is None  # the calibrated threshold rejects its non-command
+    # one non-command cannot bound the FAR at 50 %: the target becomes 0 and it is rejected too
+    res = grammar("calibrate", "--dataset", m, "--max-far", "0.5", "-o", g, "--am", tiny_am,
+                  "--grammar", tiny_grammar, "--no-denoiser")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "calibrating to 0.0000" in res.stdout
+    assert json.loads(g.read_text())["provenance"]["threshold"]["max_far"] == 0.5

@@ -13,6 +13,7 @@ from grammar.decoder import (
     Grammar,
     best_path_log_prob,
     calibrate_threshold,
+    far_target_for_bound,
     ctc_log_likelihood,
     decode,
 )
@@ -308,6 +309,28 @@ def test_calibrate_threshold_ties_and_edges():
 def test_calibrate_threshold_bad_input(scores, target):
     with pytest.raises(GrammarError, match="calibrate_threshold"):
         calibrate_threshold(np.array(scores), target)
+
+
+@pytest.mark.parametrize(("n", "expected"), [(28, 0.0), (29, 0.0), (240, 16 / 240)])
+def test_far_target_for_bound(n, expected):
+    # k = 0 has the closed form 1 - (1 - c)^(1/n): 0.1013 for n = 28 (> 0.10, target 0 and no
+    # k = 1 either), 0.0981 for n = 29; 16 of 240 is the README's calibration set
+    assert far_target_for_bound(0.10, n) == pytest.approx(expected)
+    k0_bound = 1 - 0.05 ** (1 / n)
+    assert (k0_bound <= 0.10) == (n >= 29)
+
+
+def test_far_target_for_bound_is_conservative_and_monotone():
+    targets = [far_target_for_bound(m, 500) for m in (0.02, 0.05, 0.1, 0.2)]
+    assert targets == sorted(targets)
+    assert all(t < m for t, m in zip(targets, (0.02, 0.05, 0.1, 0.2)))
+    assert far_target_for_bound(0.1, 500, confidence=0.99) < far_target_for_bound(0.1, 500, confidence=0.8)
+
+
+@pytest.mark.parametrize(("max_far", "n", "conf"), [(0.0, 10, 0.95), (1.0, 10, 0.95), (0.1, 0, 0.95), (0.1, 10, 1.0)])
+def test_far_target_for_bound_bad_input(max_far, n, conf):
+    with pytest.raises(GrammarError, match="far_target_for_bound"):
+        far_target_for_bound(max_far, n, conf)
 
 
 # ----------------------------------------------------------------------------- grammar objects and files
