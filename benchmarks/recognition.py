@@ -39,14 +39,20 @@ sys.path.insert(0, str(ROOT))
 
 
 def datasets(reps: int) -> tuple[Path, Path]:
-    """Calibration (seed 101) and test (seed 202) manifests from the TEST-ONLY voices (cached)."""
+    """Calibration (seed 101) and test (seed 202) manifests from the TEST-ONLY voices (cached).
+
+    The calibration set has three times the test set's non-commands (30 random and 30 near-miss
+    texts per voice): false alarms come in clusters (one near-miss text in all four conditions),
+    so the threshold needs many distinct texts more than many utterances.
+    """
     commands = load_commands(default_commands_path())
     out = []
-    for name, seed in (("calib", 101), ("test", 202)):
-        folder = cache_dir() / "datasets" / f"commands_{name}_r{reps}_s{seed}"
+    for name, seed, n_nc in (("calib", 101, 30), ("test", 202, 10)):
+        suffix = "" if n_nc == 10 else f"_nc{n_nc}"
+        folder = cache_dir() / "datasets" / f"commands_{name}_r{reps}_s{seed}{suffix}"
         manifest = folder / "manifest.csv"
         if not manifest.exists():
-            make_dataset(folder, commands, test_voices(), n_command_reps=reps, n_random=10, n_near_miss=10, seed=seed)
+            make_dataset(folder, commands, test_voices(), n_command_reps=reps, n_random=n_nc, n_near_miss=n_nc, seed=seed)
         out.append(manifest)
     return out[0], out[1]
 
@@ -113,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-far", type=float, default=0.10,
                     help="FAR bound the threshold must keep with 95%% confidence (grammar.decoder.far_target_for_bound)")
     ap.add_argument("--n-per-voice", type=int, default=10)
+    ap.add_argument("--score-kind", default="len_margin", help="confidence score (grammar.decoder.SCORE_KINDS)")
     ap.add_argument("--out", default=str(ROOT / "results" / "recognition"))
     ap.add_argument("--write-default-grammar", default=None, help="save the calibrated base grammar here")
     ap.add_argument("--card", action="store_true", help="copy the tables into the AM folder's MODEL_CARD.md")
     args = ap.parse_args(argv)
     t0 = time.time()
     commands = load_commands(default_commands_path())
-    base = Grammar.from_commands(commands)
+    base = Grammar.from_commands(commands, score_kind=args.score_kind)
     recs = {"denoiser + AM": Recognizer.load(args.am, grammar=base),
             "AM only (no denoiser)": Recognizer.load(args.am, denoiser=False, grammar=base)}  # fmt: skip
     calib_m, test_m = datasets(args.reps)
@@ -143,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
              operating_points={c: results[c]["calibrated"]["all"] for c in recs})  # fmt: skip
     cer = cer_table(recs, args.n_per_voice)
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "n_test": len(test),
-                        "voices": [v.id for v in test_voices()], "max_far": args.max_far, "target_far": target_far},
+                        "voices": [v.id for v in test_voices()], "max_far": args.max_far, "target_far": target_far,
+                        "score_kind": args.score_kind},
                "thresholds": thresholds, "commands": results, "cer": cer,
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
@@ -151,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(test)} test utterances (20 commands x {args.reps} reps x 3 voices + 60 non-commands, each clean "
           f"and at 20/10/5 dB babble). Threshold calibrated per chain on a separate calibration set of the same voices "
           f"(its {len(cal_scores)} non-commands) to FAR {target_far:.1%}, the largest rate whose 95% upper "
-          f"confidence bound stays <= {args.max_far:.0%} (`grammar.decoder.far_target_for_bound`).", "",
+          f"confidence bound stays <= {args.max_far:.0%} (`grammar.decoder.far_target_for_bound`); confidence score "
+          f"`{args.score_kind}`.", "",
           "| chain | condition | accuracy | MDR | MCR | FAR | accuracy, no rejection | FAR, no rejection |",
           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for chain, res in results.items():

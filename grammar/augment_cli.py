@@ -32,15 +32,24 @@ def _load_dictionary(path: str | None):
     return PronDict.load(default)
 
 
-def _base_threshold() -> float:
-    from grammar.cli import _default_threshold
+def _shipped_grammar():
+    from grammar.cli import _default_grammar
     from grammar.recognizer import default_grammar_path
 
     try:
-        return _default_threshold()
+        return _default_grammar()
     except GrammarError as exc:
         raise GrammarError(f"{default_grammar_path()}: no --target-far given and the shipped grammar's threshold "
                            f"is unavailable ({exc})") from None  # fmt: skip
+
+
+def _base_far(commands, posteriors, labels, shipped) -> float:
+    """FAR of the base grammar at the shipped threshold and score kind on this data set."""
+    from grammar.decoder import Grammar, decode
+
+    base = Grammar.from_commands(commands, shipped.threshold, score_kind=shipped.score_kind)
+    non = [p for p, lab in zip(posteriors, labels) if lab is None]
+    return sum(decode(p, base).accepted for p in non) / max(1, len(non))
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
@@ -62,15 +71,21 @@ def cmd_augment(args: argparse.Namespace) -> int:
     rows = load_manifest(args.dataset)  # empty manifest: GrammarError naming it
     check_labels(rows, commands, source=args.dataset)
     dictionary = _load_dictionary(args.dictionary)
-    base_threshold = None if args.target_far is not None else _base_threshold()
+    shipped = None if args.target_far is not None else _shipped_grammar()
 
     rec = _recognizer(args, grammar=False)
     posteriors = [rec.posteriors(load_audio(r.path), 16000, name=str(r.path))
                   for r in tqdm(rows, desc="acoustic model", unit="utt")]  # fmt: skip
     search_kwargs = ({"n_samples": args.samples, "iters": args.iters, "elite_frac": args.elite_frac,
                       "smoothing": args.smoothing} if args.method == "cem" else {})  # fmt: skip
-    g = augment(commands, posteriors, [r.label for r in rows], dictionary, args.method, args.budget,
-                target_far=args.target_far, base_threshold=base_threshold, top_k=args.top_k, seed=args.seed,
+    labels = [r.label for r in rows]
+    target_far, base_threshold = args.target_far, None
+    if shipped is not None and shipped.score_kind == "len_norm":  # the search's score: the threshold carries over
+        base_threshold = shipped.threshold
+    elif shipped is not None:  # another score kind: carry over the base grammar's FAR instead
+        target_far = _base_far(commands, posteriors, labels, shipped)
+    g = augment(commands, posteriors, labels, dictionary, args.method, args.budget,
+                target_far=target_far, base_threshold=base_threshold, top_k=args.top_k, seed=args.seed,
                 search_kwargs=search_kwargs, dataset=str(args.dataset), progress=True)  # fmt: skip
     g.save(args.output)
     p = g.provenance

@@ -46,18 +46,20 @@ def _recognizer(args: argparse.Namespace, grammar=None):
         from grammar.commands import load_commands
         from grammar.decoder import Grammar
 
-        grammar = Grammar.from_commands(load_commands(args.commands), threshold=_default_threshold())
+        shipped = _default_grammar()
+        grammar = Grammar.from_commands(load_commands(args.commands), threshold=shipped.threshold,
+                                        score_kind=shipped.score_kind)  # fmt: skip
     if grammar is None:
         grammar = getattr(args, "grammar", None)
     return Recognizer.load(args.am, denoiser=den, grammar=grammar, backend=getattr(args, "backend", "float"))
 
 
-def _default_threshold() -> float:
-    """The calibrated threshold of the shipped grammar (a base grammar built on the fly reuses it)."""
+def _default_grammar():
+    """The shipped grammar: a base grammar built on the fly reuses its threshold and score kind."""
     from grammar.decoder import Grammar
     from grammar.recognizer import default_grammar_path
 
-    return Grammar.load(default_grammar_path()).threshold
+    return Grammar.load(default_grammar_path())
 
 
 def _load_all(paths: list[str]):

@@ -7,8 +7,10 @@ and accepts its command when the confidence score reaches the grammar's threshol
 
 Confidence (``score_kind="len_norm"``, the default) is the gap between the expression's log
 likelihood and the log probability of the unconstrained best path, divided by the expression's
-length in characters; ``"frame_norm"`` divides by the number of frames instead. A threshold is
-only meaningful for the score kind it was calibrated with.
+length in characters; ``"frame_norm"`` divides by the number of frames instead;
+``"len_margin"`` adds a quarter of the expression's lead over the best expression of any OTHER
+command, also per character (it rejects near misses that fit two commands about equally). A
+grammar carries the score kind its threshold was calibrated with (``Grammar.score_kind``).
 """
 
 from __future__ import annotations
@@ -159,17 +161,53 @@ def best_path_log_prob(logp: np.ndarray) -> float:
 # --------------------------------------------------------------------------- scoring
 
 
-def _len_norm(log_lik: np.ndarray, best_path: float, lengths: np.ndarray, n_frames: int) -> np.ndarray:
+def _len_norm(log_lik: np.ndarray, best_path: float, lengths: np.ndarray, n_frames: int,
+              command_of: np.ndarray) -> np.ndarray:  # fmt: skip
     return (log_lik - best_path) / lengths
 
 
-def _frame_norm(log_lik: np.ndarray, best_path: float, lengths: np.ndarray, n_frames: int) -> np.ndarray:
+def _frame_norm(log_lik: np.ndarray, best_path: float, lengths: np.ndarray, n_frames: int,
+                command_of: np.ndarray) -> np.ndarray:  # fmt: skip
     return (log_lik - best_path) / n_frames
 
 
-ScoreFn = Callable[[np.ndarray, float, np.ndarray, int], np.ndarray]
-#: Confidence scores: fn(log-likelihoods (E,), best-path log prob, lengths in chars (E,), frames) -> (E,).
-SCORE_KINDS: dict[str, ScoreFn] = {"len_norm": _len_norm, "frame_norm": _frame_norm}
+#: Weight of the margin term of ``len_margin``, chosen on the calibration set of
+#: benchmarks/recognition.py among 0, 0.25, 0.5, 0.75 and 1 (best calibration accuracy at the
+#: threshold that keeps FAR <= 10 %); benchmarks/rejection.py measures the kinds side by side.
+MARGIN_WEIGHT = 0.25
+
+
+def command_margin(log_lik: np.ndarray, command_of: np.ndarray) -> np.ndarray:
+    """Per expression: its log-likelihood minus the best one of any other command's expressions.
+
+    0 where no other command has a finite likelihood (nothing to compare with); -inf where
+    the expression itself is impossible.
+    """
+    log_lik = np.asarray(log_lik, dtype=np.float64)
+    cmds = np.asarray(command_of, dtype=np.int64)
+    per_cmd = np.full(int(cmds.max()) + 1, -np.inf)
+    np.maximum.at(per_cmd, cmds, log_lik)
+    if len(per_cmd) < 2:
+        return np.where(np.isfinite(log_lik), 0.0, -np.inf)
+    top, second = np.argsort(-per_cmd, kind="stable")[:2]
+    other = np.where(cmds == top, per_cmd[second], per_cmd[top])
+    with np.errstate(invalid="ignore"):
+        margin = np.where(np.isfinite(other), log_lik - other, 0.0)
+    return np.where(np.isfinite(log_lik), margin, -np.inf)
+
+
+def _len_margin(log_lik: np.ndarray, best_path: float, lengths: np.ndarray, n_frames: int,
+                command_of: np.ndarray) -> np.ndarray:  # fmt: skip
+    return (log_lik - best_path + MARGIN_WEIGHT * command_margin(log_lik, command_of)) / lengths
+
+
+ScoreFn = Callable[[np.ndarray, float, np.ndarray, int, np.ndarray], np.ndarray]
+#: Confidence scores: fn(log-likelihoods (E,), best-path log prob, lengths in chars (E,), frames,
+#: command index of every expression (E,)) -> (E,).
+SCORE_KINDS: dict[str, ScoreFn] = {"len_norm": _len_norm, "frame_norm": _frame_norm, "len_margin": _len_margin}
+#: Kinds whose score of one expression depends on the other expressions of the grammar: the
+#: augmentation's score matrix, which scores every candidate once, cannot use them.
+GRAMMAR_DEPENDENT_KINDS = frozenset({"len_margin"})
 
 
 def _score_fn(score_kind: str | ScoreFn) -> ScoreFn:
@@ -192,7 +230,8 @@ class Grammar:
     spells. ``provenance`` records how the grammar was made (ignored by ``==``).
     ``spot_threshold`` is the threshold of keyword-spotting decoding (``decode(..., spot=True)``,
     what ``grammar listen`` runs), calibrated apart because spotting scores run higher; None
-    means ``threshold``.
+    means ``threshold``. ``score_kind`` is the confidence score both thresholds were calibrated
+    with (spotting always scores ``len_norm``).
     """
 
     commands: tuple[str, ...]
@@ -201,6 +240,7 @@ class Grammar:
     threshold: float = DEFAULT_THRESHOLD
     provenance: dict = field(default_factory=dict, compare=False)
     spot_threshold: float | None = None
+    score_kind: str = "len_norm"
 
     def __post_init__(self) -> None:
         for name in ("commands", "expressions"):
@@ -233,6 +273,8 @@ class Grammar:
             object.__setattr__(self, name, number)
         if not isinstance(self.provenance, dict):
             raise GrammarError("grammar: provenance must be a dict")
+        if self.score_kind not in SCORE_KINDS:
+            raise GrammarError(f"grammar: unknown score kind {self.score_kind!r} (known: {', '.join(SCORE_KINDS)})")
         self._validate()
 
     def _validate(self) -> None:
@@ -273,11 +315,12 @@ class Grammar:
 
     @classmethod
     def from_commands(
-        cls, commands: Iterable[str], threshold: float = DEFAULT_THRESHOLD, provenance: dict | None = None
+        cls, commands: Iterable[str], threshold: float = DEFAULT_THRESHOLD, provenance: dict | None = None,
+        score_kind: str = "len_norm",
     ) -> Grammar:
         """One expression per command: the command text itself (normalised)."""
         cmds = tuple(normalize_text(c) for c in commands)
-        return cls(cmds, cmds, tuple(range(len(cmds))), threshold, dict(provenance or {}))
+        return cls(cmds, cmds, tuple(range(len(cmds))), threshold, dict(provenance or {}), score_kind=score_kind)
 
     def with_threshold(self, threshold: float) -> Grammar:
         return dataclasses.replace(self, threshold=threshold, provenance=dict(self.provenance))
@@ -315,6 +358,7 @@ class Grammar:
             "version": FORMAT_VERSION,
             "threshold": self.threshold,
             **({"spot_threshold": self.spot_threshold} if self.spot_threshold is not None else {}),
+            "score_kind": self.score_kind,
             "commands": list(self.commands),
             "expressions": list(self.expressions),
             "command_of": list(self.command_of),
@@ -342,7 +386,11 @@ class Grammar:
             spot = data.get("spot_threshold")
             if isinstance(spot, bool) or not isinstance(spot, int | float | None):
                 raise GrammarError(f"grammar: 'spot_threshold' has the wrong type ({type(spot).__name__})")
-            return cls(data["commands"], data["expressions"], data["command_of"], data["threshold"], provenance, spot)
+            kind = data.get("score_kind", "len_norm")  # files from before score kinds were stored
+            if not isinstance(kind, str):
+                raise GrammarError(f"grammar: 'score_kind' has the wrong type ({type(kind).__name__})")
+            return cls(data["commands"], data["expressions"], data["command_of"], data["threshold"], provenance, spot,
+                       kind)  # fmt: skip
         except GrammarError as exc:
             raise GrammarError(f"{path}: {str(exc).removeprefix('grammar: ')}") from None
 
@@ -367,16 +415,20 @@ class Decision:
         return self.command is not None
 
 
-def decode(logp: np.ndarray, grammar: Grammar, score_kind: str | ScoreFn = "len_norm", spot: bool = False) -> Decision:
+def decode(logp: np.ndarray, grammar: Grammar, score_kind: str | ScoreFn | None = None, spot: bool = False) -> Decision:
     """Most likely expression for (T, 29) log-posteriors; its command if its confidence >= threshold.
 
     ``spot=True``: keyword spotting (the expression anywhere in the frames, see
     :func:`ctc_log_likelihood`), judged against the grammar's spotting threshold.
+    ``score_kind`` None: the grammar's own (``len_norm`` when spotting).
     """
     logp = check_posteriors(logp, NUM_SYMBOLS)
+    if score_kind is None:
+        score_kind = "len_norm" if spot else grammar.score_kind
     score_fn = _score_fn(score_kind)
     log_lik = ctc_log_likelihood(logp, grammar.labels, spot=spot)
-    scores = np.asarray(score_fn(log_lik, best_path_log_prob(logp), grammar.lengths, logp.shape[0]), dtype=np.float64)
+    scores = np.asarray(score_fn(log_lik, best_path_log_prob(logp), grammar.lengths, logp.shape[0],
+                                 np.asarray(grammar.command_of)), dtype=np.float64)  # fmt: skip
     # whole-input decoding: the most likely expression; spotting: the best confidence (raw
     # likelihood would favour the shortest expression, which constrains the fewest frames)
     best = int(np.argmax(scores if spot else log_lik))

@@ -269,7 +269,7 @@ class Spotter:
     """
 
     def __init__(self, grammar: Grammar, frame_s: float, window_s: float = 2.0, hop_s: float = 0.25,
-                 refractory_s: float = 0.3, score_kind: str = "len_norm", spot: bool = False):  # fmt: skip
+                 refractory_s: float = 0.3, score_kind: str | None = None, spot: bool = False):  # fmt: skip
         if grammar is None:
             raise GrammarError("listen: no grammar loaded")
         for name, v in (("window", window_s), ("hop", hop_s)):

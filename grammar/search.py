@@ -30,6 +30,7 @@ expression is always in and not counted.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ import numpy as np
 
 from grammar.alphabet import encode, normalize_text
 from grammar.candidates import DEFAULT_PER_WORD, DEFAULT_TOP_K, CandidateSet, generate_candidates
-from grammar.decoder import Grammar, _score_fn, best_path_log_prob, ctc_log_likelihood
+from grammar.decoder import GRAMMAR_DEPENDENT_KINDS, Grammar, _score_fn, best_path_log_prob, ctc_log_likelihood
 from grammar.dictionary import PronDict
 from grammar.errors import GrammarError
 
@@ -147,12 +148,16 @@ class ScoreMatrix:
         expr_cmd = list(range(len(cmds))) + (list(candidates.command_of) if candidates is not None else [])
         enc = [encode(t) for t in texts]
         lengths = np.array([len(t) for t in texts], dtype=np.float64)
+        if score_kind in GRAMMAR_DEPENDENT_KINDS:
+            raise GrammarError(f"score matrix: score kind {score_kind!r} depends on the whole grammar, so it cannot "
+                               "be scored once per expression; search with len_norm or frame_norm")  # fmt: skip
         fn = _score_fn(score_kind)
+        expr_cmd_arr = np.asarray(expr_cmd)
         L = np.empty((len(posteriors), len(texts)))
         S = np.empty_like(L)
         for u, logp in enumerate(tqdm(posteriors, desc="scoring expressions", unit="utt", disable=not progress)):
             L[u] = ctc_log_likelihood(logp, enc)
-            S[u] = fn(L[u], best_path_log_prob(logp), lengths, len(logp))
+            S[u] = fn(L[u], best_path_log_prob(logp), lengths, len(logp), expr_cmd_arr)
         S[~np.isfinite(L)] = -np.inf
         probs = candidates.probs if candidates is not None else ()
         return cls(L, S, lab, expr_cmd, len(cmds), probs, target_far, cmds, texts)
@@ -531,4 +536,5 @@ def augment(commands: Sequence[str], posteriors: Sequence[np.ndarray], labels: S
         "dictionary": dictionary.provenance.get("path") or dictionary.provenance.get("source"),
         "n_added": int(result.mask.sum()),
     }
-    return matrix.grammar(result.mask, float(result.metrics["threshold"]), prov)
+    g = matrix.grammar(result.mask, float(result.metrics["threshold"]), prov)
+    return dataclasses.replace(g, score_kind=score_kind, provenance=dict(g.provenance))

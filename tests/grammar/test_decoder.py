@@ -9,13 +9,15 @@ import pytest
 from grammar.alphabet import SYMBOLS, encode
 from grammar.commands import default_commands_path, load_commands
 from grammar.decoder import (
+    MARGIN_WEIGHT,
     SCORE_KINDS,
     Grammar,
     best_path_log_prob,
     calibrate_threshold,
-    far_target_for_bound,
+    command_margin,
     ctc_log_likelihood,
     decode,
+    far_target_for_bound,
 )
 from grammar.errors import GrammarError
 
@@ -266,11 +268,51 @@ def test_score_kinds(default_grammar):
     np.testing.assert_allclose(by_len.scores * lengths, by_frame.scores * len(logp))
     gap = by_len.log_likelihoods - best_path_log_prob(logp)
     np.testing.assert_allclose(by_len.scores, gap / lengths)
-    custom = decode(logp, default_grammar, score_kind=lambda ll, bp, n, t: ll - bp)
+    custom = decode(logp, default_grammar, score_kind=lambda ll, bp, n, t, cmd: ll - bp)
     np.testing.assert_allclose(custom.scores, gap)
-    assert set(SCORE_KINDS) >= {"len_norm", "frame_norm"}
+    assert set(SCORE_KINDS) >= {"len_norm", "frame_norm", "len_margin"}
     with pytest.raises(GrammarError, match="unknown score kind"):
         decode(logp, default_grammar, score_kind="nope")
+
+
+def test_len_margin_against_its_definition():
+    # two expressions of command 0, one of command 1: each expression's lead over the best
+    # expression of the OTHER command, a quarter of it added to the gap, per character
+    g = Grammar(("next song", "mute"), ("next song", "nex song", "mute"), (0, 0, 1))
+    logp = _posterior("next song", rng=np.random.default_rng(7))
+    d = decode(logp, g, score_kind="len_margin")
+    ll, bp = d.log_likelihoods, best_path_log_prob(logp)
+    other = np.array([ll[2], ll[2], max(ll[0], ll[1])])
+    np.testing.assert_allclose(d.scores, (ll - bp + MARGIN_WEIGHT * (ll - other)) / g.lengths)
+    assert d.command == "next song" and d.scores[0] > decode(logp, g).scores[0]  # it leads: a bonus
+    np.testing.assert_allclose(command_margin(ll, g.command_of), ll - other)
+
+
+@pytest.mark.parametrize(("ll", "cmds", "expected"), [
+    ([-1.0, -3.0], [0, 0], [0.0, 0.0]),  # one command: nothing to compare with
+    ([-1.0, -np.inf], [0, 1], [0.0, -np.inf]),  # the competitor is impossible / the expression is
+    ([-np.inf, -np.inf], [0, 1], [-np.inf, -np.inf]),
+    ([-1.0, -4.0, -2.0], [0, 1, 2], [1.0, -3.0, -1.0]),
+])  # fmt: skip
+def test_command_margin_edges(ll, cmds, expected):
+    np.testing.assert_allclose(command_margin(np.array(ll), np.array(cmds)), expected)
+
+
+def test_grammar_carries_its_score_kind(tmp_path, default_grammar):
+    g = Grammar.from_commands(default_grammar.commands, -0.5, score_kind="len_margin")
+    g.save(tmp_path / "g.json")
+    back = Grammar.load(tmp_path / "g.json")
+    assert back.score_kind == "len_margin" and back == g
+    logp = _posterior("next song", rng=np.random.default_rng(5))
+    assert decode(logp, back).score == decode(logp, back, score_kind="len_margin").score
+    data = json.loads((tmp_path / "g.json").read_text())
+    del data["score_kind"]  # a file from before score kinds were stored
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert Grammar.load(tmp_path / "old.json").score_kind == "len_norm"
+    data["score_kind"] = "nope"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(GrammarError, match="bad.json: unknown score kind 'nope'"):
+        Grammar.load(tmp_path / "bad.json")
 
 
 def test_decode_rejects_wrong_alphabet_size(default_grammar):

@@ -164,6 +164,12 @@ def test_chunked_evaluation_matches(monkeypatch):
     assert len(m.evaluate_many(masks[:0]).objective) == 0
 
 
+def test_matrix_refuses_grammar_dependent_scores():
+    x = np.log(np.full((6, NUM_SYMBOLS), 1.0 / NUM_SYMBOLS))
+    with pytest.raises(GrammarError, match="'len_margin' depends on the whole grammar"):
+        ScoreMatrix.from_posteriors([x, x], ["ab", None], ("ab", "ba"), None, score_kind="len_margin")
+
+
 def test_matrix_matches_the_decoder_on_real_posteriors():
     rng = np.random.default_rng(7)
     commands = ("ab", "ba", "abc")
