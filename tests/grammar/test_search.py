@@ -452,3 +452,30 @@ def test_cli_parsers():
     bad = _parse("dictionary", "build", "-o", "d.json", "--n-utts", "0")
     with pytest.raises(GrammarError, match="n-utts"):
         bad.func(bad)
+
+
+def _spelled(text: str, p: float = 0.9) -> np.ndarray:
+    """(T, 29) log-posteriors that spell ``text`` one symbol per frame with a blank between."""
+    ids = [0] + [s for ch in text for s in (SYMBOLS.index(ch), 0)]
+    out = np.full((len(ids), NUM_SYMBOLS), (1 - p) / (NUM_SYMBOLS - 1))
+    out[np.arange(len(ids)), ids] = p
+    return np.log(out)
+
+
+@pytest.mark.parametrize("kind", ["len_norm", "len_margin"])
+def test_cli_base_far_uses_the_shipped_score_kind(kind):
+    # the shipped grammar's threshold only means something for its own score kind: the FAR the
+    # augment CLI carries over is the base grammar's, decoded with that kind and threshold
+    from grammar.augment_cli import _base_far
+
+    cmds = ("mute", "call home")
+    posts = [_spelled("mute"), _spelled("zzzz"), _spelled("call home")]
+    labels = [None, None, "call home"]  # a command utterance does not count
+    strict = Grammar.from_commands(cmds, threshold=0.0, score_kind=kind)
+    open_ = Grammar.from_commands(cmds, threshold=-np.inf, score_kind=kind)
+    scores = [decode(p, open_).score for p in posts[:2]]
+    assert scores[0] > scores[1]
+    mid = Grammar.from_commands(cmds, threshold=float(np.mean(scores)), score_kind=kind)
+    assert _base_far(cmds, posts, labels, mid) == 0.5
+    assert _base_far(cmds, posts, labels, open_) == 1.0
+    assert _base_far(cmds, posts, labels, strict.with_threshold(scores[0] + 1.0)) == 0.0
