@@ -61,6 +61,8 @@ def evaluate(grammar: Grammar, post, rows, idx) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--budget", type=int, default=3)
+    ap.add_argument("--top-k", type=int, default=None, help="candidates per command (default: grammar.candidates')")
+    ap.add_argument("--per-word", type=int, default=None, help="decodings per word (default: grammar.candidates')")
     ap.add_argument("--target-far", type=float, default=0.05, help="for the base grammar's calibration")
     ap.add_argument("--dictionary", default=str(default_dictionary_path()))
     ap.add_argument("--out", default=str(ROOT / "results" / "augmentation"))
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, method, seed in [("greedy", "greedy", 0)] + [(f"cem seed {s}", "cem", s) for s in (0, 1, 2)]:
         t0 = time.perf_counter()
         g = augment(commands, search_post, search_labels, dictionary, method=method,
-                    budget=args.budget, base_threshold=base.threshold, seed=seed, dataset=str(test_m))  # fmt: skip
+                    budget=args.budget, base_threshold=base.threshold, seed=seed, dataset=str(test_m),
+                    **{k: v for k, v in (("top_k", args.top_k), ("per_word", args.per_word)) if v is not None})  # fmt: skip
         times[name] = time.perf_counter() - t0
         histories[name] = g.provenance.get("history")
         grammars[name] = g

@@ -43,9 +43,37 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, utts):
     assert y.shape == utts[0].shape and np.all(np.isfinite(y))
 
 
-def test_mirrored_strategy_trains_on_cpu(tmp_path, utts):
-    cfg = TrainConfig(model=TINY.model, batch_frames=64, steps_per_epoch=2, epochs=1)
-    state = Trainer(tmp_path / "m", cfg, utts_audio=utts, strategy="mirrored").run(verbose=0)
+_MIRRORED_RUN = """
+import json, sys
+import numpy as np
+from rced.config import ModelConfig, TrainConfig
+from rced.train import Trainer
+from tests.conftest import speechlike
+utts = [speechlike(16000, 1.5, seed=i) * (1 + i % 3) for i in range(12)]
+cfg = TrainConfig(model=ModelConfig(arch="rced", width_mult=0.25), batch_frames=64, steps_per_epoch=2, epochs=1)
+print(json.dumps(Trainer(sys.argv[1], cfg, utts_audio=utts, strategy="mirrored").run(verbose=0)))
+"""
+
+
+def test_mirrored_strategy_trains_on_cpu(tmp_path):
+    # In its own process: once in the full suite (a process holding hundreds of earlier TF
+    # models) TensorFlow segfaulted inside Keras' evaluate under MirroredStrategy
+    # (epoch_iterator.reset); alone it passed every time. A crash by signal is retried once,
+    # in a fresh folder; any other failure fails the test.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for attempt in range(2):
+        run = tmp_path / f"m{attempt}"
+        res = subprocess.run([sys.executable, "-X", "faulthandler", "-c", _MIRRORED_RUN, str(run)], cwd=root,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+        if res.returncode >= 0:
+            break
+    assert res.returncode == 0, res.stderr[-2000:]
+    state = json.loads(res.stdout.strip().splitlines()[-1])
     assert state["epochs_done"] == 1 and np.isfinite(state["best_val"])
 
 
