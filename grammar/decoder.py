@@ -453,12 +453,9 @@ def far_target_for_bound(max_far: float, n_non_commands: int, confidence: float 
         raise GrammarError(f"far_target_for_bound: max_far {max_far} and confidence {confidence} must lie in (0, 1)")
     if n_non_commands < 1:
         raise GrammarError("far_target_for_bound: no non-command utterances")
-    best = 0
-    for k in range(n_non_commands):
-        if beta.ppf(confidence, k + 1, n_non_commands - k) > max_far:
-            break
-        best = k
-    return best / n_non_commands
+    k = np.arange(n_non_commands)
+    ok = beta.ppf(confidence, k + 1, n_non_commands - k) <= max_far  # the bound grows with k
+    return float(k[ok].max()) / n_non_commands if ok.any() else 0.0
 
 
 def calibrate_threshold(scores_of_non_commands: np.ndarray, target_far: float) -> float:
