@@ -48,7 +48,7 @@ def _recognizer(args: argparse.Namespace, grammar=None):
 
         shipped = _default_grammar()
         grammar = Grammar.from_commands(load_commands(args.commands), threshold=shipped.threshold,
-                                        score_kind=shipped.score_kind)  # fmt: skip
+                                        score_kind=shipped.score_kind, int8_threshold=shipped.int8_threshold)  # fmt: skip
     if grammar is None:
         grammar = getattr(args, "grammar", None)
     return Recognizer.load(args.am, denoiser=den, grammar=grammar, backend=getattr(args, "backend", "float"))
@@ -139,13 +139,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"grammar calibrate: FAR <= {args.max_far:g} with {args.confidence:.0%} confidence on "
               f"{len(non)} non-commands: calibrating to {target:.4f}")  # fmt: skip
     thr = calibrate_threshold(scores, target)
-    g = rec.grammar.with_threshold(thr)
     import dataclasses
 
-    g = dataclasses.replace(g, provenance={**g.provenance, "threshold": {
+    key = "int8_threshold" if rec.backend == "int8" else "threshold"  # the int8 chain gets its own
+    g = dataclasses.replace(rec.grammar, **{key: thr}, provenance={**rec.grammar.provenance, key: {
         "target_far": target, "max_far": args.max_far, "dataset": str(args.dataset), "n_noncommand": len(non)}})  # fmt: skip
     g.save(args.output)
-    _emit(args, {"output": str(args.output), "threshold": thr}, f"threshold {thr:.4f} -> {args.output}")
+    _emit(args, {"output": str(args.output), "threshold": thr, "field": key}, f"{key} {thr:.4f} -> {args.output}")
     return 0
 
 

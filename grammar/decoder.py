@@ -231,7 +231,8 @@ class Grammar:
     ``spot_threshold`` is the threshold of keyword-spotting decoding (``decode(..., spot=True)``,
     what ``grammar listen`` runs), calibrated apart because spotting scores run higher; None
     means ``threshold``. ``score_kind`` is the confidence score both thresholds were calibrated
-    with (spotting always scores ``len_norm``).
+    with (spotting always scores ``len_norm``). ``int8_threshold`` replaces ``threshold`` for the
+    int8 device chain (:meth:`for_backend`), whose posteriors score higher; None means the same.
     """
 
     commands: tuple[str, ...]
@@ -241,6 +242,7 @@ class Grammar:
     provenance: dict = field(default_factory=dict, compare=False)
     spot_threshold: float | None = None
     score_kind: str = "len_norm"
+    int8_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("commands", "expressions"):
@@ -260,9 +262,9 @@ class Grammar:
             if isinstance(c, bool) or not isinstance(c, int | np.integer):
                 raise GrammarError(f"grammar: command_of[{i}] must be an integer, got {c!r}")
         object.__setattr__(self, "command_of", tuple(int(c) for c in cmd_of))
-        for name in ("threshold", "spot_threshold"):
+        for name in ("threshold", "spot_threshold", "int8_threshold"):
             value = self.__dict__[name]
-            if value is None and name == "spot_threshold":
+            if value is None and name != "threshold":
                 continue
             try:
                 number = float(value)
@@ -316,17 +318,24 @@ class Grammar:
     @classmethod
     def from_commands(
         cls, commands: Iterable[str], threshold: float = DEFAULT_THRESHOLD, provenance: dict | None = None,
-        score_kind: str = "len_norm",
+        score_kind: str = "len_norm", int8_threshold: float | None = None,
     ) -> Grammar:
         """One expression per command: the command text itself (normalised)."""
         cmds = tuple(normalize_text(c) for c in commands)
-        return cls(cmds, cmds, tuple(range(len(cmds))), threshold, dict(provenance or {}), score_kind=score_kind)
+        return cls(cmds, cmds, tuple(range(len(cmds))), threshold, dict(provenance or {}), score_kind=score_kind,
+                   int8_threshold=int8_threshold)  # fmt: skip
 
     def with_threshold(self, threshold: float) -> Grammar:
         return dataclasses.replace(self, threshold=threshold, provenance=dict(self.provenance))
 
     def with_spot_threshold(self, threshold: float | None) -> Grammar:
         return dataclasses.replace(self, spot_threshold=threshold, provenance=dict(self.provenance))
+
+    def for_backend(self, backend: str) -> Grammar:
+        """This grammar with the whole-input threshold calibrated for ``backend`` ("float" or "int8")."""
+        if backend == "int8" and self.int8_threshold is not None:
+            return dataclasses.replace(self, threshold=self.int8_threshold, provenance=dict(self.provenance))
+        return self
 
     def threshold_for(self, spot: bool) -> float:
         return self.spot_threshold if spot and self.spot_threshold is not None else self.threshold
@@ -358,6 +367,7 @@ class Grammar:
             "version": FORMAT_VERSION,
             "threshold": self.threshold,
             **({"spot_threshold": self.spot_threshold} if self.spot_threshold is not None else {}),
+            **({"int8_threshold": self.int8_threshold} if self.int8_threshold is not None else {}),
             "score_kind": self.score_kind,
             "commands": list(self.commands),
             "expressions": list(self.expressions),
@@ -383,14 +393,15 @@ class Grammar:
         if not isinstance(provenance, dict):
             raise GrammarError(f"{path}: 'provenance' must be a JSON object")
         try:
-            spot = data.get("spot_threshold")
-            if isinstance(spot, bool) or not isinstance(spot, int | float | None):
-                raise GrammarError(f"grammar: 'spot_threshold' has the wrong type ({type(spot).__name__})")
+            spot, int8 = data.get("spot_threshold"), data.get("int8_threshold")
+            for key, value in (("spot_threshold", spot), ("int8_threshold", int8)):
+                if isinstance(value, bool) or not isinstance(value, int | float | None):
+                    raise GrammarError(f"grammar: {key!r} has the wrong type ({type(value).__name__})")
             kind = data.get("score_kind", "len_norm")  # files from before score kinds were stored
             if not isinstance(kind, str):
                 raise GrammarError(f"grammar: 'score_kind' has the wrong type ({type(kind).__name__})")
             return cls(data["commands"], data["expressions"], data["command_of"], data["threshold"], provenance, spot,
-                       kind)  # fmt: skip
+                       kind, int8)  # fmt: skip
         except GrammarError as exc:
             raise GrammarError(f"{path}: {str(exc).removeprefix('grammar: ')}") from None
 

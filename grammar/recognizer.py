@@ -121,6 +121,11 @@ class Recognizer:
             self._infer = (model, tf.function(lambda t: model(t, training=False), input_signature=[spec]))
         return self._infer[1](x).numpy()
 
+    @property
+    def backend(self) -> str:
+        """"int8" when the AM is the int8 device model (its grammar threshold may differ), else "float"."""
+        return getattr(self.model, "backend", "float")
+
     def transcribe(self, audio: np.ndarray, sr: int, name: str = "input") -> str:
         return greedy_decode(self.posteriors(audio, sr, name))
 
@@ -128,4 +133,4 @@ class Recognizer:
         g = grammar or self.grammar
         if g is None:
             raise GrammarError("recognize: no grammar loaded")
-        return decode(self.posteriors(audio, sr, name), g)
+        return decode(self.posteriors(audio, sr, name), g.for_backend(self.backend))

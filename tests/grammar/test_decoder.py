@@ -298,6 +298,37 @@ def test_command_margin_edges(ll, cmds, expected):
     np.testing.assert_allclose(command_margin(np.array(ll), np.array(cmds)), expected)
 
 
+def test_int8_threshold_round_trip_and_backend(tmp_path, default_grammar):
+    g = Grammar.from_commands(default_grammar.commands, -0.5, int8_threshold=-0.2)
+    g.save(tmp_path / "g.json")
+    back = Grammar.load(tmp_path / "g.json")
+    assert back.int8_threshold == -0.2 and back.threshold == -0.5
+    assert back.for_backend("int8").threshold == -0.2 and back.for_backend("float") is back
+    plain = Grammar.from_commands(default_grammar.commands, -0.5)
+    assert plain.for_backend("int8") is plain and "int8_threshold" not in plain.to_dict()
+    data = json.loads((tmp_path / "g.json").read_text())
+    data["int8_threshold"] = "high"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(GrammarError, match="bad.json: 'int8_threshold' has the wrong type"):
+        Grammar.load(tmp_path / "bad.json")
+
+
+def test_recognizer_decodes_with_its_backends_threshold(monkeypatch, default_grammar):
+    from grammar.recognizer import Recognizer
+
+    logp = _posterior("next song", rng=np.random.default_rng(5))
+    score = decode(logp, default_grammar).score
+    g = Grammar.from_commands(default_grammar.commands, score + 1.0, int8_threshold=score - 1.0)
+
+    class Int8Model:
+        backend = "int8"
+
+    for model, expected in ((object(), None), (Int8Model(), "next song")):
+        rec = Recognizer(model, None, None, None, g)
+        monkeypatch.setattr(rec, "posteriors", lambda *a, **k: logp)
+        assert rec.recognize(np.zeros(16000), 16000).command == expected
+
+
 def test_grammar_carries_its_score_kind(tmp_path, default_grammar):
     g = Grammar.from_commands(default_grammar.commands, -0.5, score_kind="len_margin")
     g.save(tmp_path / "g.json")

@@ -7,6 +7,7 @@ is a posterior quantised to 1/256 (one LSB = 0.0039), so the bounds below are in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -202,6 +203,31 @@ def test_transcribe_and_listen_take_the_int8_backend(int8_am, tiny_grammar, tmp_
                  "--grammar", str(tiny_grammar), "--json"]) == 0  # fmt: skip
     for line in capsys.readouterr().out.strip().splitlines():
         assert set(json.loads(line)) == {"command", "start", "end", "score"}
+
+
+def test_calibrate_int8_writes_its_own_threshold(int8_am, tiny_grammar, tmp_path, capsys):
+    # the int8 chain's posteriors score higher than the float chain's, so it gets its own
+    # threshold (int8_threshold), and --backend int8 decodes with it; the float one is kept
+    from grammar.cli import main
+    from grammar.decoder import Grammar
+
+    p = tmp_path / "n.wav"
+    sf.write(p, speechlike(16000, 2.5, seed=3), 16000)
+    m = tmp_path / "m.csv"
+    m.write_text(f"path,label\n{p},\n")
+    out = tmp_path / "g.json"
+    chain = ["--am", str(int8_am), "--no-denoiser", "--backend", "int8"]
+    assert main(["calibrate", "--dataset", str(m), "--target-far", "0", "-o", str(out), *chain,
+                 "--grammar", str(tiny_grammar)]) == 0  # fmt: skip
+    g, base = Grammar.load(out), Grammar.load(tiny_grammar)
+    assert g.threshold == base.threshold and g.int8_threshold is not None
+    assert "int8_threshold" in g.provenance
+    capsys.readouterr()
+    assert main(["recognize", str(p), *chain, "--grammar", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["command"] is None  # rejected at its own threshold
+    dataclasses.replace(g, int8_threshold=-1e9).save(out)
+    assert main(["recognize", str(p), *chain, "--grammar", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["command"] is not None  # accepted far below
 
 
 def test_missing_int8_am_is_a_one_line_error(tiny_am, tiny_grammar, wav_16k):
