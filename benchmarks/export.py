@@ -109,7 +109,8 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
         labels.append(r.label)
         pf.append(rec.recognize(audio, 16000, name=str(r.path)).command)
         pq.append(rec_q.recognize(audio, 16000, name=str(r.path)).command)
-    return {"manifest": str(manifest), "n": len(rows), "am_frames": am_frames,
+    thresholds = {"float": rec.grammar.threshold, "int8": rec.grammar.for_backend("int8").threshold}
+    return {"manifest": str(manifest), "n": len(rows), "am_frames": am_frames, "thresholds": thresholds,
             "float": recognition_metrics(labels, pf), "int8": recognition_metrics(labels, pq),
             "agreement": float(np.mean([a == b for a, b in zip(pf, pq)]))}  # fmt: skip
 
@@ -144,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             r = c[k]
             lines.append(f"| {k} | {r['mdr']:.3f} | {r['mcr']:.3f} | {r['far']:.3f} | {r['accuracy']:.3f} |")
         lines.append(f"\nSame decision on {100 * c['agreement']:.1f} % of the utterances.")
+        if "thresholds" in c:
+            t = c["thresholds"]
+            lines.append(f"Thresholds: float {t['float']:.4f}, int8 {t['int8']:.4f} (the grammar's `int8_threshold` "
+                         "when it has one, from `grammar calibrate --backend int8`).")
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
