@@ -20,6 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from npz_io import assign_npz_weights  # noqa: E402
+
 PARITY_BOUND = 1e-3
 
 
@@ -38,16 +40,7 @@ def import_weights(npz_path: Path, out_dir: Path, norm_path: Path, log_path: Pat
     cfg = AMConfig(n_mels=meta["n_mels"], channels=meta["channels"], blocks=meta["blocks"], kernel=meta["kernel"],
                    stride=meta["stride"], lookahead=meta["lookahead"])  # fmt: skip
     model = build_am(cfg)
-    names = set()
-    for layer in model.layers:
-        for w in layer.weights:
-            key = f"{layer.name}/{w.name}"
-            if key not in z.files:
-                raise SystemExit(f"{npz_path}: no weight {key}")
-            if tuple(z[key].shape) != tuple(w.shape):
-                raise SystemExit(f"{npz_path}: {key} has shape {z[key].shape}, the model wants {tuple(w.shape)}")
-            w.assign(z[key])
-            names.add(key)
+    n_weights = assign_npz_weights(model, z, npz_path)
     probe = z["probe/x"].astype(np.float32)
     logp = np.asarray(keras.ops.log_softmax(model.predict(probe, verbose=0)))
     diff = float(np.max(np.abs(logp - z["probe/logp"])))
@@ -59,7 +52,7 @@ def import_weights(npz_path: Path, out_dir: Path, norm_path: Path, log_path: Pat
     Normalizer.load(norm_path).save(out_dir / "norm.json")
     if log_path is not None:
         shutil.copyfile(log_path, out_dir / "training_log.csv")
-    return {"weights": len(names), "probe_max_abs_diff": diff, "val_cer": meta["val_cer"], "step": meta["step"]}
+    return {"weights": n_weights, "probe_max_abs_diff": diff, "val_cer": meta["val_cer"], "step": meta["step"]}
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ Usage (this machine, repo root):
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -34,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from npz_io import assign_npz_weights, save_npz_atomic  # noqa: E402
 
 PARITY_BOUND = 1e-4
 
@@ -58,15 +59,6 @@ def _probe(cfg, norm) -> np.ndarray:
     x = model_inputs(np.abs(stft(sig, cfg.frontend)), cfg, norm)[8:40]
     extra = rng.standard_normal((16,) + x.shape[1:]).astype(np.float32)
     return np.concatenate([x, extra]).astype(np.float32)
-
-
-def _save_npz(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
 
 
 def check(npz: Path, bound: float) -> float:
@@ -94,7 +86,7 @@ def export(model_dir: Path, out: Path, bound: float, jax_python: str | None) -> 
     arrays["probe/x"] = probe
     arrays["probe/mask_keras"] = np.asarray(d.model(probe, training=False), np.float32)
     arrays["meta"] = np.array(json.dumps({"source": str(model_dir), "mask_floor": d.config.mask_floor}))
-    _save_npz(out, arrays)
+    save_npz_atomic(out, arrays)
     print(f"{out}: {len(arrays) - 3} weights from {model_dir}, {out.stat().st_size / 1e3:.0f} kB")
     try:
         import jax  # noqa: F401
@@ -124,16 +116,7 @@ def import_npz(npz: Path, out_dir: Path, base: Path, mask_floor: float | None, l
     if cfg.mask_floor < float(meta.get("mask_floor_train", 0.0)):
         print(f"warning: mask floor {cfg.mask_floor} below the floor the loss used ({meta['mask_floor_train']})")
     model = build_model(cfg)
-    n = 0
-    for layer in model.layers:
-        for w in layer.weights:
-            key = f"{layer.name}/{w.name}"
-            if key not in z.files:
-                raise SystemExit(f"{npz}: no weight {key}")
-            if tuple(z[key].shape) != tuple(w.shape):
-                raise SystemExit(f"{npz}: {key} has shape {z[key].shape}, the model wants {tuple(w.shape)}")
-            w.assign(z[key])
-            n += 1
+    n = assign_npz_weights(model, z, npz)
     probe = z["probe/x"].astype(np.float32)
     ref = z["probe/mask"] if "probe/mask" in z.files else z["probe/mask_keras"]
     diff = float(np.max(np.abs(np.asarray(model(probe, training=False)) - ref)))

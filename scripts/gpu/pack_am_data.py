@@ -17,12 +17,11 @@ Usage (on this machine, from the repo root):
 from __future__ import annotations
 
 import argparse
-import io
 import lzma
-import os
 from pathlib import Path
 
 import numpy as np
+from npz_io import save_npz_atomic
 
 LO, HI, LEVELS = -13.9, 8.3, 128
 STEP = (HI - LO) / (LEVELS - 1)
@@ -128,12 +127,7 @@ def main() -> None:
         "babble": np.frombuffer(encode(babble), np.uint8),
         "quant": np.array([LO, HI, LEVELS, n_mels], np.float64),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    tmp = args.out.with_name(args.out.name + ".part")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, args.out)
+    save_npz_atomic(args.out, arrays)
     print(f"{args.out}: {len(keep)} train utterances ({np.mean(np.array(kinds) == 2):.0%} enhanced), "
           f"{total} frames, {n_val} val, {args.out.stat().st_size / 1e6:.1f} MB")  # fmt: skip
 

@@ -26,9 +26,7 @@ Usage (on this machine, from the repo root):
 from __future__ import annotations
 
 import argparse
-import io
 import lzma
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from npz_io import save_npz_atomic  # noqa: E402
 
 MU = 255.0
 PREEMPH = 0.85
@@ -129,12 +129,7 @@ def main() -> None:
         "codec": np.array([args.bits, MU, PREEMPH, TAPS], np.float64),
         "sample_rate": np.array(16000, np.int32),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    tmp = args.out.with_name(args.out.name + ".part")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, args.out)
+    save_npz_atomic(args.out, arrays)
     secs = arrays["lens"].sum() / 16000
     n_val = int(arrays["is_val"].sum())
     print(f"{args.out}: {len(meta)} utterances ({n_val} val), {secs / 3600:.2f} h, "

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from npz_io import save_npz_atomic  # noqa: E402
 from pack_am_data import decode  # noqa: E402
 
 from grammar.alphabet import NUM_SYMBOLS, greedy_decode  # noqa: E402
@@ -335,11 +334,7 @@ def main() -> None:
         arrays["probe/logp"] = np.asarray(predict_exact(p, s, jnp.asarray(probe)))
         meta = {**cfg, "n_mels": d["n_mels"], "step": step, "val_cer": cer, "args": {k: str(v) for k, v in vars(args).items()}}
         arrays["meta"] = np.array(json.dumps(meta))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        tmp = args.out / f".{args.tag}_best.npz.part"
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, args.out / f"{args.tag}_best.npz")
+        save_npz_atomic(args.out / f"{args.tag}_best.npz", arrays)
 
     key = jax.random.PRNGKey(args.seed + 1)
     t0 = time.time()

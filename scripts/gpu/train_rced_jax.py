@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -43,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from npz_io import save_npz_atomic  # noqa: E402
 from pack_rced_data import decode  # noqa: E402
 
 # rced.models / rced.config / rced.features, repeated here: importing rced pulls in Keras
@@ -375,11 +375,7 @@ def main() -> None:
         meta = {"arch": "rced", "width_mult": 1.0, "step": step, **metrics, "mask_floor_train": floor,
                 "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
         arrays["meta"] = np.array(json.dumps(meta))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        tmp = args.out / f".{args.tag}_best.npz.part"
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, args.out / f"{args.tag}_best.npz")
+        save_npz_atomic(args.out / f"{args.tag}_best.npz", arrays)
 
     key = jax.random.PRNGKey(args.seed + 1)
     t0 = time.time()
