@@ -5,8 +5,8 @@ its utterances (all SNR conditions of one utterance together) are split in halve
 one, test on the other. Dictionary: the shipped AM-specific pronunciation dictionary (built on
 TRAIN voices). FAR target: the base grammar's FAR on the search half at its calibrated
 threshold. Every grammar's threshold (base and each one the search tries) is calibrated on the
-search half's non-commands plus the 240 non-commands of the separate calibration set (seed 101,
-same voices): with the search half's ~120 alone, the search picked grammars whose few
+search half's non-commands plus the non-commands of the separate calibration set (seed 101,
+same voices; 720 of them): with the search half's ~120 alone, the search picked grammars whose few
 non-commands happened to score low, and test FAR doubled. CEM is run with 3 seeds. Writes benchmarks/results/augmentation.{json,md} and
 benchmarks/results/augmentation_cem.png. Run: python benchmarks/augmentation.py
 """

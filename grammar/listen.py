@@ -364,8 +364,7 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.
                   stream: PosteriorStream | None = None) -> Iterator[Detection]:  # fmt: skip
     """Detections, as soon as each is final, from audio blocks at the recognizer's sample rate."""
     stream = stream or PosteriorStream(recognizer)
-    spotter = Spotter((grammar or recognizer.grammar).for_backend(recognizer.backend), stream.frame_s, window_s, hop_s,
-                      refractory_s)  # fmt: skip
+    spotter = Spotter(recognizer.decoding_grammar(grammar), stream.frame_s, window_s, hop_s, refractory_s)
     for block in blocks:
         yield from spotter.push(stream.push(block))
     yield from spotter.push(stream.flush())
@@ -465,7 +464,7 @@ def run_listen(recognizer, *, audio: np.ndarray | None, device, window_s: float,
         return n
     sd, dev = device
     stream = PosteriorStream(recognizer)
-    spotter = Spotter(recognizer.grammar.for_backend(recognizer.backend), stream.frame_s, window_s, hop_s)
+    spotter = Spotter(recognizer.decoding_grammar(), stream.frame_s, window_s, hop_s)
     print(f"grammar: listening on input device {'default' if dev is None else dev} "
           f"({'Ctrl-C stops' if max_seconds is None else f'{max_seconds:g} s'})", file=sys.stderr, flush=True)  # fmt: skip
     try:

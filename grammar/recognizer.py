@@ -126,11 +126,16 @@ class Recognizer:
         """"int8" when the AM is the int8 device model (its grammar threshold may differ), else "float"."""
         return getattr(self.model, "backend", "float")
 
+    def decoding_grammar(self, grammar: Grammar | None = None) -> Grammar | None:
+        """``grammar`` (default: the loaded one) with the threshold of this recognizer's backend."""
+        g = grammar or self.grammar
+        return g.for_backend(self.backend) if g is not None else None
+
     def transcribe(self, audio: np.ndarray, sr: int, name: str = "input") -> str:
         return greedy_decode(self.posteriors(audio, sr, name))
 
     def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None) -> Decision:
-        g = grammar or self.grammar
+        g = self.decoding_grammar(grammar)
         if g is None:
             raise GrammarError("recognize: no grammar loaded")
-        return decode(self.posteriors(audio, sr, name), g.for_backend(self.backend))
+        return decode(self.posteriors(audio, sr, name), g)
