@@ -79,6 +79,8 @@ def cmd_augment(args: argparse.Namespace) -> int:
     search_kwargs = ({"n_samples": args.samples, "iters": args.iters, "elite_frac": args.elite_frac,
                       "smoothing": args.smoothing} if args.method == "cem" else {})  # fmt: skip
     labels = [r.label for r in rows]
+    if shipped is not None:  # the shipped threshold of this chain's backend (int8 has its own)
+        shipped = rec.decoding_grammar(shipped)
     target_far, base_threshold = args.target_far, None
     if shipped is not None and shipped.score_kind == "len_norm":  # the search's score: the threshold carries over
         base_threshold = shipped.threshold
