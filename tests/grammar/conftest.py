@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from grammar.alphabet import SYMBOLS
+
 
 @pytest.fixture(scope="session")
 def tiny_am(tmp_path_factory):
@@ -32,6 +34,20 @@ def tiny_grammar(tmp_path):
     p = tmp_path / "g.json"
     g.save(p)
     return p
+
+
+def synthetic_posterior(text, frames_per_char=3, peak=0.9, rng=None):
+    """Synthetic (T, 29) log-posteriors of ``text``: blank, then each character's frames, blank..."""
+    seq = ["_"]
+    for c in text:
+        seq += [c] * frames_per_char + ["_"]
+    p = np.full((len(seq), len(SYMBOLS)), (1 - peak) / (len(SYMBOLS) - 1))
+    for t, c in enumerate(seq):
+        p[t, 0 if c == "_" else SYMBOLS.index(c)] = peak
+    if rng is not None:
+        p *= np.exp(rng.normal(scale=0.3, size=p.shape))
+        p /= p.sum(axis=1, keepdims=True)
+    return np.log(p)
 
 
 def tone(seconds: float, sr: int = 16000) -> np.ndarray:

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from grammar.alphabet import SYMBOLS, encode
+from grammar.alphabet import encode
 from grammar.commands import default_commands_path, load_commands
 from grammar.decoder import (
     MARGIN_WEIGHT,
@@ -20,6 +20,7 @@ from grammar.decoder import (
     far_target_for_bound,
 )
 from grammar.errors import GrammarError
+from tests.grammar.conftest import synthetic_posterior
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -61,20 +62,6 @@ def _brute_force(logp):
     for p, lp in zip(paths, path_lp, strict=True):
         groups.setdefault(_collapse(p), []).append(lp)
     return {label: _logsumexp(v) for label, v in groups.items()}
-
-
-def _posterior(text, frames_per_char=3, peak=0.9, rng=None):
-    """Synthetic (T, 29) log-posteriors of ``text``: blank, then each character's frames, blank..."""
-    seq = ["_"]
-    for c in text:
-        seq += [c] * frames_per_char + ["_"]
-    p = np.full((len(seq), len(SYMBOLS)), (1 - peak) / (len(SYMBOLS) - 1))
-    for t, c in enumerate(seq):
-        p[t, 0 if c == "_" else SYMBOLS.index(c)] = peak
-    if rng is not None:
-        p *= np.exp(rng.normal(scale=0.3, size=p.shape))
-        p /= p.sum(axis=1, keepdims=True)
-    return np.log(p)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +128,7 @@ def test_ctc_spotting_matches_brute_force(n_frames, zeros):
 
 def test_spotting_ignores_speech_around_the_command():
     """A command inside other speech: whole-window decoding pays for the other speech, spotting does not."""
-    alone, inside = _posterior("go"), _posterior("xy go zz")
+    alone, inside = synthetic_posterior("go"), synthetic_posterior("xy go zz")
     label = [encode("go")]
     assert ctc_log_likelihood(inside, label)[0] < ctc_log_likelihood(alone, label)[0] - 5
     gap_alone = ctc_log_likelihood(alone, label, spot=True)[0] - best_path_log_prob(alone)
@@ -228,7 +215,7 @@ def test_best_path_log_prob():
 @pytest.mark.parametrize("command", load_commands(default_commands_path()))
 def test_decode_picks_the_spoken_command(default_grammar, command):
     rng = np.random.default_rng(len(command))
-    d = decode(_posterior(command, rng=rng), default_grammar)
+    d = decode(synthetic_posterior(command, rng=rng), default_grammar)
     assert d.accepted
     assert d.command == command
     assert default_grammar.expressions[d.expression] == command
@@ -239,28 +226,28 @@ def test_decode_picks_the_spoken_command(default_grammar, command):
 
 
 def test_decode_rejects_below_threshold(default_grammar):
-    command = decode(_posterior("mute"), default_grammar)
-    other = decode(_posterior("hello world"), default_grammar)
+    command = decode(synthetic_posterior("mute"), default_grammar)
+    other = decode(synthetic_posterior("hello world"), default_grammar)
     assert other.score < command.score
     middle = default_grammar.with_threshold((other.score + command.score) / 2)
-    assert decode(_posterior("mute"), middle).command == "mute"
-    rejected = decode(_posterior("hello world"), middle)
+    assert decode(synthetic_posterior("mute"), middle).command == "mute"
+    rejected = decode(synthetic_posterior("hello world"), middle)
     assert rejected.command is None and rejected.command_index is None and not rejected.accepted
     assert rejected.score == pytest.approx(other.score)
     # just above the command's own score: rejected too, but the best expression is still reported
     strict = default_grammar.with_threshold(command.score + 1e-9)
-    d = decode(_posterior("mute"), strict)
+    d = decode(synthetic_posterior("mute"), strict)
     assert d.command is None and default_grammar.expressions[d.expression] == "mute"
 
 
 def test_decode_too_short_input_is_rejected(default_grammar):
-    d = decode(_posterior("a", frames_per_char=1)[:2], default_grammar.with_threshold(-math.inf))
+    d = decode(synthetic_posterior("a", frames_per_char=1)[:2], default_grammar.with_threshold(-math.inf))
     assert d.command is None and d.score == -math.inf
     assert np.all(d.log_likelihoods == -np.inf)
 
 
 def test_score_kinds(default_grammar):
-    logp = _posterior("next song", rng=np.random.default_rng(5))
+    logp = synthetic_posterior("next song", rng=np.random.default_rng(5))
     by_len = decode(logp, default_grammar)
     by_frame = decode(logp, default_grammar, score_kind="frame_norm")
     assert by_len.expression == by_frame.expression
@@ -279,7 +266,7 @@ def test_len_margin_against_its_definition():
     # two expressions of command 0, one of command 1: each expression's lead over the best
     # expression of the OTHER command, a quarter of it added to the gap, per character
     g = Grammar(("next song", "mute"), ("next song", "nex song", "mute"), (0, 0, 1))
-    logp = _posterior("next song", rng=np.random.default_rng(7))
+    logp = synthetic_posterior("next song", rng=np.random.default_rng(7))
     d = decode(logp, g, score_kind="len_margin")
     ll, bp = d.log_likelihoods, best_path_log_prob(logp)
     other = np.array([ll[2], ll[2], max(ll[0], ll[1])])
@@ -316,7 +303,7 @@ def test_int8_threshold_round_trip_and_backend(tmp_path, default_grammar):
 def test_recognizer_decodes_with_its_backends_threshold(monkeypatch, default_grammar):
     from grammar.recognizer import Recognizer
 
-    logp = _posterior("next song", rng=np.random.default_rng(5))
+    logp = synthetic_posterior("next song", rng=np.random.default_rng(5))
     score = decode(logp, default_grammar).score
     g = Grammar.from_commands(default_grammar.commands, score + 1.0, int8_threshold=score - 1.0)
 
@@ -334,7 +321,7 @@ def test_grammar_carries_its_score_kind(tmp_path, default_grammar):
     g.save(tmp_path / "g.json")
     back = Grammar.load(tmp_path / "g.json")
     assert back.score_kind == "len_margin" and back == g
-    logp = _posterior("next song", rng=np.random.default_rng(5))
+    logp = synthetic_posterior("next song", rng=np.random.default_rng(5))
     assert decode(logp, back).score == decode(logp, back, score_kind="len_margin").score
     data = json.loads((tmp_path / "g.json").read_text())
     del data["score_kind"]  # a file from before score kinds were stored
@@ -353,7 +340,7 @@ def test_decode_rejects_wrong_alphabet_size(default_grammar):
 
 def test_augmented_expression_maps_to_its_command():
     g = Grammar(("mute", "volume up"), ("mute", "volume up", "mewt"), (0, 1, 0))
-    d = decode(_posterior("mewt"), g.with_threshold(-math.inf))
+    d = decode(synthetic_posterior("mewt"), g.with_threshold(-math.inf))
     assert d.expression == 2 and d.command == "mute"
     assert g.expressions_of("mute") == ("mute", "mewt")
 
@@ -510,5 +497,5 @@ def test_spot_threshold_round_trip_and_use(tmp_path):
     assert "spot_threshold" not in g.to_dict()  # files without one stay as they were
     with pytest.raises(GrammarError, match="spot_threshold is NaN"):
         g.with_spot_threshold(float("nan"))
-    logp = _posterior("xx go yy")
+    logp = synthetic_posterior("xx go yy")
     assert decode(logp, s, spot=True).command == "go"

@@ -14,6 +14,7 @@ from grammar.dictionary import PronDict, build_dictionary
 from grammar.errors import GrammarError
 from grammar.metrics import recognition_metrics
 from grammar.search import ScoreMatrix, augment, cem_search, greedy_search, repair
+from tests.grammar.conftest import synthetic_posterior
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -454,14 +455,6 @@ def test_cli_parsers():
         bad.func(bad)
 
 
-def _spelled(text: str, p: float = 0.9) -> np.ndarray:
-    """(T, 29) log-posteriors that spell ``text`` one symbol per frame with a blank between."""
-    ids = [0] + [s for ch in text for s in (SYMBOLS.index(ch), 0)]
-    out = np.full((len(ids), NUM_SYMBOLS), (1 - p) / (NUM_SYMBOLS - 1))
-    out[np.arange(len(ids)), ids] = p
-    return np.log(out)
-
-
 @pytest.mark.parametrize("kind", ["len_norm", "len_margin"])
 def test_cli_base_far_uses_the_shipped_score_kind(kind):
     # the shipped grammar's threshold only means something for its own score kind: the FAR the
@@ -469,7 +462,7 @@ def test_cli_base_far_uses_the_shipped_score_kind(kind):
     from grammar.augment_cli import _base_far
 
     cmds = ("mute", "call home")
-    posts = [_spelled("mute"), _spelled("zzzz"), _spelled("call home")]
+    posts = [synthetic_posterior(t, frames_per_char=1) for t in ("mute", "zzzz", "call home")]
     labels = [None, None, "call home"]  # a command utterance does not count
     strict = Grammar.from_commands(cmds, threshold=0.0, score_kind=kind)
     open_ = Grammar.from_commands(cmds, threshold=-np.inf, score_kind=kind)
