@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--n-per-seed", type=int, default=4000)
     ap.add_argument("--bits", type=int, default=7, choices=(6, 7, 8))
     ap.add_argument("--max-utts", type=int, default=None, help="stop after this many (tiny test packs)")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the plan's first N utterances (in an earlier pack)")
+    ap.add_argument("--n-val", type=int, default=N_VAL, help="validation utterances at the start of the first seed")
     args = ap.parse_args()
 
     from rced.corpus import load_utterances, train_utterances
@@ -95,7 +97,8 @@ def main() -> None:
     plan = []  # (seed, index, utterance, is_val)
     for seed in args.seeds:
         utts = train_utterances(args.n_per_seed, seed)
-        plan += [(seed, i, u, seed == args.seeds[0] and i < N_VAL) for i, u in enumerate(utts)]
+        plan += [(seed, i, u, seed == args.seeds[0] and i < args.n_val) for i, u in enumerate(utts)]
+    plan = plan[args.skip :]
     if args.max_utts is not None:
         plan = plan[: args.max_utts]
     budget = args.budget_mb * 1e6

@@ -220,24 +220,69 @@ def to_device_pool(utts: list[np.ndarray], n_samples: int) -> dict:
             "room": jnp.asarray((lens[ok] - n_samples + 1).astype(np.int32)), "total": int(len(flat))}  # fmt: skip
 
 
-def make_sampler(pool: dict, n_samples: int, batch: int, snr: tuple[float, float], level_db=(-12.0, 6.0)):
-    """Jittable key -> (noisy, clean) segments (B, n_samples) like rced.train.sample_batch."""
+def random_eq(key, n: int, db: float, taps: int = 256):
+    """(n, taps) linear-phase FIRs of random smooth responses: gain in dB a cosine series of
+    order 3 over 0-8 kHz with N(0, (db/2)^2) coefficients (a channel or vocal-tract colouring)."""
     import jax
     import jax.numpy as jnp
 
-    t = jnp.arange(n_samples)
-    n_ok = pool["off"].shape[0]
+    f = jnp.linspace(0.0, jnp.pi, taps // 2 + 1)
+    a = jax.random.normal(key, (n, 4)) * (db / 2)
+    gain_db = (a[:, :, None] * jnp.cos(jnp.arange(4)[None, :, None] * f[None, None, :])).sum(1)
+    h = jnp.fft.irfft(10 ** (gain_db / 20), n=taps)
+    return jnp.roll(h, taps // 2, axis=-1) * jnp.hanning(taps + 1)[:taps]
 
-    def sample(key):
-        ks = jax.random.split(key, 6)
+
+def fir(x, h):
+    """Filter rows of ``x`` (B, n) with rows of ``h`` (B, taps), delay of taps // 2 removed."""
+    import jax.numpy as jnp
+
+    n, taps = x.shape[-1], h.shape[-1]
+    nfft = 1 << (n + taps - 1).bit_length()
+    y = jnp.fft.irfft(jnp.fft.rfft(x, nfft) * jnp.fft.rfft(h, nfft), nfft)
+    return y[..., taps // 2 : taps // 2 + n]
+
+
+def make_sampler(pool: dict, n_samples: int, batch: int, snr: tuple[float, float], level_db=(-12.0, 6.0),
+                 resample: float = 0.0, eq_db: float = 0.0):  # fmt: skip
+    """Jittable (key, device_arrays(pool)) -> (noisy, clean) segments (B, n_samples) like
+    rced.train.sample_batch. The pool goes in as an argument, not a closure: captured, its
+    gigabytes became constants of the compiled step (60 s to compile for 6.4 h of speech).
+
+    ``resample`` r: the speech and each babble talker are read at a rate drawn from [1-r, 1+r]
+    (linear interpolation: pitch, formants and tempo move together, a vocal-tract-length and
+    speed perturbation); the pool must then hold segments of ``read_length(n_samples, r)``.
+    ``eq_db``: the speech and the babble each get their own random smooth colouring
+    (:func:`random_eq`); the clean target is the coloured speech."""
+    import jax
+    import jax.numpy as jnp
+
+    t = jnp.arange(n_samples, dtype=jnp.float32)
+    n_ok, total = pool["off"].shape[0], pool["total"]
+    n_read = read_length(n_samples, resample)
+
+    def read(stream, start, rate):  # start (...,) int, rate (...,) -> (..., n_samples)
+        pos = rate[..., None] * t
+        i0 = jnp.floor(pos).astype(jnp.int32)
+        w = pos - i0
+        base = start[..., None] + i0
+        return stream[base] * (1 - w) + stream[base + 1] * w
+
+    def sample(key, data):
+        ks = jax.random.split(key, 10)
         i = jax.random.randint(ks[0], (batch,), 0, n_ok)
-        start = pool["off"][i] + jnp.floor(jax.random.uniform(ks[1], (batch,)) * pool["room"][i]).astype(jnp.int32)
-        s = pool["flat"][start[:, None] + t]
+        start = data["off"][i] + jnp.floor(jax.random.uniform(ks[1], (batch,)) * data["room"][i]).astype(jnp.int32)
+        rate = jax.random.uniform(ks[6], (batch,), minval=1 - resample, maxval=1 + resample)
+        s = read(data["flat"], start, rate)
         # babble: 3-8 talkers, each a random stretch of the unit-RMS stream (runs of utterances)
         k = jax.random.randint(ks[2], (batch,), 3, 9)
-        b0 = jax.random.randint(ks[3], (batch, 8), 0, pool["total"] - n_samples)
-        talk = pool["unit"][b0[:, :, None] + t]
+        b0 = jax.random.randint(ks[3], (batch, 8), 0, total - n_read)
+        brate = jax.random.uniform(ks[7], (batch, 8), minval=1 - resample, maxval=1 + resample)
+        talk = read(data["unit"], b0, brate)
         n = (talk * (jnp.arange(8)[None, :] < k[:, None])[:, :, None]).sum(1)
+        if eq_db > 0:
+            s = fir(s, random_eq(ks[8], batch, eq_db))
+            n = fir(n, random_eq(ks[9], batch, eq_db))
         n = n / jnp.sqrt(jnp.mean(n * n, -1, keepdims=True) + 1e-20)
         snr_db = jax.random.uniform(ks[4], (batch,), minval=snr[0], maxval=snr[1])
         es, en = (s * s).sum(-1), (n * n).sum(-1) + 1e-12
@@ -248,10 +293,21 @@ def make_sampler(pool: dict, n_samples: int, batch: int, snr: tuple[float, float
     return sample
 
 
+def device_arrays(pool: dict) -> dict:
+    """The pool's arrays (what a jitted sampler takes as its second argument)."""
+    return {k: v for k, v in pool.items() if k != "total"}
+
+
+def read_length(n_samples: int, resample: float) -> int:
+    """Stream samples one segment reads at rates up to 1 + ``resample`` (with the interpolation's +1)."""
+    return int(math.ceil(n_samples * (1 + resample))) + 2 if resample > 0 else n_samples
+
+
 # ----------------------------------------------------------------------------- training
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pack", type=Path, required=True)
+    ap.add_argument("--pack", type=Path, nargs="+", required=True,
+                    help="packs of pack_rced_data.py; validation utterances are those flagged in any of them")
     ap.add_argument("--norm", type=Path, default=ROOT / "rced" / "default_model" / "norm.json")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tag", default="rced")
@@ -272,6 +328,8 @@ def main() -> None:
                     help="best checkpoint by validation compressed MSE, or by SI-SDR gain at mask floor 0.3")  # fmt: skip
     ap.add_argument("--eval-every-s", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resample", type=float, default=0.0, help="speed/VTL perturbation: rate in [1-r, 1+r]")
+    ap.add_argument("--eq-db", type=float, default=0.0, help="random smooth colouring of speech and babble (dB scale)")
     args = ap.parse_args()
 
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.3")  # instances share the GPU
@@ -282,20 +340,22 @@ def main() -> None:
     t_start = time.time()
     norm = json.loads(args.norm.read_text())
     mean, std = (np.asarray(norm[k], np.float32) for k in ("mean", "std"))
-    z = np.load(args.pack, allow_pickle=False)
-    utts = decode(z)
-    is_val = z["is_val"]
+    utts, is_val = [], []
+    for path in args.pack:
+        z = np.load(path, allow_pickle=False)
+        utts += decode(z)
+        is_val += [bool(v) for v in z["is_val"]]
     train_utts = [u for u, v in zip(utts, is_val) if not v]
     val_utts = [u for u, v in zip(utts, is_val) if v]
     stft, features, resynth, region, n_samples = make_dsp(mean, std, args.frames)
-    pool = to_device_pool(train_utts, n_samples)
+    pool = to_device_pool(train_utts, read_length(n_samples, args.resample))
     vpool = to_device_pool(val_utts, n_samples)
     hours = sum(len(u) for u in train_utts) / SR / 3600
     print(f"[{args.tag}] {jax.devices()[0]} | {len(train_utts)} train utts ({hours:.2f} h), {len(val_utts)} val | "
           f"segment {n_samples} samples, {args.batch * args.frames} frames/step | load {time.time() - t_start:.1f}s",
           flush=True)  # fmt: skip
     snr = (args.snr_low, args.snr_high)
-    sample = make_sampler(pool, n_samples, args.batch, snr)
+    sample = make_sampler(pool, n_samples, args.batch, snr, resample=args.resample, eq_db=args.eq_db)
 
     params, state = init_params(jax.random.PRNGKey(args.seed))
     if args.init is not None:
@@ -336,8 +396,8 @@ def main() -> None:
         return jax.tree.map(lambda v: v * (CLIPNORM / jnp.maximum(jnp.sqrt(jnp.sum(v * v)), CLIPNORM)), g)
 
     @jax.jit
-    def train_step(p, s, o, key, lr):
-        y, clean = sample(key)
+    def train_step(p, s, o, key, lr, data):
+        y, clean = sample(key, data)
         (loss, (s, mse)), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s, y, clean)
         upd, o = tx.update(clip(g), o, p)
         p = jax.tree.map(lambda w, u: w - lr * u, p, upd)
@@ -347,7 +407,7 @@ def main() -> None:
     vsample = make_sampler(vpool, n_samples, args.batch, snr)
     vkeys = jax.random.split(jax.random.PRNGKey(VAL_SEED), max(1, args.val_segments // args.batch))
     vsample = jax.jit(vsample)
-    val = [vsample(k) for k in vkeys]
+    val = [vsample(k, device_arrays(vpool)) for k in vkeys]
 
     @jax.jit
     def val_step(p, s, y, clean):
@@ -379,7 +439,8 @@ def main() -> None:
 
     key = jax.random.PRNGKey(args.seed + 1)
     t0 = time.time()
-    jax.block_until_ready(train_step(params, state, opt_state, key, 0.0))  # compile; result discarded
+    data = device_arrays(pool)
+    jax.block_until_ready(train_step(params, state, opt_state, key, 0.0, data))  # compile; result discarded
     v_mse, v_g0, v_g3 = evaluate(params, state)
     print(f"[{args.tag}] compiled in {time.time() - t0:.1f}s | start: val mse {v_mse:.5f} "
           f"dSI-SDR {v_g0:+.2f} dB (floor 0.3: {v_g3:+.2f})", flush=True)  # fmt: skip
@@ -401,7 +462,7 @@ def main() -> None:
             frac = min(1.0, elapsed / budget)
             lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             key, sub = jax.random.split(key)
-            p, s, o, loss, mse = train_step(p, s, o, sub, lr)
+            p, s, o, loss, mse = train_step(p, s, o, sub, lr, data)
             tr_loss.append(loss)
             tr_mse.append(mse)
             step += 1
