@@ -58,13 +58,15 @@ def datasets(reps: int) -> tuple[Path, Path]:
 
 
 def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
-    """Log-posteriors of every row, cached by the AM and denoiser weights and the file list."""
+    """Log-posteriors of every row, cached by the AM and denoiser files (weights, config with the
+    mask floor, normalisation) and the file list."""
     from tqdm import tqdm
 
     h = hashlib.sha256()
     for folder in (rec.path, getattr(rec.denoiser, "path", None)):
-        if folder is not None and (Path(folder) / "model.keras").exists():
-            h.update((Path(folder) / "model.keras").read_bytes())
+        for name in ("model.keras", "config.json", "norm.json"):
+            if folder is not None and (Path(folder) / name).exists():
+                h.update((Path(folder) / name).read_bytes())
     h.update("\n".join(str(r.path) for r in rows).encode())
     path = cache_dir() / "posteriors" / f"{tag}_{h.hexdigest()[:16]}.npz"
     if path.exists():
