@@ -97,11 +97,10 @@ def _resolve_outputs(inputs: list[Path], out: Path) -> list[Path]:
     if len(inputs) > 1 or out.is_dir():
         if out.exists() and not out.is_dir():
             raise RcedError(f"{out}: several inputs need an output folder, but this is a file")
-        names = [p.name for p in inputs]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise RcedError(f"{dup[0]}: several inputs share this file name; outputs would collide")
         outs = [out / p.with_suffix(".wav").name for p in inputs]
+        dup = sorted({o for o in outs if outs.count(o) > 1})
+        if dup:
+            raise RcedError(f"{dup[0]}: several inputs would write this output (same name before the extension)")
     else:
         outs = [out]
     for src, dst in zip(inputs, outs):
@@ -173,6 +172,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     _resolve_outputs([src], dst)
     reader = AudioBlocks(src)  # file-level checks before the model loads; samples are read block by block
     den = _load_denoiser(args)
+    reader.sr = den.sample_rate  # read (and resampled) at the model's rate, as `denoise` does
     block = max(1, int(round(args.block_ms * den.sample_rate / 1000)))
     lat = LatencyHistogram()  # per block: time from handing it in until the stream asks for the next
     n_in = 0
@@ -221,7 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from rced.audio import write_audio
+    from rced.audio import resample, write_audio
     from rced.corpus import load_utterances, make_babble, mix, plan_utterances, rms, train_utterances
     from rced.denoiser import Denoiser
     from rced.metrics import all_metrics
@@ -233,9 +233,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pool = load_utterances(train_utterances(24, 4242), desc="demo babble")
     noisy = mix(clean, make_babble(len(clean), pool, np.random.default_rng(args.seed)), args.snr)
     den = Denoiser.load(args.model)
-    block = den.config.frontend.hop  # 8 ms blocks through the causal streaming path
+    block = den.config.frontend.hop  # one hop per block through the causal streaming path
+    x = resample(noisy, 16000, den.sample_rate)  # the model's rate (identity for the shipped 16 kHz)
     t0 = time.perf_counter()
-    enhanced = np.concatenate(list(den.stream(noisy[i : i + block] for i in range(0, len(noisy), block))))
+    enhanced = np.concatenate(list(den.stream(x[i : i + block] for i in range(0, len(x), block))))
+    enhanced = resample(enhanced, den.sample_rate, 16000)
     rtf = (time.perf_counter() - t0) / (len(noisy) / 16000)
     out = Path(args.output)
     for name, sig in (("clean", clean), ("noisy", noisy), ("enhanced", enhanced)):
@@ -245,7 +247,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                  "noisy": m_noisy, "enhanced": m_enh, "real_time_factor": round(rtf, 3),
                  "algorithmic_latency_ms": den.config.frontend.latency_ms},  # fmt: skip
           f"'{utt[0].text}' ({utt[0].voice.id}, a TEST-ONLY voice) in babble at {args.snr:g} dB, streamed in "
-          f"{1000 * block / 16000:g} ms blocks (real-time factor {rtf:.2f}, algorithmic latency "
+          f"{1000 * block / den.sample_rate:g} ms blocks (real-time factor {rtf:.2f}, algorithmic latency "
           f"{den.config.frontend.latency_ms:g} ms) -> {out}/\n"
           + "\n".join(f"  {k:7s} noisy {m_noisy[k]:7.3f}  enhanced {m_enh[k]:7.3f}" for k in m_noisy))
     return 0
@@ -329,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except RcedError as exc:
         print(f"rced: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. an output folder that is a file, or no permission to write there
+        print(f"rced: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rced: interrupted", file=sys.stderr)

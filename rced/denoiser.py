@@ -90,6 +90,10 @@ class Denoiser:
             lo = max(0, i0 - (ctx - 1))
             x = model_inputs(noisy_mag[lo : i0 + CHUNK_FRAMES], self.config, self.norm)[i0 - lo :]
             out[i0 : i0 + len(x)] = self._run(x)
+        return self._gain(out, noisy_mag)
+
+    def _gain(self, out: np.ndarray, noisy_mag: np.ndarray) -> np.ndarray:
+        """Network output -> the gain applied to the noisy STFT (one place for offline and streaming)."""
         if self.config.output == "magnitude":
             out = np.clip(out / np.maximum(noisy_mag, 1e-8), 0.0, 1.0)
         return np.maximum(out, self.config.mask_floor)
@@ -138,7 +142,7 @@ class Denoiser:
             feats = np.concatenate([feat_hist, self.norm.apply(compress(mag, self.config.input_feature))])
             feat_hist = feats[len(feats) - (ctx - 1) :]
             x = np.stack([feats[i : i + ctx].T for i in range(n)])[:, :, None, :]
-            mask = np.maximum(self._run(x), self.config.mask_floor)
+            mask = self._gain(self._run(x), mag)
             frames = np.fft.irfft(spec * mask, n=n_fft, axis=1) * win
             out = np.empty(n * hop)
             for i in range(n):
@@ -157,7 +161,10 @@ class Denoiser:
             return out.astype(np.float32)
 
         for block in blocks:
-            block = validate_audio(np.asarray(block, np.float32).reshape(-1), "stream block") if len(block) else np.zeros(0)
+            block = np.asarray(block, np.float32)
+            if block.ndim > 2 or (block.ndim == 2 and block.shape[1] != 1):
+                raise RcedError(f"stream block: expected mono samples, got shape {block.shape}")
+            block = validate_audio(block.reshape(-1), "stream block") if block.size else np.zeros(0)
             total_in += len(block)
             pending = np.concatenate([pending, block])
             n = (len(pending) // hop) * hop

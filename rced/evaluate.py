@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rced.audio import atomic_write_text
+from rced.audio import DEFAULT_SR, atomic_write_text, resample
 from rced.corpus import EvalItem
 from rced.metrics import all_metrics
 
@@ -96,7 +96,8 @@ def standard_systems(denoiser, dtln_path: str | Path | None = None) -> dict[str,
         "noisy": lambda it: it.noisy,
         "spectral subtraction": lambda it: spectral_subtraction(it.noisy),
         "oracle IRM": lambda it: oracle_irm(it.clean, it.noisy),
-        f"R-CED model ({denoiser.config.arch})": lambda it: denoiser.denoise(it.noisy, sr),
+        # evaluation items are at 16 kHz; a model at another rate (the `paper` preset) is scored at 16 kHz too
+        f"R-CED model ({denoiser.config.arch})": lambda it: resample(denoiser.denoise(it.noisy, DEFAULT_SR), sr, DEFAULT_SR),
     }
     if dtln_path is not None:
         dtln = DTLN(dtln_path)

@@ -77,12 +77,19 @@ def test_output_equal_to_input_is_refused(wav_16k):
     assert wav_16k.read_bytes() == before
 
 
-def test_colliding_names_refused(tmp_path):
-    for d in ("a", "b"):
-        (tmp_path / d).mkdir()
-        sf.write(tmp_path / d / "x.wav", speechlike(), 16000)
-    res = rced("denoise", tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", "-o", tmp_path / "o")
-    assert_one_line_error(res, "share this file name")
+@pytest.mark.parametrize("names", [("a/x.wav", "b/x.wav"), ("a/x.flac", "a/x.wav")])
+def test_colliding_outputs_refused(tmp_path, names):
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / name, speechlike(), 16000)
+    res = rced("denoise", *(tmp_path / n for n in names), "-o", tmp_path / "o")
+    assert_one_line_error(res, "several inputs would write this output")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_unwritable_output_path_is_a_one_line_error(wav_16k, tmp_path):
+    res = rced("denoise", wav_16k, "-o", wav_16k / "x.wav")  # the output's folder is a file
+    assert_one_line_error(res, str(wav_16k))
 
 
 def test_missing_model_folder(wav_16k, tmp_path):

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from rced.config import FrontendConfig, ModelConfig, save_json
 from rced.denoiser import Denoiser, default_model_path
+from rced.errors import RcedError
+from rced.features import Normalizer
+from rced.models import build_model
 from tests.conftest import speechlike
 
 
@@ -69,3 +73,42 @@ def test_int8_streaming_equals_int8_offline():
     assert out.shape == ref.shape and np.max(np.abs(out - ref)) <= 1e-5
     # written as 16-bit PCM, the two paths give the same samples
     np.testing.assert_array_equal(np.round(np.clip(out, -1, 1) * 32767), np.round(np.clip(ref, -1, 1) * 32767))
+
+
+def random_model_folder(folder, preset: str = "default", **cfg):
+    """An untrained model folder (random weights) of any configuration, as Denoiser.load reads it."""
+    config = ModelConfig(frontend=FrontendConfig.preset(preset), **cfg)
+    folder.mkdir(parents=True)
+    build_model(config).save(folder / "model.keras")
+    save_json(config, folder / "config.json")
+    n = config.frontend.n_bins
+    Normalizer(tuple([-4.0] * n), tuple([2.0] * n)).save(folder / "norm.json")
+    return folder
+
+
+@pytest.mark.parametrize("output", ["mask", "magnitude"])
+def test_streaming_equals_offline_for_each_output_kind(tmp_path, output):
+    den = Denoiser.load(random_model_folder(tmp_path / "m", output=output, mask_floor=0.1))
+    x = (speechlike(16000, 0.7) + 0.02 * np.random.default_rng(1).standard_normal(11200)).astype(np.float32)
+    ref = den.denoise(x, 16000)
+    out = np.concatenate(list(den.stream(x[i : i + 333] for i in range(0, len(x), 333))))
+    assert np.max(np.abs(out - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_stream_refuses_multichannel_blocks(den):
+    with pytest.raises(RcedError, match="expected mono"):
+        list(den.stream([np.zeros((256, 2), np.float32)]))
+
+
+def test_stream_cli_runs_at_the_models_rate(tmp_path):
+    """An 8 kHz model (the `paper` front-end) streams a 16 kHz file resampled, as `denoise` does."""
+    model = random_model_folder(tmp_path / "paper", preset="paper")
+    p = tmp_path / "in.wav"
+    sf.write(p, speechlike(16000, 1.0), 16000)
+    for cmd, name in (("stream", "s.wav"), ("denoise", "d.wav")):
+        res = subprocess.run([sys.executable, "-m", "rced", cmd, str(p), "-o", str(tmp_path / name),
+                              "--model", str(model)], capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    (a, sr_a), (b, sr_b) = sf.read(tmp_path / "s.wav"), sf.read(tmp_path / "d.wav")
+    assert sr_a == sr_b == 8000 and len(a) == len(b) == 8000
+    assert np.max(np.abs(a - b)) <= 2 / 32768
