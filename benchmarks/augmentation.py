@@ -55,7 +55,7 @@ def split_halves(rows) -> tuple[list[int], list[int]]:
 
 def evaluate(grammar: Grammar, post, rows, idx) -> dict:
     preds = [decode(post[i], grammar).command for i in idx]
-    return metrics_by_group([rows[i].label for i in idx], preds, [rows[i].extra.get("snr", "all") for i in idx])
+    return metrics_by_group([rows[i].label for i in idx], preds, [rows[i].extra.get("snr") for i in idx])
 
 
 def main(argv: list[str] | None = None) -> int:

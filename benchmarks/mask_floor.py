@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(row, flush=True)
     ok = [r for r in rows if r["d_stoi"] >= 0]
-    chosen = ok[0] if ok else max(rows, key=lambda r: r["d_stoi"])
+    chosen = min(ok, key=lambda r: r["floor"]) if ok else max(rows, key=lambda r: r["d_stoi"])
     payload = {"data": "16 TRAIN-voice utterances (seed 555, unused by training) x babble at -5/0/5/10 dB",
                "rule": "smallest floor with mean dSTOI >= 0, else best dSTOI", "rows": rows, "chosen": chosen["floor"]}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         thresholds[chain] = thr
         best, scores = best_and_scores(rec, test, base)
         labels = [r.label for r in test]
-        groups = [r.extra.get("snr", "all") for r in test]
+        groups = [r.extra.get("snr") for r in test]
         preds = [b if s >= thr else None for b, s in zip(best, scores)]
         results[chain] = {"calibrated": metrics_by_group(labels, preds, groups),
                           "no_rejection": metrics_by_group(labels, best, groups)}  # fmt: skip

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     cal_p = cached_posteriors(rec, cal_nc, "calib_nc")
     test_p = cached_posteriors(rec, test, "test")
     labels = [r.label for r in test]
-    groups = [r.extra.get("snr", "all") for r in test]
+    groups = [r.extra.get("snr") for r in test]
     rows, spot_thr = [], None
     for kind, spot in [(k, False) for k in SCORE_KINDS] + [("len_norm", True)]:
         cal_scores = np.array([decode(p, base, kind, spot=spot).score for p in cal_p])

@@ -55,7 +55,7 @@ def _base_far(commands, posteriors, labels, shipped) -> float:
 def cmd_augment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from grammar.cli import _emit, _recognizer
+    from grammar.cli import _emit, _recognizer, check_output_file
     from grammar.commands import load_commands
     from grammar.dataset import check_labels, load_manifest
     from grammar.search import augment
@@ -65,11 +65,19 @@ def cmd_augment(args: argparse.Namespace) -> int:
     _positive("top-k", args.top_k)
     if args.target_far is not None and not 0.0 <= args.target_far <= 1.0:
         raise GrammarError(f"--target-far must lie in [0, 1], got {args.target_far}")
-    if Path(args.output).is_dir():
-        raise GrammarError(f"{args.output}: output path is an existing folder")
+    check_output_file(args.output)
     commands = load_commands(args.commands)
     rows = load_manifest(args.dataset)  # empty manifest: GrammarError naming it
     check_labels(rows, commands, source=args.dataset)
+    for kind, present in (("command", any(r.label is not None for r in rows)),
+                          ("non-command", any(r.label is None for r in rows))):  # fmt: skip
+        if not present:
+            raise GrammarError(f"{args.dataset}: no {kind} utterances; the search needs both (objective and FAR)")
+    if args.method == "cem":
+        if args.samples < 2 or args.iters < 1:
+            raise GrammarError(f"--samples must be >= 2 and --iters >= 1, got {args.samples} and {args.iters}")
+        if not 0.0 < args.elite_frac <= 1.0 or not 0.0 < args.smoothing <= 1.0:
+            raise GrammarError(f"--elite-frac and --smoothing must lie in (0, 1], got {args.elite_frac} and {args.smoothing}")
     dictionary = _load_dictionary(args.dictionary)
     shipped = None if args.target_far is not None else _shipped_grammar()
 
@@ -103,12 +111,11 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_dictionary_build(args: argparse.Namespace) -> int:
-    from grammar.cli import _emit, _recognizer
+    from grammar.cli import _emit, _recognizer, check_output_file
     from grammar.dictionary import build_default_pairs, build_dictionary
 
     _positive("n-utts", args.n_utts)
-    if Path(args.output).is_dir():
-        raise GrammarError(f"{args.output}: output path is an existing folder")
+    check_output_file(args.output)
     rec = _recognizer(args, grammar=False)
     pairs = build_default_pairs(rec, n_utts=args.n_utts, seed=args.seed)
     prov = {"source": "build_default_pairs", "n_utts": args.n_utts, "seed": args.seed,

@@ -15,6 +15,18 @@ from rced.cli import quiet_tensorflow
 from rced.errors import RcedError
 
 
+def check_output_file(path) -> None:
+    """Refuse an output file path that cannot be written, before any work (one-line error)."""
+    path = Path(path)
+    if path.is_dir():
+        raise GrammarError(f"{path}: output path is an existing folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GrammarError(f"{path}: cannot write here, {parent} is not a folder")
+            break
+
+
 def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
     print(json.dumps(payload) if getattr(args, "json", False) else text, flush=True)
 
@@ -106,14 +118,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     decisions = score_manifest(rec, rows)
     labels = [r.label for r in rows]
     preds = [d.command for d in decisions]
-    groups = [r.extra.get("snr", "all") for r in rows]
+    groups = [r.extra.get("snr") for r in rows]
     result = metrics_by_group(labels, preds, groups)
     if args.det:
         best = [rec.grammar.commands[rec.grammar.command_of[d.expression]] for d in decisions]
         curve = det_curve(labels, best, [d.score for d in decisions])
         plot_det({"chain": curve}, args.det, operating_points={"threshold": result["all"]})
     if args.json:
-        print(json.dumps({"dataset": str(args.dataset), "threshold": rec.grammar.threshold, "metrics": result}))
+        threshold = rec.decoding_grammar().threshold  # the one the decisions used (int8 has its own)
+        print(json.dumps({"dataset": str(args.dataset), "threshold": threshold, "metrics": result}))
     else:
         print(f"{'group':>8}  {'n_cmd':>5} {'n_non':>5}  {'MDR':>6} {'MCR':>6} {'FAR':>6} {'accuracy':>8}")
         for g, m in result.items():
@@ -126,6 +139,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from grammar.dataset import check_labels, load_manifest
     from grammar.decoder import calibrate_threshold, far_target_for_bound
 
+    check_output_file(args.output)
     rows = load_manifest(args.dataset)
     rec = _recognizer(args)
     check_labels(rows, rec.grammar.commands, source=args.dataset)
@@ -137,7 +151,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.max_far is not None:
         target = far_target_for_bound(args.max_far, len(non), args.confidence)
         print(f"grammar calibrate: FAR <= {args.max_far:g} with {args.confidence:.0%} confidence on "
-              f"{len(non)} non-commands: calibrating to {target:.4f}")  # fmt: skip
+              f"{len(non)} non-commands: calibrating to {target:.4f}", file=sys.stderr)  # fmt: skip
     thr = calibrate_threshold(scores, target)
     import dataclasses
 
@@ -339,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (GrammarError, RcedError) as exc:
         print(f"grammar: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. an output folder that is a file, or no permission to write there
+        print(f"grammar: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("grammar: interrupted", file=sys.stderr)

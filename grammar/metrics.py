@@ -64,11 +64,14 @@ def recognition_metrics(labels: Sequence[str | None], predictions: Sequence[str 
 
 def metrics_by_group(labels: Sequence[str | None], predictions: Sequence[str | None],
                      groups: Sequence[Hashable]) -> dict:  # fmt: skip
-    """:func:`recognition_metrics` per group (in order of first appearance), plus ``"all"``."""
+    """:func:`recognition_metrics` per group (in order of first appearance), plus ``"all"``.
+
+    A ``None`` group (e.g. a manifest row without an ``snr`` column) counts in ``"all"`` only."""
     _check_lengths(labels=labels, predictions=predictions, groups=groups)
     members: dict[Hashable, list[int]] = {}
     for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
+        if g is not None:
+            members.setdefault(g, []).append(i)
     if ALL in members:
         raise GrammarError(f"metrics: a group is named {ALL!r}, which is reserved for the overall result")
     out = {

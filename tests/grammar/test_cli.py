@@ -92,5 +92,19 @@ def test_evaluate_and_calibrate(tiny_am, tiny_grammar, wavs, tmp_path):
     res = grammar("calibrate", "--dataset", m, "--max-far", "0.5", "-o", g, "--am", tiny_am,
                   "--grammar", tiny_grammar, "--no-denoiser")  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "calibrating to 0.0000" in res.stdout
+    assert "calibrating to 0.0000" in res.stderr
+    res = grammar("calibrate", "--dataset", m, "--max-far", "0.5", "-o", g, "--am", tiny_am,
+                  "--grammar", tiny_grammar, "--no-denoiser", "--json")  # fmt: skip
+    assert res.returncode == 0 and json.loads(res.stdout)["output"] == str(g)  # stdout is one JSON object
     assert json.loads(g.read_text())["provenance"]["threshold"]["max_far"] == 0.5
+    res = grammar("calibrate", "--dataset", m, "--target-far", "0", "-o", m / "g.json", "--am", tiny_am,
+                  "--grammar", tiny_grammar, "--no-denoiser")  # fmt: skip
+    one_line_error(res, str(m))  # the output's folder is a file
+
+
+def test_evaluate_a_manifest_without_snr_column(tiny_am, tiny_grammar, wavs):
+    m = wavs[0].parent / "plain.csv"
+    m.write_text("path,label\nu0.wav,mute\nu1.wav,\n")
+    res = grammar("evaluate", "--dataset", m, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json")
+    assert res.returncode == 0, res.stderr
+    assert list(json.loads(res.stdout)["metrics"]) == ["all"]

@@ -63,6 +63,13 @@ def test_metrics_by_group():
     assert out["all"]["n_command"] == 4 and out["all"]["n_noncommand"] == 2
 
 
+def test_metrics_by_group_none_counts_in_all_only():
+    labels, preds = [A, B, None], [A, None, A]
+    out = metrics_by_group(labels, preds, [None, "5", None])
+    assert list(out) == ["5", "all"] and out["5"]["n_command"] == 1
+    assert out["all"] == recognition_metrics(labels, preds)
+
+
 def test_metrics_by_group_reserved_name():
     with pytest.raises(GrammarError, match="reserved"):
         metrics_by_group([A], [A], ["all"])

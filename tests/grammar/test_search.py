@@ -418,6 +418,10 @@ def cli_inputs(tmp_path):
     ("empty", "empty manifest"),
     ("dict", "not a pronunciation dictionary"),
     ("nodict", "pronunciation dictionary not found"),
+    ("only-commands", "no non-command utterances"),
+    ("only-non-commands", "no command utterances"),
+    ("cem-samples", "--samples must be >= 2"),
+    ("cem-elite", "--elite-frac and --smoothing"),
 ])  # fmt: skip
 def test_cli_bad_input_is_one_line_grammar_error(cli_inputs, case, needle):
     tmp, cmds, manifest, d = cli_inputs
@@ -433,13 +437,17 @@ def test_cli_bad_input_is_one_line_grammar_error(cli_inputs, case, needle):
         d.write_text('{"format": "stapes-grammar", "version": 1}')
     elif case == "nodict":
         d = tmp / "missing.json"
-    args = _parse("augment", "--commands", cmds, "--dataset", manifest, "--method", "greedy", "--budget", budget,
+    elif case.startswith("only"):
+        manifest = tmp / f"{case}.csv"
+        manifest.write_text("path,label\na.wav,mute\n" if case == "only-commands" else "path,label\na.wav,\n")
+    method = ["cem", "--samples", "1"] if case == "cem-samples" else ["cem", "--elite-frac", "0"] if case == "cem-elite" else ["greedy"]
+    args = _parse("augment", "--commands", cmds, "--dataset", manifest, "--method", *method, "--budget", budget,
                   "--dictionary", d, "--target-far", "0.05", "-o", tmp / "g.json")  # fmt: skip
     with pytest.raises(GrammarError) as exc:
         args.func(args)
     msg = str(exc.value)
     assert needle in msg and "\n" not in msg
-    if case in ("label", "empty"):
+    if case in ("label", "empty", "only-commands", "only-non-commands"):
         assert str(manifest) in msg
     if case in ("dict", "nodict"):
         assert str(d) in msg
