@@ -276,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--utterances", type=int, default=4000, help="synthetic TRAIN-voice utterances")
-    t.add_argument("--data-seed", type=int, default=0)
+    t.add_argument("--utterances", type=int, default=None,
+                   help="synthetic TRAIN-voice utterances (default 4000; a resumed run keeps its own)")
+    t.add_argument("--data-seed", type=int, default=None, help="default 0; a resumed run keeps its own")
     t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
     t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow")
     t.add_argument("--max-epochs-this-run", type=int, default=None, help="stop after N epochs (resume later)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +52,25 @@ class FrontendConfig:
         raise RcedError(f"unknown front-end preset {name!r} (use 'default' or 'paper')")
 
 
+INPUT_FEATURE_FORMS = "'log' or 'pow<exponent>' with a positive exponent, e.g. 'pow0.3'"
+_POW = re.compile(r"pow((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
+
+def input_feature_exponent(kind: str) -> float | None:
+    """None for ``log``, the exponent for ``pow<exponent>``; RcedError for anything else.
+
+    One parser for the config check and the feature code, so a bad value fails when the
+    config is made (before a run folder is written), not deep inside training.
+    """
+    if kind == "log":
+        return None
+    m = _POW.fullmatch(kind) if isinstance(kind, str) else None
+    exponent = float(m.group(1)) if m else math.nan
+    if not (math.isfinite(exponent) and exponent > 0):
+        raise RcedError(f"unknown input feature {kind!r} (use {INPUT_FEATURE_FORMS})")
+    return exponent
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What a denoiser model is: architecture, input compression and output meaning."""
@@ -60,6 +81,9 @@ class ModelConfig:
     output: str = "mask"  # mask (sigmoid ratio mask on the noisy magnitude) | magnitude
     width_mult: float = 1.0  # scales every filter count (lighter presets)
     mask_floor: float = 0.0  # lower bound on the mask at inference: limits speech distortion
+
+    def __post_init__(self) -> None:
+        input_feature_exponent(self.input_feature)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +100,14 @@ class TrainConfig:
     seed: int = 0
     snr_low: float = -5.0
     snr_high: float = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What training speech a run uses (saved in its folder, so a resumed run keeps it)."""
+
+    utterances: int = 4000  # synthetic TRAIN-voice utterances
+    data_seed: int = 0  # which utterances (texts, voices, prosody)
 
 
 def to_dict(obj: Any) -> dict:
@@ -98,7 +130,7 @@ def from_dict(cls: type[T], data: dict, *, source: str = "config") -> T:
         kwargs[name] = from_dict(sub, value, source=source) if nested else value
     try:
         return cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, RcedError) as exc:
         raise RcedError(f"{source}: {exc}") from None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rced.audio import atomic_write_text
-from rced.config import ModelConfig
+from rced.config import ModelConfig, input_feature_exponent
 from rced.errors import RcedError
 from rced.frontend import context_windows
 
@@ -22,11 +22,10 @@ LOG_EPS = 1e-5
 
 def compress(mag: np.ndarray, kind: str) -> np.ndarray:
     """Magnitude -> network input scale (log or power-law compression)."""
-    if kind == "log":
+    exponent = input_feature_exponent(kind)
+    if exponent is None:
         return np.log(mag + LOG_EPS)
-    if kind.startswith("pow"):
-        return np.power(mag, float(kind[3:]))
-    raise RcedError(f"unknown input feature {kind!r} (log or pow<exponent>)")
+    return np.power(mag, exponent)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rced.audio import DEFAULT_SR, atomic_write_text, resample
-from rced.config import TrainConfig, load_json, save_json
+from rced.config import DataConfig, TrainConfig, load_json, save_json
 from rced.corpus import load_utterances, make_babble, train_utterances
 from rced.errors import RcedError
 from rced.features import Normalizer, compress, model_inputs
 from rced.frontend import stft
 
 SEG_FRAMES = 32
+DATA_CONFIG = "data_config.json"  # a run's DataConfig, beside train_config.json
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -138,8 +141,11 @@ class ResumableRun:
     """
 
     config_cls: type = TrainConfig
+    data_config_cls: type | None = None  # a frozen dataclass of the data-defining arguments, if any
 
-    def __init__(self, run_dir: str | Path, cfg=None, *, strategy: str = "default", init_from: str | Path | None = None):
+    def __init__(self, run_dir: str | Path, cfg=None, *, strategy: str = "default", init_from: str | Path | None = None,
+                 data: dict[str, Any] | None = None):  # fmt: skip
+        """``data``: the data-defining arguments (None values: the folder's own, or the defaults)."""
         self.init_from = Path(init_from) if init_from else None
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -150,9 +156,36 @@ class ResumableRun:
                 raise RcedError(f"{cfg_path}: run folder holds a different configuration; use a new folder")
             cfg = saved
         self.cfg = cfg or self.config_cls()
+        self.data_cfg = self._data_config(data or {})
         if not cfg_path.exists():
             save_json(self.cfg, cfg_path)
+        if self.data_cfg is not None and not (self.dir / DATA_CONFIG).exists():
+            save_json(self.data_cfg, self.dir / DATA_CONFIG)
         self.strategy_name = strategy
+        self._recover()
+
+    def _data_config(self, given: dict[str, Any]):
+        """The run's data arguments: the folder's own (an explicit different value is refused), else ``given``.
+
+        A run folder's norm.json and checkpoints belong to the speech it was started on, so a
+        plain rerun must not fall back to other data (a folder from before data_config.json
+        existed records what this call gives).
+        """
+        if self.data_config_cls is None:
+            return None
+        path = self.dir / DATA_CONFIG
+        explicit = {k: v for k, v in given.items() if v is not None}
+        if not path.exists():
+            try:
+                return self.data_config_cls(**explicit)
+            except TypeError as exc:
+                raise RcedError(f"{path}: {exc}") from None
+        saved = load_json(self.data_config_cls, path)
+        for name, value in explicit.items():
+            if getattr(saved, name, value) != value:
+                raise RcedError(f"{path}: this run trains with {name}={getattr(saved, name)!r}, not {value!r}; "
+                                f"leave {name} out to resume, or use a new folder")  # fmt: skip
+        return saved
 
     def _load_data(self) -> None:
         raise NotImplementedError
@@ -211,16 +244,47 @@ class ResumableRun:
             row = {"epoch": epoch, "loss": float(hist.history["loss"][-1]), "val_loss": val,
                    "lr": self._lr(epoch), "seconds": round(time.time() - t0, 1)}  # fmt: skip
             row.update(self._extra_metrics(model))
-            _save_model_atomic(model, self.dir / "ckpt.keras")
-            if state["best_val"] is None or val < state["best_val"]:
-                _save_model_atomic(model, self.dir / "best.keras")
-                state["best_val"] = val
-            _append_csv(self.dir / "log.csv", row)
-            state["epochs_done"] = epoch + 1
-            atomic_write_text(self.dir / "state.json", json.dumps(state) + "\n")
+            self._commit_epoch(model, epoch, row, state)
             if verbose:
                 print(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {row['loss']:.5f} val {val:.5f} ({row['seconds']} s)")
         return state
+
+    # -- crash-consistent epoch commit ------------------------------------------------------
+    # Ordering: the epoch's checkpoint (and best model, when better) are first saved under
+    # names tagged with the new epoch count, and its log row appended; state.json, replaced
+    # atomically, is the single commit point; only then are the tagged files renamed into
+    # place. A kill before the state write leaves state.json, ckpt.keras and best.keras of the
+    # previous epoch (the tagged files and the log row are dropped on the next start: the
+    # epoch is trained once more, from the same checkpoint and the same seeded data); a kill
+    # after it leaves tagged files whose tag equals epochs_done, renamed on the next start.
+    # So ckpt.keras, best.keras, best_val and log.csv always describe the same epochs.
+
+    def _commit_epoch(self, model, epoch: int, row: dict, state: dict) -> None:
+        """Write one finished epoch: staged models, log row, state.json (the commit), renames."""
+        done = epoch + 1
+        _save_model_atomic(model, self._staged("ckpt", done))
+        if state["best_val"] is None or row["val_loss"] < state["best_val"]:
+            _save_model_atomic(model, self._staged("best", done))
+            state["best_val"] = row["val_loss"]
+        _append_csv(self.dir / "log.csv", row)
+        state["epochs_done"] = done
+        atomic_write_text(self.dir / "state.json", json.dumps(state) + "\n")
+        self._recover()
+
+    def _staged(self, name: str, epochs_done: int) -> Path:
+        return self.dir / f".{name}.e{epochs_done}.keras"
+
+    def _recover(self) -> None:
+        """Finish a committed epoch (rename its staged models), drop an uncommitted one's leftovers."""
+        done = self.state()["epochs_done"]
+        for name in ("best", "ckpt"):
+            staged = self._staged(name, done)
+            if staged.exists():
+                os.replace(staged, self.dir / f"{name}.keras")
+        for pattern in (".ckpt.e*.keras", ".best.e*.keras", ".*.part.keras"):
+            for leftover in self.dir.glob(pattern):
+                leftover.unlink(missing_ok=True)
+        _truncate_csv(self.dir / "log.csv", done)
 
     val_batch = 1024
 
@@ -239,6 +303,8 @@ class ResumableRun:
         """Write the best checkpoint as a shippable model folder (model.keras, config.json, norm.json)."""
         import keras
 
+        from rced.int8 import INT8_MODEL_NAME
+
         best = self.dir / "best.keras"
         if not best.exists():
             raise RcedError(f"{self.dir}: no trained checkpoint to export")
@@ -247,6 +313,9 @@ class ResumableRun:
         model.set_weights(trained.get_weights())
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        # an int8 model converted from earlier weights must not run with the new norm.json:
+        # removed first, so a kill part-way leaves the old float model and no int8 one
+        (out / INT8_MODEL_NAME).unlink(missing_ok=True)
         _save_model_atomic(model, out / "model.keras")
         save_json(self._model_config(), out / "config.json")
         Normalizer.load(self.dir / "norm.json").save(out / "norm.json")
@@ -256,11 +325,15 @@ class ResumableRun:
 class Trainer(ResumableRun):
     """Denoiser training run in ``run_dir``; calling :meth:`run` again resumes it."""
 
-    def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, *, n_utts: int = 4000,
-                 data_seed: int = 0, strategy: str = "default", utts_audio: list[np.ndarray] | None = None,
+    data_config_cls = DataConfig
+
+    def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, *, n_utts: int | None = None,
+                 data_seed: int | None = None, strategy: str = "default", utts_audio: list[np.ndarray] | None = None,
                  init_from: str | Path | None = None):  # fmt: skip
-        super().__init__(run_dir, cfg, strategy=strategy, init_from=init_from)
-        self.n_utts, self.data_seed = n_utts, data_seed
+        """``n_utts``/``data_seed`` None: the run folder's own on resume, DataConfig's defaults on a new run."""
+        super().__init__(run_dir, cfg, strategy=strategy, init_from=init_from,
+                         data={"utterances": n_utts, "data_seed": data_seed})  # fmt: skip
+        self.n_utts, self.data_seed = self.data_cfg.utterances, self.data_cfg.data_seed
         self._utts_audio = utts_audio
 
     # -- data -----------------------------------------------------------------------------
@@ -324,15 +397,35 @@ class Trainer(ResumableRun):
 
 
 def _save_model_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.part.keras")
+    """Save to ``path`` through a temporary name (a kill never leaves half a zip under ``path``)."""
+    tmp = path.with_name(f".{path.stem.lstrip('.')}.part.keras")
     model.save(tmp)
     os.replace(tmp, path)
 
 
 def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+    """Append one row, rewriting the (small) file atomically: a kill never leaves half a row."""
+    old = path.read_bytes().decode("utf-8") if path.exists() else ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(row))
+    if not old:
+        w.writeheader()
+    w.writerow(row)
+    atomic_write_text(path, old + buf.getvalue())
+
+
+def _truncate_csv(path: Path, epochs_done: int) -> None:
+    """Drop log rows of epochs not committed (``epoch >= epochs_done``), atomically; no-op when none."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames or [], list(reader)
+    keep = [r for r in rows if int(r["epoch"]) < epochs_done]
+    if len(keep) == len(rows):
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(keep)
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+
+from rced.config import ModelConfig, TrainConfig, input_feature_exponent, load_json, save_json
+from rced.errors import RcedError
+
+BAD_FEATURES = ["powx", "foo", "pow", "pow0", "pow-1", "pownan", "powinf", "pow 0.3", "Log", ""]
+
+
+@pytest.mark.parametrize("kind", BAD_FEATURES)
+def test_bad_input_feature_is_refused_when_the_config_is_made(kind):
+    with pytest.raises(RcedError, match=r"unknown input feature .*'log' or 'pow<exponent>'") as exc:
+        ModelConfig(input_feature=kind)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("kind", "exponent"), [("log", None), ("pow0.3", 0.3), ("pow1", 1.0), ("pow.5", 0.5),
+                                                ("pow2e-1", 0.2)])  # fmt: skip
+def test_valid_input_features(kind, exponent):
+    assert ModelConfig(input_feature=kind).input_feature == kind
+    assert input_feature_exponent(kind) == exponent
+
+
+def test_bad_input_feature_in_a_saved_config_names_the_file(tmp_path):
+    path = tmp_path / "train_config.json"
+    save_json(TrainConfig(), path)
+    data = json.loads(path.read_text())
+    data["model"]["input_feature"] = "powx"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RcedError, match=rf"{path}: unknown input feature 'powx'"):
+        load_json(TrainConfig, path)
+
+
+def test_train_cli_refuses_a_bad_input_feature_before_writing_the_run_folder(tmp_path, capsys):
+    from rced.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", str(run), "--input-feature", "powx"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rced: error: unknown input feature 'powx'") and err.count("\n") == 1
+    assert not run.exists()
