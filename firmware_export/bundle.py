@@ -1,7 +1,10 @@
 """``build_bundle``: convert, verify and write the firmware bundle for TFLM.
 
 Everything is computed and verified before the first file is written, so a failed check
-leaves the output folder as it was. All generated files depend only on the inputs (models,
+leaves the output folder as it was. The files are written into a temporary sibling folder that
+then replaces the output folder whole (the old bundle is removed only once the new one is in
+place), so the folder never holds half a bundle or stale files of an earlier, larger one; a
+non-empty folder that is not a bundle is refused, never emptied. All generated files depend only on the inputs (models,
 grammar, calibration audio and settings); with ``measure_latency=False`` two builds are
 byte-identical, otherwise only the host-latency figures of report.json/report.md differ.
 """
@@ -9,7 +12,11 @@ byte-identical, otherwise only the host-latency figures of report.json/report.md
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import secrets
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +40,11 @@ from firmware_export.report import BuildReport, ModelReport
 from firmware_export.verify import check_bit_exact, latency_ms, min_arena, with_margin
 
 Progress = Callable[[str], None]
+
+MODEL_PARTS = ("int8.tflite", "model_data.h", "model_data.cc", "op_resolver.h", "settings.h", "golden.h",
+               "MODEL_CARD.md")  # fmt: skip
+BUNDLE_FILES = frozenset({"report.json", "report.md", "grammar_data.h",
+                          *(f"{m}_{part}" for m in ("denoiser", "am") for part in MODEL_PARTS)})  # fmt: skip
 
 
 def _versions() -> dict:
@@ -113,7 +125,7 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
     i = info.inputs[0]
 
     # goldens: a held-out mixture; case 0 mid-utterance (its audio exported too), case 1 the first frame
-    x = cal.held_out_mixture()
+    x = cal.held_out_mixture(sr=fe.sample_rate)  # at the model's rate: kAudio is what the device's ADC gives
     feats = model_inputs(np.abs(stft(x, fe)), cfg, den.norm)
     t_max = (len(x) - fe.hop) // fe.hop  # last frame whose samples all lie inside x
     t = int(min(max(fe.context, len(feats) // 2), t_max))
@@ -176,7 +188,7 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
 
     # goldens: the held-out mixture through the int8 denoiser (the device chain), and a silent window
     silence = am_silence(cfg, norm)
-    feats = am_features(cal.held_out_mixture(), cfg, norm, den_int8)
+    feats = am_features(cal.held_out_mixture(sr=fe.sample_rate), cfg, norm, den_int8)
     goldens = quantize(np.concatenate([am_windows(feats, frames, silence, [0]),
                                        am_windows(feats[:0], frames, silence, [0])]), i.scale, i.zero_point)  # fmt: skip
     probes = _probes(quantize(samples[:4], i.scale, i.zero_point), goldens, i.zero_point, seed=12)
@@ -241,12 +253,98 @@ def _default_am_folder(am) -> Path:
     return folder
 
 
+def _bundle_files(folder: Path) -> set[str] | None:
+    """The file names a bundle folder's report.json lists (with the report files), or None if it has none."""
+    try:
+        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        files = data["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return {*files, "report.json", "report.md"}
+
+
+def check_output(out: Path) -> None:
+    """Refuse an output path the bundle cannot take, before any conversion: a file, a path below a
+    file, or an existing non-empty folder that is not a bundle (the bundle replaces the folder whole)."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: output path exists and is not a folder")
+    target = Path(os.path.realpath(out))
+    if not target.name:
+        raise ExportError(f"{out}: cannot replace the filesystem root with a bundle; name a folder")
+    if not out.exists():
+        above = target.parent
+        while not above.exists():
+            above = above.parent
+        if not above.is_dir():
+            raise ExportError(f"{out}: cannot create the output folder: {above} is not a folder")
+        return
+    entries = sorted(os.listdir(target))
+    if not entries:
+        return
+    owned = _bundle_files(target)
+    if owned is None:
+        raise ExportError(f"{out}: folder is not empty and holds no firmware bundle (no readable report.json); "
+                          "refusing to replace it: choose a new or empty folder")  # fmt: skip
+    foreign = [n for n in entries if (n not in owned and n not in BUNDLE_FILES) or (target / n).is_dir()]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ExportError(f"{out}: folder holds files that are not part of the firmware bundle ({shown}); "
+                          "refusing to replace it: move them or choose another folder")  # fmt: skip
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """One file of the (still private) temporary bundle folder."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is renamed aside first and removed last."""
+    if not os.path.lexists(target):
+        os.rename(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)  # put the previous bundle back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_bundle(out: Path, files: dict[str, bytes | str]) -> None:
+    """Write ``files`` into a temporary sibling folder of ``out``, then replace ``out`` with it.
+
+    A failure (or an interruption) leaves ``out`` as it was and removes the temporary folder;
+    files of an earlier bundle that this one lacks do not survive."""
+    check_output(out)
+    target = Path(os.path.realpath(out))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the bundle gets ordinary permissions
+        for name in sorted(files):
+            content = files[name]
+            _write_file(tmp / name, content if isinstance(content, bytes) else content.encode("utf-8"))
+        check_output(out)  # again: the folder may have changed during the conversion
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None = None,
                  am: str | os.PathLike | None = None, grammar=None, *, include_am: bool = True,
                  am_frames: int = AM_FRAMES, calibration: Calibration | None = None,
                  calibration_utterances: int = 48, calibration_frames: int = 800, am_calibration_windows: int = 64,
                  measure_latency: bool = True, progress: Progress | None = None) -> BuildReport:  # fmt: skip
-    """Convert the denoiser (and the AM), verify them with TFLM, and write the bundle into ``out_dir``.
+    """Convert the denoiser (and the AM), verify them with TFLM, and write the bundle as ``out_dir``
+    (a new or empty folder, or an earlier bundle, which is replaced whole: see :func:`write_bundle`).
 
     ``denoiser``/``am``: model folders (None = shipped defaults); ``grammar``: a Grammar, a grammar JSON
     path or None (shipped). ``calibration``: audio to calibrate on (default: ``calibration_utterances``
@@ -255,14 +353,12 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
     """
     from grammar.alphabet import BLANK_ID, SYMBOLS
     from grammar.recognizer import Recognizer
-    from rced.audio import atomic_write_bytes
     from rced.denoiser import Denoiser
     from rced.int8 import Int8Denoiser
 
     say: Progress = progress or (lambda _msg: None)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out}: output path exists and is not a folder")
+    check_output(out)
     den = Denoiser.load(denoiser)
     rec = g = None
     g_desc = ""
@@ -298,8 +394,5 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
     files["report.json"] = report.to_json()
     files["report.md"] = report.to_markdown()
     say(f"writing {len(files)} files to {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in sorted(files):
-        content = files[name]
-        atomic_write_bytes(out / name, content if isinstance(content, bytes) else content.encode("utf-8"))
+    write_bundle(out, files)
     return report

@@ -49,9 +49,10 @@ def _calibration(args: argparse.Namespace, say):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from firmware_export.bundle import build_bundle
+    from firmware_export.bundle import build_bundle, check_output
 
     say = _progress(args)
+    check_output(args.output)  # before the calibration audio, which may take long to synthesise
     report = build_bundle(args.output, denoiser=args.denoiser, am=args.am, grammar=args.grammar,
                           include_am=not args.no_am, am_frames=args.am_frames, calibration=_calibration(args, say),
                           measure_latency=not args.no_timing, progress=say)  # fmt: skip
@@ -121,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def os_error_message(exc: OSError) -> str:
+    """``<path>: <reason>`` of an OSError (both paths of a failed rename; the bare reason if it names none)."""
+    reason = (exc.strerror or str(exc)).strip().split("\n")[0] or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    path = str(exc.filename) if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{path}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from grammar.errors import GrammarError
     from rced.cli import quiet_tensorflow
@@ -134,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ExportError, RcedError, GrammarError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable or impossible output path, a full disk, ...
+        print(f"{PROG}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

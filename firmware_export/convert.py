@@ -5,7 +5,9 @@ Calibration data come from the training distribution: TRAIN-voice utterances
 (``make_babble``, ``mix``) at the SNRs and levels the models were trained on. Denoiser samples
 are its own input features (``rced.features.model_inputs``); AM samples are fixed-length windows
 of the normalised log-mel of the *enhanced* spectrum (``grammar.recognizer.Recognizer.features``),
-exactly the chain the device runs.
+exactly the chain the device runs. Calibration audio is held at 16 kHz (the corpus rate) and resampled
+to each model's front-end rate before mixing, as training does (``rced.train`` resamples its speech);
+at 16 kHz the resampling is the identity.
 
 :func:`write_int8_beside` and :func:`write_am_int8_beside` write ``model_int8.tflite`` into a
 model folder (what ``rced --backend int8`` and ``grammar --backend int8`` run; the CLI is
@@ -29,6 +31,7 @@ import numpy as np
 
 from firmware_export.errors import ExportError
 from firmware_export.flatbuffer import check_tflm, inspect
+from rced.audio import DEFAULT_SR, resample
 
 AM_FRAMES = 126  # 1.008 s of 8 ms hops: the AM's fixed device window
 DENOISER_SNR_DB = (-5.0, 15.0)  # rced.config.TrainConfig defaults
@@ -42,24 +45,29 @@ LEVEL_DB = (-12.0, 6.0)  # level variation around the TTS level (as in rced.trai
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """Clean speech to mix, a babble pool, and a held-out utterance for the golden vectors."""
+    """Clean speech to mix, a babble pool, and a held-out utterance for the golden vectors, all at
+    ``sample_rate`` Hz (16 kHz: the corpus and ``rced.audio.load_audio`` rate)."""
 
     speech: tuple[np.ndarray, ...]
     babble_pool: tuple[np.ndarray, ...]
     held_out: np.ndarray
     description: str
     seed: int = 0
+    sample_rate: int = DEFAULT_SR
 
     @classmethod
     def from_audio(cls, speech: list[np.ndarray], babble_pool: list[np.ndarray] | None = None,
-                   description: str = "caller-supplied audio", seed: int = 0) -> Calibration:  # fmt: skip
+                   description: str = "caller-supplied audio", seed: int = 0,
+                   sample_rate: int = DEFAULT_SR) -> Calibration:  # fmt: skip
         """Use ``speech[:-1]`` for calibration and ``speech[-1]`` for the goldens; babble from ``babble_pool``
-        (default: the speech itself)."""
+        (default: the speech itself). All audio is at ``sample_rate`` Hz."""
         if len(speech) < 2:
             raise ExportError("calibration: need at least two utterances (one is held out for the golden vectors)")
+        if sample_rate <= 0:
+            raise ExportError(f"calibration: sample rate {sample_rate} Hz is not positive")
         speech = [np.asarray(s, np.float32) for s in speech]
         pool = [np.asarray(s, np.float32) for s in (babble_pool or speech)]
-        return cls(tuple(speech[:-1]), tuple(pool), speech[-1], description, seed)
+        return cls(tuple(speech[:-1]), tuple(pool), speech[-1], description, seed, int(sample_rate))
 
     @classmethod
     def from_corpus(cls, n_utterances: int = 48, seed: int = 0, babble_utterances: int = 24,
@@ -73,26 +81,36 @@ class Calibration:
                 f"{babble_utterances} other TRAIN-voice utterances (seed {babble_seed})")  # fmt: skip
         return cls.from_audio(speech, pool, desc, seed)
 
-    def mixtures(self, snr_db: tuple[float, float], p_clean: float, salt: int) -> list[np.ndarray]:
-        """Every calibration utterance in babble at a random SNR and level (clean with probability p_clean)."""
+    def _at(self, audio: np.ndarray, sr: int | None) -> np.ndarray:
+        """``audio`` (at :attr:`sample_rate`) resampled to ``sr`` Hz (None: as held; equal rates: unchanged)."""
+        return audio if sr is None else resample(audio, self.sample_rate, sr)
+
+    def mixtures(self, snr_db: tuple[float, float], p_clean: float, salt: int,
+                 sr: int | None = None) -> list[np.ndarray]:  # fmt: skip
+        """Every calibration utterance in babble at a random SNR and level (clean with probability p_clean),
+        at ``sr`` Hz (the model's front-end rate; speech and babble are resampled before mixing, as in training)."""
         from rced.corpus import make_babble, mix
 
         rng = np.random.default_rng([self.seed, salt])
+        pool = [self._at(p, sr) for p in self.babble_pool]
         out = []
         for s in self.speech:
+            s = self._at(s, sr)
             level = 10 ** (rng.uniform(*LEVEL_DB) / 20)
             if rng.random() < p_clean:
                 out.append((s * level).astype(np.float32))
             else:
-                noise = make_babble(len(s), list(self.babble_pool), rng)
+                noise = make_babble(len(s), pool, rng)
                 out.append(mix(s, noise, float(rng.uniform(*snr_db))) * np.float32(level))
         return out
 
-    def held_out_mixture(self, snr_db: float = 5.0) -> np.ndarray:
+    def held_out_mixture(self, snr_db: float = 5.0, sr: int | None = None) -> np.ndarray:
+        """The held-out utterance in babble at ``snr_db``, at ``sr`` Hz (the model's front-end rate)."""
         from rced.corpus import make_babble, mix
 
         rng = np.random.default_rng([self.seed, 99])
-        return mix(self.held_out, make_babble(len(self.held_out), list(self.babble_pool), rng), snr_db)
+        held = self._at(self.held_out, sr)
+        return mix(held, make_babble(len(held), [self._at(p, sr) for p in self.babble_pool], rng), snr_db)
 
 
 def denoiser_samples(den, cal: Calibration, n_frames: int = 800) -> np.ndarray:
@@ -100,8 +118,9 @@ def denoiser_samples(den, cal: Calibration, n_frames: int = 800) -> np.ndarray:
     from rced.features import model_inputs
     from rced.frontend import stft
 
-    feats = [model_inputs(np.abs(stft(x, den.config.frontend)), den.config, den.norm)
-             for x in cal.mixtures(DENOISER_SNR_DB, 0.0, salt=1)]  # fmt: skip
+    fe = den.config.frontend
+    feats = [model_inputs(np.abs(stft(x, fe)), den.config, den.norm)
+             for x in cal.mixtures(DENOISER_SNR_DB, 0.0, salt=1, sr=fe.sample_rate)]  # fmt: skip
     allf = np.concatenate(feats)
     rng = np.random.default_rng([cal.seed, 2])
     idx = np.sort(rng.choice(len(allf), size=min(n_frames, len(allf)), replace=False))
@@ -109,7 +128,8 @@ def denoiser_samples(den, cal: Calibration, n_frames: int = 800) -> np.ndarray:
 
 
 def am_features(audio: np.ndarray, am_cfg, am_norm, den) -> np.ndarray:
-    """(frames, n_mels) normalised log-mel of the enhanced spectrum: the Recognizer's own features."""
+    """(frames, n_mels) normalised log-mel of the enhanced spectrum: the Recognizer's own features
+    (``audio`` at the AM's front-end rate)."""
     from grammar.recognizer import Recognizer
 
     return Recognizer(None, am_cfg, am_norm, denoiser=den).features(audio, am_cfg.frontend.sample_rate)
@@ -132,7 +152,7 @@ def am_samples(am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES, 
     rng = np.random.default_rng([cal.seed, 3])
     silence = am_silence(am_cfg, am_norm)
     wins = []
-    for x in cal.mixtures(AM_SNR_DB, AM_P_CLEAN, salt=4):
+    for x in cal.mixtures(AM_SNR_DB, AM_P_CLEAN, salt=4, sr=am_cfg.frontend.sample_rate):
         try:
             f = am_features(x, am_cfg, am_norm, den)
         except GrammarError:

@@ -197,3 +197,90 @@ def test_op_resolver_registers_exactly_the_model_ops(bundle, tmp_path, model):
     _gxx(tmp_path, "-I", str(tmp_path), "-I", str(out), str(main), "-o", str(exe))
     run = subprocess.run([str(exe)], capture_output=True, text=True)
     assert run.returncode == 0 and sorted(run.stdout.split()) == expected
+
+
+# --------------------------------------------------------------------------- writing the bundle folder
+
+
+def _snapshot(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_rebuild_with_fewer_files_leaves_no_stale_file(bundle, tmp_path, tiny_denoiser, calibration):
+    """A denoiser-only build over a full bundle: no am_* or grammar_data.h survives, nothing else is left around."""
+    from firmware_export import build_bundle
+
+    out = tmp_path / "out"
+    shutil.copytree(bundle[0], out)
+    report = build_bundle(out, tiny_denoiser, include_am=False, calibration=calibration, **BUILD_KW)
+    assert {p.name for p in out.iterdir()} == set(report.files)
+    assert not any(p.name.startswith("am_") for p in out.iterdir()) and not (out / "grammar_data.h").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary or set-aside folder
+
+
+def test_failure_mid_write_keeps_the_previous_bundle(bundle, tmp_path, monkeypatch):
+    from firmware_export import bundle as bundle_mod
+
+    out = tmp_path / "out"
+    shutil.copytree(bundle[0], out)
+    before = _snapshot(out)
+    written = []
+
+    def failing_write(path, data):
+        if len(written) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        written.append(path.name)
+        path.write_bytes(data)
+
+    monkeypatch.setattr(bundle_mod, "_write_file", failing_write)
+    new = {"report.json": '{"files": ["denoiser_int8.tflite"]}', "report.md": "new", "denoiser_int8.tflite": b"x",
+           "denoiser_golden.h": "new"}  # fmt: skip
+    with pytest.raises(OSError, match="No space left"):
+        bundle_mod.write_bundle(out, new)
+    assert len(written) == 3 and _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_failed_swap_puts_the_previous_bundle_back(bundle, tmp_path, monkeypatch):
+    import os
+
+    from firmware_export import bundle as bundle_mod
+
+    out = tmp_path / "out"
+    shutil.copytree(bundle[0], out)
+    before = _snapshot(out)
+    real_rename, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new folder into place
+            raise PermissionError(13, "Permission denied", str(src))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(bundle_mod.os, "rename", rename)
+    with pytest.raises(PermissionError):
+        bundle_mod.write_bundle(out, {"report.json": '{"files": []}', "report.md": ""})
+    assert _snapshot(out) == before and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_folder_that_is_not_a_bundle_is_refused(bundle, tmp_path, tiny_denoiser, calibration):
+    from firmware_export import ExportError, build_bundle
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match=r"mine: folder is not empty and holds no firmware bundle"):
+        build_bundle(mine, tiny_denoiser, include_am=False, calibration=calibration, **BUILD_KW)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(bundle[0], mixed)
+    (mixed / "main.cc").write_text("int main() {}\n")
+    (mixed / "build").mkdir()
+    with pytest.raises(ExportError, match=r"not part of the firmware bundle \(build, main.cc\)"):
+        build_bundle(mixed, tiny_denoiser, include_am=False, calibration=calibration, **BUILD_KW)
+    assert (mine / "notes.txt").read_text() == "keep me" and (mixed / "main.cc").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "mixed"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    from firmware_export.bundle import check_output
+
+    check_output(empty)  # an empty folder is fine

@@ -86,3 +86,25 @@ def test_int8_all_writes_both_models_beside_their_weights(tmp_path, tiny_denoise
     assert [x["output"] for x in lines] == [str(den / "model_int8.tflite"), str(am / "model_int8.tflite")]
     assert Int8Denoiser.load(den).path == den and Int8AM.load(am).frames == 126
     assert "model_int8.tflite" not in {p.name for p in tiny_am_dir.iterdir()}  # the copy, not the fixture
+
+
+def test_output_path_os_errors_are_one_line(tmp_path, tiny_denoiser, capsys, monkeypatch):
+    """An output below a file, or an OSError while writing (e.g. permission denied): one line, exit 2."""
+    cal = calibration_folder(tmp_path)
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    msg = _error(capsys, ["build", "-o", str(afile / "sub" / "out"), "--denoiser", str(tiny_denoiser), "--no-am",
+                          "--calibration-audio", str(cal), "--quiet"])  # fmt: skip
+    assert f"{afile / 'sub' / 'out'}: cannot create the output folder: {afile} is not a folder" in msg
+    assert afile.read_text() == "x"
+
+    import firmware_export.bundle
+
+    locked = tmp_path / "locked" / "out"
+
+    def denied(out_dir, **kw):
+        raise PermissionError(13, "Permission denied", str(locked))
+
+    monkeypatch.setattr(firmware_export.bundle, "build_bundle", denied)
+    msg = _error(capsys, ["build", "-o", str(locked), "--no-am", "--calibration-audio", str(cal), "--quiet"])
+    assert msg == f"firmware-export: error: {locked}: Permission denied"
