@@ -122,19 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def os_error_message(exc: OSError) -> str:
-    """``<path>: <reason>`` of an OSError (both paths of a failed rename; the bare reason if it names none)."""
-    reason = (exc.strerror or str(exc)).strip().split("\n")[0] or type(exc).__name__
-    if exc.filename is None:
-        return reason
-    path = str(exc.filename) if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
-    return f"{path}: {reason}"
-
-
 def main(argv: list[str] | None = None) -> int:
     from grammar.errors import GrammarError
     from rced.cli import quiet_tensorflow
-    from rced.errors import RcedError
+    from rced.errors import RcedError, os_error_message
 
     args = build_parser().parse_args(argv)
     quiet_tensorflow()

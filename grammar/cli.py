@@ -12,7 +12,7 @@ from pathlib import Path
 
 from grammar.errors import GrammarError
 from rced.cli import quiet_tensorflow
-from rced.errors import RcedError
+from rced.errors import RcedError, os_error_message
 
 
 def check_output_file(path) -> None:
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grammar: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an output folder that is a file, or no permission to write there
-        print(f"grammar: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"grammar: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("grammar: interrupted", file=sys.stderr)

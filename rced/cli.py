@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from rced.errors import RcedError
+from rced.errors import RcedError, os_error_message
 
 
 def quiet_tensorflow(keep_onednn: bool = False) -> None:
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rced: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. an output folder that is a file, or no permission to write there
-        print(f"rced: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"rced: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rced: interrupted", file=sys.stderr)
