@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grammar.dictionary import DICTIONARY_SEED
 from grammar.errors import GrammarError
 
 
@@ -168,6 +169,7 @@ def add_parsers(sub) -> None:
     b = dsub.add_parser("build", help="decode TRAIN-voice speech (clean and in babble) and count word decodings")
     b.add_argument("-o", "--output", required=True, type=Path, help="dictionary JSON")
     b.add_argument("--n-utts", type=int, default=2000, help="utterances (each decoded clean and in babble)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=DICTIONARY_SEED,
+                   help=f"speech seed (default {DICTIONARY_SEED}: utterances the acoustic model never trained on)")
     _chain_args(b)
     b.set_defaults(func=cmd_dictionary_build)

@@ -256,7 +256,14 @@ def collect_pairs(recognizer, items: Iterable[tuple[str, np.ndarray]], progress:
     return out
 
 
-def build_default_pairs(recognizer, n_utts: int = 2000, seed: int = 0, progress: bool = True,
+#: Speech seed of the default dictionary: TRAIN voices, but not the acoustic model's own training
+#: utterances (``grammar train-am`` uses seeds 0 and 1, the GPU data 2-4), so the dictionary
+#: counts the errors the AM makes on speech it has not seen. Seed 0 (the AM's data) gave 13.5 %
+#: of word tokens decoded exactly against 13.0 % on seed 100.
+DICTIONARY_SEED = 100
+
+
+def build_default_pairs(recognizer, n_utts: int = 2000, seed: int = DICTIONARY_SEED, progress: bool = True,
                         snr_range: tuple[float, float] = _SNR_RANGE) -> list[tuple[str, str]]:  # fmt: skip
     """Pairs for the default dictionary: ``n_utts`` TRAIN-voice utterances
     (``train_utterances(n_utts, seed)``), each decoded twice: clean, and mixed with babble at a
