@@ -94,7 +94,7 @@ def compute_row(label: str, folder: Path, cal: Calibration) -> dict:
 
 def _key(folder: Path, floor: float, n_dev: int) -> str:
     h = hashlib.sha256()
-    for name in ("model.keras", "norm.json"):
+    for name in ("model.keras", "config.json", "norm.json"):  # config: input feature, output kind, front-end
         h.update((Path(folder) / name).read_bytes())
     return f"{h.hexdigest()[:20]}_floor{floor:g}_dev{n_dev}"
 
