@@ -9,11 +9,11 @@
 #       variants from the shipped denoiser, ONE AT A TIME: two processes sharing the GPU ran
 #       16x slower each than one alone (session 2's k9 vs k9c logs).
 # Carry in the train call: .gpu/rced_pack.npz .gpu/rced_init.npz .gpu/am_init.npz.
-#   bash scripts/gpu/run_device.sh rced MIN
-#       session 4: the R-CED from the shipped weights on every stashed/carried R-CED pack, two
-#       variants one after the other, MIN minutes each: "more" (more speech only) and "aug"
-#       (the same plus speed/VTL resampling +-10 % and random colouring of speech and babble).
-#       Carry .gpu/rced_pack.npz .gpu/rced_init3.npz; stash rced_pack_{b,c,d}.npz first.
+#   bash scripts/gpu/run_device.sh rced MIN TAG INIT [trainer args...]
+#       the R-CED from INIT on .gpu/rced_pack.npz and every stashed rced_pack_*.npz, MIN minutes,
+#       MSE - 0.02 SI-SDR, lr 5e-4. Session 4 ran TAG=more (INIT = the shipped weights) and
+#       TAG=aug (the same + --resample 0.1 --eq-db 4), one after the other, with packs b, c, d
+#       stashed. Carry .gpu/rced_pack.npz and INIT; stash the other packs first.
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT" /tmp/stash
@@ -23,16 +23,14 @@ if [ "$mode" = stash ]; then
     exit
 fi
 if [ "$mode" = rced ]; then
-    MIN=${1:-3.7}
+    MIN=${1:-3.7}; TAG=${2:-rced}; INIT=${3:-.gpu/rced_init3.npz}; shift $(( $# < 3 ? $# : 3 ))
     nvidia-smi -L
     ls -l /tmp/stash .gpu
     export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
     packs=".gpu/rced_pack.npz $(ls /tmp/stash/rced_pack_*.npz)"
-    common="--pack $packs --out $OUT --init .gpu/rced_init3.npz --sisdr-weight 0.02 --select sisdr --lr 5e-4 --warmup 50"
-    python3 scripts/gpu/train_rced_jax.py $common --tag more --minutes "$MIN" > "$OUT/more.log" 2>&1
-    python3 scripts/gpu/train_rced_jax.py $common --tag aug --resample 0.1 --eq-db 4 --minutes "$MIN" > "$OUT/aug.log" 2>&1
-    grep -h "train utts\|done\|compiled" "$OUT"/more.log "$OUT"/aug.log
-    tail -n 2 "$OUT"/more.log "$OUT"/aug.log
+    python3 scripts/gpu/train_rced_jax.py --pack $packs --out "$OUT" --tag "$TAG" --init "$INIT" --sisdr-weight 0.02 \
+        --select sisdr --lr 5e-4 --warmup 50 --minutes "$MIN" "$@" > "$OUT/$TAG.log" 2>&1
+    grep -v "^W1\|warn" "$OUT/$TAG.log" | tail -n 12
     exit
 fi
 AM_MIN=${1:-4.3}; RCED_MIN=${2:-1.6}
