@@ -35,9 +35,12 @@ def _score(pair):
     return all_metrics(*pair)
 
 
-def dev_set(n: int = 16, seed: int = 555) -> list[tuple[np.ndarray, np.ndarray]]:
-    """TRAIN-voice utterances that no training run uses (seed 555), in babble at each eval SNR."""
+def dev_set(n: int = 16, seed: int = 555, transform=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """TRAIN-voice utterances that no training run uses (seed 555), in babble at each eval SNR;
+    ``transform`` (e.g. :func:`rced.corpus.vocode`) changes the speech before mixing."""
     audio = load_utterances(train_utterances(n, seed), desc="dev speech")
+    if transform is not None:
+        audio = [transform(a) for a in audio]
     pool = load_utterances(train_utterances(60, seed + 1), desc="dev babble")
     rng = np.random.default_rng(seed)
     items = []

@@ -104,6 +104,35 @@ def load_utterances(utts: list[Utterance], **kw) -> list[np.ndarray]:
     return [load_audio(p) for p in synthesize_all(utts, **kw)]
 
 
+VOCODER = {"hop": 80, "frame": 1024, "order": 25, "alpha": 0.41, "f0_min": 60.0, "f0_max": 400.0}  # 16 kHz
+
+
+def vocode(x: np.ndarray, sr: int = 16000) -> np.ndarray:
+    """MLSA analysis-synthesis of ``x`` (16 kHz) at the same RMS: 25th-order mel-cepstrum, SWIPE'
+    pitch, pulse/noise excitation, the vocoder of statistical parametric (HTS) synthesis. No
+    TRAIN voice is vocoded this way and one TEST-ONLY voice is, so vocoded TRAIN-voice speech is
+    a training variation (``scripts/gpu/pack_rced_data.py --vocode``; ``benchmarks/vocoder_gap.py``)."""
+    import librosa
+    import pysptk
+    from pysptk.synthesis import MLSADF, Synthesizer
+
+    v = VOCODER
+    if sr != 16000:
+        raise RcedError(f"vocode: the vocoder settings are for 16 kHz, got {sr} Hz")
+    x = np.asarray(x, np.float64)
+    f0 = pysptk.swipe(x, sr, v["hop"], min=v["f0_min"], max=v["f0_max"], otype="f0")
+    pad = np.pad(x, (v["frame"] // 2, v["frame"] // 2))
+    frames = librosa.util.frame(pad, frame_length=v["frame"], hop_length=v["hop"]).T * pysptk.blackman(v["frame"])
+    n = min(len(frames), len(f0))
+    mc = pysptk.mcep(np.ascontiguousarray(frames[:n]), v["order"], v["alpha"], eps=1e-8, etype=1)
+    pitch = np.where(f0[:n] > 0, sr / np.maximum(f0[:n], 1e-3), 0.0)
+    y = Synthesizer(MLSADF(v["order"], v["alpha"]), v["hop"]).synthesis(pysptk.excite(pitch, v["hop"]),
+                                                                     pysptk.mc2b(mc, v["alpha"]))  # fmt: skip
+    y = np.pad(y[: len(x)], (0, max(0, len(x) - len(y))))
+    gain = np.sqrt(np.mean(x * x) / max(float(np.mean(y * y)), 1e-20))
+    return np.clip(y * gain, -1.0, 1.0).astype(np.float32)
+
+
 def real_recordings() -> list[tuple[str, np.ndarray]]:
     """The two real human recordings shipped by pysptk (CMU ARCTIC) and amfm-decompy."""
     out = []

@@ -47,7 +47,8 @@ def _mean(vals: list[float]) -> float:
 
 
 def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy") -> list[dict]:
-    """Table rows: group x system with means and gains over the noisy input."""
+    """Table rows: group (each SNR, all test voices, each voice, the real recordings) x system,
+    with means and gains over the noisy input."""
     rows = []
     base = results[noisy_key]
 
@@ -57,6 +58,10 @@ def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy") -> list[
         for snr in sorted({recs[i]["snr"] for i in synth}):
             yield f"{snr:g} dB", [i for i in synth if recs[i]["snr"] == snr]
         yield "all (test voices)", synth
+        voices = sorted({recs[i]["name"].split("#")[0] for i in synth})
+        if len(voices) > 1:  # per voice: which unseen voice the model generalises to, and which not
+            for v in voices:
+                yield f"voice {v}", [i for i in synth if recs[i]["name"].split("#")[0] == v]
         if real:
             yield "real recordings", real
 

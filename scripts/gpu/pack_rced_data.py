@@ -25,7 +25,8 @@ mel-cepstrum, SWIPE' pitch, pulse/noise excitation), the vocoder of statistical 
 ``benchmarks/mask_floor.py``: ΔSI-SDR +1.40 dB on the original speech, +0.95 dB on the same
 speech vocoded, and +0.34 dB on the TEST-ONLY HTS voice (festival cmu_us_slt_arctic_hts)
 against +0.94 to +1.44 dB on the other test voices: part of the unseen-voice gap is the
-vocoder, which no TRAIN voice has. A vocoded pack of TRAIN-voice speech lets the trainer see it.
+vocoder, which no TRAIN voice has (``python benchmarks/vocoder_gap.py``). A vocoded pack of
+TRAIN-voice speech (:func:`rced.corpus.vocode`) lets the trainer see it.
 
 Usage (on this machine, from the repo root):
     nice python scripts/gpu/pack_rced_data.py .gpu/rced_pack.npz --budget-mb 52
@@ -53,7 +54,6 @@ PREEMPH = 0.85
 TAPS = 96  # de-emphasis impulse response length: 0.85**96 < 2e-7
 CHUNK = 32  # utterances per LZMA stream (budget granularity, ~1 MB)
 N_VAL = 100  # rced.train.Trainer: max(2, 4000 // 40) first utterances of the plan
-VOCODER = {"hop": 80, "frame": 1024, "order": 25, "alpha": 0.41, "f0_min": 60.0, "f0_max": 400.0}  # 16 kHz
 
 
 def encode_utt(x: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
@@ -72,27 +72,6 @@ def decode_codes(q: np.ndarray, scale: float, bits: int) -> np.ndarray:
     y = q.astype(np.float64) / (2**bits - 1) * 2 - 1
     e = np.sign(y) * np.expm1(np.abs(y) * np.log1p(MU)) / MU * scale
     return np.convolve(e, PREEMPH ** np.arange(TAPS))[: len(e)].astype(np.float32)
-
-
-def vocode(x: np.ndarray, sr: int = 16000) -> np.ndarray:
-    """MLSA analysis-synthesis of ``x`` at the same RMS (the HTS vocoder; see the module docstring)."""
-    import librosa
-    import pysptk
-    from pysptk.synthesis import MLSADF, Synthesizer
-
-    v = VOCODER
-    x = np.asarray(x, np.float64)
-    f0 = pysptk.swipe(x, sr, v["hop"], min=v["f0_min"], max=v["f0_max"], otype="f0")
-    pad = np.pad(x, (v["frame"] // 2, v["frame"] // 2))
-    frames = librosa.util.frame(pad, frame_length=v["frame"], hop_length=v["hop"]).T * pysptk.blackman(v["frame"])
-    n = min(len(frames), len(f0))
-    mc = pysptk.mcep(np.ascontiguousarray(frames[:n]), v["order"], v["alpha"], eps=1e-8, etype=1)
-    pitch = np.where(f0[:n] > 0, sr / np.maximum(f0[:n], 1e-3), 0.0)
-    y = Synthesizer(MLSADF(v["order"], v["alpha"]), v["hop"]).synthesis(pysptk.excite(pitch, v["hop"]),
-                                                                     pysptk.mc2b(mc, v["alpha"]))  # fmt: skip
-    y = np.pad(y[: len(x)], (0, max(0, len(x) - len(y))))
-    gain = np.sqrt(np.mean(x * x) / max(float(np.mean(y * y)), 1e-20))
-    return np.clip(y * gain, -1.0, 1.0).astype(np.float32)
 
 
 def decode(z) -> list[np.ndarray]:
@@ -141,6 +120,8 @@ def main() -> None:
         part = plan[c0 : c0 + CHUNK]
         audio = load_utterances([u for _, _, u, _ in part], desc=f"speech {c0}")
         if args.vocode:
+            from rced.corpus import vocode
+
             with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
                 audio = list(ex.map(vocode, audio))
         coded = [encode_utt(a, args.bits) for a in audio]

@@ -11,8 +11,10 @@ from rced.corpus import (
     rms,
     synthesize_all,
     train_utterances,
+    vocode,
 )
 from rced.corpus import test_utterances as plan_test_utterances
+from rced.errors import RcedError
 from rced.text import common_words, random_sentence
 from rced.tts import Prosody, Voice, synthesize, train_voices
 from rced.tts import test_voices as list_test_voices
@@ -84,3 +86,21 @@ def test_real_recordings_ship_with_packages():
     assert set(recs) == {"real:pysptk_arctic_a0007", "real:amfm_sample"}
     assert all(len(a) > 8000 for a in recs.values())  # 4.0 s and 0.9 s
     assert EvalItem("x", 0.0, recs["real:amfm_sample"], recs["real:amfm_sample"]).snr == 0.0
+
+
+def test_vocode_keeps_length_level_and_pitch():
+    sr, f0 = 16000, 150.0
+    t = np.arange(int(0.8 * sr)) / sr
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 20)) * np.hanning(len(t)) * 0.1
+    y = vocode(x.astype(np.float32))
+    assert y.shape == x.shape and y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.02)
+    mid = y[len(y) // 4 : 3 * len(y) // 4]
+    ac = np.correlate(mid, mid, "full")[len(mid) - 1 :]
+    lag = np.argmax(ac[sr // 400 : sr // 60]) + sr // 400  # strongest period between 60 and 400 Hz
+    assert sr / lag == pytest.approx(f0, rel=0.05)  # the excitation keeps the pitch
+
+
+def test_vocode_refuses_other_rates():
+    with pytest.raises(RcedError, match="16 kHz"):
+        vocode(np.zeros(8000, np.float32), sr=8000)

@@ -1,0 +1,37 @@
+import math
+
+import pytest
+
+from rced.evaluate import summarize, to_markdown
+
+
+def _recs(offset: float) -> list[dict]:
+    """Two test voices at two SNRs and one real recording; metric = a known function of the item."""
+    out = []
+    for name in ("flite:rms#0", "flite:rms#1", "festival:ked_diphone#2", "real:pysptk"):
+        for snr in (0.0, 5.0):
+            v = snr + offset + (1.0 if name.startswith("festival") else 0.0)
+            out.append({"name": name, "snr": snr, "pesq": v, "stoi": v / 10, "si_sdr": v})
+    return out
+
+
+def test_summarize_groups_and_gains():
+    rows = summarize({"noisy": _recs(0.0), "model": _recs(2.0)})
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    assert groups == ["0 dB", "5 dB", "all (test voices)", "voice festival:ked_diphone", "voice flite:rms",
+                      "real recordings"]  # fmt: skip
+    by = {(r["group"], r["system"]): r for r in rows}
+    for g in groups:
+        assert by[(g, "noisy")]["d_pesq"] == 0.0
+        assert by[(g, "model")]["d_si_sdr"] == pytest.approx(2.0)
+        assert by[(g, "model")]["d_stoi"] == pytest.approx(0.2)
+    assert by[("voice flite:rms", "noisy")]["n"] == 4 and by[("voice festival:ked_diphone", "noisy")]["n"] == 2
+    assert by[("voice festival:ked_diphone", "model")]["pesq"] == pytest.approx(2.5 + 1.0 + 2.0)  # mean SNR + voice + offset
+    assert by[("all (test voices)", "noisy")]["n"] == 6 and by[("real recordings", "noisy")]["n"] == 2
+    assert not any(math.isnan(r["pesq"]) for r in rows)
+    assert to_markdown(rows).count("\n") == len(rows) + 2
+
+
+def test_one_voice_gets_no_voice_rows():
+    recs = [r for r in _recs(0.0) if r["name"].startswith("flite")]
+    assert not any(r["group"].startswith("voice ") for r in summarize({"noisy": recs}))
