@@ -324,8 +324,9 @@ def main() -> None:
     ap.add_argument("--snr-low", type=float, default=-5.0)
     ap.add_argument("--snr-high", type=float, default=15.0)
     ap.add_argument("--val-segments", type=int, default=1024)
-    ap.add_argument("--select", choices=("loss", "sisdr"), default="loss",
-                    help="best checkpoint by validation compressed MSE, or by SI-SDR gain at mask floor 0.3")  # fmt: skip
+    ap.add_argument("--select", choices=("loss", "sisdr", "last"), default="loss",
+                    help="checkpoint kept: best validation compressed MSE, best SI-SDR gain at mask floor 0.3, "
+                         "or the last one (when the validation speech is not what the run adapts to)")  # fmt: skip
     ap.add_argument("--eval-every-s", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resample", type=float, default=0.0, help="speed/VTL perturbation: rate in [1-r, 1+r]")
@@ -444,7 +445,7 @@ def main() -> None:
     v_mse, v_g0, v_g3 = evaluate(params, state)
     print(f"[{args.tag}] compiled in {time.time() - t0:.1f}s | start: val mse {v_mse:.5f} "
           f"dSI-SDR {v_g0:+.2f} dB (floor 0.3: {v_g3:+.2f})", flush=True)  # fmt: skip
-    best = {"score": v_mse if args.select == "loss" else -v_g3, "step": 0}  # never worse than the start
+    best = {"score": {"loss": v_mse, "sisdr": -v_g3, "last": 0}[args.select], "step": 0}  # never worse than the start
     save_best(params, state, 0, {"val_mse": v_mse, "val_dsisdr_f0": v_g0, "val_dsisdr_f03": v_g3})
     p, s, o = params, state, opt_state
     budget = args.minutes * 60.0
@@ -473,7 +474,7 @@ def main() -> None:
                 rate = (step - last_step) / (time.time() - last_eval)
                 tr_loss, tr_mse, last_step = [], [], step
                 v_mse, v_g0, v_g3 = evaluate(p, s)
-                score = v_mse if args.select == "loss" else -v_g3
+                score = {"loss": v_mse, "sisdr": -v_g3, "last": -step}[args.select]
                 if score < best["score"]:
                     best = {"score": score, "step": step}
                     save_best(p, s, step, {"val_mse": v_mse, "val_dsisdr_f0": v_g0, "val_dsisdr_f03": v_g3})
