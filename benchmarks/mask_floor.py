@@ -35,6 +35,11 @@ def _score(pair):
     return all_metrics(*pair)
 
 
+def mean_gains(scores: list[dict], base: list[dict]) -> dict[str, float]:
+    """Mean change of each metric over the noisy input (``d_pesq``, ``d_stoi``, ``d_si_sdr``)."""
+    return {f"d_{k}": float(np.nanmean([s[k] - b[k] for s, b in zip(scores, base)])) for k in ("pesq", "stoi", "si_sdr")}
+
+
 def dev_set(n: int = 16, seed: int = 555, transform=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """TRAIN-voice utterances that no training run uses (seed 555), in babble at each eval SNR;
     ``transform`` (e.g. :func:`rced.corpus.vocode`) changes the speech before mixing."""
@@ -65,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for fl in args.floors:
             den.config = dataclasses.replace(den.config, mask_floor=fl)
             sc = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
-            row = {"floor": fl}
-            for k in ("pesq", "stoi", "si_sdr"):
-                row[f"d_{k}"] = float(np.nanmean([s[k] - b[k] for s, b in zip(sc, base)]))
+            row = {"floor": fl, **mean_gains(sc, base)}
             rows.append(row)
             print(row, flush=True)
     ok = [r for r in rows if r["d_stoi"] >= 0]

@@ -18,20 +18,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import numpy as np  # noqa: E402
-
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.corpus import vocode  # noqa: E402
 from rced.denoiser import Denoiser  # noqa: E402
-from rced.metrics import all_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from mask_floor import dev_set  # noqa: E402
-
-
-def _score(pair):
-    return all_metrics(*pair)
+from mask_floor import _score, dev_set, mean_gains  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             items = dev_set(transform=transform)
             base = list(ex.map(_score, items))
             enh = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
-            row = {"speech": label, "n": len(items)}
-            for k in ("pesq", "stoi", "si_sdr"):
-                row[f"d_{k}"] = float(np.nanmean([e[k] - b[k] for e, b in zip(enh, base)]))
+            row = {"speech": label, "n": len(items), **mean_gains(enh, base)}
             rows.append(row)
             print(row, flush=True)
     payload = {"model": str(den.path), "mask_floor": den.config.mask_floor,
