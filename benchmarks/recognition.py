@@ -102,21 +102,17 @@ def cer_table(recs: dict[str, Recognizer], n_per_voice: int) -> list[dict]:
     return rows
 
 
-def best_and_scores(rec: Recognizer, rows, grammar: Grammar) -> tuple[list[str], np.ndarray]:
-    from tqdm import tqdm
-
+def best_and_scores(rec: Recognizer, rows, grammar: Grammar, tag: str) -> tuple[list[str], np.ndarray]:
+    """Best command and confidence score of every row, open grammar (posteriors cached)."""
     open_g = grammar.with_threshold(-math.inf)
-    best, scores = [], []
-    for r in tqdm(rows, desc="recognizing", unit="utt"):
-        d = decode(rec.posteriors(load_audio(r.path), 16000, str(r.path)), open_g)
-        best.append(d.command)
-        scores.append(d.score)
-    return best, np.asarray(scores)
+    decoded = [decode(p, open_g) for p in cached_posteriors(rec, rows, tag)]
+    return [d.command for d in decoded], np.asarray([d.score for d in decoded])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--am", default=None)
+    ap.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped one)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--max-far", type=float, default=0.10,
                     help="FAR bound the threshold must keep with 95%% confidence (grammar.decoder.far_target_for_bound)")
@@ -129,17 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     commands = load_commands(default_commands_path())
     base = Grammar.from_commands(commands, score_kind=args.score_kind)
-    recs = {"denoiser + AM": Recognizer.load(args.am, grammar=base),
+    recs = {"denoiser + AM": Recognizer.load(args.am, denoiser=args.denoiser, grammar=base),
             "AM only (no denoiser)": Recognizer.load(args.am, denoiser=False, grammar=base)}  # fmt: skip
     calib_m, test_m = datasets(args.reps)
     calib, test = load_manifest(calib_m), load_manifest(test_m)
     results, curves, thresholds = {}, {}, {}
     for chain, rec in recs.items():
-        _, cal_scores = best_and_scores(rec, [r for r in calib if r.label is None], base)
+        tag = "calib_nc" if chain == "denoiser + AM" else "calib_nc_raw"
+        _, cal_scores = best_and_scores(rec, [r for r in calib if r.label is None], base, tag)
         target_far = far_target_for_bound(args.max_far, len(cal_scores))
         thr = calibrate_threshold(cal_scores, target_far)
         thresholds[chain] = thr
-        best, scores = best_and_scores(rec, test, base)
+        best, scores = best_and_scores(rec, test, base, "test" if chain == "denoiser + AM" else "test_raw")
         labels = [r.label for r in test]
         groups = [r.extra.get("snr") for r in test]
         preds = [b if s >= thr else None for b, s in zip(best, scores)]

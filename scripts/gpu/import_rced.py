@@ -12,10 +12,17 @@ JAX is importable, else in the interpreter given by ``--jax-python`` / ``$JAX_PY
 base folder with ``--mask-floor``, norm.json), refused unless Keras reproduces the JAX mask
 stored with the weights (``probe/mask``) within ``--bound``; then denoises a test signal.
 
+``merge``: task arithmetic over fine-tunes of one start (Ilharco et al., "Editing models with
+task arithmetic", 2023): ``start + sum_i alpha * (tuned_i - start)`` for every float weight,
+BatchNorm statistics included; the probe mask is recomputed by the JAX forward (needs JAX), so
+``import`` checks the merge like any trained npz.
+
 Usage (this machine, repo root):
     JAX_PYTHON=/tmp/jaxenv/bin/python python scripts/gpu/import_rced.py export rced/default_model .gpu/rced_init.npz
     /tmp/jaxenv/bin/python scripts/gpu/import_rced.py check .gpu/rced_init.npz
     python scripts/gpu/import_rced.py import OUT/c05_best.npz runs/rced_gpu_c05 [--log OUT/c05_log.csv] [--mask-floor 0.3]
+    /tmp/jaxenv/bin/python scripts/gpu/import_rced.py merge .gpu/rced_init3.npz .gpu/rced_init_voc.npz \
+        .gpu/rced_init_more.npz -o .gpu/rced_merge.npz
 """
 
 from __future__ import annotations
@@ -144,6 +151,32 @@ def import_npz(npz: Path, out_dir: Path, base: Path, mask_floor: float | None, l
             **{k: meta[k] for k in ("step", "val_mse", "val_dsisdr_f0", "val_dsisdr_f03") if k in meta}}  # fmt: skip
 
 
+def merge(start: Path, tuned: list[Path], out: Path, alpha: float) -> None:
+    """``start + alpha * sum(tuned_i - start)`` over the float weights; probe mask by the JAX forward."""
+    from train_rced_jax import predict_exact, split_npz
+
+    base = dict(np.load(start, allow_pickle=False))
+    runs = [dict(np.load(t, allow_pickle=False)) for t in tuned]
+    for t, z in zip(tuned, runs):
+        if set(z) != set(base):
+            raise SystemExit(f"{t}: weights differ from {start}'s: {sorted(set(z) ^ set(base))[:5]}")
+    merged = {}
+    for k, w in base.items():
+        if k.startswith("probe/") or w.dtype.kind != "f":
+            merged[k] = w
+        else:
+            merged[k] = (w + alpha * sum(z[k] - w for z in runs)).astype(w.dtype)
+    merged.pop("probe/mask_keras", None)
+    p, s = split_npz(merged)
+    merged["probe/mask"] = np.asarray(predict_exact(p, s, merged["probe/x"]), np.float32)
+    metas = [json.loads(str(z["meta"])) for z in runs if "meta" in z]
+    floors = [m["mask_floor_train"] for m in metas if "mask_floor_train" in m]
+    merged["meta"] = np.asarray(json.dumps({"merge": {"start": str(start), "tuned": [str(t) for t in tuned], "alpha": alpha},
+                                            **({"mask_floor_train": max(floors)} if floors else {})}))  # fmt: skip
+    save_npz_atomic(out, merged)
+    print(f"{out}: {start} + {alpha:g} x sum of {len(runs)} task vectors")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -161,6 +194,11 @@ def main() -> None:
     )
     i.add_argument("--mask-floor", type=float, default=None, help="default: the base config's")
     i.add_argument("--log", type=Path, default=None)
+    m = sub.add_parser("merge", help="task arithmetic: start + alpha * sum(tuned - start) -> npz (needs JAX)")
+    m.add_argument("start", type=Path)
+    m.add_argument("tuned", type=Path, nargs="+")
+    m.add_argument("-o", "--out", type=Path, required=True)
+    m.add_argument("--alpha", type=float, default=1.0)
     for p in (e, c, i):
         p.add_argument("--bound", type=float, default=PARITY_BOUND)
     args = ap.parse_args()
@@ -168,6 +206,8 @@ def main() -> None:
         export(args.model_dir, args.out, args.bound, args.jax_python)
     elif args.cmd == "check":
         check(args.npz, args.bound)
+    elif args.cmd == "merge":
+        merge(args.start, args.tuned, args.out, args.alpha)
     else:
         print(json.dumps(import_npz(args.npz, args.out_dir, args.base, args.mask_floor, args.log, args.bound)))
 

@@ -130,7 +130,7 @@ def split_npz(z) -> tuple[dict, dict]:
     """(params, BN state) of a flat weights npz in the layout of :func:`init_params`."""
     p0, s0 = init_params_shapes()
     for k in list(p0) + list(s0):
-        if k not in z.files:
+        if k not in z:
             raise SystemExit(f"weights npz lacks {k}")
         want = p0[k] if k in p0 else s0[k]
         if tuple(z[k].shape) != want:
