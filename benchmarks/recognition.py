@@ -26,7 +26,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
-from grammar.dataset import load_manifest, make_dataset  # noqa: E402
+from grammar.dataset import load_manifest, make_dataset, n_independent  # noqa: E402
 from grammar.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
 from grammar.recognizer import Recognizer  # noqa: E402
@@ -132,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     results, curves, thresholds = {}, {}, {}
     for chain, rec in recs.items():
         tag = "calib_nc" if chain == "denoiser + AM" else "calib_nc_raw"
-        _, cal_scores = best_and_scores(rec, [r for r in calib if r.label is None], base, tag)
-        target_far = far_target_for_bound(args.max_far, len(cal_scores))
+        cal_nc = [r for r in calib if r.label is None]
+        _, cal_scores = best_and_scores(rec, cal_nc, base, tag)
+        target_far = far_target_for_bound(args.max_far, n_independent(cal_nc))
         thr = calibrate_threshold(cal_scores, target_far)
         thresholds[chain] = thr
         best, scores = best_and_scores(rec, test, base, "test" if chain == "denoiser + AM" else "test_raw")
@@ -157,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     md = [f"Command recognition on TEST-ONLY voices ({', '.join(payload['data']['voices'])}); "
           f"{len(test)} test utterances (20 commands x {args.reps} reps x 3 voices + 60 non-commands, each clean "
           f"and at 20/10/5 dB babble). Threshold calibrated per chain on a separate calibration set of the same voices "
-          f"(its {len(cal_scores)} non-commands) to FAR {target_far:.1%}, the largest rate whose 95% upper "
-          f"confidence bound stays <= {args.max_far:.0%} (`grammar.decoder.far_target_for_bound`); confidence score "
+          f"(its {len(cal_scores)} non-commands: {n_independent(cal_nc)} texts, each in four conditions) to FAR "
+          f"{target_far:.1%}, the largest rate whose 95% upper confidence bound stays <= {args.max_far:.0%} with one "
+          f"sample per text (`grammar.decoder.far_target_for_bound`; a text false-alarms in all its conditions or in "
+          f"none); confidence score "
           f"`{args.score_kind}`.", "",
           "| chain | condition | accuracy | MDR | MCR | FAR | accuracy, no rejection | FAR, no rejection |",
           "|---|---|---|---|---|---|---|---|"]  # fmt: skip

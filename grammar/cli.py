@@ -136,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from grammar.dataset import check_labels, load_manifest
+    from grammar.dataset import check_labels, load_manifest, n_independent
     from grammar.decoder import calibrate_threshold, far_target_for_bound
 
     check_output_file(args.output)
@@ -149,15 +149,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     scores = [d.score for d in score_manifest(rec, non)]
     target = args.target_far
     if args.max_far is not None:
-        target = far_target_for_bound(args.max_far, len(non), args.confidence)
+        n_ind = n_independent(non)
+        target = far_target_for_bound(args.max_far, n_ind, args.confidence)
         print(f"grammar calibrate: FAR <= {args.max_far:g} with {args.confidence:.0%} confidence on "
-              f"{len(non)} non-commands: calibrating to {target:.4f}", file=sys.stderr)  # fmt: skip
+              f"{len(non)} non-commands ({n_ind} independent texts): calibrating to {target:.4f}", file=sys.stderr)  # fmt: skip
     thr = calibrate_threshold(scores, target)
     import dataclasses
 
     key = "int8_threshold" if rec.backend == "int8" else "threshold"  # the int8 chain gets its own
     g = dataclasses.replace(rec.grammar, **{key: thr}, provenance={**rec.grammar.provenance, key: {
-        "target_far": target, "max_far": args.max_far, "dataset": str(args.dataset), "n_noncommand": len(non)}})  # fmt: skip
+        "target_far": target, "max_far": args.max_far, "dataset": str(args.dataset), "n_noncommand": len(non),
+        **({"n_independent": n_ind} if args.max_far is not None else {})}})  # fmt: skip
     g.save(args.output)
     _emit(args, {"output": str(args.output), "threshold": thr, "field": key}, f"{key} {thr:.4f} -> {args.output}")
     return 0

@@ -52,6 +52,13 @@ class ManifestRow:
     extra: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
 
+def n_independent(rows: Iterable[ManifestRow]) -> int:
+    """How many of these rows can false-alarm independently: the renditions of one text by one
+    voice (clean and in each babble level) accept or reject together, so they count once; rows
+    without ``voice``/``text`` columns count one each. The sample size of a FAR confidence bound."""
+    return len({(r.extra.get("voice", ""), r.extra.get("text") or str(r.path)) for r in rows})
+
+
 def load_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     """Read a manifest CSV; labels are normalised with :func:`normalize_text`, empty -> None.
 

@@ -456,7 +456,10 @@ def far_target_for_bound(max_far: float, n_non_commands: int, confidence: float 
     Calibrating to exactly ``max_far`` on n non-commands leaves the device's FAR above it about
     half the time: the threshold sits on a sample quantile. This returns the largest k/n whose
     one-sided Clopper-Pearson upper bound is <= ``max_far`` (0 when even k = 0 is not enough).
-    With 240 calibration non-commands and max_far 0.10: 16/240 = 6.7 %.
+    With 240 calibration non-commands and max_far 0.10: 16/240 = 6.7 %. ``n_non_commands`` is
+    the number of *independent* non-commands (:func:`grammar.dataset.n_independent`): one text
+    rendered in four noise conditions false-alarms in all of them or in none, so counting each
+    rendition overstates the confidence.
     """
     from scipy.stats import beta
 

@@ -97,6 +97,7 @@ def test_evaluate_and_calibrate(tiny_am, tiny_grammar, wavs, tmp_path):
                   "--grammar", tiny_grammar, "--no-denoiser", "--json")  # fmt: skip
     assert res.returncode == 0 and json.loads(res.stdout)["output"] == str(g)  # stdout is one JSON object
     assert json.loads(g.read_text())["provenance"]["threshold"]["max_far"] == 0.5
+    assert json.loads(g.read_text())["provenance"]["threshold"]["n_independent"] == 1
     res = grammar("calibrate", "--dataset", m, "--target-far", "0", "-o", m / "g.json", "--am", tiny_am,
                   "--grammar", tiny_grammar, "--no-denoiser")  # fmt: skip
     one_line_error(res, str(m))  # the output's folder is a file

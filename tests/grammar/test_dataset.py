@@ -12,6 +12,7 @@ from grammar.dataset import (
     load_manifest,
     make_dataset,
     make_near_miss,
+    n_independent,
     pad_and_mix,
 )
 from grammar.errors import GrammarError
@@ -271,3 +272,13 @@ def test_load_manifest_missing_and_folder(tmp_path):
     p.write_bytes("path,label\na.wav,caf\xe9\n".encode("latin-1"))
     with pytest.raises(GrammarError, match=r"latin1\.csv: not UTF-8"):
         load_manifest(p)
+
+
+def test_n_independent_counts_each_voice_and_text_once(tmp_path):
+    # one text in four noise conditions fails together: one sample of a FAR bound
+    rows = [ManifestRow(tmp_path / f"{v}_{t}_{c}.wav", None, {"voice": v, "text": t, "snr": c})
+            for v in ("a", "b") for t in ("x y", "z") for c in ("clean", "20", "10", "5")]  # fmt: skip
+    assert n_independent(rows) == 4
+    # without voice and text columns every file counts
+    assert n_independent([ManifestRow(tmp_path / f"{i}.wav", None) for i in range(5)]) == 5
+    assert n_independent([]) == 0
