@@ -41,7 +41,6 @@ from rced.models import count_params, macs_per_frame  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 PRESETS_DIR = ROOT.parent / "rced" / "presets"
-FLOORS = (0.0, 0.3)
 METRICS = ("pesq", "stoi", "si_sdr")
 # Share of a core the denoiser may take: the rest is left to the FFT and features, the
 # recognizer's acoustic model and the hearing-aid firmware itself.
@@ -153,12 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", default=None, metavar="LABEL=DIR",
                     help="model folder to measure (repeat); default: shipped default and rced/presets/*")  # fmt: skip
-    ap.add_argument("--floors", type=float, nargs="+", default=list(FLOORS))
+    ap.add_argument("--floors", type=float, nargs="+", default=None,
+                    help="mask floors to score; the last is the table's (default: 0 and the shipped default's floor)")
     ap.add_argument("--dev-utterances", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--note", default="", help="sentence appended to the table's notes (how the runs were trained)")
     ap.add_argument("--out", default=str(ROOT / "results" / "denoiser_presets"))
     args = ap.parse_args(argv)
+    if args.floors is None:
+        args.floors = [0.0, json.loads((default_model_path() / "config.json").read_text())["mask_floor"]]
     if args.model:
         models = [(s.split("=", 1)[0], Path(s.split("=", 1)[1])) for s in args.model]
     else:

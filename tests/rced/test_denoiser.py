@@ -71,8 +71,12 @@ def test_int8_streaming_equals_int8_offline():
     ref = den8.denoise(x, 16000)
     out = np.concatenate(list(den8.stream(x[i : i + 200] for i in range(0, len(x), 200))))
     assert out.shape == ref.shape and np.max(np.abs(out - ref)) <= 1e-5
-    # written as 16-bit PCM, the two paths give the same samples
-    np.testing.assert_array_equal(np.round(np.clip(out, -1, 1) * 32767), np.round(np.clip(ref, -1, 1) * 32767))
+    # written as 16-bit PCM, the two paths give the same samples, except where a sample sits on a
+    # rounding boundary (x.5 LSB): there 1e-8 apart may round one LSB apart
+    pcm_out, pcm_ref = (np.round(np.clip(y, -1, 1) * 32767) for y in (out, ref))
+    differ = pcm_out != pcm_ref
+    assert np.max(np.abs(pcm_out - pcm_ref)) <= 1 and differ.sum() <= 3
+    assert np.all(np.abs(np.abs(ref[differ] * 32767) % 1 - 0.5) < 1e-3)
 
 
 def random_model_folder(folder, preset: str = "default", **cfg):
