@@ -34,6 +34,7 @@ from mask_floor import dev_set  # noqa: E402
 from firmware_export.convert import Calibration, convert_denoiser, device_denoiser  # noqa: E402
 from firmware_export.report import CORES, core_loads  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
+from rced.config import ModelConfig, load_json  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
 from rced.denoiser import Denoiser, default_model_path  # noqa: E402
 from rced.metrics import all_metrics  # noqa: E402
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "denoiser_presets"))
     args = ap.parse_args(argv)
     if args.floors is None:
-        args.floors = [0.0, json.loads((default_model_path() / "config.json").read_text())["mask_floor"]]
+        args.floors = [0.0, load_json(ModelConfig, default_model_path() / "config.json").mask_floor]
     if args.model:
         models = [(s.split("=", 1)[0], Path(s.split("=", 1)[1])) for s in args.model]
     else:

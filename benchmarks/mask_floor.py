@@ -59,6 +59,22 @@ def dev_set(n: int = 16, seed: int = 555, transform=None) -> list[tuple[np.ndarr
     return items
 
 
+def score_floors(den: Denoiser, floors: list[float], ex: ProcessPoolExecutor) -> tuple[list[dict], dict[str, int]]:
+    """Mean gains of ``den`` at each mask floor on every set of :data:`DEV_SETS`: one row per
+    floor with keys ``<set>_d_<metric>``, and the number of mixtures of each set."""
+    rows, sizes = [{"floor": fl} for fl in floors], {}
+    for key, transform in DEV_SETS.items():
+        items = dev_set(transform=transform)
+        sizes[key] = len(items)
+        base = list(ex.map(_score, items))
+        for row in rows:
+            den.config = dataclasses.replace(den.config, mask_floor=row["floor"])
+            sc = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
+            row.update({f"{key}_{k}": v for k, v in mean_gains(sc, base).items()})
+            print(key, row, flush=True)
+    return rows, sizes
+
+
 def _worst_stoi(row: dict) -> float:
     return min(row[f"{k}_d_stoi"] for k in DEV_SETS)
 
@@ -71,16 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floors", type=float, nargs="+", default=list(FLOORS))
     args = ap.parse_args(argv)
     den = Denoiser.load(args.model)
-    rows = [{"floor": fl} for fl in args.floors]
     with ProcessPoolExecutor(2) as ex:
-        for key, transform in DEV_SETS.items():
-            items = dev_set(transform=transform)
-            base = list(ex.map(_score, items))
-            for row in rows:
-                den.config = dataclasses.replace(den.config, mask_floor=row["floor"])
-                sc = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
-                row.update({f"{key}_{k}": v for k, v in mean_gains(sc, base).items()})
-                print(key, row, flush=True)
+        rows, _ = score_floors(den, args.floors, ex)
     ok = [r for r in rows if _worst_stoi(r) >= 0]
     chosen = min(ok, key=lambda r: r["floor"]) if ok else max(rows, key=_worst_stoi)
     payload = {"data": "16 TRAIN-voice utterances (seed 555, unused by training) x babble at -5/0/5/10 dB, "

@@ -129,15 +129,15 @@ def main(argv: list[str] | None = None) -> int:
             "AM only (no denoiser)": Recognizer.load(args.am, denoiser=False, grammar=base)}  # fmt: skip
     calib_m, test_m = datasets(args.reps)
     calib, test = load_manifest(calib_m), load_manifest(test_m)
+    cal_nc = [r for r in calib if r.label is None]
+    n_ind = n_independent(cal_nc)
+    target_far = far_target_for_bound(args.max_far, n_ind)
     results, curves, thresholds = {}, {}, {}
-    for chain, rec in recs.items():
-        tag = "calib_nc" if chain == "denoiser + AM" else "calib_nc_raw"
-        cal_nc = [r for r in calib if r.label is None]
-        _, cal_scores = best_and_scores(rec, cal_nc, base, tag)
-        target_far = far_target_for_bound(args.max_far, n_independent(cal_nc))
+    for chain, rec in recs.items():  # the posterior cache key tells the chains apart (denoiser files)
+        _, cal_scores = best_and_scores(rec, cal_nc, base, "calib_nc")
         thr = calibrate_threshold(cal_scores, target_far)
         thresholds[chain] = thr
-        best, scores = best_and_scores(rec, test, base, "test" if chain == "denoiser + AM" else "test_raw")
+        best, scores = best_and_scores(rec, test, base, "test")
         labels = [r.label for r in test]
         groups = [r.extra.get("snr") for r in test]
         preds = [b if s >= thr else None for b, s in zip(best, scores)]
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     md = [f"Command recognition on TEST-ONLY voices ({', '.join(payload['data']['voices'])}); "
           f"{len(test)} test utterances (20 commands x {args.reps} reps x 3 voices + 60 non-commands, each clean "
           f"and at 20/10/5 dB babble). Threshold calibrated per chain on a separate calibration set of the same voices "
-          f"(its {len(cal_scores)} non-commands: {n_independent(cal_nc)} texts, each in four conditions) to FAR "
+          f"(its {len(cal_nc)} non-commands: {n_ind} texts, each in four conditions) to FAR "
           f"{target_far:.1%}, the largest rate whose 95% upper confidence bound stays <= {args.max_far:.0%} with one "
           f"sample per text (`grammar.decoder.far_target_for_bound`; a text false-alarms in all its conditions or in "
           f"none); confidence score "

@@ -19,12 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from rced.audio import atomic_write_text  # noqa: E402
-from rced.corpus import vocode  # noqa: E402
 from rced.denoiser import Denoiser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from mask_floor import _score, dev_set, mean_gains  # noqa: E402
+from mask_floor import score_floors  # noqa: E402
+
+#: the rows of the table: mask_floor.DEV_SETS keys and how they are named here
+LABELS = {"dev": "as synthesised", "vocoded": "vocoded (MLSA)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,15 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "results" / "vocoder_gap"))
     args = ap.parse_args(argv)
     den = Denoiser.load(args.model)
-    rows = []
     with ProcessPoolExecutor(2) as ex:
-        for label, transform in (("as synthesised", None), ("vocoded (MLSA)", vocode)):
-            items = dev_set(transform=transform)
-            base = list(ex.map(_score, items))
-            enh = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
-            row = {"speech": label, "n": len(items), **mean_gains(enh, base)}
-            rows.append(row)
-            print(row, flush=True)
+        (gains,), sizes = score_floors(den, [den.config.mask_floor], ex)
+    rows = [{"speech": label, "n": sizes[key], **{m: gains[f"{key}_{m}"] for m in ("d_pesq", "d_stoi", "d_si_sdr")}}
+            for key, label in LABELS.items()]  # fmt: skip
     payload = {"model": str(den.path), "mask_floor": den.config.mask_floor,
                "data": "16 TRAIN-voice utterances (seed 555, unused by training) x babble at -5/0/5/10 dB",
                "rows": rows}  # fmt: skip
