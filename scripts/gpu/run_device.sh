@@ -14,6 +14,10 @@
 #       MSE - 0.02 SI-SDR, lr 5e-4. Session 4 ran TAG=more (INIT = the shipped weights) and
 #       TAG=aug (the same + --resample 0.1 --eq-db 4), one after the other, with packs b, c, d
 #       stashed. Carry .gpu/rced_pack.npz and INIT; stash the other packs first.
+#       Session 6 ran TAG=all then TAG=fl (the same + --mask-floor 0.26, the shipped floor, inside
+#       the loss), both --lr 3e-4 from .gpu/rced_merge.npz, with packs b, voc and voc2 (two MLSA-
+#       vocoded packs, pack_rced_data.py --vocode --seeds 3 / --seeds 4) stashed, then TAG=fls4
+#       (--mask-floor 0.26 --sisdr-weight 0.04, 2.3 min). Results: the denoiser's MODEL_CARD.md.
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT" /tmp/stash
