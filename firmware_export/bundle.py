@@ -200,7 +200,9 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
         "am_model_data.h": cgen.model_data_h("am", len(data)),
         "am_model_data.cc": cgen.model_data_cc("am", data),
         "am_op_resolver.h": cgen.op_resolver_h("am", info.resolver_methods, info.ops),
-        "am_settings.h": settings.am_settings_h(cfg, norm, info, arena, arena_min, silence_q, frames),
+        "am_settings.h": settings.am_settings_h(cfg, norm, info, arena, arena_min, silence_q, frames,
+                                                den.config.mask_floor if cfg.input_mask_floor is None
+                                                else cfg.input_mask_floor),
         "am_golden.h": cgen.golden_h("am", goldens, outputs[: len(goldens)], "",
                                      "Case 0: the first window of a held-out mixture enhanced by the int8 denoiser; "
                                      "case 1: a silent window."),  # fmt: skip

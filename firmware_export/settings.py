@@ -88,7 +88,7 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
 
 
 def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, silence_q: np.ndarray,
-                  frames: int) -> str:  # fmt: skip
+                  frames: int, input_mask_floor: float) -> str:  # fmt: skip
     from grammar.alphabet import BLANK_ID, SYMBOLS
     from grammar.features import LOG_FLOOR, mel_matrix
     from grammar.int8 import window_schedule
@@ -103,7 +103,11 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
     body = "".join([
         "// ---- front-end: the denoiser's STFT (stapes::denoiser::kWindow); the AM reads the ENHANCED magnitude\n",
         f"constexpr int kSampleRate = {fe.sample_rate};\nconstexpr int kFftSize = {fe.n_fft};\n",
-        f"constexpr int kHop = {fe.hop};\nconstexpr int kNumBins = {fe.n_bins};\n\n",
+        f"constexpr int kHop = {fe.hop};\nconstexpr int kNumBins = {fe.n_bins};\n",
+        "// Y[k] = X[k] * max(mask[k], kInputMaskFloor): the AM's own floor on the denoiser's mask before its\n",
+        "// floor (stapes::denoiser::kMaskFloor makes the listener's output; the AM and its threshold are\n",
+        "// calibrated behind this one).\n",
+        f"constexpr float kInputMaskFloor = {cgen.c_float(input_mask_floor)};\n\n",
         "// ---- log-mel features: feature[m] = logf(sum_k |Y[k]|^2 * kMelMatrix[k * kNumMels + m] + kLogFloor)\n",
         f"constexpr int kNumMels = {am_cfg.n_mels};\nconstexpr float kMelFmin = {cgen.c_float(am_cfg.fmin)};\n",
         f"constexpr float kLogFloor = {cgen.c_float(LOG_FLOOR)};\n",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from grammar.errors import GrammarError
 from rced.config import FrontendConfig
 
 
@@ -19,6 +20,14 @@ class AMConfig:
     kernel: int = 9
     stride: int = 2  # first layer: output frame rate = frontend rate / stride
     lookahead: int = 1  # right context (output frames) of each depthwise block
+    # mask floor of the denoiser in front of this AM (None: the denoiser's own). The AM and its
+    # rejection threshold are calibrated behind it; the listener's output keeps the denoiser's floor.
+    input_mask_floor: float | None = None
+
+    def __post_init__(self) -> None:
+        f = self.input_mask_floor
+        if f is not None and not (isinstance(f, (int, float)) and 0.0 <= f < 1.0):
+            raise GrammarError(f"input_mask_floor {f!r}: expected null or a number in [0, 1)")
 
     @property
     def reach(self) -> tuple[int, int]:

@@ -107,7 +107,8 @@ class PosteriorStream:
     equal ``recognizer.posteriors(audio)``. With the int8 AM (fixed overlapping windows, as on
     the device: :class:`grammar.int8.Int8AM`) frames come a window's hop at a time. With ``keep_spectrum`` the enhanced STFT frames are
     kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
-    denoised audio, from the same single STFT).
+    denoised audio, from the same single STFT, at the denoiser's own mask floor; the AM reads
+    the spectrum at its ``input_mask_floor`` when its config sets one).
     """
 
     def __init__(self, recognizer, keep_spectrum: bool = False):
@@ -164,13 +165,18 @@ class PosteriorStream:
         self._history = buf[len(buf) - (fe.n_fft - fe.hop) :]
         idx = np.arange(n)[:, None] * fe.hop + np.arange(fe.n_fft)[None, :]
         spec = np.fft.rfft(buf[idx] * self._win, axis=1).astype(np.complex64)
+        heard = spec
         if self.rec.denoiser is not None:
             mag = np.abs(spec)
             both = np.concatenate([self._mag_hist, mag])
-            spec = spec * self.rec.denoiser.mask(both)[self.ctx - 1 :]
+            # one network run: the lower of the two floors, then max() with the other floor (exact)
+            ear, am = self.rec.denoiser, self.rec.am_denoiser
+            gain = min(ear, am, key=lambda d: d.config.mask_floor).mask(both)[self.ctx - 1 :]
+            heard = spec * np.maximum(gain, ear.config.mask_floor)
+            spec = spec * np.maximum(gain, am.config.mask_floor)
             self._mag_hist = both[len(both) - (self.ctx - 1) :]
         if self.keep_spectrum:
-            self._spec.append(spec)
+            self._spec.append(heard)
         feats = self.rec.norm.apply(log_mel(np.abs(spec), self.rec.config))
         self._feats = np.concatenate([self._feats, feats])
         self._n_feat += n

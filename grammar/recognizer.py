@@ -48,6 +48,18 @@ class Recognizer:
         self.model, self.config, self.norm = model, config, norm
         self.denoiser, self.grammar, self.path = denoiser, grammar, path
         self._infer = None
+        self._am_den = (None, None)
+
+    @property
+    def am_denoiser(self):
+        """The denoiser as the AM's front-end: ``self.denoiser`` with the AM's ``input_mask_floor``
+        when its config sets one (``self.denoiser`` itself, with its own floor, makes the listener's output)."""
+        floor = getattr(self.config, "input_mask_floor", None)
+        if self.denoiser is None or floor is None:
+            return self.denoiser
+        if self._am_den[0] is not self.denoiser:
+            self._am_den = (self.denoiser, self.denoiser.with_mask_floor(floor))
+        return self._am_den[1]
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, denoiser: str | Path | None | bool = None,
@@ -92,8 +104,8 @@ class Recognizer:
             raise GrammarError(f"{name}: audio of {len(x) / self.sample_rate:.2f} s is shorter than the "
                                f"acoustic model's receptive field ({need / self.sample_rate:.2f} s)")  # fmt: skip
         spec = stft(x, self.config.frontend)
-        if self.denoiser is not None:
-            spec = self.denoiser.enhance_stft(spec)
+        if self.am_denoiser is not None:
+            spec = self.am_denoiser.enhance_stft(spec)
         return self.norm.apply(log_mel(np.abs(spec), self.config))
 
     def posteriors(self, audio: np.ndarray, sr: int, name: str = "input") -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -67,6 +70,15 @@ class Denoiser:
         folder = Path(path) if path is not None else default_model_path()
         model, config, norm = load_model_folder(folder, ModelConfig, "model folder")
         return cls(model, config, norm, folder)
+
+    def with_mask_floor(self, floor: float) -> Denoiser:
+        """The same network with another mask floor: a recogniser may want a gentler mask in front
+        of its acoustic model than the listener's output (the copy shares the weights)."""
+        if not (isinstance(floor, (int, float)) and math.isfinite(floor) and 0.0 <= floor < 1.0):
+            raise RcedError(f"mask floor {floor!r}: expected a number in [0, 1)")
+        out = copy.copy(self)
+        out.config = dataclasses.replace(self.config, mask_floor=float(floor))
+        return out
 
     @property
     def sample_rate(self) -> int:

@@ -31,7 +31,10 @@ def main() -> None:
     utts = [u for s in args.seeds for u in train_utterances(args.n, s)]
     audios = load_utterances(utts, desc="AM speech")
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
-    data = prepare_utterances(audios, [u.text for u in utts], cfg, Denoiser.load(None), pool,
+    den = Denoiser.load(None)
+    if cfg.am.input_mask_floor is not None:
+        den = den.with_mask_floor(cfg.am.input_mask_floor)
+    data = prepare_utterances(audios, [u.text for u in utts], cfg, den, pool,
                               args.data_seed + 1000 * args.seeds[0])  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _save_npz(args.out, data)

@@ -80,6 +80,16 @@ def test_settings_fold_normalisation_into_quantisation(bundle, tiny_denoiser):
     assert np.allclose(c_array(text, "kWindow"), window(den.config.frontend), atol=1e-7)
 
 
+def test_am_settings_carry_the_ams_own_mask_floor(bundle, tiny_denoiser):
+    from rced.denoiser import Denoiser
+
+    out, _ = bundle
+    floor = re.search(r"kInputMaskFloor = ([0-9.e+-]+)f;", (out / "am_settings.h").read_text())
+    den_floor = re.search(r"kMaskFloor = ([0-9.e+-]+)f;", (out / "denoiser_settings.h").read_text())
+    assert float(floor.group(1)) == pytest.approx(0.35)  # tiny_am_dir's input_mask_floor
+    assert float(den_floor.group(1)) == pytest.approx(Denoiser.load(tiny_denoiser).config.mask_floor)
+
+
 def test_tflm_agrees_with_litert_bit_for_bit_and_goldens_match(bundle):
     from firmware_export.verify import run_litert, run_tflm
 

@@ -242,6 +242,41 @@ def test_streamed_posteriors_equal_offline(tiny_am, use_denoiser):
         np.testing.assert_allclose(enhanced, rec.denoiser.denoise(x, 16000), atol=1e-4)
 
 
+@pytest.mark.parametrize("am_floor", [0.0, 0.6])
+def test_am_reads_its_own_mask_floor_and_the_listener_the_denoisers(tiny_am, tmp_path, am_floor):
+    """AMConfig.input_mask_floor feeds the AM (offline and streamed alike); the listening path keeps
+    the denoiser's floor. 0.0 and 0.6 lie either side of the shipped floor."""
+    from rced.config import load_json, save_json
+    from rced.frontend import istft
+
+    folder = tmp_path / "am"
+    folder.mkdir()
+    for name in ("model.keras", "norm.json"):
+        (folder / name).write_bytes((tiny_am / name).read_bytes())
+    cfg = dataclasses.replace(load_json(AMConfig, tiny_am / "config.json"), input_mask_floor=am_floor)
+    save_json(cfg, folder / "config.json")
+    rec = Recognizer.load(folder, denoiser=None, grammar=False)
+    plain = Recognizer.load(tiny_am, denoiser=None, grammar=False)
+    assert rec.denoiser.config == plain.denoiser.config and rec.am_denoiser.config.mask_floor == am_floor
+    assert rec.denoiser.config.mask_floor != am_floor
+    x = np.concatenate([tone(1.7), 0.05 * np.random.default_rng(2).standard_normal(8000).astype(np.float32)])
+    plain.denoiser = plain.denoiser.with_mask_floor(am_floor)
+    np.testing.assert_allclose(rec.features(x, 16000), plain.features(x, 16000), atol=1e-5)
+    assert not np.allclose(rec.features(x, 16000), Recognizer.load(tiny_am, grammar=False).features(x, 16000),
+                           atol=1e-3)  # fmt: skip
+    offline = rec.posteriors(x, 16000)
+    st = PosteriorStream(rec, keep_spectrum=True)
+    streamed = np.concatenate([st.push(x[i : i + 1000]) for i in range(0, len(x), 1000)] + [st.flush()])
+    np.testing.assert_allclose(streamed, offline, atol=1e-4)
+    heard = istft(st.spectrum, rec.config.frontend, length=len(x))
+    np.testing.assert_allclose(heard, rec.denoiser.denoise(x, 16000), atol=1e-4)
+
+
+def test_am_input_mask_floor_is_checked():
+    with pytest.raises(GrammarError, match="input_mask_floor"):
+        AMConfig(input_mask_floor=1.5)
+
+
 # ----------------------------------------------------------------------------- command line
 
 

@@ -116,3 +116,21 @@ def test_stream_cli_runs_at_the_models_rate(tmp_path):
     (a, sr_a), (b, sr_b) = sf.read(tmp_path / "s.wav"), sf.read(tmp_path / "d.wav")
     assert sr_a == sr_b == 8000 and len(a) == len(b) == 8000
     assert np.max(np.abs(a - b)) <= 2 / 32768
+
+
+def test_with_mask_floor_changes_only_the_floor(tmp_path):
+    den = Denoiser.load(random_model_folder(tmp_path / "m", mask_floor=0.1))
+    mag = np.random.default_rng(3).gamma(1.0, 0.05, size=(40, 129)).astype(np.float32)
+    raw = den.with_mask_floor(0.0).mask(mag)
+    f = float(np.median(raw))  # a random network's mask sits near 0.5: a floor that binds half the bins
+    hi = den.with_mask_floor(f)
+    assert den.config.mask_floor == 0.1 and hi.config.mask_floor == f and hi.model is den.model
+    np.testing.assert_allclose(hi.mask(mag), np.maximum(raw, f), atol=1e-6)
+    assert np.mean(hi.mask(mag) > raw + 1e-4) > 0.3
+    np.testing.assert_allclose(den.mask(mag), np.maximum(raw, 0.1), atol=1e-6)
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.0, float("nan"), "0.2"])
+def test_with_mask_floor_rejects_a_bad_floor(den, floor):
+    with pytest.raises(RcedError, match="mask floor"):
+        den.with_mask_floor(floor)
