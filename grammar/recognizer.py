@@ -57,8 +57,8 @@ class Recognizer:
         floor = getattr(self.config, "input_mask_floor", None)
         if self.denoiser is None or floor is None:
             return self.denoiser
-        if self._am_den[0] is not self.denoiser:
-            self._am_den = (self.denoiser, self.denoiser.with_mask_floor(floor))
+        if self._am_den[0] != (self.denoiser, floor):
+            self._am_den = ((self.denoiser, floor), self.denoiser.with_mask_floor(floor))
         return self._am_den[1]
 
     @classmethod
