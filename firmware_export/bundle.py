@@ -175,7 +175,7 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
              progress: Progress):  # fmt: skip
     from grammar.am import am_macs_per_second, am_params
     from grammar.int8 import am_silence, window_schedule
-    from grammar.recognizer import receptive_field_frames
+    from grammar.recognizer import am_input_floor, receptive_field_frames
     from rced.int8 import quantize
 
     cfg, norm = rec.config, rec.norm
@@ -201,8 +201,7 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
         "am_model_data.cc": cgen.model_data_cc("am", data),
         "am_op_resolver.h": cgen.op_resolver_h("am", info.resolver_methods, info.ops),
         "am_settings.h": settings.am_settings_h(cfg, norm, info, arena, arena_min, silence_q, frames,
-                                                den.config.mask_floor if cfg.input_mask_floor is None
-                                                else cfg.input_mask_floor),
+                                                am_input_floor(cfg, den.config)),
         "am_golden.h": cgen.golden_h("am", goldens, outputs[: len(goldens)], "",
                                      "Case 0: the first window of a held-out mixture enhanced by the int8 denoiser; "
                                      "case 1: a silent window."),  # fmt: skip

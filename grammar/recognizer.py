@@ -35,6 +35,12 @@ def receptive_field_frames(cfg: AMConfig) -> int:
     return 5 + cfg.blocks * (cfg.kernel - 1) * cfg.stride
 
 
+def am_input_floor(am_config: AMConfig, denoiser_config) -> float:
+    """The mask floor the AM reads: its ``input_mask_floor``, else the denoiser's own."""
+    floor = getattr(am_config, "input_mask_floor", None)
+    return denoiser_config.mask_floor if floor is None else floor
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Log-posteriors from (frames, symbols) scores, normalised per frame."""
     return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
@@ -54,8 +60,10 @@ class Recognizer:
     def am_denoiser(self):
         """The denoiser as the AM's front-end: ``self.denoiser`` with the AM's ``input_mask_floor``
         when its config sets one (``self.denoiser`` itself, with its own floor, makes the listener's output)."""
-        floor = getattr(self.config, "input_mask_floor", None)
-        if self.denoiser is None or floor is None:
+        if self.denoiser is None:
+            return None
+        floor = am_input_floor(self.config, self.denoiser.config)
+        if floor == self.denoiser.config.mask_floor:
             return self.denoiser
         if self._am_den[0] != (self.denoiser, floor):
             self._am_den = ((self.denoiser, floor), self.denoiser.with_mask_floor(floor))
