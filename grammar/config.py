@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from grammar.errors import GrammarError
-from rced.config import FrontendConfig
+from rced.config import FrontendConfig, is_mask_floor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +26,7 @@ class AMConfig:
 
     def __post_init__(self) -> None:
         f = self.input_mask_floor
-        if f is not None and not (isinstance(f, (int, float)) and 0.0 <= f < 1.0):
+        if f is not None and not is_mask_floor(f):
             raise GrammarError(f"input_mask_floor {f!r}: expected null or a number in [0, 1)")
 
     @property

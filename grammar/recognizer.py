@@ -41,6 +41,12 @@ def am_input_floor(am_config: AMConfig, denoiser_config) -> float:
     return denoiser_config.mask_floor if floor is None else floor
 
 
+def am_front_end(denoiser, am_config: AMConfig):
+    """``denoiser`` as the front-end of an AM with ``am_config``: itself, or a copy at the AM's floor."""
+    floor = getattr(am_config, "input_mask_floor", None)
+    return denoiser if denoiser is None or floor is None else denoiser.with_mask_floor(floor)
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Log-posteriors from (frames, symbols) scores, normalised per frame."""
     return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
@@ -60,13 +66,9 @@ class Recognizer:
     def am_denoiser(self):
         """The denoiser as the AM's front-end: ``self.denoiser`` with the AM's ``input_mask_floor``
         when its config sets one (``self.denoiser`` itself, with its own floor, makes the listener's output)."""
-        if self.denoiser is None:
-            return None
-        floor = am_input_floor(self.config, self.denoiser.config)
-        if floor == self.denoiser.config.mask_floor:
-            return self.denoiser
-        if self._am_den[0] != (self.denoiser, floor):
-            self._am_den = ((self.denoiser, floor), self.denoiser.with_mask_floor(floor))
+        key = (self.denoiser, getattr(self.config, "input_mask_floor", None))
+        if self._am_den[0] != key:  # one copy per (denoiser, floor), not one per call
+            self._am_den = (key, am_front_end(self.denoiser, self.config))
         return self._am_den[1]
 
     @classmethod

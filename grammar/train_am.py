@@ -117,9 +117,9 @@ class AMTrainer(ResumableRun):
         utts = [u for s in self.utt_seeds for u in train_utterances(self.n_utts, s)]
         audios = load_utterances(utts, desc="AM speech")
         pool = load_utterances(train_utterances(200, 777), desc="AM babble")
-        den = Denoiser.load(self.denoiser_path)
-        if self.cfg.am.input_mask_floor is not None:  # the AM trains behind the floor it will run behind
-            den = den.with_mask_floor(self.cfg.am.input_mask_floor)
+        from grammar.recognizer import am_front_end
+
+        den = am_front_end(Denoiser.load(self.denoiser_path), self.cfg.am)  # the floor it will run behind
         data = prepare_utterances(audios, [u.text for u in utts], self.cfg, den, pool, self.cfg.seed)
         _save_npz(cache, data)
         return data

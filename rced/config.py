@@ -71,6 +71,11 @@ def input_feature_exponent(kind: str) -> float | None:
     return exponent
 
 
+def is_mask_floor(value: object) -> bool:
+    """A valid lower bound on the ratio mask: a finite number in [0, 1)."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value < 1.0
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What a denoiser model is: architecture, input compression and output meaning."""
@@ -84,6 +89,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         input_feature_exponent(self.input_feature)
+        if not is_mask_floor(self.mask_floor):
+            raise RcedError(f"mask floor {self.mask_floor!r}: expected a number in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -74,10 +73,9 @@ class Denoiser:
     def with_mask_floor(self, floor: float) -> Denoiser:
         """The same network with another mask floor: a recogniser may want a gentler mask in front
         of its acoustic model than the listener's output (the copy shares the weights)."""
-        if not (isinstance(floor, (int, float)) and math.isfinite(floor) and 0.0 <= floor < 1.0):
-            raise RcedError(f"mask floor {floor!r}: expected a number in [0, 1)")
+        config = dataclasses.replace(self.config, mask_floor=floor)  # ModelConfig checks the floor
         out = copy.copy(self)
-        out.config = dataclasses.replace(self.config, mask_floor=float(floor))
+        out.config = config
         return out
 
     @property

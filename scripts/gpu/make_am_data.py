@@ -23,6 +23,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from grammar.config import AMTrainConfig
+    from grammar.recognizer import am_front_end
     from grammar.train_am import _save_npz, prepare_utterances
     from rced.corpus import load_utterances, train_utterances
     from rced.denoiser import Denoiser
@@ -31,9 +32,7 @@ def main() -> None:
     utts = [u for s in args.seeds for u in train_utterances(args.n, s)]
     audios = load_utterances(utts, desc="AM speech")
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
-    den = Denoiser.load(None)
-    if cfg.am.input_mask_floor is not None:
-        den = den.with_mask_floor(cfg.am.input_mask_floor)
+    den = am_front_end(Denoiser.load(None), cfg.am)
     data = prepare_utterances(audios, [u.text for u in utts], cfg, den, pool,
                               args.data_seed + 1000 * args.seeds[0])  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

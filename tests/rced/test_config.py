@@ -40,3 +40,11 @@ def test_train_cli_refuses_a_bad_input_feature_before_writing_the_run_folder(tmp
     err = capsys.readouterr().err
     assert err.startswith("rced: error: unknown input feature 'powx'") and err.count("\n") == 1
     assert not run.exists()
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.0, 1.5])
+def test_bad_mask_floor_in_a_saved_config_names_the_file(tmp_path, floor):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"mask_floor": floor}))
+    with pytest.raises(RcedError, match=r"config\.json: mask floor"):
+        load_json(ModelConfig, p)
