@@ -269,16 +269,16 @@ def _bundle_files(folder: Path) -> set[str] | None:
 def check_output(out: Path) -> None:
     """Refuse an output path the bundle cannot take, before any conversion: a file, a path below a
     file, or an existing non-empty folder that is not a bundle (the bundle replaces the folder whole)."""
+    from rced.audio import blocking_ancestor
+
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: output path exists and is not a folder")
     target = Path(os.path.realpath(out))
     if not target.name:
         raise ExportError(f"{out}: cannot replace the filesystem root with a bundle; name a folder")
     if not out.exists():
-        above = target.parent
-        while not above.exists():
-            above = above.parent
-        if not above.is_dir():
+        above = blocking_ancestor(target)
+        if above is not None:
             raise ExportError(f"{out}: cannot create the output folder: {above} is not a folder")
         return
     entries = sorted(os.listdir(target))

@@ -59,7 +59,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from grammar.cli import _emit, _recognizer, check_output_file
     from grammar.commands import load_commands
     from grammar.dataset import check_labels, load_manifest
-    from grammar.search import augment
+    from grammar.search import augment, check_cem_options
     from rced.audio import load_audio
 
     _positive("budget", args.budget)
@@ -75,10 +75,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
         if not present:
             raise GrammarError(f"{args.dataset}: no {kind} utterances; the search needs both (objective and FAR)")
     if args.method == "cem":
-        if args.samples < 2 or args.iters < 1:
-            raise GrammarError(f"--samples must be >= 2 and --iters >= 1, got {args.samples} and {args.iters}")
-        if not 0.0 < args.elite_frac <= 1.0 or not 0.0 < args.smoothing <= 1.0:
-            raise GrammarError(f"--elite-frac and --smoothing must lie in (0, 1], got {args.elite_frac} and {args.smoothing}")
+        check_cem_options(args.samples, args.iters, args.elite_frac, args.smoothing)
     dictionary = _load_dictionary(args.dictionary)
     shipped = None if args.target_far is not None else _shipped_grammar()
 

@@ -20,11 +20,11 @@ def check_output_file(path) -> None:
     path = Path(path)
     if path.is_dir():
         raise GrammarError(f"{path}: output path is an existing folder")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise GrammarError(f"{path}: cannot write here, {parent} is not a folder")
-            break
+    from rced.audio import blocking_ancestor
+
+    above = blocking_ancestor(path)
+    if above is not None:
+        raise GrammarError(f"{path}: cannot write here, {above} is not a folder")
 
 
 def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:

@@ -390,6 +390,18 @@ def repair(masks: np.ndarray, command_of: np.ndarray, budget: int, priority: np.
     return out
 
 
+def check_cem_options(n_samples: int, iters: int, elite_frac: float, smoothing: float) -> None:
+    """Refuse CEM settings the search cannot run with (one-line error naming the option and its
+    CLI flag); ``grammar augment`` calls it before any acoustic-model work."""
+    if n_samples < 2:
+        raise GrammarError(f"cem: n_samples (--samples) must be >= 2, got {n_samples}")
+    if iters < 1:
+        raise GrammarError(f"cem: iters (--iters) must be >= 1, got {iters}")
+    for name, flag, value in (("elite_frac", "--elite-frac", elite_frac), ("smoothing", "--smoothing", smoothing)):
+        if not 0.0 < value <= 1.0:
+            raise GrammarError(f"cem: {name} ({flag}) must lie in (0, 1], got {value}")
+
+
 def cem_search(matrix: ScoreMatrix, budget: int, target_far: float | None = None, n_samples: int = 256,
                elite_frac: float = 0.1, smoothing: float = 0.7, iters: int = 50, init: float | str = 0.3,
                seed: int = 0, tol: float = 1e-3) -> SearchResult:  # fmt: skip
@@ -410,10 +422,7 @@ def cem_search(matrix: ScoreMatrix, budget: int, target_far: float | None = None
     """
     budget = _check_budget(budget)
     target = matrix._target(target_far)
-    if n_samples < 2:
-        raise GrammarError(f"cem: n_samples must be >= 2, got {n_samples}")
-    if not 0.0 < elite_frac <= 1.0 or not 0.0 < smoothing <= 1.0 or iters < 1:
-        raise GrammarError("cem: need 0 < elite_frac <= 1, 0 < smoothing <= 1 and iters >= 1")
+    check_cem_options(n_samples, iters, elite_frac, smoothing)
     t0 = time.perf_counter()
     n0 = matrix.n_evaluations
     rng = np.random.default_rng(seed)

@@ -160,6 +160,15 @@ def rechunk(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield carry
 
 
+def blocking_ancestor(path: str | os.PathLike) -> Path | None:
+    """The nearest existing ancestor of ``path`` if it is not a folder (nothing can be written at
+    ``path`` then), else None; output checks call it before any work."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
     path = Path(path)
     if path.is_dir():

@@ -312,6 +312,10 @@ def test_search_errors():
             cem_search(m, bad)
     with pytest.raises(GrammarError):
         cem_search(m, 1, init=1.5)
+    for kwargs, needle in (({"n_samples": 1}, "n_samples"), ({"iters": 0}, "iters"),
+                           ({"elite_frac": 0.0}, "elite_frac"), ({"smoothing": 1.01}, "smoothing")):  # fmt: skip
+        with pytest.raises(GrammarError, match=needle):
+            cem_search(m, 1, **kwargs)
     with pytest.raises(GrammarError):
         m.evaluate_many(np.zeros((2, 3), bool))
     with pytest.raises(GrammarError, match="target"):
@@ -420,8 +424,10 @@ def cli_inputs(tmp_path):
     ("nodict", "pronunciation dictionary not found"),
     ("only-commands", "no non-command utterances"),
     ("only-non-commands", "no command utterances"),
-    ("cem-samples", "--samples must be >= 2"),
-    ("cem-elite", "--elite-frac and --smoothing"),
+    ("cem-samples", "n_samples (--samples) must be >= 2, got 1"),
+    ("cem-elite", "elite_frac (--elite-frac) must lie in (0, 1], got 0.0"),
+    ("cem-iters", "iters (--iters) must be >= 1, got 0"),
+    ("cem-smoothing", "smoothing (--smoothing) must lie in (0, 1], got 1.5"),
 ])  # fmt: skip
 def test_cli_bad_input_is_one_line_grammar_error(cli_inputs, case, needle):
     tmp, cmds, manifest, d = cli_inputs
@@ -440,7 +446,8 @@ def test_cli_bad_input_is_one_line_grammar_error(cli_inputs, case, needle):
     elif case.startswith("only"):
         manifest = tmp / f"{case}.csv"
         manifest.write_text("path,label\na.wav,mute\n" if case == "only-commands" else "path,label\na.wav,\n")
-    method = ["cem", "--samples", "1"] if case == "cem-samples" else ["cem", "--elite-frac", "0"] if case == "cem-elite" else ["greedy"]
+    method = {"cem-samples": ["cem", "--samples", "1"], "cem-elite": ["cem", "--elite-frac", "0"],
+              "cem-iters": ["cem", "--iters", "0"], "cem-smoothing": ["cem", "--smoothing", "1.5"]}.get(case, ["greedy"])
     args = _parse("augment", "--commands", cmds, "--dataset", manifest, "--method", *method, "--budget", budget,
                   "--dictionary", d, "--target-far", "0.05", "-o", tmp / "g.json")  # fmt: skip
     with pytest.raises(GrammarError) as exc:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rced.audio import atomic_write_text, load_audio, write_audio
+from rced.audio import atomic_write_text, blocking_ancestor, load_audio, write_audio
 from rced.errors import RcedError
 from tests.conftest import speechlike
 
@@ -69,3 +69,13 @@ def test_atomic_text_overwrites_whole(tmp_path):
     atomic_write_text(p, "first")
     atomic_write_text(p, "second")
     assert p.read_text() == "second"
+
+
+def test_blocking_ancestor(tmp_path):
+    """Output checks: nothing can be written below a file; a missing chain under a folder is fine."""
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert blocking_ancestor(tmp_path / "a" / "b.wav") is None
+    assert blocking_ancestor(tmp_path / "out.wav") is None
+    assert blocking_ancestor(f / "out.wav") == f
+    assert blocking_ancestor(f / "deeper" / "out.wav") == f
