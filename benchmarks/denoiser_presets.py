@@ -14,7 +14,6 @@ and every folder under rced/presets/). Writes benchmarks/results/denoiser_preset
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -115,8 +114,8 @@ def quality(rows: list[dict], floors, n_dev: int, workers: int) -> dict:
                 if hit.exists():
                     q = json.loads(hit.read_text())
                 else:
-                    den.config = dataclasses.replace(den.config, mask_floor=fl)
-                    sc = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
+                    d = den.with_gain(mask_floor=fl, mask_release=0.0, mask_exponent=1.0)  # the plain mask
+                    sc = list(ex.map(_score, [(c, d.denoise(n, 16000)) for c, n in items]))
                     q = {f"d_{k}": float(np.nanmean([s[k] - b[k] for s, b in zip(sc, base)])) for k in METRICS}
                     atomic_write_text(hit, json.dumps(q) + "\n")
                 out[row["label"]][f"{fl:g}"] = q
@@ -129,7 +128,7 @@ def to_markdown(payload: dict) -> str:
     floors = payload["floors"]
     lines = [f"Dev set: {payload['data']}. Noisy input: PESQ {payload['noisy']['pesq']:.3f}, "
              f"STOI {payload['noisy']['stoi']:.3f}, SI-SDR {payload['noisy']['si_sdr']:.2f} dB. "
-             f"Quality at mask floor {floors[-1]:g} (the shipped default's)"
+             f"Quality of the plain mask (no listener release or exponent) at mask floor {floors[-1]:g} (the shipped default's)"
              + (f"; floors {', '.join(f'{f:g}' for f in floors[:-1])} in the JSON." if len(floors) > 1 else "."), "",
              "| model | width | training steps | params | MMAC/frame | MMAC/s | int8 flash | "
              + " | ".join(f"{c} load" for c in cores) + " | fits | ΔPESQ | ΔSTOI | ΔSI-SDR dB |",

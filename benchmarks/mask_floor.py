@@ -5,6 +5,8 @@ noise reduction. The dev set is scored twice: as synthesised and MLSA-vocoded (a
 like the HTS test voice, loses more STOI; benchmarks/vocoder_gap.py). Rule: the smallest floor
 whose mean STOI change is >= 0 on both (a hearing aid must not cost intelligibility); if none
 reaches it, the floor with the best worst-case STOI.
+Floors are scored on the plain mask (the listener's release and exponent off; they are chosen
+after the floor, by benchmarks/gain_shaping.py).
 Writes benchmarks/results/mask_floor.{json,md}; --apply writes the choice into the model's config.json.
 """
 
@@ -59,20 +61,29 @@ def dev_set(n: int = 16, seed: int = 555, transform=None) -> list[tuple[np.ndarr
     return items
 
 
-def score_floors(den: Denoiser, floors: list[float], ex: ProcessPoolExecutor) -> tuple[list[dict], dict[str, int]]:
-    """Mean gains of ``den`` at each mask floor on every set of :data:`DEV_SETS`: one row per
-    floor with keys ``<set>_d_<metric>``, and the number of mixtures of each set."""
-    rows, sizes = [{"floor": fl} for fl in floors], {}
+def score_settings(den: Denoiser, settings: list[dict], ex: ProcessPoolExecutor) -> tuple[list[dict], dict[str, int]]:
+    """Mean gains of ``den`` with each gain setting (``Denoiser.with_gain`` keywords) on every set
+    of :data:`DEV_SETS`: one row per setting (its keywords plus ``<set>_d_<metric>``), and the
+    number of mixtures of each set."""
+    rows, sizes = [dict(s) for s in settings], {}
     for key, transform in DEV_SETS.items():
         items = dev_set(transform=transform)
         sizes[key] = len(items)
         base = list(ex.map(_score, items))
-        for row in rows:
-            den.config = dataclasses.replace(den.config, mask_floor=row["floor"])
-            sc = list(ex.map(_score, [(c, den.denoise(n, 16000)) for c, n in items]))
+        for row, changes in zip(rows, settings):
+            d = den.with_gain(**changes)
+            sc = list(ex.map(_score, [(c, d.denoise(n, 16000)) for c, n in items]))
             row.update({f"{key}_{k}": v for k, v in mean_gains(sc, base).items()})
             print(key, row, flush=True)
     return rows, sizes
+
+
+def score_floors(den: Denoiser, floors: list[float], ex: ProcessPoolExecutor) -> tuple[list[dict], dict[str, int]]:
+    """:func:`score_settings` over mask floors on the plain mask (no release, exponent 1: the
+    floor is chosen first, the listener's shaping then at that floor by gain_shaping.py); rows keyed ``floor``."""
+    plain = {"mask_release": 0.0, "mask_exponent": 1.0}
+    rows, sizes = score_settings(den, [{"mask_floor": fl, **plain} for fl in floors], ex)
+    return [{"floor": r.pop("mask_floor"), **{k: v for k, v in r.items() if k not in plain}} for r in rows], sizes
 
 
 def _worst_stoi(row: dict) -> float:

@@ -23,7 +23,7 @@ from rced.denoiser import Denoiser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from mask_floor import score_floors  # noqa: E402
+from mask_floor import score_settings  # noqa: E402
 
 #: the rows of the table: mask_floor.DEV_SETS keys and how they are named here
 LABELS = {"dev": "as synthesised", "vocoded": "vocoded (MLSA)"}
@@ -36,16 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     den = Denoiser.load(args.model)
     with ProcessPoolExecutor(2) as ex:
-        (gains,), sizes = score_floors(den, [den.config.mask_floor], ex)
+        (gains,), sizes = score_settings(den, [{}], ex)  # the model as configured
     rows = [{"speech": label, "n": sizes[key], **{m: gains[f"{key}_{m}"] for m in ("d_pesq", "d_stoi", "d_si_sdr")}}
             for key, label in LABELS.items()]  # fmt: skip
     payload = {"model": str(den.path), "mask_floor": den.config.mask_floor,
+               "mask_release": den.config.mask_release, "mask_exponent": den.config.mask_exponent,
                "data": "16 TRAIN-voice utterances (seed 555, unused by training) x babble at -5/0/5/10 dB",
                "rows": rows}  # fmt: skip
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     md = [f"Denoiser gain on TRAIN-voice dev speech as synthesised and vocoded ({payload['data']}; "
-          f"mask floor {den.config.mask_floor:g})", "", "| speech | ΔPESQ | ΔSTOI | ΔSI-SDR dB |", "|---|---|---|---|"]  # fmt: skip
+          f"mask floor {den.config.mask_floor:g}, release {den.config.mask_release:g}, "
+          f"exponent {den.config.mask_exponent:g})", "", "| speech | ΔPESQ | ΔSTOI | ΔSI-SDR dB |", "|---|---|---|---|"]  # fmt: skip
     md += [f"| {r['speech']} | {r['d_pesq']:+.3f} | {r['d_stoi']:+.3f} | {r['d_si_sdr']:+.2f} |" for r in rows]
     atomic_write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))

@@ -50,9 +50,12 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
     else:
         feat = (f"// feature[k] = powf(|X[k]|, kPowExponent)\nconstexpr float kLogEps = 0.0f;  // unused\n"
                 f"constexpr float kPowExponent = {cgen.c_float(float(cfg.input_feature[3:]))};\n")  # fmt: skip
-    out_doc = ("// mask[k] = max((q_out[k] - kOutputZeroPoint) * kOutputScale, kMaskFloor); enhanced X[k] *= mask[k]"
+    out_doc = ("// m[k] = (q_out[k] - kOutputZeroPoint) * kOutputScale (the ratio mask)"
                if cfg.output == "mask" else
-               "// |S[k]| = (q_out[k] - kOutputZeroPoint) * kOutputScale; mask[k] = max(clamp(|S[k]| / |X[k]|, 0, 1), kMaskFloor)")  # fmt: skip
+               "// |S[k]| = (q_out[k] - kOutputZeroPoint) * kOutputScale; m[k] = clamp(|S[k]| / |X[k]|, 0, 1) (the ratio mask)")  # fmt: skip
+    gain_doc = ("// The listener's gain, per bin, frame by frame (state r[k] starts at 0; kMaskRelease == 0 skips it):\n"
+                "//   r[k] = kMaskRelease * r[k] + (1 - kMaskRelease) * m[k];  m[k] = max(m[k], r[k])\n"
+                "//   mask[k] = max(powf(m[k], kMaskExponent), kMaskFloor);  enhanced X[k] *= mask[k]\n")  # fmt: skip
     body = "".join([
         "// ---- STFT front-end (shared with the acoustic model: one FFT per hop)\n",
         f"constexpr int kSampleRate = {fe.sample_rate};\nconstexpr int kFftSize = {fe.n_fft};\n",
@@ -78,6 +81,9 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
         _io_block(info),
         f"// Output: one {cfg.output} value per bin for the current frame.\n{out_doc}\n",
         f"constexpr bool kOutputIsMask = {'true' if cfg.output == 'mask' else 'false'};\n",
+        gain_doc,
+        f"constexpr float kMaskRelease = {cgen.c_float(cfg.mask_release)};\n",
+        f"constexpr float kMaskExponent = {cgen.c_float(cfg.mask_exponent)};\n",
         f"constexpr float kMaskFloor = {cgen.c_float(cfg.mask_floor)};\n\n",
         _arena_block(arena, arena_min),
     ])  # fmt: skip
@@ -104,9 +110,9 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
         "// ---- front-end: the denoiser's STFT (stapes::denoiser::kWindow); the AM reads the ENHANCED magnitude\n",
         f"constexpr int kSampleRate = {fe.sample_rate};\nconstexpr int kFftSize = {fe.n_fft};\n",
         f"constexpr int kHop = {fe.hop};\nconstexpr int kNumBins = {fe.n_bins};\n",
-        "// Y[k] = X[k] * max(mask[k], kInputMaskFloor): the AM's own floor on the denoiser's mask before its\n",
-        "// floor (stapes::denoiser::kMaskFloor makes the listener's output; the AM and its threshold are\n",
-        "// calibrated behind this one).\n",
+        "// Y[k] = X[k] * max(m[k], kInputMaskFloor): the AM's own floor on the denoiser's ratio mask m[k],\n",
+        "// without the listener's release and exponent (stapes::denoiser::kMaskRelease, kMaskExponent and\n",
+        "// kMaskFloor make the listener's output; the AM and its threshold are calibrated behind this one).\n",
         f"constexpr float kInputMaskFloor = {cgen.c_float(input_mask_floor)};\n\n",
         "// ---- log-mel features: feature[m] = logf(sum_k |Y[k]|^2 * kMelMatrix[k * kNumMels + m] + kLogFloor)\n",
         f"constexpr int kNumMels = {am_cfg.n_mels};\nconstexpr float kMelFmin = {cgen.c_float(am_cfg.fmin)};\n",

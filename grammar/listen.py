@@ -36,6 +36,7 @@ from grammar.errors import GrammarError
 from grammar.features import log_mel
 from grammar.recognizer import log_softmax
 from rced.audio import resample, validate_audio
+from rced.denoiser import shape_gain
 from rced.frontend import window as analysis_window
 
 
@@ -107,8 +108,8 @@ class PosteriorStream:
     equal ``recognizer.posteriors(audio)``. With the int8 AM (fixed overlapping windows, as on
     the device: :class:`grammar.int8.Int8AM`) frames come a window's hop at a time. With ``keep_spectrum`` the enhanced STFT frames are
     kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
-    denoised audio, from the same single STFT, at the denoiser's own mask floor; the AM reads
-    the spectrum at its ``input_mask_floor`` when its config sets one).
+    denoised audio, from the same single STFT, with the denoiser's own gain settings; the AM reads
+    the plain mask at its ``input_mask_floor``: :func:`grammar.recognizer.am_front_end`).
     """
 
     def __init__(self, recognizer, keep_spectrum: bool = False):
@@ -130,6 +131,7 @@ class PosteriorStream:
         self._history = np.zeros(fe.n_fft - fe.hop)
         self._pending = np.zeros(0)
         self._mag_hist = np.zeros((self.ctx - 1, fe.n_bins), np.float32)
+        self._release = {"ear": None, "am": None}  # rced.denoiser.shape_gain states of both paths
         self._feats = np.zeros((0, cfg.n_mels), np.float32)  # features from global frame _feat0 on
         self._feat0 = 0
         self._n_feat = 0
@@ -169,11 +171,13 @@ class PosteriorStream:
         if self.rec.denoiser is not None:
             mag = np.abs(spec)
             both = np.concatenate([self._mag_hist, mag])
-            # one network run: the lower of the two floors, then max() with the other floor (exact)
+            # one network run; each path shapes the ratio mask with its own settings and state
             ear, am = self.rec.denoiser, self.rec.am_denoiser
-            gain = min(ear, am, key=lambda d: d.config.mask_floor).mask(both)[self.ctx - 1 :]
-            heard = spec * np.maximum(gain, ear.config.mask_floor)
-            spec = spec * np.maximum(gain, am.config.mask_floor)
+            raw = ear.raw_mask(both)[self.ctx - 1 :]
+            gain, self._release["ear"] = shape_gain(raw, ear.config, self._release["ear"])
+            heard = spec * gain
+            gain, self._release["am"] = shape_gain(raw, am.config, self._release["am"])
+            spec = spec * gain
             self._mag_hist = both[len(both) - (self.ctx - 1) :]
         if self.keep_spectrum:
             self._spec.append(heard)

@@ -42,9 +42,15 @@ def am_input_floor(am_config: AMConfig, denoiser_config) -> float:
 
 
 def am_front_end(denoiser, am_config: AMConfig):
-    """``denoiser`` as the front-end of an AM with ``am_config``: itself, or a copy at the AM's floor."""
-    floor = getattr(am_config, "input_mask_floor", None)
-    return denoiser if denoiser is None or floor is None else denoiser.with_mask_floor(floor)
+    """``denoiser`` as the front-end of an AM with ``am_config``: the plain ratio mask at the AM's
+    floor (:func:`am_input_floor`), without the listener's release and exponent (the AM is trained
+    and calibrated on the plain mask); ``denoiser`` itself when that is what it already does."""
+    if denoiser is None:
+        return None
+    floor = am_input_floor(am_config, denoiser.config)
+    if floor == denoiser.config.mask_floor and not denoiser.config.shapes_gain:
+        return denoiser
+    return denoiser.with_gain(mask_floor=floor, mask_release=0.0, mask_exponent=1.0)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -64,9 +70,10 @@ class Recognizer:
 
     @property
     def am_denoiser(self):
-        """The denoiser as the AM's front-end: ``self.denoiser`` with the AM's ``input_mask_floor``
-        when its config sets one (``self.denoiser`` itself, with its own floor, makes the listener's output)."""
-        key = (self.denoiser, getattr(self.config, "input_mask_floor", None))
+        """The denoiser as the AM's front-end (:func:`am_front_end`: the plain mask at the AM's
+        ``input_mask_floor``); ``self.denoiser`` itself makes the listener's output."""
+        key = (self.denoiser, self.denoiser.config if self.denoiser is not None else None,
+               getattr(self.config, "input_mask_floor", None))  # fmt: skip
         if self._am_den[0] != key:  # one copy per (denoiser, floor), not one per call
             self._am_den = (key, am_front_end(self.denoiser, self.config))
         return self._am_den[1]

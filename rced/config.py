@@ -86,11 +86,24 @@ class ModelConfig:
     output: str = "mask"  # mask (sigmoid ratio mask on the noisy magnitude) | magnitude
     width_mult: float = 1.0  # scales every filter count (lighter presets)
     mask_floor: float = 0.0  # lower bound on the mask at inference: limits speech distortion
+    # the listener's gain shaping (rced.denoiser.shape_gain), after the network, before the floor:
+    mask_release: float = 0.0  # one-pole release in [0, 1): the mask never falls below its running mean
+    mask_exponent: float = 1.0  # gain = mask ** exponent, in (0, 2]: below 1 spares uncertain bins
 
     def __post_init__(self) -> None:
         input_feature_exponent(self.input_feature)
         if not is_mask_floor(self.mask_floor):
             raise RcedError(f"mask floor {self.mask_floor!r}: expected a number in [0, 1)")
+        if not is_mask_floor(self.mask_release):
+            raise RcedError(f"mask release {self.mask_release!r}: expected a number in [0, 1)")
+        e = self.mask_exponent
+        if not (isinstance(e, (int, float)) and math.isfinite(e) and 0.0 < e <= 2.0):
+            raise RcedError(f"mask exponent {e!r}: expected a number in (0, 2]")
+
+    @property
+    def shapes_gain(self) -> bool:
+        """Whether the listener's gain differs from max(mask, floor) (release or exponent set)."""
+        return self.mask_release != 0.0 or self.mask_exponent != 1.0
 
 
 @dataclasses.dataclass(frozen=True)

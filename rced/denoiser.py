@@ -53,6 +53,23 @@ def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exc
     return model, config, norm
 
 
+def shape_gain(mask: np.ndarray, config: ModelConfig, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The listener's gain from a (frames, bins) ratio mask, causally: a one-pole release (the mask
+    never falls below its running mean r = a r + (1 - a) m, so speech offsets are not cut short),
+    then ``mask ** exponent``, then the floor. ``state`` is r after the previous frame (None:
+    zeros, as a device starts); the updated r comes back, so blocks chain exactly."""
+    state = np.zeros(mask.shape[1]) if state is None else state
+    a = config.mask_release
+    if a > 0 and len(mask):
+        from scipy.signal import lfilter
+
+        run, _ = lfilter([1.0 - a], [1.0, -a], mask, axis=0, zi=(a * state)[None, :])
+        mask, state = np.maximum(mask, run), run[-1]
+    if config.mask_exponent != 1.0:
+        mask = mask**config.mask_exponent
+    return np.maximum(mask, config.mask_floor).astype(np.float32), state
+
+
 class Denoiser:
     """R-CED denoiser: masks the noisy STFT magnitude, keeps the noisy phase."""
 
@@ -70,13 +87,17 @@ class Denoiser:
         model, config, norm = load_model_folder(folder, ModelConfig, "model folder")
         return cls(model, config, norm, folder)
 
-    def with_mask_floor(self, floor: float) -> Denoiser:
-        """The same network with another mask floor: a recogniser may want a gentler mask in front
-        of its acoustic model than the listener's output (the copy shares the weights)."""
-        config = dataclasses.replace(self.config, mask_floor=floor)  # ModelConfig checks the floor
+    def with_gain(self, **changes) -> Denoiser:
+        """The same network with other gain settings (``mask_floor``, ``mask_release``,
+        ``mask_exponent``): a recogniser may want another mask in front of its acoustic model than
+        the listener's output (the copy shares the weights; ModelConfig checks the values)."""
         out = copy.copy(self)
-        out.config = config
+        out.config = dataclasses.replace(self.config, **changes)
         return out
+
+    def with_mask_floor(self, floor: float) -> Denoiser:
+        """The same network with another mask floor (see :meth:`with_gain`)."""
+        return self.with_gain(mask_floor=floor)
 
     @property
     def sample_rate(self) -> int:
@@ -92,21 +113,25 @@ class Denoiser:
             self._infer = tf.function(lambda t: self.model(t, training=False), input_signature=[spec])
         return self._infer(x.astype(np.float32)).numpy()
 
-    def mask(self, noisy_mag: np.ndarray) -> np.ndarray:
-        """(frames, bins) noisy magnitude -> (frames, bins) gain in [mask_floor, 1]."""
+    def raw_mask(self, noisy_mag: np.ndarray) -> np.ndarray:
+        """(frames, bins) noisy magnitude -> the network's ratio mask in [0, 1] (no floor, no shaping)."""
         out = np.empty_like(noisy_mag, dtype=np.float32)
         ctx = self.config.frontend.context
         for i0 in range(0, len(noisy_mag), CHUNK_FRAMES):
             lo = max(0, i0 - (ctx - 1))
             x = model_inputs(noisy_mag[lo : i0 + CHUNK_FRAMES], self.config, self.norm)[i0 - lo :]
             out[i0 : i0 + len(x)] = self._run(x)
-        return self._gain(out, noisy_mag)
+        return self._ratio(out, noisy_mag)
 
-    def _gain(self, out: np.ndarray, noisy_mag: np.ndarray) -> np.ndarray:
-        """Network output -> the gain applied to the noisy STFT (one place for offline and streaming)."""
+    def mask(self, noisy_mag: np.ndarray) -> np.ndarray:
+        """(frames, bins) noisy magnitude -> (frames, bins) gain in [mask_floor, 1] (release, exponent, floor)."""
+        return shape_gain(self.raw_mask(noisy_mag), self.config)[0]
+
+    def _ratio(self, out: np.ndarray, noisy_mag: np.ndarray) -> np.ndarray:
+        """Network output -> ratio mask (one place for offline and streaming)."""
         if self.config.output == "magnitude":
             out = np.clip(out / np.maximum(noisy_mag, 1e-8), 0.0, 1.0)
-        return np.maximum(out, self.config.mask_floor)
+        return out
 
     def enhance_stft(self, noisy_spec: np.ndarray) -> np.ndarray:
         return noisy_spec * self.mask(np.abs(noisy_spec))
@@ -141,8 +166,10 @@ class Denoiser:
         to_skip = n_fft - hop  # emitted samples that precede the input's first sample
         emitted = 0
 
+        release = None  # shape_gain's state: the running mean of the mask
+
         def process(samples: np.ndarray) -> np.ndarray:
-            nonlocal history, feat_hist, ola
+            nonlocal history, feat_hist, ola, release
             n = len(samples) // hop
             buf = np.concatenate([history, samples])
             history = buf[len(buf) - (n_fft - hop) :]
@@ -152,7 +179,7 @@ class Denoiser:
             feats = np.concatenate([feat_hist, self.norm.apply(compress(mag, self.config.input_feature))])
             feat_hist = feats[len(feats) - (ctx - 1) :]
             x = np.stack([feats[i : i + ctx].T for i in range(n)])[:, :, None, :]
-            mask = self._gain(self._run(x), mag)
+            mask, release = shape_gain(self._ratio(self._run(x), mag), self.config, release)
             frames = np.fft.irfft(spec * mask, n=n_fft, axis=1) * win
             out = np.empty(n * hop)
             for i in range(n):

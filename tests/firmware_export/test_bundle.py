@@ -87,7 +87,12 @@ def test_am_settings_carry_the_ams_own_mask_floor(bundle, tiny_denoiser):
     floor = re.search(r"kInputMaskFloor = ([0-9.e+-]+)f;", (out / "am_settings.h").read_text())
     den_floor = re.search(r"kMaskFloor = ([0-9.e+-]+)f;", (out / "denoiser_settings.h").read_text())
     assert float(floor.group(1)) == pytest.approx(0.35)  # tiny_am_dir's input_mask_floor
-    assert float(den_floor.group(1)) == pytest.approx(Denoiser.load(tiny_denoiser).config.mask_floor)
+    cfg = Denoiser.load(tiny_denoiser).config
+    assert float(den_floor.group(1)) == pytest.approx(cfg.mask_floor)
+    text = (out / "denoiser_settings.h").read_text()
+    for name, value in (("kMaskRelease", cfg.mask_release), ("kMaskExponent", cfg.mask_exponent)):
+        assert float(re.search(name + r" = ([0-9.e+-]+)f;", text).group(1)) == pytest.approx(value)
+    assert (cfg.mask_release, cfg.mask_exponent) == (0.5, 0.9)  # the fixture's shaping, not the defaults
 
 
 def test_tflm_agrees_with_litert_bit_for_bit_and_goldens_match(bundle):

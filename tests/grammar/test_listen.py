@@ -390,3 +390,23 @@ def test_device_that_does_not_exist_is_one_line(tiny_am, tiny_grammar):
            "sys.modules['sounddevice'] = sd")  # fmt: skip
     res = grammar("listen", "--device", "3", "--am", tiny_am, "--grammar", tiny_grammar, pre=pre)
     one_line_error(res, "--device 3: no audio input device")
+
+
+def test_listener_gain_shaping_reaches_the_ear_not_the_am(tiny_am):
+    """A denoiser with a release and an exponent: the streamed listening path equals its offline
+    denoise (release state carried), while the AM reads the plain mask at its floor, so features
+    and posteriors are those of the same chain without the shaping."""
+    from rced.frontend import istft
+
+    x = np.concatenate([tone(1.7), 0.05 * np.random.default_rng(4).standard_normal(8000).astype(np.float32)])
+    plain = Recognizer.load(tiny_am, denoiser=None, grammar=False)
+    rec = Recognizer.load(tiny_am, denoiser=None, grammar=False)
+    rec.denoiser = rec.denoiser.with_gain(mask_release=0.7, mask_exponent=0.6)
+    assert rec.am_denoiser.config == plain.am_denoiser.config
+    np.testing.assert_allclose(rec.features(x, 16000), plain.features(x, 16000), atol=1e-6)
+    shaped, unshaped = rec.denoiser.denoise(x, 16000), plain.denoiser.denoise(x, 16000)
+    assert np.max(np.abs(shaped - unshaped)) > 1e-3  # the shaping is audible
+    st = PosteriorStream(rec, keep_spectrum=True)
+    streamed = np.concatenate([st.push(x[i : i + 777]) for i in range(0, len(x), 777)] + [st.flush()])
+    np.testing.assert_allclose(streamed, plain.posteriors(x, 16000), atol=1e-4)
+    np.testing.assert_allclose(istft(st.spectrum, rec.config.frontend, length=len(x)), shaped, atol=1e-4)

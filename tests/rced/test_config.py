@@ -48,3 +48,19 @@ def test_bad_mask_floor_in_a_saved_config_names_the_file(tmp_path, floor):
     p.write_text(json.dumps({"mask_floor": floor}))
     with pytest.raises(RcedError, match=r"config\.json: mask floor"):
         load_json(ModelConfig, p)
+
+
+@pytest.mark.parametrize("field,value", [("mask_release", 1.0), ("mask_exponent", 0.0), ("mask_exponent", 3.0)])
+def test_bad_gain_shaping_in_a_saved_config_names_the_file(tmp_path, field, value):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({field: value}))
+    with pytest.raises(RcedError, match=r"config\.json: " + field.replace("_", " ")):
+        load_json(ModelConfig, p)
+
+
+def test_a_config_without_gain_shaping_fields_loads_neutral(tmp_path):
+    """Model folders saved before the release and exponent existed load with both off."""
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"mask_floor": 0.2}))
+    cfg = load_json(ModelConfig, p)
+    assert (cfg.mask_release, cfg.mask_exponent, cfg.shapes_gain) == (0.0, 1.0, False)

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from rced.config import FrontendConfig, ModelConfig, save_json
-from rced.denoiser import Denoiser, default_model_path
+from rced.denoiser import Denoiser, default_model_path, shape_gain
 from rced.errors import RcedError
 from rced.features import Normalizer
 from rced.models import build_model
@@ -90,9 +90,12 @@ def random_model_folder(folder, preset: str = "default", **cfg):
     return folder
 
 
-@pytest.mark.parametrize("output", ["mask", "magnitude"])
-def test_streaming_equals_offline_for_each_output_kind(tmp_path, output):
-    den = Denoiser.load(random_model_folder(tmp_path / "m", output=output, mask_floor=0.1))
+@pytest.mark.parametrize("output,gain", [("mask", {}), ("magnitude", {}),
+                                         ("mask", {"mask_release": 0.6, "mask_exponent": 0.8}),
+                                         ("magnitude", {"mask_release": 0.3, "mask_exponent": 1.5})])  # fmt: skip
+def test_streaming_equals_offline_for_each_output_kind(tmp_path, output, gain):
+    """The release's state carries across blocks, so streaming equals offline with gain shaping too."""
+    den = Denoiser.load(random_model_folder(tmp_path / "m", output=output, mask_floor=0.1, **gain))
     x = (speechlike(16000, 0.7) + 0.02 * np.random.default_rng(1).standard_normal(11200)).astype(np.float32)
     ref = den.denoise(x, 16000)
     out = np.concatenate(list(den.stream(x[i : i + 333] for i in range(0, len(x), 333))))
@@ -134,3 +137,42 @@ def test_with_mask_floor_changes_only_the_floor(tmp_path):
 def test_with_mask_floor_rejects_a_bad_floor(den, floor):
     with pytest.raises(RcedError, match="mask floor"):
         den.with_mask_floor(floor)
+
+
+def test_shape_gain_without_release_or_exponent_is_the_floor():
+    m = np.random.default_rng(0).uniform(0, 1, (30, 7)).astype(np.float32)
+    g, _ = shape_gain(m, ModelConfig(mask_floor=0.2))
+    np.testing.assert_array_equal(g, np.maximum(m, 0.2))
+    g, _ = shape_gain(m, ModelConfig(mask_floor=0.2, mask_exponent=0.5))
+    np.testing.assert_allclose(g, np.maximum(np.sqrt(m), 0.2), rtol=1e-6)
+
+
+def test_shape_gain_release_closed_form():
+    """A step 1 -> 0 after n frames: the running mean r_t = 1 - a^(t+1) rises, then decays as
+    r_n * a^k; the gain is max(mask, r) (state starts at 0), floored."""
+    a, n, k = 0.7, 5, 8
+    m = np.concatenate([np.ones((n, 3)), np.zeros((k, 3))]).astype(np.float32)
+    g, state = shape_gain(m, ModelConfig(mask_release=a, mask_floor=0.01))
+    r_n = 1 - a**n
+    expect = np.concatenate([np.ones(n), r_n * a ** np.arange(1, k + 1)])
+    np.testing.assert_allclose(g[:, 0], np.maximum(expect, 0.01), rtol=1e-5)
+    np.testing.assert_allclose(state, r_n * a**k, rtol=1e-5)
+    assert np.all(g >= m)  # the release only ever raises the mask
+
+
+def test_shape_gain_chains_over_blocks():
+    cfg = ModelConfig(mask_release=0.8, mask_exponent=0.9, mask_floor=0.15)
+    m = np.random.default_rng(1).uniform(0, 1, (50, 9)).astype(np.float32)
+    whole, _ = shape_gain(m, cfg)
+    state, parts = None, []
+    for lo, hi in ((0, 1), (1, 1), (1, 18), (18, 50)):  # an empty block included
+        part, state = shape_gain(m[lo:hi], cfg, state)
+        parts.append(part)
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-6)
+
+
+@pytest.mark.parametrize("field,value", [("mask_release", 1.0), ("mask_release", -0.1),
+                                         ("mask_exponent", 0.0), ("mask_exponent", 2.5), ("mask_exponent", "1")])  # fmt: skip
+def test_with_gain_rejects_bad_settings(den, field, value):
+    with pytest.raises(RcedError, match=field.replace("_", " ")):
+        den.with_gain(**{field: value})
