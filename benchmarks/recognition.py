@@ -11,6 +11,7 @@ DET-style PNG. Run: python benchmarks/recognition.py
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -58,15 +59,19 @@ def datasets(reps: int) -> tuple[Path, Path]:
 
 
 def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
-    """Log-posteriors of every row, cached by the AM and denoiser files (weights, config with the
-    mask floor, normalisation) and the file list."""
+    """Log-posteriors of every row, cached by what the AM reads (the AM's files; the denoiser's
+    weights and normalisation and the gain settings of its AM front-end, so a change to the
+    listener's shaping alone keeps the cache) and the file list."""
     from tqdm import tqdm
 
     h = hashlib.sha256()
-    for folder in (rec.path, getattr(rec.denoiser, "path", None)):
-        for name in ("model.keras", "config.json", "norm.json"):
+    den_path = getattr(rec.denoiser, "path", None)
+    for folder, names in ((rec.path, ("model.keras", "config.json", "norm.json")), (den_path, ("model.keras", "norm.json"))):
+        for name in names:
             if folder is not None and (Path(folder) / name).exists():
                 h.update((Path(folder) / name).read_bytes())
+    if rec.denoiser is not None:
+        h.update(json.dumps(dataclasses.asdict(rec.am_denoiser.config), sort_keys=True).encode())
     h.update("\n".join(str(r.path) for r in rows).encode())
     path = cache_dir() / "posteriors" / f"{tag}_{h.hexdigest()[:16]}.npz"
     if path.exists():
