@@ -53,6 +53,10 @@ def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exc
     return model, config, norm
 
 
+#: the ModelConfig fields that shape the gain after the network (Denoiser.with_gain may change them)
+GAIN_FIELDS = ("mask_floor", "mask_release", "mask_exponent")
+
+
 def shape_gain(mask: np.ndarray, config: ModelConfig, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The listener's gain from a (frames, bins) ratio mask, causally: a one-pole release (the mask
     never falls below its running mean r = a r + (1 - a) m, so speech offsets are not cut short),
@@ -91,6 +95,9 @@ class Denoiser:
         """The same network with other gain settings (``mask_floor``, ``mask_release``,
         ``mask_exponent``): a recogniser may want another mask in front of its acoustic model than
         the listener's output (the copy shares the weights; ModelConfig checks the values)."""
+        unknown = sorted(set(changes) - set(GAIN_FIELDS))
+        if unknown:
+            raise RcedError(f"with_gain: {', '.join(unknown)} is not a gain setting (those are {', '.join(GAIN_FIELDS)})")
         out = copy.copy(self)
         out.config = dataclasses.replace(self.config, **changes)
         return out

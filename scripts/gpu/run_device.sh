@@ -18,6 +18,13 @@
 #       the loss), both --lr 3e-4 from .gpu/rced_merge.npz, with packs b, voc and voc2 (two MLSA-
 #       vocoded packs, pack_rced_data.py --vocode --seeds 3 / --seeds 4) stashed, then TAG=fls4
 #       (--mask-floor 0.26 --sisdr-weight 0.04, 2.3 min). Results: the denoiser's MODEL_CARD.md.
+#   bash scripts/gpu/run_device.sh am MIN INIT [trainer args...]
+#       the AM alone from INIT on .gpu/am7_pack.npz (carried; it holds the validation set) and
+#       every stashed am7_pack_*.npz, MIN minutes, lr 5e-4: the retrain behind the current
+#       denoiser. Session 7 built the packs on the CPU (make_am_data.py --seeds 0 1 and 2 3 4
+#       behind the phase-4 denoiser at the AM's input_mask_floor, then pack_am_data.py; the
+#       denoiser's card) and saved the shipped AM's weights as .gpu/am_init3.npz. Stash
+#       am7_pack_b and am7_pack_c first, then carry .gpu/am7_pack.npz and .gpu/am_init3.npz.
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT" /tmp/stash
@@ -35,6 +42,17 @@ if [ "$mode" = rced ]; then
     python3 scripts/gpu/train_rced_jax.py --pack $packs --out "$OUT" --tag "$TAG" --init "$INIT" --sisdr-weight 0.02 \
         --select sisdr --lr 5e-4 --warmup 50 --minutes "$MIN" "$@" > "$OUT/$TAG.log" 2>&1
     grep -v "^W1\|warn" "$OUT/$TAG.log" | tail -n 12
+    exit
+fi
+if [ "$mode" = am ]; then
+    MIN=${1:-4.0}; INIT=${2:-.gpu/am_init3.npz}; shift $(( $# < 2 ? $# : 2 ))
+    nvidia-smi -L
+    ls -l /tmp/stash .gpu
+    export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
+    packs=".gpu/am7_pack.npz $(ls /tmp/stash/am7_pack_*.npz)"
+    python3 scripts/gpu/train_am_jax.py --pack $packs --out "$OUT" --tag am --kernel 9 --init "$INIT" --lr 5e-4 \
+        --warmup 100 --minutes "$MIN" "$@" > "$OUT/am.log" 2>&1
+    grep -v "^W1\|warn" "$OUT/am.log" | tail -n 8
     exit
 fi
 AM_MIN=${1:-4.3}; RCED_MIN=${2:-1.6}

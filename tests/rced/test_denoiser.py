@@ -176,3 +176,10 @@ def test_shape_gain_chains_over_blocks():
 def test_with_gain_rejects_bad_settings(den, field, value):
     with pytest.raises(RcedError, match=field.replace("_", " ")):
         den.with_gain(**{field: value})
+
+
+def test_with_gain_changes_only_gain_settings(den):
+    with pytest.raises(RcedError, match="width_mult is not a gain setting"):
+        den.with_gain(width_mult=0.5)
+    d = den.with_gain(mask_release=0.3)
+    assert d.config.mask_release == 0.3 and d.model is den.model and den.config.mask_release != 0.3
