@@ -125,23 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from grammar.errors import GrammarError
     from rced.cli import quiet_tensorflow
-    from rced.errors import RcedError, os_error_message
+    from rced.errors import run_command
 
     args = build_parser().parse_args(argv)
     quiet_tensorflow()
-    try:
+
+    def command() -> int:
         if getattr(args, "calibration_utterances", 2) < 2:
             raise ExportError(f"--calibration-utterances {args.calibration_utterances}: need at least 2")
         return args.func(args)
-    except (ExportError, RcedError, GrammarError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # an unwritable or impossible output path, a full disk, ...
-        print(f"{PROG}: error: {os_error_message(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+
+    return run_command(PROG, command, (ExportError, GrammarError))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from grammar.errors import GrammarError
 from rced.cli import quiet_tensorflow
-from rced.errors import RcedError, os_error_message
+from rced.errors import run_command
 
 
 def check_output_file(path) -> None:
@@ -351,17 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_tensorflow(keep_onednn=args.command == "train-am")
-    try:
-        return args.func(args)
-    except (GrammarError, RcedError) as exc:
-        print(f"grammar: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. an output folder that is a file, or no permission to write there
-        print(f"grammar: error: {os_error_message(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grammar: interrupted", file=sys.stderr)
-        return 130
+    return run_command("grammar", lambda: args.func(args), (GrammarError,))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from rced.errors import RcedError, os_error_message
+from rced.errors import RcedError, run_command
 
 
 def quiet_tensorflow(keep_onednn: bool = False) -> None:
@@ -328,17 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_tensorflow(keep_onednn=args.command == "train")
-    try:
-        return args.func(args)
-    except RcedError as exc:
-        print(f"rced: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. an output folder that is a file, or no permission to write there
-        print(f"rced: error: {os_error_message(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rced: interrupted", file=sys.stderr)
-        return 130
+    return run_command("rced", lambda: args.func(args))
 
 
 if __name__ == "__main__":

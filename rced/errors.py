@@ -1,4 +1,9 @@
-"""The one exception type of the ``rced`` package, and the one-line form of OS errors every CLI prints."""
+"""The one exception type of the ``rced`` package, and how every CLI reports errors (one line)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
 
 
 class RcedError(Exception):
@@ -13,3 +18,19 @@ def os_error_message(exc: OSError) -> str:
     path = str(exc.filename) if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
     return f"{path}: {reason}"
 
+
+
+def run_command(prog: str, command: Callable[[], int], errors: tuple[type[Exception], ...] = ()) -> int:
+    """Run one CLI command: ``RcedError``, the given user-facing ``errors`` and OS errors become one
+    line ``<prog>: error: ...`` on stderr and exit code 2; Ctrl-C becomes exit code 130."""
+    try:
+        return command()
+    except (RcedError, *errors) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. an output folder that is a file, or no permission to write there
+        print(f"{prog}: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
