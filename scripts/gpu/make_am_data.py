@@ -2,7 +2,9 @@
 
 ``grammar train-am`` prepares its data from ``train_utterances(n, seed)`` for its seeds; this
 does the same for other seeds, so a GPU run can see new TRAIN-voice utterances (new texts,
-voices, rates) without touching the CPU trainer's run folder.
+voices, rates) without touching the CPU trainer's run folder. The enhanced features are made
+the way the AM to be fine-tuned reads them (``--am``, default the shipped AM: its
+``input_mask_floor``, through ``grammar.recognizer.am_front_end``).
 
 Usage (on this machine, from the repo root):
     python scripts/gpu/make_am_data.py /work/runs/am_more/am_data.npz --seeds 2 3 4 --n 4000
@@ -20,15 +22,23 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", required=True)
     ap.add_argument("--n", type=int, default=4000, help="utterances per seed")
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the babble mixing")
+    ap.add_argument("--am", type=Path, default=None,
+                    help="AM folder whose config.json the features are for: its mel bands and its "
+                         "input_mask_floor (default: the shipped AM, the one the GPU run fine-tunes)")  # fmt: skip
     args = ap.parse_args()
 
-    from grammar.config import AMTrainConfig
-    from grammar.recognizer import am_front_end
+    import dataclasses
+
+    from grammar.config import AMConfig, AMTrainConfig
+    from grammar.recognizer import am_front_end, default_am_path
     from grammar.train_am import _save_npz, prepare_utterances
+    from rced.config import load_json
     from rced.corpus import load_utterances, train_utterances
     from rced.denoiser import Denoiser
 
-    cfg = AMTrainConfig()
+    am_cfg = load_json(AMConfig, (args.am or default_am_path()) / "config.json")
+    cfg = dataclasses.replace(AMTrainConfig(), am=am_cfg)
+    print(f"AM features for {args.am or default_am_path()}: input_mask_floor {am_cfg.input_mask_floor}", flush=True)
     utts = [u for s in args.seeds for u in train_utterances(args.n, s)]
     audios = load_utterances(utts, desc="AM speech")
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
