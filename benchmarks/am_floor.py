@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for f in args.floors:
         rec.config = dataclasses.replace(cfg0, input_mask_floor=f)
-        # the cache key hashes the AM folder's files, not this in-memory floor: the tag carries it
+        # the posterior cache key includes the AM front-end's floor; the tag names the runs
         best, scores = best_and_scores(rec, rows, base, f"calib_amfloor_{f:.3f}")
         ok = np.array([b == r.label for b, r in zip(best, rows)])
         thr = calibrate_threshold(scores[~is_cmd], target)

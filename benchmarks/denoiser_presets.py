@@ -35,7 +35,7 @@ from firmware_export.report import CORES, core_loads  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.config import ModelConfig, load_json  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
-from rced.denoiser import Denoiser, default_model_path  # noqa: E402
+from rced.denoiser import PLAIN_GAIN, Denoiser, default_model_path  # noqa: E402
 from rced.metrics import all_metrics  # noqa: E402
 from rced.models import count_params, macs_per_frame  # noqa: E402
 
@@ -114,7 +114,7 @@ def quality(rows: list[dict], floors, n_dev: int, workers: int) -> dict:
                 if hit.exists():
                     q = json.loads(hit.read_text())
                 else:
-                    d = den.with_gain(mask_floor=fl, mask_release=0.0, mask_exponent=1.0)  # the plain mask
+                    d = den.with_gain(mask_floor=fl, **PLAIN_GAIN)
                     sc = list(ex.map(_score, [(c, d.denoise(n, 16000)) for c, n in items]))
                     q = {f"d_{k}": float(np.nanmean([s[k] - b[k] for s, b in zip(sc, base)])) for k in METRICS}
                     atomic_write_text(hit, json.dumps(q) + "\n")

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.config import save_json  # noqa: E402
 from rced.corpus import EVAL_SNRS, load_utterances, make_babble, mix, rms, train_utterances, vocode  # noqa: E402
-from rced.denoiser import Denoiser  # noqa: E402
+from rced.denoiser import PLAIN_GAIN, Denoiser  # noqa: E402
 from rced.metrics import all_metrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -81,9 +81,8 @@ def score_settings(den: Denoiser, settings: list[dict], ex: ProcessPoolExecutor)
 def score_floors(den: Denoiser, floors: list[float], ex: ProcessPoolExecutor) -> tuple[list[dict], dict[str, int]]:
     """:func:`score_settings` over mask floors on the plain mask (no release, exponent 1: the
     floor is chosen first, the listener's shaping then at that floor by gain_shaping.py); rows keyed ``floor``."""
-    plain = {"mask_release": 0.0, "mask_exponent": 1.0}
-    rows, sizes = score_settings(den, [{"mask_floor": fl, **plain} for fl in floors], ex)
-    return [{"floor": r.pop("mask_floor"), **{k: v for k, v in r.items() if k not in plain}} for r in rows], sizes
+    rows, sizes = score_settings(den, [{"mask_floor": fl, **PLAIN_GAIN} for fl in floors], ex)
+    return [{"floor": r.pop("mask_floor"), **{k: v for k, v in r.items() if k not in PLAIN_GAIN}} for r in rows], sizes
 
 
 def _worst_stoi(row: dict) -> float:

@@ -16,6 +16,7 @@ from grammar.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
 from grammar.features import log_mel
 from rced.audio import resample, validate_audio
+from rced.denoiser import PLAIN_GAIN
 from rced.features import Normalizer
 from rced.frontend import stft
 
@@ -50,7 +51,7 @@ def am_front_end(denoiser, am_config: AMConfig):
     floor = am_input_floor(am_config, denoiser.config)
     if floor == denoiser.config.mask_floor and not denoiser.config.shapes_gain:
         return denoiser
-    return denoiser.with_gain(mask_floor=floor, mask_release=0.0, mask_exponent=1.0)
+    return denoiser.with_gain(mask_floor=floor, **PLAIN_GAIN)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -55,6 +55,8 @@ def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exc
 
 #: the ModelConfig fields that shape the gain after the network (Denoiser.with_gain may change them)
 GAIN_FIELDS = ("mask_floor", "mask_release", "mask_exponent")
+#: release and exponent off: the gain is max(mask, floor), the plain mask (what the AM reads)
+PLAIN_GAIN = {"mask_release": 0.0, "mask_exponent": 1.0}
 
 
 def shape_gain(mask: np.ndarray, config: ModelConfig, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
