@@ -107,11 +107,15 @@ def load_utterances(utts: list[Utterance], **kw) -> list[np.ndarray]:
 VOCODER = {"hop": 80, "frame": 1024, "order": 25, "alpha": 0.41, "f0_min": 60.0, "f0_max": 400.0}  # 16 kHz
 
 
-def vocode(x: np.ndarray, sr: int = 16000) -> np.ndarray:
+def vocode(x: np.ndarray, sr: int = 16000, warp: float = 0.0, f0_scale: float = 1.0) -> np.ndarray:
     """MLSA analysis-synthesis of ``x`` (16 kHz) at the same RMS: 25th-order mel-cepstrum, SWIPE'
     pitch, pulse/noise excitation, the vocoder of statistical parametric (HTS) synthesis. No
     TRAIN voice is vocoded this way and one TEST-ONLY voice is, so vocoded TRAIN-voice speech is
-    a training variation (``scripts/gpu/pack_rced_data.py --vocode``; ``benchmarks/vocoder_gap.py``)."""
+    a training variation (``scripts/gpu/pack_rced_data.py --vocode``; ``benchmarks/vocoder_gap.py``).
+
+    ``warp`` synthesises with the all-pass constant ``alpha + warp`` (> 0 moves the spectral
+    envelope down in frequency: a longer vocal tract), ``f0_scale`` multiplies the pitch: with
+    both, one TRAIN voice becomes many new ones."""
     import librosa
     import pysptk
     from pysptk.synthesis import MLSADF, Synthesizer
@@ -119,15 +123,18 @@ def vocode(x: np.ndarray, sr: int = 16000) -> np.ndarray:
     v = VOCODER
     if sr != 16000:
         raise RcedError(f"vocode: the vocoder settings are for 16 kHz, got {sr} Hz")
+    if not (abs(warp) < 0.3 and 0.25 <= f0_scale <= 4.0):
+        raise RcedError(f"vocode: warp must be in (-0.3, 0.3) and f0_scale in [0.25, 4], got {warp}, {f0_scale}")
     x = np.asarray(x, np.float64)
     f0 = pysptk.swipe(x, sr, v["hop"], min=v["f0_min"], max=v["f0_max"], otype="f0")
     pad = np.pad(x, (v["frame"] // 2, v["frame"] // 2))
     frames = librosa.util.frame(pad, frame_length=v["frame"], hop_length=v["hop"]).T * pysptk.blackman(v["frame"])
     n = min(len(frames), len(f0))
     mc = pysptk.mcep(np.ascontiguousarray(frames[:n]), v["order"], v["alpha"], eps=1e-8, etype=1)
-    pitch = np.where(f0[:n] > 0, sr / np.maximum(f0[:n], 1e-3), 0.0)
-    y = Synthesizer(MLSADF(v["order"], v["alpha"]), v["hop"]).synthesis(pysptk.excite(pitch, v["hop"]),
-                                                                     pysptk.mc2b(mc, v["alpha"]))  # fmt: skip
+    pitch = np.where(f0[:n] > 0, sr / np.maximum(f0[:n] * f0_scale, 1e-3), 0.0)
+    alpha = v["alpha"] + warp
+    y = Synthesizer(MLSADF(v["order"], alpha), v["hop"]).synthesis(pysptk.excite(pitch, v["hop"]),
+                                                                 pysptk.mc2b(mc, alpha))  # fmt: skip
     y = np.pad(y[: len(x)], (0, max(0, len(x) - len(y))))
     gain = np.sqrt(np.mean(x * x) / max(float(np.mean(y * y)), 1e-20))
     return np.clip(y * gain, -1.0, 1.0).astype(np.float32)

@@ -102,7 +102,13 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=0, help="leave out the plan's first N utterances (in an earlier pack)")
     ap.add_argument("--n-val", type=int, default=N_VAL, help="validation utterances at the start of the first seed")
     ap.add_argument("--vocode", action="store_true", help="pack MLSA-vocoded speech (see the module docstring)")
+    ap.add_argument("--warp", type=float, default=0.0,
+                    help="with --vocode: per utterance, synthesis all-pass warp uniform in [-W, W] (new vocal tracts)")
+    ap.add_argument("--f0-spread", type=float, default=0.0,
+                    help="with --vocode: per utterance, pitch scaled by a log-uniform factor in [1/(1+F), 1+F]")
     args = ap.parse_args()
+    if (args.warp or args.f0_spread) and not args.vocode:
+        ap.error("--warp and --f0-spread need --vocode")
 
     from rced.corpus import load_utterances, train_utterances
 
@@ -122,8 +128,12 @@ def main() -> None:
         if args.vocode:
             from rced.corpus import vocode
 
+            # one generator per utterance, so a pack's voices do not depend on its chunking
+            rngs = [np.random.default_rng([s, i, 7]) for s, i, _, _ in part]
+            warps = [float(r.uniform(-args.warp, args.warp)) for r in rngs]
+            f0s = [float(np.exp(r.uniform(-1, 1) * np.log1p(args.f0_spread))) for r in rngs]
             with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
-                audio = list(ex.map(vocode, audio))
+                audio = list(ex.map(vocode, audio, [16000] * len(audio), warps, f0s))
         coded = [encode_utt(a, args.bits) for a in audio]
         blob = lzma.compress(b"".join(q.tobytes() for q, _ in coded), preset=9)
         if total + len(blob) > budget:
@@ -148,6 +158,7 @@ def main() -> None:
         "index": np.array([m[1] for m in meta], np.int32),
         "codec": np.array([args.bits, MU, PREEMPH, TAPS], np.float64),
         "vocoded": np.array(args.vocode),
+        "vocode_warp": np.array([args.warp, args.f0_spread], np.float64),
         "sample_rate": np.array(16000, np.int32),
     }
     save_npz_atomic(args.out, arrays)

@@ -88,17 +88,48 @@ def test_real_recordings_ship_with_packages():
     assert EvalItem("x", 0.0, recs["real:amfm_sample"], recs["real:amfm_sample"]).snr == 0.0
 
 
-def test_vocode_keeps_length_level_and_pitch():
-    sr, f0 = 16000, 150.0
+def _harmonic_tone(f0: float, sr: int = 16000, formant: float | None = None) -> np.ndarray:
     t = np.arange(int(0.8 * sr)) / sr
-    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 20)) * np.hanning(len(t)) * 0.1
-    y = vocode(x.astype(np.float32))
-    assert y.shape == x.shape and y.dtype == np.float32 and np.all(np.isfinite(y))
-    assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.02)
+    amp = (lambda f: 1 / (1 + ((f - formant) / 250) ** 2)) if formant else (lambda f: f0 / f)
+    x = sum(np.sin(2 * np.pi * f0 * k * t) * amp(k * f0) for k in range(1, 50 if formant else 20))
+    return (x * np.hanning(len(t)) * 0.1).astype(np.float32)
+
+
+def _pitch(y: np.ndarray, sr: int = 16000) -> float:
     mid = y[len(y) // 4 : 3 * len(y) // 4]
     ac = np.correlate(mid, mid, "full")[len(mid) - 1 :]
-    lag = np.argmax(ac[sr // 400 : sr // 60]) + sr // 400  # strongest period between 60 and 400 Hz
-    assert sr / lag == pytest.approx(f0, rel=0.05)  # the excitation keeps the pitch
+    return sr / (np.argmax(ac[sr // 400 : sr // 60]) + sr // 400)  # strongest period between 60 and 400 Hz
+
+
+def _formant(y: np.ndarray, sr: int = 16000) -> float:
+    """Frequency of the peak of the power spectrum smoothed over 300 Hz."""
+    from scipy.ndimage import uniform_filter1d
+
+    spec = uniform_filter1d(np.abs(np.fft.rfft(y * np.hanning(len(y)))) ** 2, int(300 * len(y) / sr))
+    return float(np.fft.rfftfreq(len(y), 1 / sr)[np.argmax(spec)])
+
+
+@pytest.mark.parametrize("f0_scale", [1.0, 1.25])
+def test_vocode_keeps_length_and_level_and_scales_pitch(f0_scale):
+    x = _harmonic_tone(150.0)
+    y = vocode(x, f0_scale=f0_scale)
+    assert y.shape == x.shape and y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.02)
+    assert _pitch(y) == pytest.approx(150.0 * f0_scale, rel=0.05)  # the excitation keeps (or scales) the pitch
+
+
+def test_vocode_warp_moves_the_envelope():
+    x = _harmonic_tone(150.0, formant=1500.0)
+    plain, longer, shorter = (_formant(vocode(x, warp=w)) for w in (0.0, 0.08, -0.08))
+    assert plain == pytest.approx(1500.0, abs=60)
+    assert longer < 1400.0 and shorter > 1650.0  # a larger synthesis alpha is a longer vocal tract
+    assert _pitch(vocode(x, warp=0.08)) == pytest.approx(150.0, rel=0.05)
+
+
+@pytest.mark.parametrize("kw", [{"warp": 0.5}, {"f0_scale": 0.1}, {"f0_scale": 9.0}])
+def test_vocode_refuses_wild_settings(kw):
+    with pytest.raises(RcedError, match="warp must be"):
+        vocode(_harmonic_tone(150.0), **kw)
 
 
 def test_vocode_refuses_other_rates():
