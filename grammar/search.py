@@ -332,7 +332,8 @@ def greedy_search(matrix: ScoreMatrix, budget: int, target_far: float | None = N
                   max_steps: int | None = None) -> SearchResult:  # fmt: skip
     """Start from the base grammar; repeatedly add the candidate whose addition lowers the
     objective most (ties: higher candidate probability, then lower index), among those whose
-    command has fewer than ``budget`` candidates; stop when no addition lowers it."""
+    command has fewer than ``budget`` candidates; stop when no addition lowers it; then
+    :func:`prune` (a later addition can make an earlier one useless)."""
     budget = _check_budget(budget)
     target = matrix._target(target_far)
     t0 = time.perf_counter()
@@ -360,8 +361,10 @@ def greedy_search(matrix: ScoreMatrix, budget: int, target_far: float | None = N
         cur = ev.row(best)
         steps += 1
         history.append({"step": steps, "objective": cur["objective"], "added": k})
-    return SearchResult("greedy", mask, cur, base, target, budget, matrix.n_evaluations - n0,
-                        time.perf_counter() - t0, history, {"max_steps": max_steps})  # fmt: skip
+    n_found = int(mask.sum())
+    mask, cur = prune(matrix, mask, target)
+    return SearchResult("greedy", mask, cur, base, target, budget, matrix.n_evaluations - n0, time.perf_counter() - t0,
+                        history, {"max_steps": max_steps, "pruned": n_found - int(mask.sum())})  # fmt: skip
 
 
 def repair(masks: np.ndarray, command_of: np.ndarray, budget: int, priority: np.ndarray,
@@ -388,6 +391,29 @@ def repair(masks: np.ndarray, command_of: np.ndarray, budget: int, priority: np.
     out = np.empty_like(m)
     out[:, order] = keep
     return out
+
+
+def prune(matrix: ScoreMatrix, mask: np.ndarray, target_far: float | None = None) -> tuple[np.ndarray, dict]:
+    """Drop candidates that do not help: repeatedly remove the included candidate whose removal
+    leaves the objective lowest, as long as it is no higher than before (ties: the less probable
+    candidate, then the higher index). The search-set objective never rises; the grammar gets
+    smaller (fewer expressions to decode on the device, fewer chances to false-alarm on new data).
+    Returns the mask and its metrics."""
+    target = matrix._target(target_far)
+    mask = matrix.check_masks(mask)[0].copy()
+    cur = matrix.evaluate_many(mask[None], target).row(0)
+    while True:
+        inc = np.nonzero(mask)[0]
+        if not len(inc):
+            return mask, cur
+        trial = np.repeat(mask[None], len(inc), axis=0)
+        trial[np.arange(len(inc)), inc] = False
+        ev = matrix.evaluate_many(trial, target)
+        best = int(np.lexsort((-inc, matrix.cand_prob[inc], ev.objective))[0])
+        if ev.objective[best] > cur["objective"] + 1e-12:
+            return mask, cur
+        mask[inc[best]] = False
+        cur = ev.row(best)
 
 
 def check_cem_options(n_samples: int, iters: int, elite_frac: float, smoothing: float) -> None:
@@ -418,7 +444,7 @@ def cem_search(matrix: ScoreMatrix, budget: int, target_far: float | None = None
     ``p <- smoothing * elite_mean + (1 - smoothing) * p``. Stops when every p is within
     ``tol`` of 0 or 1, or after ``iters`` iterations. The best grammar seen (lowest
     objective, then fewest candidates) is returned, the base grammar and the repaired
-    rounding of the final p included. Deterministic in ``seed``.
+    rounding of the final p included, after :func:`prune`. Deterministic in ``seed``.
     """
     budget = _check_budget(budget)
     target = matrix._target(target_far)
@@ -467,8 +493,10 @@ def cem_search(matrix: ScoreMatrix, budget: int, target_far: float | None = None
             break
     mode = repair((p > 0.5)[None], cc, budget, p, matrix.cand_prob)
     consider(mode, matrix.evaluate_many(mode, target))
+    n_found = int(best_mask.sum())
+    best_mask, best = prune(matrix, best_mask, target)
     params = {"n_samples": n_samples, "elite_frac": elite_frac, "smoothing": smoothing, "iters": iters,
-              "iterations_run": it, "init": init, "seed": seed, "tol": tol}  # fmt: skip
+              "iterations_run": it, "init": init, "seed": seed, "tol": tol, "pruned": n_found - int(best_mask.sum())}  # fmt: skip
     return SearchResult("cem", best_mask, best, base_ev.row(0), target, budget, matrix.n_evaluations - n0,
                         time.perf_counter() - t0, history, params, p)  # fmt: skip
 

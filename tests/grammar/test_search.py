@@ -13,7 +13,7 @@ from grammar.decoder import Grammar, calibrate_threshold, decode
 from grammar.dictionary import PronDict, build_dictionary
 from grammar.errors import GrammarError
 from grammar.metrics import recognition_metrics
-from grammar.search import ScoreMatrix, augment, cem_search, greedy_search, repair
+from grammar.search import ScoreMatrix, augment, cem_search, greedy_search, prune, repair
 from tests.grammar.conftest import synthetic_posterior
 
 # ----------------------------------------------------------------------------- helpers
@@ -277,6 +277,42 @@ def test_every_cem_sample_and_result_honours_the_constraints():
         r = greedy_search(m, budget)
         assert all((ev.far <= 0.05 + 1e-12).all() for _, ev in seen)
         assert m.budget_ok(r.mask, budget)[0]
+
+
+def _removal_objectives(m, mask):
+    inc = np.nonzero(mask)[0]
+    trial = np.repeat(mask[None], len(inc), axis=0)
+    trial[np.arange(len(inc)), inc] = False
+    return m.evaluate_many(trial).objective
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_prune_never_raises_the_objective_and_leaves_only_needed_candidates(seed):
+    m = random_matrix(seed + 40, n_cmd=3, per_cmd=4, n_utts=60)
+    rng = np.random.default_rng(seed)
+    for mask in rng.random((5, m.n_candidates)) < 0.6:
+        before = m.evaluate(mask)["objective"]
+        out, metrics = prune(m, mask)
+        assert not (out & ~mask).any()  # only drops
+        assert metrics == m.evaluate(out) and metrics["objective"] <= before + 1e-12
+        assert (_removal_objectives(m, out) > metrics["objective"] + 1e-12).all()  # every one left is needed
+
+
+def test_search_results_are_minimal():
+    for seed in range(3):
+        m = random_matrix(seed + 50, n_utts=60)
+        for r in (cem_search(m, 2, n_samples=64, iters=10, seed=0), greedy_search(m, 2)):
+            assert (_removal_objectives(m, r.mask) > r.objective + 1e-12).all()
+            assert r.params["pruned"] >= 0
+
+
+def test_prune_drops_a_candidate_that_wins_nothing():
+    # one command, two candidates: candidate 0 fixes utterance 0; candidate 1 never beats the base
+    L = np.array([[-9.0, -1.0, -20.0], [-1.0, -20.0, -20.0], [-5.0, -20.0, -20.0]])
+    S = np.array([[-9.0, -0.1, -9.0], [-0.1, -9.0, -9.0], [-9.0, -9.0, -9.0]])
+    m = ScoreMatrix(L, S, [0, 0, -1], [0, 0, 0], n_base=1, target_far=0.0)
+    out, metrics = prune(m, np.array([True, True]))
+    assert out.tolist() == [True, False] and metrics["objective"] == 0.0
 
 
 def test_cem_is_seeded_and_records_history():
