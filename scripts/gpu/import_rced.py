@@ -86,8 +86,8 @@ def export(model_dir: Path, out: Path, bound: float, jax_python: str | None) -> 
     from rced.denoiser import Denoiser
 
     d = Denoiser.load(model_dir)
-    if d.config.arch != "rced" or d.config.width_mult != 1.0 or d.config.output != "mask":
-        raise SystemExit(f"{model_dir}: not an R-CED of width 1 with mask output")
+    if d.config.arch not in ("rced", "crced") or d.config.width_mult != 1.0 or d.config.output != "mask":
+        raise SystemExit(f"{model_dir}: not an R-CED or CR-CED of width 1 with mask output")
     arrays = _keras_weights(d.model)
     probe = _probe(d.config, d.norm)
     arrays["probe/x"] = probe
@@ -118,6 +118,9 @@ def import_npz(npz: Path, out_dir: Path, base: Path, mask_floor: float | None, l
     z = np.load(npz, allow_pickle=False)
     meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
     cfg = load_json(ModelConfig, base / "config.json")
+    arch = "crced" if "b1_1_conv/kernel" in z.files else "rced"  # train_rced_jax.arch_of, without JAX
+    if arch != cfg.arch:
+        cfg = dataclasses.replace(cfg, arch=arch)
     if mask_floor is not None:
         cfg = dataclasses.replace(cfg, mask_floor=mask_floor)
     if cfg.mask_floor < float(meta.get("mask_floor_train", 0.0)):

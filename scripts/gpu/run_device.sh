@@ -18,6 +18,8 @@
 #       the loss), both --lr 3e-4 from .gpu/rced_merge.npz, with packs b, voc and voc2 (two MLSA-
 #       vocoded packs, pack_rced_data.py --vocode --seeds 3 / --seeds 4) stashed, then TAG=fls4
 #       (--mask-floor 0.26 --sisdr-weight 0.04, 2.3 min). Results: the denoiser's MODEL_CARD.md.
+#       INIT=none trains from scratch: with `--arch crced --lr 1e-3`, the paper's CR-CED (session 8
+#       added it to the JAX trainer; parity with Keras 5e-7), the architecture not yet tried on a GPU.
 #   bash scripts/gpu/run_device.sh am MIN INIT [trainer args...]
 #       the AM alone from INIT on .gpu/am7_pack.npz (carried; it holds the validation set) and
 #       every stashed am7_pack_*.npz, MIN minutes, lr 5e-4: the retrain behind the current
@@ -39,7 +41,8 @@ if [ "$mode" = rced ]; then
     ls -l /tmp/stash .gpu
     export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
     packs=".gpu/rced_pack.npz $(ls /tmp/stash/rced_pack_*.npz)"
-    python3 scripts/gpu/train_rced_jax.py --pack $packs --out "$OUT" --tag "$TAG" --init "$INIT" --sisdr-weight 0.02 \
+    init_arg=(--init "$INIT"); [ "$INIT" = none ] && init_arg=()
+    python3 scripts/gpu/train_rced_jax.py --pack $packs --out "$OUT" --tag "$TAG" ${init_arg[@]+"${init_arg[@]}"} --sisdr-weight 0.02 \
         --select sisdr --lr 5e-4 --warmup 50 --minutes "$MIN" "$@" > "$OUT/$TAG.log" 2>&1
     grep -v "^W1\|warn" "$OUT/$TAG.log" | tail -n 12
     exit

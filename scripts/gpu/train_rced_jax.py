@@ -2,9 +2,9 @@
 
 Why a second trainer: the lent GPU machines carry JAX and optax but not TensorFlow, and the
 working tree that travels is capped at 64 MiB. This is exactly the network of
-:func:`rced.models.build_model` for ``arch="rced"``, width 1 (Conv(w x 1, no bias) ->
-BatchNorm(eps 1e-3, momentum 0.99) -> ReLU, nine times, then Conv(129 x 1, bias) -> sigmoid
-mask), with Keras weight names and layouts so ``scripts/gpu/import_rced.py`` loads the result
+:func:`rced.models.build_model` for ``arch="rced"`` (``--arch crced``: CR-CED, 15 such layers
+with additive skips), width 1 (Conv(w x 1, no bias) -> BatchNorm(eps 1e-3, momentum 0.99) ->
+ReLU, nine times, then Conv(129 x 1, bias) -> sigmoid mask), with Keras weight names and layouts so ``scripts/gpu/import_rced.py`` loads the result
 into Keras and checks parity on a probe. Features are those of ``rced.features`` /
 ``rced.frontend`` (periodic sqrt-Hann 256, hop 128, log(|Y| + 1e-5), per-bin normalisation
 with ``norm.json``, the current and 7 past frames as input channels, oldest first), and the
@@ -48,6 +48,9 @@ from pack_rced_data import decode  # noqa: E402
 # rced.models / rced.config / rced.features, repeated here: importing rced pulls in Keras
 FILTERS = (12, 16, 20, 24, 32, 24, 20, 16, 12)
 WIDTHS = (13, 11, 9, 7, 7, 7, 9, 11, 13)
+CRCED_BLOCK = ((18, 9), (30, 5), (8, 9))
+CRCED_REPEATS = 5
+ARCHES = ("rced", "crced")
 N_FFT, HOP, CTX, SR = 256, 128, 8, 16000
 BINS = N_FFT // 2 + 1
 LOG_EPS = 1e-5
@@ -64,15 +67,32 @@ def window() -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- model
-def layer_names() -> list[str]:
-    return [f"l{i + 1}" for i in range(len(FILTERS))]
+def layer_specs(arch: str = "rced") -> list[tuple[str, int, int, str | None]]:
+    """(Keras layer-name prefix, filters, width, name of the layer whose output is added or None)
+    per Conv-BN-ReLU layer, as :func:`rced.models.build_model` builds them."""
+    if arch == "rced":
+        return [(f"l{i + 1}", f, w, None) for i, (f, w) in enumerate(zip(FILTERS, WIDTHS))]
+    if arch == "crced":
+        return [(f"b{b + 1}_{j + 1}", f, w, f"b{b}_{j + 1}" if b else None)
+                for b in range(CRCED_REPEATS) for j, (f, w) in enumerate(CRCED_BLOCK)]  # fmt: skip
+    raise SystemExit(f"unknown architecture {arch!r} (choose from {', '.join(ARCHES)})")
 
 
-def init_params(key) -> tuple[dict, dict]:
+def arch_of(weights) -> str:
+    """The architecture whose weight names a params dict or npz holds."""
+    names = set(weights.files if hasattr(weights, "files") else weights)
+    for arch in ARCHES:
+        if f"{layer_specs(arch)[0][0]}_conv/kernel" in names:
+            return arch
+    raise SystemExit("weights: neither an R-CED nor a CR-CED (no l1_conv or b1_1_conv kernel)")
+
+
+def init_params(key, arch: str = "rced") -> tuple[dict, dict]:
     """Glorot-uniform kernels in Keras layout (w, 1, C_in, C_out), zero bias, BN at identity."""
     import jax
 
-    keys = iter(jax.random.split(key, len(FILTERS) + 1))
+    specs = layer_specs(arch)
+    keys = iter(jax.random.split(key, len(specs) + 1))
     p, s = {}, {}
 
     def glorot(k, shape):
@@ -81,7 +101,7 @@ def init_params(key) -> tuple[dict, dict]:
         return np.asarray(jax.random.uniform(k, shape, minval=-lim, maxval=lim), np.float32)
 
     c_in = CTX
-    for name, f, w in zip(layer_names(), FILTERS, WIDTHS):
+    for name, f, w, _ in specs:
         p[f"{name}_conv/kernel"] = glorot(next(keys), (w, 1, c_in, f))
         p[f"{name}_bn/gamma"], p[f"{name}_bn/beta"] = np.ones(f, np.float32), np.zeros(f, np.float32)
         s[f"{name}_bn/moving_mean"], s[f"{name}_bn/moving_variance"] = np.zeros(f, np.float32), np.ones(f, np.float32)
@@ -94,6 +114,8 @@ def init_params(key) -> tuple[dict, dict]:
 def forward(p: dict, s: dict, x, train: bool, precision=None):
     """(N, 129, 1, 8) or (N, 129, 8) normalised features -> (N, 129) sigmoid mask, new BN state.
 
+    The architecture follows the weight names (:func:`arch_of`); CR-CED adds the output of
+    the matching layer of the previous block after the ReLU, as Keras' ``Add`` does.
     Convolution along frequency only ('same' padding); BatchNorm uses the batch statistics
     over frames and bins when ``train`` (biased variance, as Keras) and updates the moving
     ones, else the moving ones. ``precision=lax.Precision.HIGHEST`` turns off TF32 on GPUs.
@@ -110,7 +132,8 @@ def forward(p: dict, s: dict, x, train: bool, precision=None):
         pad = ((w - 1) // 2, w - 1 - (w - 1) // 2)
         return lax.conv_general_dilated(h, k[:, 0], (1,), [pad], dimension_numbers=dn, precision=precision)
 
-    for name in layer_names():
+    outs = {}
+    for name, _, _, skip in layer_specs(arch_of(p)):
         h = conv(h, p[f"{name}_conv/kernel"])
         bn = f"{name}_bn"
         if train:
@@ -122,13 +145,16 @@ def forward(p: dict, s: dict, x, train: bool, precision=None):
             mean, var = s[f"{bn}/moving_mean"], s[f"{bn}/moving_variance"]
         h = (h - mean) * lax.rsqrt(var + EPS) * p[f"{bn}/gamma"] + p[f"{bn}/beta"]
         h = jnp.maximum(h, 0.0)
+        if skip is not None:
+            h = h + outs[skip]
+        outs[name] = h
     out = conv(h, p["out_conv/kernel"]) + p["out_conv/bias"]
     return 1.0 / (1.0 + jnp.exp(-out[:, :, 0])), new_s
 
 
 def split_npz(z) -> tuple[dict, dict]:
     """(params, BN state) of a flat weights npz in the layout of :func:`init_params`."""
-    p0, s0 = init_params_shapes()
+    p0, s0 = init_params_shapes(arch_of(z))
     for k in list(p0) + list(s0):
         if k not in z:
             raise SystemExit(f"weights npz lacks {k}")
@@ -138,9 +164,9 @@ def split_npz(z) -> tuple[dict, dict]:
     return {k: z[k].astype(np.float32) for k in p0}, {k: z[k].astype(np.float32) for k in s0}
 
 
-def init_params_shapes() -> tuple[dict, dict]:
+def init_params_shapes(arch: str = "rced") -> tuple[dict, dict]:
     p, s, c_in = {}, {}, CTX
-    for name, f, w in zip(layer_names(), FILTERS, WIDTHS):
+    for name, f, w, _ in layer_specs(arch):
         p[f"{name}_conv/kernel"] = (w, 1, c_in, f)
         p[f"{name}_bn/gamma"] = p[f"{name}_bn/beta"] = (f,)
         s[f"{name}_bn/moving_mean"] = s[f"{name}_bn/moving_variance"] = (f,)
@@ -312,6 +338,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--tag", default="rced")
     ap.add_argument("--init", type=Path, default=None, help="weights npz (import_rced.py export, or a *_best.npz)")
+    ap.add_argument("--arch", choices=ARCHES, default="rced", help="without --init (with it: the npz's)")
     ap.add_argument("--minutes", type=float, default=7.0, help="training wall time (after compilation)")
     ap.add_argument("--max-steps", type=int, default=10**9)
     ap.add_argument("--batch", type=int, default=128, help="segments per step")
@@ -358,7 +385,7 @@ def main() -> None:
     snr = (args.snr_low, args.snr_high)
     sample = make_sampler(pool, n_samples, args.batch, snr, resample=args.resample, eq_db=args.eq_db)
 
-    params, state = init_params(jax.random.PRNGKey(args.seed))
+    params, state = init_params(jax.random.PRNGKey(args.seed), args.arch)
     if args.init is not None:
         zi = np.load(args.init, allow_pickle=False)
         params, state = split_npz(zi)
@@ -433,7 +460,7 @@ def main() -> None:
         arrays = {k: np.asarray(v) for k, v in {**p, **s}.items()}
         arrays["probe/x"] = probe_x
         arrays["probe/mask"] = predict_exact(p, s, probe_x)
-        meta = {"arch": "rced", "width_mult": 1.0, "step": step, **metrics, "mask_floor_train": floor,
+        meta = {"arch": arch_of(p), "width_mult": 1.0, "step": step, **metrics, "mask_floor_train": floor,
                 "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
         arrays["meta"] = np.array(json.dumps(meta))
         save_npz_atomic(args.out / f"{args.tag}_best.npz", arrays)
