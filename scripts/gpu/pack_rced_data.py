@@ -109,6 +109,8 @@ def main() -> None:
     args = ap.parse_args()
     if (args.warp or args.f0_spread) and not args.vocode:
         ap.error("--warp and --f0-spread need --vocode")
+    if not (0 <= args.warp < 0.3 and 0 <= args.f0_spread <= 3):
+        ap.error("--warp must be in [0, 0.3) and --f0-spread in [0, 3] (rced.corpus.vocode's limits)")
 
     from rced.corpus import load_utterances, train_utterances
 

@@ -4,7 +4,7 @@ Why a second trainer: the lent GPU machines carry JAX and optax but not TensorFl
 working tree that travels is capped at 64 MiB. This is exactly the network of
 :func:`rced.models.build_model` for ``arch="rced"`` (``--arch crced``: CR-CED, 15 such layers
 with additive skips), width 1 (Conv(w x 1, no bias) -> BatchNorm(eps 1e-3, momentum 0.99) ->
-ReLU, nine times, then Conv(129 x 1, bias) -> sigmoid mask), with Keras weight names and layouts so ``scripts/gpu/import_rced.py`` loads the result
+ReLU, nine times for R-CED, 15 for CR-CED, then Conv(129 x 1, bias) -> sigmoid mask), with Keras weight names and layouts so ``scripts/gpu/import_rced.py`` loads the result
 into Keras and checks parity on a probe. Features are those of ``rced.features`` /
 ``rced.frontend`` (periodic sqrt-Hann 256, hop 128, log(|Y| + 1e-5), per-bin normalisation
 with ``norm.json``, the current and 7 past frames as input channels, oldest first), and the
