@@ -80,31 +80,35 @@ def main(argv: list[str] | None = None) -> int:
     labels = [r.label for r in rows]
     extra = [] if args.no_calib_non_commands else [r for r in load_manifest(calib_m) if r.label is None]
     extra_post = cached_posteriors(rec, extra, "calib_nc") if extra else []
-    search_post = [post[i] for i in s_idx] + extra_post
-    search_labels = [labels[i] for i in s_idx] + [None] * len(extra)
     base = Grammar.from_commands(commands)
     open_base = base.with_threshold(-np.inf)
-    non_scores = [decode(p, open_base).score for p, lab in zip(search_post, search_labels) if lab is None]
-    base = base.with_threshold(calibrate_threshold(non_scores, args.target_far))
     dictionary = PronDict.load(args.dictionary)
+    cand_kw = {k: v for k, v in (("top_k", args.top_k), ("per_word", args.per_word)) if v is not None}
+
+    def search_set(idx: list[int]) -> tuple[list, list, float]:
+        """Posteriors and labels of the rows ``idx`` plus the calibration non-commands, and the base
+        grammar's threshold calibrated on all their non-commands."""
+        posts = [post[i] for i in idx] + extra_post
+        labs = [labels[i] for i in idx] + [None] * len(extra)
+        non_scores = [decode(p, open_base).score for p, lab in zip(posts, labs) if lab is None]
+        return posts, labs, calibrate_threshold(non_scores, args.target_far)
+
+    search_post, search_labels, base_threshold = search_set(s_idx)
+    base = base.with_threshold(base_threshold)
     grammars = {"base": base}
     times, histories = {}, {}
     for name, method, seed in [("greedy", "greedy", 0)] + [(f"cem seed {s}", "cem", s) for s in (0, 1, 2)]:
         t0 = time.perf_counter()
-        g = augment(commands, search_post, search_labels, dictionary, method=method,
-                    budget=args.budget, base_threshold=base.threshold, seed=seed, dataset=str(test_m),
-                    **{k: v for k, v in (("top_k", args.top_k), ("per_word", args.per_word)) if v is not None})  # fmt: skip
+        g = augment(commands, search_post, search_labels, dictionary, method=method, budget=args.budget,
+                    base_threshold=base.threshold, seed=seed, dataset=str(test_m), **cand_kw)  # fmt: skip
         times[name] = time.perf_counter() - t0
         histories[name] = g.provenance.get("history")
         grammars[name] = g
     # The ceiling: greedy searched on the test half itself (the same threshold rule, on the test half's
     # non-commands plus the calibration ones), so only the AM and the candidates limit it.
-    test_post = [post[i] for i in t_idx] + extra_post
-    test_labels = [labels[i] for i in t_idx] + [None] * len(extra)
-    open_scores = [decode(p, open_base).score for p, lab in zip(test_post, test_labels) if lab is None]
+    test_post, test_labels, test_threshold = search_set(t_idx)
     ceiling = augment(commands, test_post, test_labels, dictionary, method="greedy", budget=args.budget,
-                      base_threshold=calibrate_threshold(open_scores, args.target_far), dataset=str(test_m),
-                      **{k: v for k, v in (("top_k", args.top_k), ("per_word", args.per_word)) if v is not None})  # fmt: skip
+                      base_threshold=test_threshold, dataset=str(test_m), **cand_kw)  # fmt: skip
     results = {n: {"search": evaluate(g, post, rows, s_idx), "test": evaluate(g, post, rows, t_idx),
                    "expressions": len(g.expressions)} for n, g in grammars.items()}  # fmt: skip
     cem = [results[f"cem seed {s}"]["test"]["all"] for s in (0, 1, 2)]

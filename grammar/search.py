@@ -328,6 +328,14 @@ def _check_budget(budget: int) -> int:
     return int(budget)
 
 
+def _toggled(mask: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(len(idx), K) masks: ``mask`` with candidate ``idx[i]`` switched in row i (greedy's additions,
+    prune's removals)."""
+    trial = np.repeat(mask[None], len(idx), axis=0)
+    trial[np.arange(len(idx)), idx] = ~mask[idx]
+    return trial
+
+
 def greedy_search(matrix: ScoreMatrix, budget: int, target_far: float | None = None,
                   max_steps: int | None = None) -> SearchResult:  # fmt: skip
     """Start from the base grammar; repeatedly add the candidate whose addition lowers the
@@ -348,9 +356,7 @@ def greedy_search(matrix: ScoreMatrix, budget: int, target_far: float | None = N
         free = np.nonzero(~mask & (counts[matrix.cand_command] < budget))[0]
         if not len(free):
             break
-        trial = np.repeat(mask[None], len(free), axis=0)
-        trial[np.arange(len(free)), free] = True
-        ev = matrix.evaluate_many(trial, target)
+        ev = matrix.evaluate_many(_toggled(mask, free), target)
         order = np.lexsort((free, -matrix.cand_prob[free], ev.objective))
         best = order[0]
         if not ev.objective[best] < cur["objective"] - 1e-12:
@@ -406,9 +412,7 @@ def prune(matrix: ScoreMatrix, mask: np.ndarray, target_far: float | None = None
         inc = np.nonzero(mask)[0]
         if not len(inc):
             return mask, cur
-        trial = np.repeat(mask[None], len(inc), axis=0)
-        trial[np.arange(len(inc)), inc] = False
-        ev = matrix.evaluate_many(trial, target)
+        ev = matrix.evaluate_many(_toggled(mask, inc), target)
         best = int(np.lexsort((-inc, matrix.cand_prob[inc], ev.objective))[0])
         if ev.objective[best] > cur["objective"] + 1e-12:
             return mask, cur

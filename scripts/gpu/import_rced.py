@@ -109,6 +109,8 @@ def export(model_dir: Path, out: Path, bound: float, jax_python: str | None) -> 
 def import_npz(npz: Path, out_dir: Path, base: Path, mask_floor: float | None, log: Path | None, bound: float) -> dict:
     import dataclasses
 
+    from train_rced_jax import arch_of  # no JAX needed for the names
+
     from rced.config import ModelConfig, load_json, save_json
     from rced.denoiser import Denoiser
     from rced.features import Normalizer
@@ -118,7 +120,7 @@ def import_npz(npz: Path, out_dir: Path, base: Path, mask_floor: float | None, l
     z = np.load(npz, allow_pickle=False)
     meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
     cfg = load_json(ModelConfig, base / "config.json")
-    arch = "crced" if "b1_1_conv/kernel" in z.files else "rced"  # train_rced_jax.arch_of, without JAX
+    arch = arch_of(z)
     if arch != cfg.arch:
         cfg = dataclasses.replace(cfg, arch=arch)
     if mask_floor is not None:
