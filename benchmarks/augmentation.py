@@ -27,13 +27,14 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
+from grammar.candidates import DEFAULT_PER_WORD, DEFAULT_TOP_K, generate_candidates  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
 from grammar.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
 from grammar.dictionary import PronDict, default_dictionary_path  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
 from grammar.recognizer import Recognizer  # noqa: E402
-from grammar.search import augment  # noqa: E402
+from grammar.search import ScoreMatrix, augment  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -123,7 +124,25 @@ def main(argv: list[str] | None = None) -> int:
     ceil = evaluate(ceiling, post, rows, t_idx)["all"]
     ceil_base = ceiling.provenance["base"]
     summary["in_sample_ceiling"] = {"mdr": ceil["mdr"], "mcr": ceil["mcr"], "far": ceil["far"],
+                                    "threshold": ceiling.threshold, "base_threshold": test_threshold,
                                     "relative_cut": 1 - (ceil["mdr"] + ceil["mcr"]) / max(ceil_base["mdr"] + ceil_base["mcr"], 1e-12)}  # fmt: skip
+    # The bound: test-half errors of the base grammar (at the ceiling's base threshold) that any single
+    # candidate fixes; no grammar from that candidate set fixes any other (ScoreMatrix.fixable).
+    bounds = []
+    for top_k, per_word in ((cand_kw.get("top_k", DEFAULT_TOP_K), cand_kw.get("per_word", DEFAULT_PER_WORD)),
+                            (200, DEFAULT_PER_WORD), (400, 20)):  # fmt: skip
+        cands = generate_candidates(tuple(commands), dictionary, top_k=top_k, per_word=per_word)
+        m = ScoreMatrix.from_posteriors(test_post, test_labels, tuple(commands), cands, "len_norm")
+        base_m = m.evaluate(m.base_mask(), threshold=test_threshold)
+        errors = int(round((base_m["mdr"] + base_m["mcr"]) * m.n_command))
+        fixable = int(m.fixable(test_threshold).sum())
+        cmd, score, ok = (a[0] for a in m.decisions(m.base_mask()))
+        right_on_top = m.is_cmd & ok & (cmd == m.labels)
+        kinds = {"right_on_top_rejected": int((right_on_top & (score < test_threshold)).sum()),
+                 "other_on_top": int((m.is_cmd & ~right_on_top).sum())}  # fmt: skip
+        bounds.append({"top_k": top_k, "per_word": per_word, "candidates": m.n_candidates, "base_errors": errors,
+                       "fixable": fixable, "max_relative_cut": fixable / max(errors, 1), **kinds})  # fmt: skip
+    summary["in_sample_bound"] = bounds
     _plot(histories, Path(args.out).with_name("augmentation_cem.png"))
     payload = {"data": str(test_m), "n_search": len(s_idx), "n_calib_non_commands": len(extra), "n_test": len(t_idx), "budget": args.budget,
                "search_seconds": times, "summary": summary, "results": results,
@@ -147,8 +166,17 @@ def main(argv: list[str] | None = None) -> int:
            f"Ceiling: greedy searched on the test half itself (in-sample, same rules and threshold calibration on "
            f"the test half's non-commands plus the calibration ones) cuts its MDR+MCR by "
            f"{summary['in_sample_ceiling']['relative_cut']:.0%} (MDR {ceil['mdr']:.3f}, MCR {ceil['mcr']:.3f}, "
-           f"FAR {ceil['far']:.3f}): an estimate of what this acoustic model and candidate set allow "
-           f"(greedy is not exact)."]  # fmt: skip
+           f"FAR {ceil['far']:.3f}, threshold {ceiling.threshold:.3f} against the base's {test_threshold:.3f}): an estimate of what this acoustic model and candidate set allow "
+           f"(greedy is not exact).", "",
+           "Bound (in-sample, the test half at that base threshold): a base error is fixable only if one candidate "
+           "of the right command beats every base expression and clears the threshold, and no grammar from the "
+           "candidate set fixes any other error (`grammar.search.ScoreMatrix.fixable`), whatever its size:", "",
+           "| candidates per command / decodings per word | candidates | base errors | fixable | largest possible cut |",
+           "|---|---|---|---|---|"]  # fmt: skip
+    md += [f"| {b['top_k']} / {b['per_word']} | {b['candidates']} | {b['base_errors']} | {b['fixable']} | "
+           f"{b['max_relative_cut']:.0%} |" for b in bounds]  # fmt: skip
+    md += ["", f"Of the {bounds[0]['base_errors']} base errors, {bounds[0]['other_on_top']} have another command's "
+           f"expression most likely and {bounds[0]['right_on_top_rejected']} the right one below the threshold."]
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
     return 0

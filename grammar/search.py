@@ -274,6 +274,23 @@ class ScoreMatrix:
     def base_mask(self) -> np.ndarray:
         return np.zeros(self.n_candidates, dtype=bool)
 
+    def fixable(self, threshold: float) -> np.ndarray:
+        """(U,) command utterances the base grammar gets wrong at ``threshold`` that one candidate
+        alone would get right: a bound on what any grammar from this candidate set can fix.
+
+        Why it bounds every grammar at that threshold: base expressions stay in every grammar,
+        so a fixed utterance's winner must be a candidate of its own command whose
+        log-likelihood beats every base expression (ties go to the base) and whose score
+        clears the threshold, and that candidate alone would fix it too. The relative cut of
+        MDR + MCR is at most ``fixable(t).sum()`` over the base's errors (new errors only lower it).
+        """
+        cmd, score, ok = self.decisions(self.base_mask())
+        right = ok[0] & (score[0] >= threshold) & (cmd[0] == self.labels)
+        base_best = self.log_lik[:, : self.n_base].max(axis=1)
+        own = self.cand_command[None, :] == self.labels[:, None]
+        wins = own & (self.log_lik[:, self.n_base :] > base_best[:, None]) & (self.scores[:, self.n_base :] >= threshold)
+        return self.is_cmd & ~right & wins.any(axis=1)
+
     def budget_ok(self, masks: np.ndarray, budget: int) -> np.ndarray:
         """(N,) whether each grammar has at most ``budget`` candidates per command."""
         m = self.check_masks(masks)

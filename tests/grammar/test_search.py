@@ -315,6 +315,40 @@ def test_prune_drops_a_candidate_that_wins_nothing():
     assert out.tolist() == [True, False] and metrics["objective"] == 0.0
 
 
+def _right(m, masks, threshold):
+    cmd, score, ok = m.decisions(masks)
+    return ok & (score >= threshold) & (cmd == m.labels) & m.is_cmd
+
+
+@pytest.mark.parametrize("seed,ties,neg_inf", [(0, False, False), (1, True, False), (2, False, True)])
+def test_fixable_bounds_every_grammar_and_each_is_fixed_by_one_candidate(seed, ties, neg_inf):
+    m = random_matrix(seed + 60, n_cmd=3, per_cmd=3, n_utts=50, ties=ties, neg_inf=neg_inf)
+    masks = all_masks_within(m, m.n_candidates)  # every grammar: 2^9
+    for thr in (-1.0, 0.0, 0.5):
+        fix = m.fixable(thr)
+        base_right = _right(m, m.base_mask(), thr)[0]
+        assert not (fix & base_right).any() and not (fix & ~m.is_cmd).any()
+        newly = _right(m, masks, thr) & ~base_right
+        assert not (newly & ~fix).any()  # no grammar fixes an utterance outside the bound
+        singles = _right(m, np.eye(m.n_candidates, dtype=bool), thr)
+        assert (singles.any(axis=0) & ~base_right == fix).all()  # and one candidate fixes each in it
+        # so the bound on the cut holds for the full-threshold metrics too
+        errors = m.n_command - base_right.sum()
+        cuts = 1 - m.evaluate_many(masks, threshold=thr).objective * m.n_command / max(errors, 1)
+        assert (cuts <= fix.sum() / max(errors, 1) + 1e-12).all()
+
+
+def test_fixable_closed_case():
+    # utterance 0 (command 0) is rejected by the base (score -9) and candidate 0 wins with a good
+    # score; utterance 1 (command 0) loses to command 1, and its candidate is beaten by that base;
+    # utterance 2 (command 1) is right already
+    L = np.array([[-5.0, -8.0, -1.0, -9.0], [-6.0, -2.0, -3.0, -9.0], [-8.0, -1.0, -9.0, -9.0], [-9.0, -2.0, -9.0, -9.0]])
+    S = np.array([[-9.0, -9.0, -0.1, -9.0], [-0.1, -0.1, -0.1, -9.0], [-9.0, -0.1, -9.0, -9.0], [-9.0, -5.0, -9.0, -9.0]])
+    m = ScoreMatrix(L, S, [0, 0, 1, -1], [0, 1, 0, 1], n_base=2, target_far=0.0)
+    assert m.fixable(-1.0).tolist() == [True, False, False, False]
+    assert m.fixable(0.0).tolist() == [False, False, False, False]  # candidate 0's score no longer clears it
+
+
 def test_cem_is_seeded_and_records_history():
     m = random_matrix(30, n_utts=60)
     a = cem_search(m, 2, n_samples=50, iters=8, seed=1, tol=0.0)
