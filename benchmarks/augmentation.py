@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = augment(commands, test_post, test_labels, dictionary, method="greedy", budget=args.budget,
                       base_threshold=test_threshold, dataset=str(test_m), **cand_kw)  # fmt: skip
     results = {n: {"search": evaluate(g, post, rows, s_idx), "test": evaluate(g, post, rows, t_idx),
-                   "expressions": len(g.expressions)} for n, g in grammars.items()}  # fmt: skip
+                   "expressions": len(g.expressions), "threshold": g.threshold} for n, g in grammars.items()}  # fmt: skip
     cem = [results[f"cem seed {s}"]["test"]["all"] for s in (0, 1, 2)]
     summary = {
         "base_mdr_mcr": results["base"]["test"]["all"]["mdr"] + results["base"]["test"]["all"]["mcr"],
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd, score, ok = (a[0] for a in m.decisions(m.base_mask()))
         right_on_top = m.is_cmd & ok & (cmd == m.labels)
         kinds = {"right_on_top_rejected": int((right_on_top & (score < test_threshold)).sum()),
-                 "other_on_top": int((m.is_cmd & ~right_on_top).sum())}  # fmt: skip
+                 "other_on_top": int((m.is_cmd & ok & (cmd != m.labels)).sum())}  # fmt: skip
         bounds.append({"top_k": top_k, "per_word": per_word, "candidates": m.n_candidates, "base_errors": errors,
                        "fixable": fixable, "max_relative_cut": fixable / max(errors, 1), **kinds})  # fmt: skip
     summary["in_sample_bound"] = bounds
@@ -152,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
           f"budget {args.budget} extra expressions per command; FAR constraint: the base grammar's FAR on the "
           f"search half's non-commands plus {len(extra)} calibration-set non-commands, on which every "
           "grammar's threshold is calibrated.", "",
-          "| grammar | expressions | test MDR | test MCR | test FAR | test accuracy | search time s |",
-          "|---|---|---|---|---|---|---|"]  # fmt: skip
+          "| grammar | expressions | threshold | test MDR | test MCR | test FAR | test accuracy | search time s |",
+          "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for n, r in results.items():
         m = r["test"]["all"]
-        md.append(f"| {n} | {r['expressions']} | {m['mdr']:.3f} | {m['mcr']:.3f} | {m['far']:.3f} | "
+        md.append(f"| {n} | {r['expressions']} | {grammars[n].threshold:.3f} | {m['mdr']:.3f} | {m['mcr']:.3f} | {m['far']:.3f} | "
                   f"{m['accuracy']:.3f} | {times.get(n, 0.0):.2f} |")  # fmt: skip
     cut = summary["cem_relative_cut"]
     verb = f"cuts test MDR+MCR by {cut:.0%}" if cut >= 0.005 else f"does not cut test MDR+MCR ({-cut:+.1%})"
