@@ -24,13 +24,11 @@ def _progress(args: argparse.Namespace):
     return say
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
-
-
 def _calibration(args: argparse.Namespace, say):
     """Calibration from --calibration-audio DIR (every audio file, sorted; the last is held out for the
     goldens) or from the synthetic TRAIN-voice corpus."""
     from firmware_export.convert import Calibration
+    from rced.outputs import AUDIO_SUFFIXES
 
     if args.calibration_audio is None:
         say(f"calibration audio: {args.calibration_utterances} TRAIN-voice utterances")
@@ -50,9 +48,11 @@ def _calibration(args: argparse.Namespace, say):
 
 def cmd_build(args: argparse.Namespace) -> int:
     from firmware_export.bundle import build_bundle, check_output
+    from rced.outputs import check_output_folder
 
     say = _progress(args)
-    check_output(args.output)  # before the calibration audio, which may take long to synthesise
+    check_output_folder(args.output, replaced_whole=True)  # before the calibration audio, which may take long
+    check_output(args.output)  # and a folder that is not empty must hold a bundle
     report = build_bundle(args.output, denoiser=args.denoiser, am=args.am, grammar=args.grammar,
                           include_am=not args.no_am, am_frames=args.am_frames, calibration=_calibration(args, say),
                           measure_latency=not args.no_timing, progress=say)  # fmt: skip
@@ -66,11 +66,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_int8_outputs(args: argparse.Namespace) -> None:
+    """Each model folder that gets a model_int8.tflite exists and is writable, before the calibration audio."""
+    from grammar.recognizer import default_am_path
+    from rced.denoiser import default_model_path
+    from rced.int8 import INT8_MODEL_NAME
+    from rced.outputs import check_output_file
+
+    folders = {"denoiser": (args.denoiser, default_model_path), "am": (args.am, default_am_path)}
+    for name in ("denoiser", "am") if args.model == "all" else (args.model,):
+        given, default = folders[name]
+        folder = Path(given) if given is not None else default()
+        if not folder.is_dir():
+            raise ExportError(f"{folder}: model folder not found")
+        check_output_file(folder / INT8_MODEL_NAME)
+
+
 def cmd_int8(args: argparse.Namespace) -> int:
     """model_int8.tflite beside the float weights of the denoiser, the AM, or both (denoiser first)."""
     from firmware_export.convert import write_am_int8_beside, write_int8_beside
 
     say = _progress(args)
+    _check_int8_outputs(args)
     cal = _calibration(args, say)
     paths = []
     if args.model in ("denoiser", "all"):

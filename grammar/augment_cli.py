@@ -56,17 +56,18 @@ def _base_far(commands, posteriors, labels, shipped) -> float:
 def cmd_augment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from grammar.cli import _emit, _recognizer, check_output_file
+    from grammar.cli import _emit, _recognizer
     from grammar.commands import load_commands
     from grammar.dataset import check_labels, load_manifest
     from grammar.search import augment, check_cem_options
     from rced.audio import load_audio
+    from rced.outputs import check_output_file
 
     _positive("budget", args.budget)
     _positive("top-k", args.top_k)
     if args.target_far is not None and not 0.0 <= args.target_far <= 1.0:
         raise GrammarError(f"--target-far must lie in [0, 1], got {args.target_far}")
-    check_output_file(args.output)
+    check_output_file(args.output, [p for p in (args.commands, args.dataset, args.dictionary) if p])
     commands = load_commands(args.commands)
     rows = load_manifest(args.dataset)  # empty manifest: GrammarError naming it
     check_labels(rows, commands, source=args.dataset)
@@ -109,8 +110,9 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_dictionary_build(args: argparse.Namespace) -> int:
-    from grammar.cli import _emit, _recognizer, check_output_file
+    from grammar.cli import _emit, _recognizer
     from grammar.dictionary import build_default_pairs, build_dictionary
+    from rced.outputs import check_output_file
 
     _positive("n-utts", args.n_utts)
     check_output_file(args.output)

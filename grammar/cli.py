@@ -13,18 +13,7 @@ from pathlib import Path
 from grammar.errors import GrammarError
 from rced.cli import quiet_tensorflow
 from rced.errors import run_command
-
-
-def check_output_file(path) -> None:
-    """Refuse an output file path that cannot be written, before any work (one-line error)."""
-    path = Path(path)
-    if path.is_dir():
-        raise GrammarError(f"{path}: output path is an existing folder")
-    from rced.audio import blocking_ancestor
-
-    above = blocking_ancestor(path)
-    if above is not None:
-        raise GrammarError(f"{path}: cannot write here, {above} is not a folder")
+from rced.outputs import check_output_file, check_output_folder
 
 
 def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
@@ -41,8 +30,9 @@ def _train_am_config(args: argparse.Namespace):
 
 def cmd_train_am(args: argparse.Namespace) -> int:
     from grammar.train_am import AMTrainer
-    from rced.cli import _set_threads, config_or_resume, run_and_export
+    from rced.cli import _set_threads, check_run_outputs, config_or_resume, run_and_export
 
+    check_run_outputs(args)
     _set_threads(args.threads)
     cfg = config_or_resume(args, build_parser(), _train_am_config)
     trainer = AMTrainer(args.run_dir, cfg, utt_seeds=tuple(args.utt_seeds), n_utts=args.utterances,
@@ -112,6 +102,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from grammar.dataset import check_labels, load_manifest
     from grammar.metrics import det_curve, metrics_by_group, plot_det
 
+    if args.det:
+        check_output_file(args.det, [args.dataset])
     rows = load_manifest(args.dataset)
     rec = _recognizer(args)
     check_labels(rows, rec.grammar.commands, source=args.dataset)
@@ -170,6 +162,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     from grammar.dataset import make_dataset
     from rced.tts import test_voices, train_voices
 
+    check_output_folder(args.output)
     voices = {"test": test_voices(), "train": [v for v in train_voices() if v.engine != "espeak"]}[args.voices]
     commands = load_commands(args.commands or default_commands_path())
     snrs = [None if s == "clean" else float(s) for s in args.snrs]

@@ -70,9 +70,19 @@ def config_or_resume(args: argparse.Namespace, parser: argparse.ArgumentParser, 
     return cfg
 
 
+def check_run_outputs(args: argparse.Namespace) -> None:
+    """A training command's run folder and ``--export`` folder, checked before any data is made."""
+    from rced.outputs import check_output_folder
+
+    for folder in (args.run_dir, args.export):
+        if folder is not None:
+            check_output_folder(folder)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rced.train import Trainer
 
+    check_run_outputs(args)
     _set_threads(args.threads)
     cfg = config_or_resume(args, build_parser(), _train_config)
     trainer = Trainer(args.run_dir, cfg, n_utts=args.utterances, data_seed=args.data_seed,
@@ -93,19 +103,21 @@ def run_and_export(trainer, args: argparse.Namespace) -> int:
 
 
 def _resolve_outputs(inputs: list[Path], out: Path) -> list[Path]:
-    """Output path for each input: OUT itself for one input (or OUT/name if OUT is a folder)."""
-    if len(inputs) > 1 or out.is_dir():
-        if out.exists() and not out.is_dir():
-            raise RcedError(f"{out}: several inputs need an output folder, but this is a file")
+    """Output path for each input, every one checked before any work: OUT itself for one input, or
+    OUT/<input name>.wav when OUT is a folder (an existing one; with several inputs also a new path
+    without an audio suffix)."""
+    from rced.outputs import check_output_file, check_output_folder, output_is_folder
+
+    if output_is_folder(out, len(inputs)):
+        check_output_folder(out)
         outs = [out / p.with_suffix(".wav").name for p in inputs]
         dup = sorted({o for o in outs if outs.count(o) > 1})
         if dup:
             raise RcedError(f"{dup[0]}: several inputs would write this output (same name before the extension)")
     else:
         outs = [out]
-    for src, dst in zip(inputs, outs):
-        if dst.resolve() == src.resolve():
-            raise RcedError(f"{dst}: output path equals the input; inputs are never overwritten")
+    for dst in outs:
+        check_output_file(dst, inputs)
     return outs
 
 
@@ -127,8 +139,6 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     audios = [load_audio(p) for p in inputs]  # validate every input before writing anything
     den = _load_denoiser(args)
     for src, dst, audio in zip(inputs, outs, audios):
-        if dst.exists() and dst.is_dir():
-            raise RcedError(f"{dst}: output path is an existing folder")
         write_audio(dst, den.denoise(audio, 16000), den.sample_rate)
         _emit(args, {"input": str(src), "output": str(dst), "seconds": round(len(audio) / 16000, 3)},
               f"{src} -> {dst}")  # fmt: skip
@@ -168,8 +178,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     from rced.audio import AudioBlocks, AudioWriter, rechunk
 
-    src, dst = Path(args.input), Path(args.output)
-    _resolve_outputs([src], dst)
+    src = Path(args.input)
+    (dst,) = _resolve_outputs([src], Path(args.output))  # a folder gets the input's name, as for `denoise`
     reader = AudioBlocks(src)  # file-level checks before the model loads; samples are read block by block
     den = _load_denoiser(args)
     reader.sr = den.sample_rate  # read (and resampled) at the model's rate, as `denoise` does
@@ -205,7 +215,11 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rced.corpus import eval_set
     from rced.evaluate import run_systems, standard_systems, summarize, to_markdown, write_results
+    from rced.outputs import check_output_file
 
+    if args.output:  # write_results writes <stem>.json and <stem>.md
+        for suffix in (".json", ".md"):
+            check_output_file(Path(args.output).with_suffix(suffix))
     den = _load_denoiser(args)
     items = eval_set(n_per_voice=args.n_per_voice, snrs=tuple(args.snrs))
     results = run_systems(items, standard_systems(den, args.dtln))

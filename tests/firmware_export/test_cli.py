@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import soundfile as sf
 
 from firmware_export.cli import main
 from tests.firmware_export.conftest import calibration_audio
+from tests.readonly import run_read_only
 
 
 def calibration_folder(tmp_path):
@@ -95,7 +97,7 @@ def test_output_path_os_errors_are_one_line(tmp_path, tiny_denoiser, capsys, mon
     afile.write_text("x")
     msg = _error(capsys, ["build", "-o", str(afile / "sub" / "out"), "--denoiser", str(tiny_denoiser), "--no-am",
                           "--calibration-audio", str(cal), "--quiet"])  # fmt: skip
-    assert f"{afile / 'sub' / 'out'}: cannot create the output folder: {afile} is not a folder" in msg
+    assert f"{afile / 'sub' / 'out'}: cannot write here, {afile} is not a folder" in msg
     assert afile.read_text() == "x"
 
     import firmware_export.bundle
@@ -108,3 +110,21 @@ def test_output_path_os_errors_are_one_line(tmp_path, tiny_denoiser, capsys, mon
     monkeypatch.setattr(firmware_export.bundle, "build_bundle", denied)
     msg = _error(capsys, ["build", "-o", str(locked), "--no-am", "--calibration-audio", str(cal), "--quiet"])
     assert msg == f"firmware-export: error: {locked}: Permission denied"
+
+
+def test_read_only_outputs_fail_before_any_work(tmp_path, tiny_denoiser):
+    """A bundle into a read-only folder, or int8 beside weights on a read-only disk: one line naming the
+    path given, before the models load or calibration audio is read (both given here are missing)."""
+    import shutil
+
+    ro = tmp_path / "ro"
+    shutil.copytree(tiny_denoiser, ro)
+    before = sorted(p.name for p in ro.iterdir())
+    missing = ["--calibration-audio", str(tmp_path / "no_cal"), "--quiet"]
+    for argv, out in ((["build", "-o", ro / "bundle", "--denoiser", tmp_path / "no_model", *missing], ro / "bundle"),
+                      (["int8", "--denoiser", ro, *missing], ro / "model_int8.tflite")):  # fmt: skip
+        res, reason = run_read_only([sys.executable, "-m", "firmware_export", *argv], ro)
+        err = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(err) == 1, res.stderr
+        assert err[0].startswith(f"firmware-export: error: {out}: cannot write here, {ro} is ") and reason in err[0]
+    assert sorted(p.name for p in ro.iterdir()) == before

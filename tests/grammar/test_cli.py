@@ -1,12 +1,14 @@
 """The ``grammar`` command line as a user runs it."""
 
 import json
+import sys
 
 import pytest
 import soundfile as sf
 
 from tests.grammar.conftest import grammar_cli as grammar
 from tests.grammar.conftest import one_line_error, tone
+from tests.readonly import run_read_only
 
 
 @pytest.fixture
@@ -109,3 +111,27 @@ def test_evaluate_a_manifest_without_snr_column(tiny_am, tiny_grammar, wavs):
     res = grammar("evaluate", "--dataset", m, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json")
     assert res.returncode == 0, res.stderr
     assert list(json.loads(res.stdout)["metrics"]) == ["all"]
+
+
+def test_output_checks_come_before_any_model_or_synthesis(wavs, tmp_path):
+    """Each refusal names the user's path; --am names a missing folder, so a check that came after
+    loading would report the model instead (make-dataset would synthesise first)."""
+    m = tmp_path / "manifest.csv"
+    m.write_text("path,label\nu0.wav,mute\nu1.wav,\n")
+    cmds = tmp_path / "commands.txt"
+    cmds.write_text("mute\n")
+    no_am = ["--am", tmp_path / "no_am"]
+    below = wavs[0] / "det.png"  # the output's folder is a regular file
+    one_line_error(grammar("evaluate", "--dataset", m, "--det", below, *no_am),
+                   f"{below}: cannot write here, {wavs[0]} is not a folder")  # fmt: skip
+    one_line_error(grammar("augment", "--commands", cmds, "--dataset", m, "-o", m, *no_am),
+                   f"{m}: output path equals the input")  # fmt: skip
+    one_line_error(grammar("train-am", wavs[0] / "run"), f"{wavs[0] / 'run'}: cannot write here")
+    one_line_error(grammar("make-dataset", "-o", m), f"{m}: output path exists and is not a folder")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    for argv, out in ((["make-dataset", "-o", ro / "ds"], ro / "ds"),
+                      (["calibrate", "--dataset", m, "-o", ro / "g.json", *no_am], ro / "g.json")):  # fmt: skip
+        res, reason = run_read_only([sys.executable, "-m", "grammar", *argv], ro)
+        one_line_error(res, f"{out}: cannot write here, {ro} is ")
+        assert reason in res.stderr and not list(ro.iterdir())

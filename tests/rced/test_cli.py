@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import speechlike
+from tests.readonly import run_read_only
 
 
 def rced(*args, cwd=None):
@@ -87,9 +88,54 @@ def test_colliding_outputs_refused(tmp_path, names):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-def test_unwritable_output_path_is_a_one_line_error(wav_16k, tmp_path):
-    res = rced("denoise", wav_16k, "-o", wav_16k / "x.wav")  # the output's folder is a file
-    assert_one_line_error(res, str(wav_16k))
+@pytest.mark.parametrize("command", ["denoise", "stream"])
+def test_output_checks_come_before_the_model_loads(command, wav_16k, tmp_path):
+    """Each refusal names the user's path; --model names a missing folder, so an output check that
+    came after loading would report the model instead."""
+    no_model = ["--model", tmp_path / "no_model"]
+    below = wav_16k / "x.wav"  # the output's folder is a regular file
+    assert_one_line_error(rced(command, wav_16k, "-o", below, *no_model), f"{below}: cannot write here, {wav_16k} "
+                          "is not a folder")  # fmt: skip
+    assert_one_line_error(rced(command, wav_16k, "-o", wav_16k, *no_model), f"{wav_16k}: output path equals the input")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    res, reason = run_read_only([sys.executable, "-m", "rced", command, wav_16k, "-o", ro / "o.wav", *no_model], ro)
+    assert_one_line_error(res, f"{ro / 'o.wav'}: cannot write here, {ro} is ")
+    assert reason in res.stderr and not list(ro.iterdir())
+
+
+def test_several_inputs_need_a_folder_output(wav_16k, tmp_path):
+    """`denoise a b -o x.wav` does not make a folder called x.wav; an existing file is no folder either."""
+    other = tmp_path / "other.flac"
+    sf.write(other, speechlike(seed=1), 16000)
+    for out in (tmp_path / "x.wav", wav_16k):
+        assert_one_line_error(rced("denoise", wav_16k, other, "-o", out), f"{out}: several inputs need an output folder")
+    assert not (tmp_path / "x.wav").exists()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    res, reason = run_read_only([sys.executable, "-m", "rced", "denoise", wav_16k, other, "-o", ro / "new"], ro)
+    assert_one_line_error(res, f"{ro / 'new'}: cannot write here")
+    assert reason in res.stderr and not list(ro.iterdir())
+
+
+def test_stream_and_denoise_agree_on_a_folder_output(wav_16k, tmp_path):
+    """An existing folder as -o gets the input's file name, for both commands."""
+    for command in ("denoise", "stream"):
+        folder = tmp_path / command
+        folder.mkdir()
+        res = rced(command, wav_16k, "-o", folder, "--json")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["output"] == str(folder / wav_16k.name)
+        assert sf.info(folder / wav_16k.name).frames == 16000
+
+
+def test_training_and_evaluation_outputs_are_checked_first(wav_16k, tmp_path):
+    """A run folder or a results stem below a file fails at once, naming the path given."""
+    for argv, path in ((["train", wav_16k / "run"], wav_16k / "run"),
+                       (["train", tmp_path / "run", "--export", wav_16k / "m"], wav_16k / "m"),
+                       (["evaluate", "-o", wav_16k / "res", "--model", tmp_path / "no_model"], wav_16k / "res.json")):  # fmt: skip
+        assert_one_line_error(rced(*argv), f"{path}: cannot write here, {wav_16k} is not a folder")
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_model_folder(wav_16k, tmp_path):
