@@ -8,9 +8,9 @@ does not see them (``grammar.recognizer.am_front_end``), so recognition is uncha
 
 Every (release, exponent) pair of the grid is scored at the model's mask floor on both dev sets of
 ``benchmarks/mask_floor.py`` (as synthesised and MLSA-vocoded; never the test voices). Rule: the
-best mean over both sets of dPESQ/0.10 + dSI-SDR/1.5 (the issue's bars as units) among the pairs
-whose mean STOI change is at least +0.005 on both sets: a margin, since the phase-4 model lost
-0.004 to 0.008 STOI between these dev sets and unseen voices. Writes
+best mean over both sets of dPESQ/0.10 + dSI-SDR/1.5 (the targets as units) among the pairs
+whose mean STOI change is at least +0.005 on both sets: a margin, since the half-vocoded
+fine-tune (the shipped weights, its model card) lost 0.004 to 0.008 STOI between these dev sets and unseen voices. Writes
 benchmarks/results/gain_shaping.{json,md}; --apply writes the choice into the model's config.json.
 """
 

@@ -15,7 +15,7 @@
    (peak from wait4's maxrss). ``--cli-baseline REV`` runs the ``rced`` of an older commit (git
    archive) on ``--cli-baseline-minutes`` for comparison.
 
-Writes benchmarks/results/stream_memory.{json,md}. Run (nice: the machine has other work):
+Writes benchmarks/results/stream_memory.{json,md}. Run (nice, to leave the CPU to other work):
     nice -n 19 python benchmarks/stream_memory.py --cli-baseline e42585a
 A run spec is BACKEND:MINUTES[:trace]; ``--minutes M`` shortens every run (a quick check);
 ``--runs`` or ``--cli-minutes`` with nothing after it skips that part, and ``--merge`` keeps the
