@@ -7,15 +7,14 @@ streamed block by block through the chain (:func:`grammar.listen.spot`: causal S
 AM, sliding-window grammar decoding), and the detections are compared with the truth. Written
 into the output folder (every file atomically): ``noisy.wav``, ``enhanced.wav`` (the denoiser's
 listening path, from the same STFT the AM reads), ``clean.wav``, ``spectrogram.png`` (noisy vs
-enhanced, detections shaded, truth as lines), ``result.json`` and ``index.html``.
+enhanced, detections shaded, truth as lines), ``result.json`` and ``index.html``; the page and
+picture builders are :mod:`rced.demo`'s, shared with the denoise demo.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import io
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,11 +23,12 @@ import numpy as np
 
 from grammar.errors import GrammarError
 from grammar.listen import Detection, PosteriorStream, spot
+from rced.demo import BABBLE_SEED, page_html, players_html, relative_to_page, write_demo_folder
+from rced.demo import spectrogram_png as _spectrogram_png
 
 LEAD_S = 1.0  # babble before the first utterance and after the last
 GAP_S = (1.0, 2.0)  # babble-only gap between utterances
 SPEECH_RMS = 0.05  # level of every utterance over its active part
-BABBLE_SEED = 4242  # the babble talkers of `rced demo` (shared cache)
 MATCH_TOLERANCE_S = 0.3  # a detection matches a truth segment it overlaps, widened by this much
 
 
@@ -161,49 +161,49 @@ def table(rows: list[dict]) -> str:
 # --------------------------------------------------------------------------- pictures and page
 
 
+OK_COLOR, BAD_COLOR = "#5cff5c", "#ff6b6b"  # detections: right command / wrong or false alarm
+
+
 def spectrogram_png(noisy_spec: np.ndarray, enhanced_spec: np.ndarray, sr: int, hop: int,
                     segments: Sequence[Segment], detections: Sequence[Detection], rows: list[dict],
                     title: str = "") -> bytes:  # fmt: skip
-    """Two panels (noisy, enhanced) in dB; detections shaded and labelled, truth as dashed lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Two panels (noisy, enhanced; :func:`rced.demo.spectrogram_png`): truth as lines on both, named
+    on the noisy one; detections shaded on both, named with their scores on the enhanced one."""
+    from rced.demo import boxed_text
 
     hit_starts = {r["detection"]["start"] for r in rows if r["status"] == "hit"}
-    dur = len(noisy_spec) * hop / sr
-    fig, axes = plt.subplots(2, 1, figsize=(14, 7), sharex=True, constrained_layout=True)
-    ref = 20 * np.log10(np.abs(noisy_spec).max() + 1e-9)
-    for ax, spec, name in ((axes[0], noisy_spec, "noisy"), (axes[1], enhanced_spec, "enhanced")):
-        db = 20 * np.log10(np.abs(spec).T + 1e-9)
-        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=ref - 80, vmax=ref,
-                  extent=(0, dur, 0, sr / 2000), interpolation="nearest")  # fmt: skip
-        ax.set_ylabel(f"{name}\nfrequency (kHz)")
+    top = sr / 2000
+
+    def overlay(ax, name: str) -> None:
         for seg in segments:
-            style = {"color": "white", "ls": "--", "lw": 1.0} if seg.command else {"color": "0.7", "ls": ":", "lw": 0.8}
-            ax.axvline(seg.start, **style)
-            ax.axvline(seg.end, **style)
-            label = seg.command if seg.command else "(other speech)"
-            ax.text((seg.start + seg.end) / 2, sr / 2000 * 0.97, label, color=style["color"], ha="center",
-                    va="top", fontsize=8, clip_on=True)  # fmt: skip
+            color, ls = ("white", "--") if seg.command else ("0.75", ":")
+            for t in (seg.start, seg.end):
+                ax.axvline(t, color=color, ls=ls, lw=1.2)
+            if name == "noisy":
+                y = top * (0.96 if seg.command else 0.80)
+                boxed_text(ax, (seg.start + seg.end) / 2, y, seg.command or "(other speech)", color, ha="center", va="top")
         for d in detections:
-            ok = round(d.start, 3) in hit_starts
-            ax.axvspan(d.start, d.end, color="lime" if ok else "red", alpha=0.25, lw=0)
-            ax.text((d.start + d.end) / 2, sr / 2000 * 0.05, f"{d.command}\n{d.score:.2f}", color="lime" if ok else "red",
-                    ha="center", va="bottom", fontsize=8, fontweight="bold", clip_on=True)  # fmt: skip
-    axes[1].set_xlabel("time (s)")
-    if title:
-        axes[0].set_title(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+            color = OK_COLOR if round(d.start, 3) in hit_starts else BAD_COLOR
+            ax.axvspan(d.start, d.end, color=color, alpha=0.15, lw=0)
+            ax.axvspan(d.start, d.end, ymax=0.03, color=color, lw=0)
+            if name == "enhanced":
+                boxed_text(ax, (d.start + d.end) / 2, top * 0.06, f"{d.command}  {d.score:.2f}", color, ha="center",
+                           va="bottom", fontweight="bold")  # fmt: skip
+
+    return _spectrogram_png([("noisy", noisy_spec), ("enhanced", enhanced_spec)], sr, hop, title=title,
+                            overlay=overlay)  # fmt: skip
 
 
-def index_html(result: dict, files: dict[str, str]) -> str:
-    """A self-contained page: audio players, the spectrogram, the truth/detection table (relative links)."""
-    e = html.escape
-    s = result["summary"]
+CSS = """
+td:nth-child(4) { text-align: left; }
+tr.hit { background: #e6f6e6; } tr.missed, tr.wrong-command { background: #fdecea; }
+tr.false-alarm { background: #fff4dd; }
+"""
+
+
+def index_html(result: dict) -> str:
+    """The page: audio players, the truth/detection table, the spectrograms (links relative to the page)."""
+    e, s, files = html.escape, result["summary"], result["files"]
     rows = []
     for r in result["rows"]:
         t, d = r["truth"], r["detection"]
@@ -212,28 +212,9 @@ def index_html(result: dict, files: dict[str, str]) -> str:
         cls = r["status"].replace(" ", "-")
         rows.append(f'<tr class="{cls}">' + "".join(f"<td>{c}</td>" for c in tc + dc)
                     + f"<td>{e(r['status'])}</td></tr>")  # fmt: skip
-    players = "\n".join(
-        f'<figure><figcaption>{e(label)}</figcaption><audio controls preload="none" src="{e(files[key])}"></audio></figure>'
-        for key, label in (("noisy", "noisy (what the microphone hears)"), ("enhanced", "enhanced (denoiser output)"),
-                           ("clean", "clean speech (truth)"))  # fmt: skip
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>stapes demo: voice commands in babble</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1300px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
-td:first-child, td:nth-child(4), th {{ text-align: left; }}
-tr.hit {{ background: #e6f6e6; }} tr.missed, tr.wrong-command {{ background: #fdecea; }}
-tr.false-alarm {{ background: #fff4dd; }}
-figure {{ display: inline-block; margin: 0 1.5em 1em 0; }} img {{ max-width: 100%; }}
-</style>
-</head>
-<body>
-<h1>stapes: voice commands in babble</h1>
+    players = players_html(files, (("noisy", "noisy (what the microphone hears)"),
+                                   ("enhanced", "enhanced (denoiser output)"), ("clean", "clean speech (truth)")))  # fmt: skip
+    body = f"""<h1>stapes: voice commands in babble</h1>
 <p>{s['n_commands']} commands spoken by the TEST-ONLY voice <code>{e(result['voice'])}</code>, with other speech
 between them, in babble of TRAIN-voice talkers at {result['snr']:g} dB SNR (seed {result['seed']}).
 The noisy scene was streamed through the chain ({e(result['chain'])}) in {result['hop_s']:g}-s blocks;
@@ -246,11 +227,9 @@ the grammar was decoded on {result['window_s']:g}-s windows.</p>
 {chr(10).join(rows)}
 </table>
 <p><img src="{e(files['spectrogram'])}" alt="spectrograms of the noisy and enhanced scene with detections"></p>
-<p>Shaded spans: detections (green: correct, red: wrong or false alarm); dashed lines: where each command
-was spoken; dotted: other speech.</p>
-</body>
-</html>
-"""
+<p>Shaded spans with a bar at the bottom: detections (green: correct, red: wrong or false alarm), named with
+their scores on the enhanced panel; dashed lines: where each command was spoken; dotted: other speech.</p>"""
+    return page_html("stapes demo: voice commands in babble", body, CSS)
 
 
 # --------------------------------------------------------------------------- the demo
@@ -261,9 +240,8 @@ def run_demo(out_dir: str | Path, recognizer, *, snr: float = 20.0, seed: int = 
              progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Synthesize a scene, stream it through ``recognizer``, compare with the truth, write the files.
 
-    Returns the result (what ``result.json`` holds) with ``out_dir`` and the file names.
+    Returns the result (what ``result.json`` holds, every path in it relative to the page) with ``output``.
     """
-    from rced.audio import atomic_write_bytes, atomic_write_text, write_audio
     from rced.frontend import istft, stft
 
     say = progress or (lambda _msg: None)
@@ -296,25 +274,18 @@ def run_demo(out_dir: str | Path, recognizer, *, snr: float = 20.0, seed: int = 
         "voice": scene.voice, "snr": snr, "seed": seed, "backend": backend, "chain": chain,
         "window_s": window_s, "hop_s": hop_s, "seconds_of_audio": round(len(scene.noisy) / scene.sr, 3),
         "threshold": recognizer.grammar.threshold,
-        "am": str(recognizer.path) if recognizer.path else None,
-        "denoiser": str(den.path) if den is not None and den.path else None,
+        "am": relative_to_page(recognizer.path, out) if recognizer.path else None,
+        "denoiser": relative_to_page(den.path, out) if den is not None and den.path else None,
         "truth": [dataclasses.asdict(s) for s in scene.segments],
         "detections": [{**d.to_json(), "expression": d.expression, "windows": d.windows} for d in detections],
         "rows": rows, "summary": summary(rows),
     }  # fmt: skip
     say("writing audio, spectrogram and page")
-    files = {"noisy": "noisy.wav", "enhanced": "enhanced.wav", "clean": "clean.wav",
-             "spectrogram": "spectrogram.png", "result": "result.json", "index": "index.html"}  # fmt: skip
     png = spectrogram_png(stft(scene.noisy, fe), enhanced_spec, scene.sr, fe.hop, scene.segments, detections, rows,
                           f"{scene.voice} in babble at {snr:g} dB: {result['summary']['hits']}/"
                           f"{result['summary']['n_commands']} commands detected")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    write_audio(out / files["noisy"], scene.noisy, scene.sr)
-    write_audio(out / files["enhanced"], enhanced, scene.sr)
-    write_audio(out / files["clean"], scene.clean, scene.sr)
-    atomic_write_bytes(out / files["spectrogram"], png)
     timings["total_s"] = time.perf_counter() - t0
     result["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    atomic_write_text(out / files["result"], json.dumps(result, indent=1) + "\n")
-    atomic_write_text(out / files["index"], index_html(result, files))
-    return {"output": str(out), "files": files, **result}
+    write_demo_folder(out, {"noisy": scene.noisy, "enhanced": enhanced, "clean": scene.clean}, scene.sr, png, result,
+                      index_html)  # fmt: skip
+    return {"output": str(out), **result}

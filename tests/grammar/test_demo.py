@@ -6,7 +6,6 @@ The tiny random-weight AM makes the detections arbitrary: these tests check the 
 import json
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,14 @@ from grammar.demo import Segment, make_scene, match, summary, table
 from grammar.listen import Detection
 from rced.corpus import rms
 from tests.grammar.conftest import grammar_cli, one_line_error
+from tests.rced.test_demo import check_demo_page
 
 COMMANDS = ["volume up", "mute", "call home", "next song"]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_shipped_int8_chain_finds_most_commands_of_the_default_scene(tmp_path):
-    """The issue's check on the real models: the default scene (seed 7, 20 dB) through the int8
+    """The check on the real models: the default scene (seed 7, 20 dB) through the int8
     chain; measured 3 of 4 hits and one false alarm with the shipped AM and overlapping windows."""
     from grammar.demo import run_demo
     from grammar.recognizer import Recognizer
@@ -89,20 +89,6 @@ def test_match_hits_wrong_missed_and_false_alarms():
 # ----------------------------------------------------------------------------- files and page
 
 
-class _Refs(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.refs, self.audio, self.rows = [], 0, 0
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag in ("audio", "img", "source") and a.get("src"):
-            self.refs.append(a["src"])
-            self.audio += tag == "audio"
-        if tag == "tr":
-            self.rows += 1
-
-
 def test_demo_writes_every_file(demo_run):
     out, res = demo_run
     names = {"noisy.wav", "enhanced.wav", "clean.wav", "spectrogram.png", "result.json", "index.html"}
@@ -131,16 +117,15 @@ def test_demo_json_reports_truth_and_detections(demo_run):
     assert s["n_commands"] == 3 and s["hits"] + s["wrong"] + s["missed"] == 3
 
 
-def test_index_html_references_the_files(demo_run):
+def test_index_html_references_the_files(demo_run, tiny_am):
     out, res = demo_run
-    page = (out / "index.html").read_text()
-    p = _Refs()
-    p.feed(page)
+    p, saved = check_demo_page(out)  # links and result.json paths relative to the page; players preload metadata
     assert sorted(p.refs) == sorted(["noisy.wav", "enhanced.wav", "clean.wav", "spectrogram.png"])
-    assert p.audio == 3 and "<audio controls" in page
-    assert all((out / r).exists() for r in p.refs)  # relative links that resolve
-    n_rows = len(json.loads((out / "result.json").read_text())["rows"])
-    assert p.rows == n_rows + 1  # header + one row per truth command or false alarm
+    assert len(p.audio) == 3
+    assert saved["files"] == res["files"]
+    assert (out / saved["am"]).resolve() == tiny_am.resolve()
+    page = (out / "index.html").read_text()
+    assert page.count("<tr") == len(saved["rows"]) + 1  # header + one row per truth command or false alarm
     assert f"{res['summary']['hits']}/{res['summary']['n_commands']} commands detected" in page
 
 

@@ -143,15 +143,28 @@ def test_missing_model_folder(wav_16k, tmp_path):
     assert_one_line_error(res, "model folder not found")
 
 
-def test_demo_streams_and_writes_wavs(tmp_path):
-    res = rced("demo", "-o", tmp_path / "demo", "--json")
+def test_demo_streams_and_writes_wavs_and_a_page(tmp_path):
+    from rced.denoiser import default_model_path
+    from tests.rced.test_demo import check_demo_page
+
+    out_dir = tmp_path / "demo"
+    res = rced("demo", "-o", out_dir, "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["algorithmic_latency_ms"] == 16.0 and out["real_time_factor"] > 0
+    assert 0 < out["block_latency_ms_median"] <= out["block_latency_ms_p99"] and out["block_ms"] == 8.0
     for name in ("clean", "noisy", "enhanced"):
-        y, sr = sf.read(tmp_path / "demo" / f"{name}.wav")
+        y, sr = sf.read(out_dir / f"{name}.wav")
         assert sr == 16000 and len(y) > 16000
     assert set(out["enhanced"]) == {"pesq", "stoi", "si_sdr"}
+    refs, saved = check_demo_page(out_dir)
+    assert sorted(refs.refs) == ["clean.wav", "enhanced.wav", "noisy.wav", "spectrogram.png"]
+    assert {k: v for k, v in out.items() if k != "output"} == saved
+    assert (out_dir / saved["model"]).resolve() == default_model_path().resolve()
+    page = (out_dir / "index.html").read_text()
+    for k in ("pesq", "stoi"):  # the numbers before and after are on the page as they are in result.json
+        assert f"{saved['noisy'][k]:.3f}" in page and f"{saved['enhanced'][k]:.3f}" in page
+    assert f"{saved['real_time_factor']:.3f}" in page and "16 ms" in page
 
 
 def test_rerun_with_no_flags_resumes_the_folders_own_config(tmp_path):
