@@ -360,11 +360,11 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
     say: Progress = progress or (lambda _msg: None)
     out = Path(out_dir)
     check_output(out)
-    den = Denoiser.load(denoiser)
+    den = Denoiser.load(denoiser, backend="keras")
     rec = g = None
     g_desc = ""
     if include_am:
-        rec = Recognizer.load(_default_am_folder(am), denoiser=False, grammar=False)
+        rec = Recognizer.load(_default_am_folder(am), denoiser=False, grammar=False, backend="keras")
         if rec.config.frontend != den.config.frontend:
             raise ExportError(f"{rec.path}: the acoustic model's front-end {rec.config.frontend} differs from the "
                               f"denoiser's {den.config.frontend}; the device computes one STFT for both")  # fmt: skip

@@ -6,8 +6,8 @@ int8 in and out, a fixed window of STFT frames, a Softmax on the output;
 :class:`grammar.recognizer.Recognizer` (``model(x) -> (1, ceil(T / stride), 29)`` scores whose
 log-softmax the recognizer takes): the normalised log-mel is cut into windows of the model's
 length, each window is quantised with the model's input scale and zero point and run through
-LiteRT's *reference* kernels (bit-exact with TFLM; see :mod:`rced.int8`), and the int8
-posteriors are dequantised. A window's first output frames see its zero padding instead of the
+LiteRT (its optimised kernels, within one LSB of TFLM, or with ``exact`` its reference kernels,
+bit-exact with TFLM; see :mod:`rced.runtime`), and the int8 posteriors are dequantised. A window's first output frames see its zero padding instead of the
 past and its last ones lack their look-ahead, so windows overlap: each keeps the output frames
 [context, context + hop) and the next starts hop output frames later (the first window starts
 ``context`` frames before the audio, on zero padding, as the float model's own). Back-to-back windows cost the float AM most of
@@ -28,7 +28,6 @@ from grammar.alphabet import NUM_SYMBOLS
 from grammar.config import AMConfig
 from grammar.errors import GrammarError
 from rced.features import Normalizer
-from rced.int8 import INT8_MODEL_NAME
 
 CONTEXT_FRAMES = 24  # AM output frames of past each device window carries (0.38 s at stride 2)
 
@@ -58,14 +57,21 @@ class Int8AM:
 
     backend = "int8"
 
-    def __init__(self, model_content: bytes, am_cfg: AMConfig, am_norm: Normalizer, source: str = "am int8"):
+    def __init__(self, model_content, am_cfg: AMConfig, am_norm: Normalizer, source: str = "am int8",
+                 *, exact: bool = True):  # fmt: skip
+        """``model_content``: the flatbuffer, or a loaded int8 :class:`rced.runtime.Network`. ``exact``:
+        LiteRT's reference kernels (bit-exact with TFLM), else its optimised ones (within one LSB, tens
+        of times faster; what ``Recognizer.load(backend="int8")`` runs by default)."""
         from rced.errors import RcedError
         from rced.int8 import Int8Model
+        from rced.runtime import Network
 
         try:
-            self.model = Int8Model(model_content, source)
+            self.model = model_content if isinstance(model_content, Network) else Int8Model(model_content, source,
+                                                                                              exact=exact)  # fmt: skip
         except RcedError as exc:
             raise GrammarError(str(exc)) from None
+        source = self.model.source
         self.cfg, self.norm = am_cfg, am_norm
         shape, out = self.model.input_shape, self.model.output_shape
         if len(shape) != 4 or shape[2] != 1 or shape[3] != am_cfg.n_mels:
@@ -88,26 +94,14 @@ class Int8AM:
         self.floor = 0.5 * self.model.out_scale  # the int8 softmax rounds small posteriors to 0
 
     @classmethod
-    def load(cls, path: str | Path) -> Int8AM:
+    def load(cls, path: str | Path, *, exact: bool = False) -> Int8AM:
         """``model_int8.tflite`` of an AM folder (with its ``config.json`` and ``norm.json``)."""
-        from rced.config import load_json
-        from rced.errors import RcedError
+        from rced.denoiser import load_model_folder
 
         folder = Path(path)
-        if not folder.is_dir():
-            raise GrammarError(f"{folder}: acoustic-model folder not found")
-        tfl = folder / INT8_MODEL_NAME
-        if not tfl.exists():
-            raise GrammarError(f"{folder}: acoustic-model folder has no {INT8_MODEL_NAME} (write it with "
-                               f"`{int8_command(folder)}`)")  # fmt: skip
-        for name in ("config.json", "norm.json"):
-            if not (folder / name).exists():
-                raise GrammarError(f"{folder}: acoustic-model folder lacks {name}")
-        try:
-            cfg, norm = load_json(AMConfig, folder / "config.json"), Normalizer.load(folder / "norm.json")
-        except RcedError as exc:
-            raise GrammarError(str(exc)) from None
-        return cls(tfl.read_bytes(), cfg, norm, source=str(tfl))
+        net, cfg, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError, "int8",
+                                           exact=exact, hint=int8_command(folder))  # fmt: skip
+        return cls(net, cfg, norm)
 
     def window_start(self, j: int) -> int:
         """First input frame of window ``j`` (negative: the window starts on silence before the audio)."""
@@ -116,7 +110,7 @@ class Int8AM:
     def probabilities(self, window: np.ndarray) -> np.ndarray:
         """One window: (frames, n_mels) normalised log-mel (shorter: padded with zeros) -> all of its
         (frames / stride, 29) dequantised posteriors."""
-        from rced.int8 import dequantize, quantize
+        from rced.runtime import dequantize, quantize
 
         win = np.broadcast_to(self.pad, (self.frames, len(self.pad))).copy()
         win[: len(window)] = window[: self.frames]

@@ -16,11 +16,11 @@ from grammar.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
 from grammar.features import log_mel
 from rced.audio import resample, validate_audio
-from rced.denoiser import PLAIN_GAIN
+from rced.denoiser import PLAIN_GAIN, Progress
 from rced.features import Normalizer
 from rced.frontend import stft
 
-BACKENDS = ("float", "int8")
+BACKENDS = ("float", "int8", "keras")  # as rced.denoiser.BACKENDS
 
 
 def default_am_path() -> Path:
@@ -81,11 +81,14 @@ class Recognizer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, denoiser: str | Path | None | bool = None,
-             grammar: Grammar | str | Path | None | bool = None, backend: str = "float") -> Recognizer:  # fmt: skip
+             grammar: Grammar | str | Path | None | bool = None, backend: str = "float",
+             exact: bool = False) -> Recognizer:  # fmt: skip
         """AM folder (None = shipped); ``denoiser``: folder, None = shipped, False = none;
         ``grammar``: a Grammar, a grammar JSON path, None = the shipped default, False = none;
-        ``backend``: ``float`` (the Keras models) or ``int8`` (each folder's ``model_int8.tflite`` through
-        LiteRT: :class:`rced.int8.Int8Denoiser` and :class:`grammar.int8.Int8AM`, the device chain)."""
+        ``backend``: ``float`` (each folder's ``model_float.tflite`` through LiteRT), ``int8`` (each
+        folder's ``model_int8.tflite``: :class:`rced.int8.Int8Denoiser` and
+        :class:`grammar.int8.Int8AM`, the device chain; ``exact``: LiteRT's reference kernels,
+        bit-exact with TFLM) or ``keras`` (``model.keras`` through TensorFlow)."""
         from rced.denoiser import Denoiser, load_model_folder
 
         if backend not in BACKENDS:
@@ -93,14 +96,12 @@ class Recognizer:
         folder = Path(path) if path is not None else default_am_path()
         if backend == "int8":
             from grammar.int8 import Int8AM
-            from rced.int8 import Int8Denoiser
 
-            model = Int8AM.load(folder)
+            model = Int8AM.load(folder, exact=exact)
             config, norm = model.cfg, model.norm
-            den = None if denoiser is False else Int8Denoiser.load(denoiser)
         else:
-            model, config, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError)
-            den = None if denoiser is False else Denoiser.load(denoiser)
+            model, config, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError, backend)
+        den = None if denoiser is False else Denoiser.load(denoiser, backend=backend, exact=exact)
         if grammar is False:
             grammar = None
         elif grammar is None:
@@ -113,7 +114,7 @@ class Recognizer:
     def sample_rate(self) -> int:
         return self.config.frontend.sample_rate
 
-    def features(self, audio: np.ndarray, sr: int, name: str = "input") -> np.ndarray:
+    def features(self, audio: np.ndarray, sr: int, name: str = "input", progress: Progress | None = None) -> np.ndarray:
         """(frames, n_mels) normalised log-mel of the (enhanced) spectrum."""
         audio = validate_audio(audio, name)
         x = resample(audio, sr, self.sample_rate)
@@ -123,12 +124,12 @@ class Recognizer:
                                f"acoustic model's receptive field ({need / self.sample_rate:.2f} s)")  # fmt: skip
         spec = stft(x, self.config.frontend)
         if self.am_denoiser is not None:
-            spec = self.am_denoiser.enhance_stft(spec)
+            spec = self.am_denoiser.enhance_stft(spec, progress)
         return self.norm.apply(log_mel(np.abs(spec), self.config))
 
-    def posteriors(self, audio: np.ndarray, sr: int, name: str = "input") -> np.ndarray:
-        """(T, 29) log-posteriors over the alphabet."""
-        feats = self.features(audio, sr, name)
+    def posteriors(self, audio: np.ndarray, sr: int, name: str = "input", progress: Progress | None = None) -> np.ndarray:
+        """(T, 29) log-posteriors over the alphabet; ``progress(done, total)`` in the denoiser's frames."""
+        feats = self.features(audio, sr, name, progress)
         pad = (-len(feats)) % self.config.stride
         if pad:
             feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
@@ -140,7 +141,7 @@ class Recognizer:
 
     def _am(self, x: np.ndarray) -> np.ndarray:
         """The AM on a (1, frames, 1, n_mels) input; Keras models through one traced graph (an eager
-        call costs tens of ms), anything else (the int8 runner, test stand-ins) as it is."""
+        call costs tens of ms), anything else (TFLite networks, the int8 runner, test stand-ins) as it is."""
         if not hasattr(self.model, "layers"):
             return np.asarray(self.model(x, training=False))
         if self._infer is None or self._infer[0] is not self.model:
@@ -153,8 +154,9 @@ class Recognizer:
 
     @property
     def backend(self) -> str:
-        """"int8" when the AM is the int8 device model (its grammar threshold may differ), else "float"."""
-        return getattr(self.model, "backend", "float")
+        """"int8" when the AM is the int8 device model (its grammar threshold may differ), else "float"
+        (a float TFLite or Keras AM: the same network)."""
+        return "int8" if getattr(self.model, "backend", "float") == "int8" else "float"
 
     def decoding_grammar(self, grammar: Grammar | None = None) -> Grammar | None:
         """``grammar`` (default: the loaded one) with the threshold of this recognizer's backend."""
@@ -164,8 +166,9 @@ class Recognizer:
     def transcribe(self, audio: np.ndarray, sr: int, name: str = "input") -> str:
         return greedy_decode(self.posteriors(audio, sr, name))
 
-    def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None) -> Decision:
+    def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None,
+                  progress: Progress | None = None) -> Decision:  # fmt: skip
         g = self.decoding_grammar(grammar)
         if g is None:
             raise GrammarError("recognize: no grammar loaded")
-        return decode(self.posteriors(audio, sr, name), g)
+        return decode(self.posteriors(audio, sr, name, progress), g)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -15,8 +15,14 @@ from rced.config import ModelConfig, load_json
 from rced.errors import RcedError
 from rced.features import Normalizer, compress, model_inputs
 from rced.frontend import istft, ola_norm, stft, window
+from rced.runtime import FLOAT_MODEL_NAME, INT8_MODEL_NAME, load_network
 
 CHUNK_FRAMES = 4096
+#: "float": model_float.tflite, "int8": model_int8.tflite (both LiteRT, no TensorFlow);
+#: "keras": model.keras through TensorFlow (training, export and parity checks)
+BACKENDS = ("float", "int8", "keras")
+#: progress(done, total) callbacks take frames
+Progress = Callable[[int, int], None]
 
 
 def default_model_path() -> Path:
@@ -29,14 +35,29 @@ def preset_model_path(name: str) -> Path:
     return Path(str(resources.files("rced") / "presets" / name))
 
 
-def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exception] = RcedError):
-    """(keras model, config, normaliser) of a model folder: model.keras (safe mode), config.json, norm.json.
+def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exception] = RcedError,
+                      backend: str = "keras", *, exact: bool = False, hint: str = ""):  # fmt: skip
+    """(network, config, normaliser) of a model folder: config.json, norm.json and the network of
+    ``backend`` (:data:`BACKENDS`): a :class:`rced.runtime.Network` on ``model_float.tflite`` or
+    ``model_int8.tflite``, or the Keras model of ``model.keras`` (safe mode). A folder without
+    ``model_float.tflite`` (written by training and by ``firmware-export int8``) runs its Keras
+    model, which needs TensorFlow. ``hint`` is the command that writes a missing int8 file.
+    The model file is checked first: it is what a user most often has not written yet.
 
     Shared by every model of the project; errors are one line of ``error`` naming the path.
     """
+    if backend not in BACKENDS:
+        raise error(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if not folder.is_dir():
         raise error(f"{folder}: {what} not found")
-    for name in ("model.keras", "config.json", "norm.json"):
+    if backend == "float" and not (folder / FLOAT_MODEL_NAME).exists() and (folder / "model.keras").exists():
+        backend = "keras"  # an older folder: its Keras weights, through TensorFlow
+    model_file = folder / ("model.keras" if backend == "keras" else FLOAT_MODEL_NAME if backend == "float"
+                           else INT8_MODEL_NAME)  # fmt: skip
+    if not model_file.exists():
+        raise error(f"{model_file}: {backend} model not found" + (f" (write it with `{hint}`)" if hint and
+                                                                   backend == "int8" else ""))  # fmt: skip
+    for name in ("config.json", "norm.json"):
         if not (folder / name).exists():
             raise error(f"{folder}: {what} lacks {name}")
     try:
@@ -44,7 +65,13 @@ def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exc
         norm = Normalizer.load(folder / "norm.json")
     except RcedError as exc:
         raise error(str(exc)) from None
-    import keras
+    if backend != "keras":
+        return load_network(folder, backend, error, exact=exact), config, norm
+    try:
+        import keras
+    except ImportError:
+        raise error(f"{folder}: has no {FLOAT_MODEL_NAME}, and reading model.keras needs TensorFlow (pip install "
+                    f"'stapes[train]'; then `firmware-export int8` writes the .tflite files)") from None
 
     try:
         model = keras.saving.load_model(folder / "model.keras", safe_mode=True, compile=False)
@@ -67,10 +94,10 @@ def shape_gain(mask: np.ndarray, config: ModelConfig, state: np.ndarray | None =
     state = np.zeros(mask.shape[1]) if state is None else state
     a = config.mask_release
     if a > 0 and len(mask):
-        from scipy.signal import lfilter
-
-        run, _ = lfilter([1.0 - a], [1.0, -a], mask, axis=0, zi=(a * state)[None, :])
-        mask, state = np.maximum(mask, run), run[-1]
+        run = np.empty(mask.shape)
+        for t, m in enumerate(np.asarray(mask, np.float64)):  # a frame at a time, as the device does
+            state = run[t] = (1.0 - a) * m + a * state
+        mask = np.maximum(mask, run)
     if config.mask_exponent != 1.0:
         mask = mask**config.mask_exponent
     return np.maximum(mask, config.mask_floor).astype(np.float32), state
@@ -80,6 +107,7 @@ class Denoiser:
     """R-CED denoiser: masks the noisy STFT magnitude, keeps the noisy phase."""
 
     def __init__(self, model, config: ModelConfig, norm: Normalizer, path: Path | None = None):
+        """``model``: a :class:`rced.runtime.Network` (float or int8 TFLite) or a Keras model."""
         self.model = model
         self._infer = None
         self.config = config
@@ -87,11 +115,23 @@ class Denoiser:
         self.path = path
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Denoiser:
-        """Load a model folder (model.keras, config.json, norm.json); None = shipped default."""
+    def load(cls, path: str | Path | None = None, backend: str = "float", *, exact: bool = False) -> Denoiser:
+        """Load a model folder (None = shipped default) with the network of ``backend``: "float"
+        (``model_float.tflite``), "int8" (``model_int8.tflite``, the device graph; ``exact``: LiteRT's
+        reference kernels, bit-exact with TFLM) or "keras" (``model.keras``, needs TensorFlow)."""
         folder = Path(path) if path is not None else default_model_path()
-        model, config, norm = load_model_folder(folder, ModelConfig, "model folder")
+        model, config, norm = load_model_folder(folder, ModelConfig, "model folder", backend=backend, exact=exact,
+                                                hint=f"firmware-export int8 denoiser --denoiser {folder}")  # fmt: skip
+        if backend == "int8" and cls is Denoiser:
+            from rced.int8 import Int8Denoiser
+
+            cls = Int8Denoiser  # checks the device graph's shapes against the config
         return cls(model, config, norm, folder)
+
+    @property
+    def backend(self) -> str:
+        """"float" or "int8" (a TFLite network), or "keras"."""
+        return getattr(self.model, "backend", "keras")
 
     def with_gain(self, **changes) -> Denoiser:
         """The same network with other gain settings (``mask_floor``, ``mask_release``,
@@ -113,7 +153,10 @@ class Denoiser:
         return self.config.frontend.sample_rate
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        """Model on a (n, bins, 1, context) batch through one traced graph (eager calls cost ms each)."""
+        """Model on a (n, bins, 1, context) batch: the TFLite network as it is; a Keras model through
+        one traced graph (eager calls cost ms each)."""
+        if self.backend != "keras":
+            return self.model(x)
         if self._infer is None:
             import tensorflow as tf
 
@@ -122,19 +165,22 @@ class Denoiser:
             self._infer = tf.function(lambda t: self.model(t, training=False), input_signature=[spec])
         return self._infer(x.astype(np.float32)).numpy()
 
-    def raw_mask(self, noisy_mag: np.ndarray) -> np.ndarray:
-        """(frames, bins) noisy magnitude -> the network's ratio mask in [0, 1] (no floor, no shaping)."""
+    def raw_mask(self, noisy_mag: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        """(frames, bins) noisy magnitude -> the network's ratio mask in [0, 1] (no floor, no shaping).
+        ``progress(done, total)`` is called in frames after each chunk."""
         out = np.empty_like(noisy_mag, dtype=np.float32)
         ctx = self.config.frontend.context
         for i0 in range(0, len(noisy_mag), CHUNK_FRAMES):
             lo = max(0, i0 - (ctx - 1))
             x = model_inputs(noisy_mag[lo : i0 + CHUNK_FRAMES], self.config, self.norm)[i0 - lo :]
             out[i0 : i0 + len(x)] = self._run(x)
+            if progress is not None:
+                progress(i0 + len(x), len(noisy_mag))
         return self._ratio(out, noisy_mag)
 
-    def mask(self, noisy_mag: np.ndarray) -> np.ndarray:
+    def mask(self, noisy_mag: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """(frames, bins) noisy magnitude -> (frames, bins) gain in [mask_floor, 1] (release, exponent, floor)."""
-        return shape_gain(self.raw_mask(noisy_mag), self.config)[0]
+        return shape_gain(self.raw_mask(noisy_mag, progress), self.config)[0]
 
     def _ratio(self, out: np.ndarray, noisy_mag: np.ndarray) -> np.ndarray:
         """Network output -> ratio mask (one place for offline and streaming)."""
@@ -142,17 +188,18 @@ class Denoiser:
             out = np.clip(out / np.maximum(noisy_mag, 1e-8), 0.0, 1.0)
         return out
 
-    def enhance_stft(self, noisy_spec: np.ndarray) -> np.ndarray:
-        return noisy_spec * self.mask(np.abs(noisy_spec))
+    def enhance_stft(self, noisy_spec: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        return noisy_spec * self.mask(np.abs(noisy_spec), progress)
 
-    def denoise(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        """Enhance ``audio`` (mono, any rate); returns float32 at the model's sample rate."""
+    def denoise(self, audio: np.ndarray, sr: int, progress: Progress | None = None) -> np.ndarray:
+        """Enhance ``audio`` (mono, any rate); returns float32 at the model's sample rate.
+        ``progress(done, total)`` is called in STFT frames as the network runs."""
         audio = validate_audio(audio, "input")
         if audio.ndim != 1:
             raise RcedError(f"input: expected mono audio, got shape {audio.shape}")
         x = resample(audio, sr, self.sample_rate)
         fe = self.config.frontend
-        return istft(self.enhance_stft(stft(x, fe)), fe, length=len(x))
+        return istft(self.enhance_stft(stft(x, fe), progress), fe, length=len(x))
 
     def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Causal block streaming at the model's sample rate: any block sizes in, enhanced audio out.

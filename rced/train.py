@@ -300,10 +300,12 @@ class ResumableRun:
         raise NotImplementedError
 
     def export(self, out_dir: str | Path) -> Path:
-        """Write the best checkpoint as a shippable model folder (model.keras, config.json, norm.json)."""
+        """Write the best checkpoint as a shippable model folder (model.keras, config.json, norm.json, and
+        model_float.tflite, what inference runs: :mod:`rced.tflite_export`)."""
         import keras
 
-        from rced.int8 import INT8_MODEL_NAME
+        from rced.runtime import FLOAT_MODEL_NAME, INT8_MODEL_NAME
+        from rced.tflite_export import write_float_beside
 
         best = self.dir / "best.keras"
         if not best.exists():
@@ -313,12 +315,14 @@ class ResumableRun:
         model.set_weights(trained.get_weights())
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        # an int8 model converted from earlier weights must not run with the new norm.json:
-        # removed first, so a kill part-way leaves the old float model and no int8 one
+        # .tflite files converted from earlier weights must not run with the new ones: removed first,
+        # so a kill part-way leaves no stale network (a folder without model_float.tflite runs model.keras)
         (out / INT8_MODEL_NAME).unlink(missing_ok=True)
+        (out / FLOAT_MODEL_NAME).unlink(missing_ok=True)
         _save_model_atomic(model, out / "model.keras")
         save_json(self._model_config(), out / "config.json")
         Normalizer.load(self.dir / "norm.json").save(out / "norm.json")
+        write_float_beside(model, out)
         return out
 
 

@@ -232,7 +232,7 @@ def test_calibrate_int8_writes_its_own_threshold(int8_am, tiny_grammar, tmp_path
 
 def test_missing_int8_am_is_a_one_line_error(tiny_am, tiny_grammar, wav_16k):
     res = grammar_cli("recognize", wav_16k, "--am", tiny_am, "--grammar", tiny_grammar, "--backend", "int8")
-    one_line_error(res, f"{tiny_am}: acoustic-model folder has no model_int8.tflite")
+    one_line_error(res, f"{tiny_am / 'model_int8.tflite'}: int8 model not found (write it with `firmware-export int8 am")
     assert "firmware-export int8 am --am" in res.stderr
 
 

@@ -40,5 +40,5 @@ def test_rejects_below_threshold(tiny_am):
 
 
 def test_missing_am_folder(tmp_path):
-    with pytest.raises(GrammarError, match="lacks model.keras"):
+    with pytest.raises(GrammarError, match="float model not found"):
         Recognizer.load(tmp_path)

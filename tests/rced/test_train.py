@@ -39,8 +39,11 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, utts):
     from rced.denoiser import Denoiser
 
     den = Denoiser.load(trainer.export(tmp_path / "model"))
+    assert den.backend == "float"  # the export carries model_float.tflite, what inference runs
     y = den.denoise(utts[0], 16000)
     assert y.shape == utts[0].shape and np.all(np.isfinite(y))
+    y_keras = Denoiser.load(tmp_path / "model", backend="keras").denoise(utts[0], 16000)
+    assert np.abs(y - y_keras).max() < 1e-4
 
 
 _MIRRORED_RUN = """
