@@ -36,6 +36,18 @@ def receptive_field_frames(cfg: AMConfig) -> int:
     return 5 + cfg.blocks * (cfg.kernel - 1) * cfg.stride
 
 
+def check_duration(n_samples: int, cfg: AMConfig, name: str) -> None:
+    """The one rule on short inputs (``recognize``, ``transcribe``, ``listen``): audio of ``n_samples``
+    at the AM's rate shorter than its receptive field is a one-line error naming ``name``."""
+    sr = cfg.frontend.sample_rate
+    need = receptive_field_frames(cfg) * cfg.frontend.hop
+    if n_samples == 0:
+        raise GrammarError(f"{name}: empty audio (no samples)")
+    if n_samples < need:
+        raise GrammarError(f"{name}: audio of {n_samples / sr:.2f} s is shorter than the acoustic model's "
+                           f"receptive field ({need / sr:.2f} s)")  # fmt: skip
+
+
 def am_input_floor(am_config: AMConfig, denoiser_config) -> float:
     """The mask floor the AM reads: its ``input_mask_floor``, else the denoiser's own."""
     floor = getattr(am_config, "input_mask_floor", None)
@@ -118,10 +130,7 @@ class Recognizer:
         """(frames, n_mels) normalised log-mel of the (enhanced) spectrum."""
         audio = validate_audio(audio, name)
         x = resample(audio, sr, self.sample_rate)
-        need = receptive_field_frames(self.config) * self.config.frontend.hop
-        if len(x) < need:
-            raise GrammarError(f"{name}: audio of {len(x) / self.sample_rate:.2f} s is shorter than the "
-                               f"acoustic model's receptive field ({need / self.sample_rate:.2f} s)")  # fmt: skip
+        check_duration(len(x), self.config, name)
         spec = stft(x, self.config.frontend)
         if self.am_denoiser is not None:
             spec = self.am_denoiser.enhance_stft(spec, progress)
