@@ -9,6 +9,13 @@ exactly the chain the device runs. Calibration audio is held at 16 kHz (the corp
 to each model's front-end rate before mixing, as training does (``rced.train`` resamples its speech);
 at 16 kHz the resampling is the identity.
 
+That audio is synthesised by the machine's TTS engines, whose builds differ between machines, so
+the activation ranges the shipped models were calibrated to are recorded (:data:`RANGES_FILE`,
+written by ``scripts/record_calibration.py``): :func:`denoiser_int8` and :func:`am_int8` rebuild a
+recorded model from them byte for byte, synthesising nothing, and calibrate any other model on
+synthesised audio with a warning that its bytes depend on the machine. :func:`convert_denoiser` and
+:func:`convert_am` always calibrate on the samples.
+
 :func:`write_int8_beside` and :func:`write_am_int8_beside` write ``model_int8.tflite`` into a
 model folder (what ``rced --backend int8`` and ``grammar --backend int8`` run; the CLI is
 ``firmware-export int8 [denoiser|am|all]``); the bundle converts with the same functions.
@@ -18,7 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import io
+import json
+import logging
 import os
 import re
 import sys
@@ -44,16 +55,48 @@ LEVEL_DB = (-12.0, 6.0)  # level variation around the TTS level (as in rced.trai
 
 
 @dataclasses.dataclass(frozen=True)
+class CorpusSpec:
+    """Which synthetic-corpus audio calibrates: ``n_utterances`` + 1 TRAIN-voice utterances
+    (``rced.corpus.train_utterances(n_utterances + 1, seed)``, the last held out for the golden
+    vectors) in babble of ``babble_utterances`` others (seed ``babble_seed``). The audio comes from
+    this machine's TTS engines, whose builds vary between machines."""
+
+    n_utterances: int = 48
+    seed: int = 0
+    babble_utterances: int = 24
+    babble_seed: int = 777
+
+    def describe(self) -> str:
+        return (f"{self.n_utterances} TRAIN-voice utterances (rced.corpus.train_utterances(n, seed={self.seed})) in "
+                f"babble of {self.babble_utterances} other TRAIN-voice utterances (seed {self.babble_seed})")  # fmt: skip
+
+    def load(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(speech, babble pool) at 16 kHz, synthesised (or read from the corpus cache)."""
+        from rced.corpus import load_utterances, train_utterances
+
+        speech = load_utterances(train_utterances(self.n_utterances + 1, self.seed), desc="calibration speech")
+        pool = load_utterances(train_utterances(self.babble_utterances, self.babble_seed), desc="calibration babble")
+        return speech, pool
+
+
+#: The corpus set the shipped int8 models were calibrated on; their ranges are in :data:`RANGES_FILE`.
+SHIPPED_CORPUS = CorpusSpec()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # audio arrays: equal only to itself
 class Calibration:
     """Clean speech to mix, a babble pool, and a held-out utterance for the golden vectors, all at
-    ``sample_rate`` Hz (16 kHz: the corpus and ``rced.audio.load_audio`` rate)."""
+    ``sample_rate`` Hz (16 kHz: the corpus and ``rced.audio.load_audio`` rate).
 
-    speech: tuple[np.ndarray, ...]
-    babble_pool: tuple[np.ndarray, ...]
-    held_out: np.ndarray
+    ``audio`` holds (speech, babble pool, held-out) when given; a ``corpus`` calibration synthesises
+    its audio on first use, so one whose models have recorded ranges (:func:`denoiser_int8`,
+    :func:`am_int8`) synthesises nothing."""
+
     description: str
     seed: int = 0
     sample_rate: int = DEFAULT_SR
+    corpus: CorpusSpec | None = None
+    audio: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_audio(cls, speech: list[np.ndarray], babble_pool: list[np.ndarray] | None = None,
@@ -61,25 +104,35 @@ class Calibration:
                    sample_rate: int = DEFAULT_SR) -> Calibration:  # fmt: skip
         """Use ``speech[:-1]`` for calibration and ``speech[-1]`` for the goldens; babble from ``babble_pool``
         (default: the speech itself). All audio is at ``sample_rate`` Hz."""
-        if len(speech) < 2:
-            raise ExportError("calibration: need at least two utterances (one is held out for the golden vectors)")
         if sample_rate <= 0:
             raise ExportError(f"calibration: sample rate {sample_rate} Hz is not positive")
-        speech = [np.asarray(s, np.float32) for s in speech]
-        pool = [np.asarray(s, np.float32) for s in (babble_pool or speech)]
-        return cls(tuple(speech[:-1]), tuple(pool), speech[-1], description, seed, int(sample_rate))
+        return cls(description, seed, int(sample_rate), audio=_split_audio(speech, babble_pool))
 
     @classmethod
     def from_corpus(cls, n_utterances: int = 48, seed: int = 0, babble_utterances: int = 24,
                     babble_seed: int = 777) -> Calibration:  # fmt: skip
-        """TRAIN-voice utterances of the synthetic corpus (cached on disk after the first run)."""
-        from rced.corpus import load_utterances, train_utterances
+        """TRAIN-voice utterances of the synthetic corpus, synthesised on first use (cached on disk)."""
+        if n_utterances < 1 or babble_utterances < 1:
+            raise ExportError(f"calibration: need at least one utterance and one babble talker, got {n_utterances} "
+                              f"and {babble_utterances}")  # fmt: skip
+        spec = CorpusSpec(n_utterances, seed, babble_utterances, babble_seed)
+        return cls(spec.describe(), seed, corpus=spec)
 
-        speech = load_utterances(train_utterances(n_utterances + 1, seed), desc="calibration speech")
-        pool = load_utterances(train_utterances(babble_utterances, babble_seed), desc="calibration babble")
-        desc = (f"{n_utterances} TRAIN-voice utterances (rced.corpus.train_utterances(n, seed={seed})) in babble of "
-                f"{babble_utterances} other TRAIN-voice utterances (seed {babble_seed})")  # fmt: skip
-        return cls.from_audio(speech, pool, desc, seed)
+    @functools.cached_property
+    def _clips(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray]:
+        return self.audio if self.audio is not None else _split_audio(*self.corpus.load())
+
+    @property
+    def speech(self) -> tuple[np.ndarray, ...]:
+        return self._clips[0]
+
+    @property
+    def babble_pool(self) -> tuple[np.ndarray, ...]:
+        return self._clips[1]
+
+    @property
+    def held_out(self) -> np.ndarray:
+        return self._clips[2]
 
     def _at(self, audio: np.ndarray, sr: int | None) -> np.ndarray:
         """``audio`` (at :attr:`sample_rate`) resampled to ``sr`` Hz (None: as held; equal rates: unchanged)."""
@@ -112,6 +165,14 @@ class Calibration:
         held = self._at(self.held_out, sr)
         return mix(held, make_babble(len(held), [self._at(p, sr) for p in self.babble_pool], rng), snr_db)
 
+
+def _split_audio(speech: list[np.ndarray], babble_pool: list[np.ndarray] | None):
+    """(calibration speech, babble pool, held-out utterance) as float32; the pool defaults to the speech."""
+    if len(speech) < 2:
+        raise ExportError("calibration: need at least two utterances (one is held out for the golden vectors)")
+    speech = [np.asarray(s, np.float32) for s in speech]
+    pool = [np.asarray(s, np.float32) for s in (babble_pool or speech)]
+    return tuple(speech[:-1]), tuple(pool), speech[-1]
 
 def denoiser_samples(den, cal: Calibration, n_frames: int = 800) -> np.ndarray:
     """(n, bins, 1, context) denoiser input features drawn from the calibration mixtures."""
@@ -164,6 +225,125 @@ def am_samples(am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES, 
     wins_a = np.concatenate(wins)
     reps = -(-n_windows // len(wins_a))
     return np.concatenate([wins_a] * reps)[:n_windows]
+
+
+# --------------------------------------------------------------------------- recorded calibration ranges
+#
+# The int8 graph depends on the calibration samples only through each activation tensor's range
+# (TFLite's calibrator keeps a running min and max). RANGES_FILE records those ranges for the
+# shipped models, keyed by a digest of each model's weights, config and normalisation (and, for the
+# AM, of the denoiser in front of it) and by the calibration set; a rebuild with them synthesises no
+# audio and reproduces the shipped bytes (scripts/record_calibration.py writes the file).
+
+RANGES_FILE = Path(__file__).with_name("calibration_ranges.json")
+_log = logging.getLogger("firmware_export")
+
+
+def weights_digest(model, config, norm) -> str:
+    """sha256 of a Keras model's weights (values, shapes, order), its config and its normalisation."""
+    h = hashlib.sha256(json.dumps([dataclasses.asdict(config), dataclasses.asdict(norm)], sort_keys=True,
+                                  default=str).encode())  # fmt: skip
+    for w in model.get_weights():
+        w = np.ascontiguousarray(w)
+        h.update(f"{w.dtype.str}{w.shape}".encode())
+        h.update(w.tobytes())
+    return h.hexdigest()
+
+
+def denoiser_key(den, cal: Calibration, n_frames: int = 800) -> dict | None:
+    """What a denoiser's calibration ranges depend on (None: given audio, which is never recorded)."""
+    if cal.corpus is None or not hasattr(den.model, "get_weights"):
+        return None
+    return {"kind": "denoiser", "model": weights_digest(den.model, den.config, den.norm),
+            "calibration": dataclasses.asdict(cal.corpus), "samples": n_frames}  # fmt: skip
+
+
+def am_key(am_model, am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES,
+           n_windows: int = 64) -> dict | None:  # fmt: skip
+    """What an AM's calibration ranges depend on: also the denoiser as the AM's front-end
+    (``grammar.recognizer.am_front_end``), whose enhanced spectrum its calibration windows are."""
+    from grammar.recognizer import am_front_end
+
+    front = am_front_end(den, am_cfg)
+    if cal.corpus is None or not all(hasattr(m, "get_weights") for m in (am_model, getattr(front, "model", am_model))):
+        return None
+    return {"kind": "am", "model": weights_digest(am_model, am_cfg, am_norm),
+            "front_end": None if front is None else weights_digest(front.model, front.config, front.norm),
+            "calibration": dataclasses.asdict(cal.corpus), "samples": n_windows, "frames": frames}  # fmt: skip
+
+
+def load_records(path: Path = RANGES_FILE) -> dict:
+    """The recorded-ranges file: ``{"tensorflow": version, "records": [{"key", "ranges", "int8_sha256", ...}]}``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data.get("records"), list):
+            raise ValueError("no 'records' list")
+        return data
+    except FileNotFoundError:
+        return {"tensorflow": None, "records": []}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ExportError(f"{path}: not a calibration-ranges file ({exc})") from None
+
+
+def recorded(key: dict | None, what: str, cal: Calibration) -> dict | None:
+    """The record for ``key`` in :data:`RANGES_FILE`, or None; when the calibration audio has to be
+    synthesised instead, a warning says so (its bytes then depend on this machine's TTS engines)."""
+    if key is None:
+        return None
+    for rec in load_records()["records"]:
+        if rec.get("key") == key:
+            return rec
+    why = ("no calibration ranges are recorded for this model's weights, config and normalisation"
+           + (" with this denoiser in front" if key["kind"] == "am" else "")
+           if cal.corpus == SHIPPED_CORPUS else "not the shipped calibration set")  # fmt: skip
+    _log.warning(f"{what}: calibrating on freshly synthesised TRAIN-voice audio ({why}); its audio depends on this "
+                 f"machine's TTS engine builds, so another machine may write other int8 bytes "
+                 f"(scripts/record_calibration.py records a model's ranges)")  # fmt: skip
+    return None
+
+
+@contextlib.contextmanager
+def calibration_ranges(ranges: dict[str, list[float]] | None, name: str) -> Iterator[None]:
+    """Within the block, TFLite's calibrator reports ``ranges`` ({tensor name: [min, max]}) for every
+    tensor it calibrates, whatever samples it ran on (None: unchanged)."""
+    if ranges is None:
+        yield
+        return
+    from tensorflow.lite.python.optimize import calibrator
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    real = calibrator.Calibrator.calibrate
+
+    def calibrate(self, dataset_gen):
+        model = flatbuffer_utils.convert_bytearray_to_object(real(self, dataset_gen))
+        for t in (t for g in model.subgraphs for t in g.tensors):
+            q, tname = t.quantization, t.name.decode()
+            if q is None or q.min is None:
+                continue
+            if tname not in ranges or len(q.min) != 1:
+                raise ExportError(f"{name}: the recorded calibration ranges do not fit this converter's graph (tensor "
+                                  f"{tname!r}); rerun scripts/record_calibration.py")  # fmt: skip
+            q.min, q.max = (np.array([v], np.float32) for v in ranges[tname])
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+    calibrator.Calibrator.calibrate = calibrate
+    try:
+        yield
+    finally:
+        calibrator.Calibrator.calibrate = real
+
+
+def convert_recorded(model, rec: dict, name: str) -> bytes:
+    """int8 flatbuffer of a batch-1 Keras model calibrated with the recorded ranges of ``rec``
+    (the calibrator runs on one silent sample; its ranges are replaced); warns when the bytes are not
+    those recorded (another TensorFlow or CPU architecture)."""
+    import tensorflow as tf
+
+    data = convert_int8(model, np.zeros((1, *model.input_shape[1:]), np.float32), name, ranges=rec["ranges"])
+    if hashlib.sha256(data).hexdigest() != rec.get("int8_sha256"):
+        _log.warning(f"{name}: rebuilt from the recorded calibration ranges, but the bytes differ from the recorded "
+                     f"build (TensorFlow {tf.__version__} here, {load_records().get('tensorflow')} recorded)")  # fmt: skip
+    return data
 
 
 # --------------------------------------------------------------------------- device graphs
@@ -255,9 +435,10 @@ def _converter_message(text: str) -> str:
     return lines[-1][:300] if lines else "unknown converter failure"
 
 
-def convert_int8(model, samples: np.ndarray, name: str) -> bytes:
+def convert_int8(model, samples: np.ndarray, name: str, ranges: dict[str, list[float]] | None = None) -> bytes:
     """Full-integer int8 TFLite (int8 input and output) of a batch-1 Keras model, calibrated on
-    ``samples`` (N, *input shape without batch), checked for TFLM: every op a TFLM builtin, no float op."""
+    ``samples`` (N, *input shape without batch), or with recorded ``ranges`` (:func:`calibration_ranges`),
+    checked for TFLM: every op a TFLM builtin, no float op."""
     import tensorflow as tf
 
     check_layers(model, name)
@@ -273,11 +454,13 @@ def convert_int8(model, samples: np.ndarray, name: str) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    with captured_output() as log, warnings.catch_warnings():
+    with captured_output() as log, warnings.catch_warnings(), calibration_ranges(ranges, name):
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")  # int8 input: none needed
         try:
             data = conv.convert()
             err = None
+        except ExportError:
+            raise
         except Exception as exc:  # ConverterError and friends
             err = exc
     if err is not None:
@@ -292,6 +475,17 @@ def convert_denoiser(den, cal: Calibration, n_frames: int = 800) -> tuple[bytes,
     return convert_int8(device_denoiser(den), samples, "denoiser"), samples
 
 
+def denoiser_int8(den, calibration: Calibration | None = None, n_frames: int = 800) -> bytes:
+    """int8 flatbuffer of a loaded Keras denoiser: with its recorded ranges when ``calibration`` is the
+    shipped corpus set (the default) and they are recorded (nothing synthesised, the same bytes on every
+    machine), else calibrated on the samples of ``calibration`` (:func:`convert_denoiser`)."""
+    cal = calibration or Calibration.from_corpus()
+    rec = recorded(denoiser_key(den, cal, n_frames), f"{den.path or 'denoiser'}", cal)
+    if rec is not None:
+        return convert_recorded(device_denoiser(den), rec, "denoiser")
+    return convert_denoiser(den, cal, n_frames)[0]
+
+
 def write_int8_beside(model_dir: str | os.PathLike | None = None, *, calibration: Calibration | None = None,
                       n_frames: int = 800) -> Path:  # fmt: skip
     """Convert the float denoiser of ``model_dir`` (None = shipped default) and write
@@ -301,8 +495,7 @@ def write_int8_beside(model_dir: str | os.PathLike | None = None, *, calibration
     from rced.int8 import INT8_MODEL_NAME
 
     den = Denoiser.load(model_dir)
-    cal = calibration or Calibration.from_corpus()
-    data, _ = convert_denoiser(den, cal, n_frames)
+    data = denoiser_int8(den, calibration, n_frames)
     out = Path(den.path) / INT8_MODEL_NAME
     atomic_write_bytes(out, data)
     return out
@@ -315,6 +508,19 @@ def convert_am(am_model, am_cfg, am_norm, den, cal: Calibration, frames: int = A
     in front of the AM, or None)."""
     samples = am_samples(am_cfg, am_norm, den, cal, frames, n_windows)
     return convert_int8(device_am(am_model, am_cfg, frames), samples, "am"), samples
+
+
+def am_int8(am_model, am_cfg, am_norm, den, calibration: Calibration | None = None, frames: int = AM_FRAMES,
+            n_windows: int = 64, what: str = "am") -> bytes:  # fmt: skip
+    """int8 flatbuffer of a float AM as the device runs it: with its recorded ranges when
+    ``calibration`` is the shipped corpus set (the default) and they are recorded for this AM behind
+    this denoiser ``den`` (nothing synthesised), else calibrated on enhanced calibration mixtures
+    (:func:`convert_am`)."""
+    cal = calibration or Calibration.from_corpus()
+    rec = recorded(am_key(am_model, am_cfg, am_norm, den, cal, frames, n_windows), what, cal)
+    if rec is not None:
+        return convert_recorded(device_am(am_model, am_cfg, frames), rec, "am")
+    return convert_am(am_model, am_cfg, am_norm, den, cal, frames, n_windows)[0]
 
 
 def write_am_int8_beside(am_dir: str | os.PathLike | None = None, *, denoiser: str | os.PathLike | None | bool = None,
@@ -331,8 +537,7 @@ def write_am_int8_beside(am_dir: str | os.PathLike | None = None, *, denoiser: s
     from rced.int8 import INT8_MODEL_NAME
 
     rec = Recognizer.load(am_dir, denoiser=denoiser, grammar=False)
-    cal = calibration or Calibration.from_corpus()
-    data, _ = convert_am(rec.model, rec.config, rec.norm, rec.denoiser, cal, frames, n_windows)
+    data = am_int8(rec.model, rec.config, rec.norm, rec.denoiser, calibration, frames, n_windows, str(rec.path))
     Int8AM(data, rec.config, rec.norm, source=f"{rec.path}: am int8")
     out = Path(rec.path) / INT8_MODEL_NAME
     atomic_write_bytes(out, data)

@@ -1,0 +1,169 @@
+"""Reproducible int8. SHIPPED-BYTES TESTS: a rebuild of each shipped int8 model from the recorded
+calibration ranges (firmware_export/calibration_ranges.json) equals the shipped model_int8.tflite
+byte for byte, with no audio synthesised. Models without a record are calibrated on synthesised
+audio and say so; a calibration corpus is synthesised only when its audio is used."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_export.convert import SHIPPED_CORPUS, Calibration, CorpusSpec, am_int8, am_key, denoiser_int8, recorded
+from firmware_export.errors import ExportError
+from tests.firmware_export.conftest import calibration_audio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_synthesis(monkeypatch):
+    """Any attempt to synthesise the calibration corpus fails the test."""
+
+    def refuse(self):
+        raise AssertionError(f"calibration audio was synthesised ({self})")
+
+    monkeypatch.setattr(CorpusSpec, "load", refuse)
+
+
+def _shipped(folder: str) -> bytes:
+    return (ROOT / folder / "model_int8.tflite").read_bytes()
+
+
+def test_shipped_bytes_rebuild_of_the_default_denoiser_via_write_int8_beside(tmp_path, no_synthesis):
+    """What `firmware-export int8 denoiser` does, on a copy of the shipped folder (about 5 s)."""
+    from firmware_export.convert import write_int8_beside
+
+    folder = tmp_path / "default_model"
+    folder.mkdir()
+    for name in ("model.keras", "config.json", "norm.json"):
+        shutil.copy(ROOT / "rced/default_model" / name, folder / name)
+    path = write_int8_beside(folder, calibration=Calibration.from_corpus(48))
+    assert path.read_bytes() == _shipped("rced/default_model")
+
+
+def test_shipped_bytes_rebuild_of_the_lite_denoiser(no_synthesis):
+    from rced.denoiser import Denoiser, preset_model_path
+
+    den = Denoiser.load(preset_model_path("lite"), backend="keras")
+    assert denoiser_int8(den) == _shipped("rced/presets/lite")
+
+
+def test_shipped_bytes_rebuild_of_the_am_behind_the_shipped_denoiser(no_synthesis):
+    """The shipped AM's int8 file (233,576 bytes) from its recorded ranges: about 10 s."""
+    from grammar.recognizer import Recognizer
+
+    rec = Recognizer.load(None, denoiser=None, grammar=False, backend="keras")
+    assert am_int8(rec.model, rec.config, rec.norm, rec.denoiser) == _shipped("grammar/default_am")
+
+
+def test_an_am_behind_another_denoiser_has_no_record_and_says_so(caplog):
+    from grammar.recognizer import Recognizer
+
+    rec = Recognizer.load(None, denoiser=None, grammar=False, backend="keras")
+    cal = Calibration.from_corpus()
+    assert recorded(am_key(rec.model, rec.config, rec.norm, rec.denoiser, cal), "am", cal) is not None
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="firmware_export"):
+        assert recorded(am_key(rec.model, rec.config, rec.norm, None, cal), "AMDIR", cal) is None
+    msg = caplog.records[-1].getMessage()
+    assert msg.startswith("AMDIR: calibrating on freshly synthesised") and "with this denoiser in front" in msg
+    assert recorded(am_key(rec.model, rec.config, rec.norm, rec.denoiser, cal, n_windows=32), "am", cal) is None
+
+
+def test_an_unrecorded_denoiser_is_calibrated_on_synthesised_audio_with_a_warning(tiny_denoiser, monkeypatch,
+                                                                                   caplog):  # fmt: skip
+    from rced.denoiser import Denoiser
+
+    loads = []
+
+    def fake_load(self):  # stands in for the TTS engines: the same corpus API, closed-form audio
+        loads.append(self)
+        audio = calibration_audio(4)
+        return audio, audio
+
+    monkeypatch.setattr(CorpusSpec, "load", fake_load)
+    den = Denoiser.load(tiny_denoiser, backend="keras")
+    with caplog.at_level(logging.WARNING, logger="firmware_export"):
+        data = denoiser_int8(den, n_frames=100)
+    assert loads == [SHIPPED_CORPUS] and data[4:8] == b"TFL3"
+    msg = caplog.records[-1].getMessage()
+    assert msg.startswith(f"{tiny_denoiser}: calibrating on freshly synthesised TRAIN-voice audio (no calibration "
+                          "ranges are recorded for this model's weights")  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="firmware_export"):
+        assert recorded({"kind": "denoiser"}, "d", Calibration.from_corpus(8)) is None
+    assert "not the shipped calibration set" in caplog.records[-1].getMessage()
+
+
+def test_given_audio_is_never_looked_up_and_warns_nothing(caplog):
+    cal = Calibration.from_audio(calibration_audio(3))
+    with caplog.at_level(logging.WARNING, logger="firmware_export"):
+        assert recorded(None, "d", cal) is None
+    assert cal.corpus is None and not caplog.records
+
+
+def test_corpus_calibration_is_synthesised_on_first_use_only(monkeypatch):
+    calls = []
+
+    def fake_load(self):
+        calls.append(self)
+        return calibration_audio(3), calibration_audio(2)
+
+    monkeypatch.setattr(CorpusSpec, "load", fake_load)
+    cal = Calibration.from_corpus(2, seed=5)
+    assert calls == [] and cal.corpus == CorpusSpec(2, 5) and cal.seed == 5
+    assert len(cal.speech) == 2 and len(cal.babble_pool) == 2 and np.array_equal(cal.held_out, calibration_audio(3)[2])
+    cal.mixtures((0.0, 10.0), 0.0, salt=1)
+    assert calls == [CorpusSpec(2, 5)]
+    with pytest.raises(ExportError, match="need at least one utterance"):
+        Calibration.from_corpus(0)
+
+
+def test_ranges_that_do_not_fit_the_graph_are_a_clear_error(tiny_denoiser):
+    from firmware_export.convert import convert_recorded, device_denoiser, load_records
+    from rced.denoiser import Denoiser
+
+    am_record = next(r for r in load_records()["records"] if r["key"]["kind"] == "am")
+    model = device_denoiser(Denoiser.load(tiny_denoiser, backend="keras"))
+    with pytest.raises(ExportError, match=r"^denoiser: the recorded calibration ranges do not fit this converter's "
+                                          r"graph \(tensor 'serving_default_noisy_features:0'\)"):  # fmt: skip
+        convert_recorded(model, am_record, "denoiser")
+
+
+def test_the_records_file_is_small_and_names_each_shipped_int8_file():
+    from firmware_export.convert import RANGES_FILE, load_records
+
+    assert RANGES_FILE.stat().st_size < 30_000
+    records = {r["name"]: r for r in load_records()["records"]}
+    assert sorted(records) == ["grammar/default_am", "rced/default_model", "rced/presets/lite"]
+    for name, r in records.items():
+        assert r["int8_sha256"] == hashlib.sha256(_shipped(name)).hexdigest()
+
+
+def test_load_records_rejects_a_broken_file(tmp_path):
+    from firmware_export.convert import load_records
+
+    bad = tmp_path / "ranges.json"
+    bad.write_text("{not json")
+    with pytest.raises(ExportError, match=f"^{bad}: not a calibration-ranges file"):
+        load_records(bad)
+    assert load_records(tmp_path / "missing.json")["records"] == []
+
+
+def test_recovered_ranges_give_back_each_scale_and_zero_point():
+    """For ranges the calibrator could report (random, ReLU-like from 0 too), the range recovered from
+    the resulting (scale, zero point) gives back exactly that pair."""
+    spec = importlib.util.spec_from_file_location("record_calibration", ROOT / "scripts/record_calibration.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(0)
+    for i in range(3000):
+        lo = np.float32(0.0 if i % 3 == 0 else -(10 ** rng.uniform(-3, 1.5)))
+        scale, zp = script.quant_params(lo, np.float32(10 ** rng.uniform(-3, 1.5)))
+        assert script.quant_params(*(np.float32(v) for v in script.range_for(scale, zp))) == (scale, zp)
