@@ -102,39 +102,57 @@ def cmd_int8(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="int8 conversion, TFLM verification and the C bundle.")
-    sub = p.add_subparsers(dest="command", required=True)
+def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    """The AM's device window and where int8 calibration audio comes from, as build and int8 take them."""
+    from firmware_export.convert import AM_FRAMES
 
-    b = sub.add_parser("build", help="convert, verify and write the firmware bundle")
-    b.add_argument("-o", "--output", required=True, type=Path, help="bundle folder (created if missing)")
+    p.add_argument("--am-frames", type=int, default=AM_FRAMES,
+                   help="fixed AM window in STFT frames (default %(default)s = 1 s)")
+    p.add_argument("--calibration-utterances", type=int, default=48,
+                   help="TRAIN-voice utterances to calibrate on, in babble (default %(default)s)")
+    p.add_argument("--calibration-audio", default=None,
+                   help="calibrate on the audio files of this folder instead (the last, sorted, is held out)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rced.cli import add_command, add_commands
+
+    p = argparse.ArgumentParser(prog=PROG, description="int8 conversion, TFLM verification and the C bundle.")
+    sub = add_commands(p)
+
+    b = add_command(sub, "build", "convert, verify and write the firmware bundle", [
+        f"{PROG} build -o bundle",
+        f"{PROG} build -o bundle_denoiser --no-am --no-timing --json"],
+        description="Convert the denoiser and the acoustic model to full-integer int8 TFLite, check that TFLM "
+                    "runs them bit for bit as LiteRT does, and write the bundle: the models as C arrays, the "
+                    "front-end and grammar as C headers, golden vectors and report.json (flash, measured arena, "
+                    "MACs). An existing bundle in the folder is replaced whole.")  # fmt: skip
+    b.add_argument("-o", "--output", required=True, type=Path,
+                   help="bundle folder: new, empty, or an earlier bundle (replaced whole)")
     b.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped model)")
     b.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped model)")
     b.add_argument("--grammar", default=None, help="grammar JSON (default: the shipped grammar)")
     b.add_argument("--no-am", action="store_true", help="export the denoiser alone (no AM, no grammar)")
-    b.add_argument("--am-frames", type=int, default=126, help="fixed AM window in STFT frames (default 126 = 1 s)")
-    b.add_argument("--calibration-utterances", type=int, default=48, help="TRAIN-voice utterances to calibrate on")
-    b.add_argument("--calibration-audio", default=None, help="calibrate on the audio files of this folder instead")
     b.add_argument("--no-timing", action="store_true", help="skip host latency: the bundle is then byte-identical "
                    "between builds")  # fmt: skip
-    b.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_calibration_args(b)
     b.add_argument("--json", action="store_true", help="print the report as one JSON line")
     b.set_defaults(func=cmd_build)
 
-    i = sub.add_parser("int8", help="write model_int8.tflite beside a model's float weights (for --backend int8)",
-                       description="Write model_int8.tflite into the denoiser folder (rced --backend int8), the "
-                                   "acoustic-model folder (grammar --backend int8), or both. Run it again after "
-                                   "retraining a model: `firmware-export int8 am` regenerates the shipped AM's.")  # fmt: skip
+    i = add_command(sub, "int8", "write model_int8.tflite beside a model's float weights (for --backend int8)", [
+        f"{PROG} int8 all",
+        f"{PROG} int8 am --am models/am_small --denoiser models/rced"],
+        description="Write model_int8.tflite into the denoiser folder (rced --backend int8), the acoustic-model "
+                    "folder (grammar --backend int8), or both. Run it again after retraining a model: "
+                    f"`{PROG} int8 am` regenerates the shipped AM's.")  # fmt: skip
     i.add_argument("model", nargs="?", default="denoiser", choices=["denoiser", "am", "all"],
                    help="which model folder gets its int8 model (default: denoiser)")  # fmt: skip
     i.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped model); for `am` "
                    "the float denoiser the AM's calibration features go through")  # fmt: skip
     i.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped model)")
-    i.add_argument("--am-frames", type=int, default=126, help="fixed AM window in STFT frames (default 126 = 1 s)")
-    i.add_argument("--calibration-utterances", type=int, default=48)
-    i.add_argument("--calibration-audio", default=None, help="calibrate on the audio files of this folder instead")
-    i.add_argument("--quiet", action="store_true")
-    i.add_argument("--json", action="store_true")
+    _add_calibration_args(i)
+    i.add_argument("--json", action="store_true", help="one JSON line per model written: output, bytes")
     i.set_defaults(func=cmd_int8)
     return p
 

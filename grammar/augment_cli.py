@@ -133,42 +133,57 @@ def cmd_dictionary_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chain_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--am", default=None, help="acoustic-model folder (default: shipped)")
-    p.add_argument("--denoiser", default=None, help="denoiser folder (default: shipped)")
-    p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-
-
 def add_parsers(sub) -> None:
     """Add ``augment`` and ``dictionary build`` to the ``grammar`` sub-command parsers."""
-    a = sub.add_parser("augment", help="add alternate expressions that match the AM's errors (greedy or CEM)",
-                       description="Search the dictionary's candidate expressions for the grammar that minimises "
-                                   "MDR + MCR on a data set, with FAR <= target (threshold re-calibrated per "
-                                   "grammar) and at most --budget extra expressions per command.")  # fmt: skip
+    from grammar.cli import _add_chain_args
+    from rced.cli import add_command
+
+    a = add_command(sub, "augment", "add alternate expressions that match the AM's errors (greedy or CEM)", [
+        "grammar augment --commands my_commands.txt --dataset data/train/manifest.csv -o my_grammar.json",
+        "grammar augment --commands my_commands.txt --dataset data/train/manifest.csv --method greedy --budget 3 "
+        "-o g.json"],
+        description="Search the dictionary's candidate expressions for the grammar that minimises MDR + MCR on "
+                    "a data set, with FAR <= target (threshold re-calibrated per grammar) and at most --budget "
+                    "extra expressions per command. Search on data of TRAIN voices (grammar make-dataset "
+                    "--voices train) and evaluate on the TEST-ONLY voices.")  # fmt: skip
     a.add_argument("--commands", required=True, help="command file, one command a line")
     a.add_argument("--dataset", required=True, type=Path, help="manifest CSV (path,label,...) to search on")
-    a.add_argument("--method", choices=["cem", "greedy"], default="cem")
-    a.add_argument("--budget", type=int, default=5, help="extra expressions per command, at most (base not counted)")
-    a.add_argument("--dictionary", default=None, help="pronunciation dictionary JSON (default: shipped)")
-    a.add_argument("--top-k", type=int, default=10, help="candidates per command")
+    a.add_argument("--method", choices=["cem", "greedy"], default="cem",
+                   help="cem: cross-entropy method over grammars; greedy: add the best candidate while it helps "
+                        "(default %(default)s)")  # fmt: skip
+    a.add_argument("--budget", type=int, default=5,
+                   help="extra expressions per command, at most; the base one is not counted (default %(default)s)")
+    a.add_argument("--dictionary", default=None, help="pronunciation dictionary JSON (default: the shipped one)")
+    a.add_argument("--top-k", type=int, default=10, help="candidates per command (default %(default)s)")
     a.add_argument("--target-far", type=float, default=None,
                    help="false-alarm target (default: the base grammar's FAR at the shipped threshold)")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--samples", type=int, default=256, help="CEM: grammars sampled per iteration")
-    a.add_argument("--iters", type=int, default=50, help="CEM: iterations at most")
-    a.add_argument("--elite-frac", type=float, default=0.1, help="CEM: elite fraction")
-    a.add_argument("--smoothing", type=float, default=0.7, help="CEM: weight of the elite mean in the update")
-    a.add_argument("-o", "--output", required=True, type=Path, help="augmented grammar JSON")
-    _chain_args(a)
+    a.add_argument("--seed", type=int, default=0, help="CEM's random draws (default %(default)s)")
+    a.add_argument("--samples", type=int, default=256, help="CEM: grammars sampled per iteration (default %(default)s)")
+    a.add_argument("--iters", type=int, default=50, help="CEM: iterations at most (default %(default)s)")
+    a.add_argument("--elite-frac", type=float, default=0.1, help="CEM: elite fraction (default %(default)s)")
+    a.add_argument("--smoothing", type=float, default=0.7,
+                   help="CEM: weight of the elite mean in the update (default %(default)s)")
+    a.add_argument("-o", "--output", required=True, type=Path, help="augmented grammar JSON to write")
+    _add_chain_args(a, grammar=False, backend=False, json_help="print the search's result as one JSON object")
     a.set_defaults(func=cmd_augment)
 
-    d = sub.add_parser("dictionary", help="AM-specific statistical pronunciation dictionary")
-    dsub = d.add_subparsers(dest="dictionary_command", required=True)
-    b = dsub.add_parser("build", help="decode TRAIN-voice speech (clean and in babble) and count word decodings")
-    b.add_argument("-o", "--output", required=True, type=Path, help="dictionary JSON")
-    b.add_argument("--n-utts", type=int, default=2000, help="utterances (each decoded clean and in babble)")
+    d = add_command(sub, "dictionary", "AM-specific statistical pronunciation dictionary", [
+        "grammar dictionary build -o dict.json",
+        "grammar augment --commands my_commands.txt --dataset data/train/manifest.csv --dictionary dict.json -o g.json"],
+        description="How the acoustic model spells words: built by decoding speech, used by `grammar augment` "
+                    "to propose alternate expressions. `grammar dictionary build --help` for its options.")  # fmt: skip
+    dsub = d.add_subparsers(dest="dictionary_command", required=True, metavar="COMMAND",
+                            help="build: decode speech and count how each word comes out")
+    b = add_command(dsub, "build", "decode TRAIN-voice speech (clean and in babble) and count word decodings", [
+        "grammar dictionary build -o dict.json",
+        "grammar dictionary build -o dict_mine.json --am models/am_small --n-utts 500"],
+        description="Decode synthetic TRAIN-voice utterances, each clean and in babble at 5-20 dB, with the "
+                    "acoustic model (greedy CTC) and count, for every word, the spellings it comes out as: the "
+                    "statistical pronunciation dictionary `grammar augment` draws candidates from.")  # fmt: skip
+    b.add_argument("-o", "--output", required=True, type=Path, help="dictionary JSON to write")
+    b.add_argument("--n-utts", type=int, default=2000,
+                   help="utterances, each decoded clean and in babble (default %(default)s)")
     b.add_argument("--seed", type=int, default=DICTIONARY_SEED,
-                   help=f"speech seed (default {DICTIONARY_SEED}: utterances the acoustic model never trained on)")
-    _chain_args(b)
+                   help="speech seed (default %(default)s: utterances the acoustic model never trained on)")
+    _add_chain_args(b, grammar=False, backend=False, json_help="print the dictionary's summary as one JSON object")
     b.set_defaults(func=cmd_dictionary_build)

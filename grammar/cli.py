@@ -233,81 +233,153 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True) -> None:
-    p.add_argument("--am", default=None, help="acoustic-model folder (default: shipped)")
-    p.add_argument("--denoiser", default=None, help="denoiser folder (default: shipped)")
-    p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum")
-    p.add_argument("--backend", default="float", choices=["float", "int8"],
-                   help="float: the Keras models; int8: model_int8.tflite beside the denoiser and the AM through "
-                        "LiteRT, the AM in fixed overlapping 1 s windows as on the device (written by "
-                        "`firmware-export int8 all`)")  # fmt: skip
+def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True, backend: bool = True,
+                    json_help: str = "machine-readable JSON on stdout instead of text") -> None:  # fmt: skip
+    """The recognition chain's options (models, backend, grammar) shared by the commands that run it."""
+    p.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped one, grammar/default_am)")
+    p.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped one)")
+    p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum (no denoiser)")
+    if backend:
+        p.add_argument("--backend", default="float", choices=["float", "int8"],
+                       help="float: the Keras models; int8: model_int8.tflite beside the denoiser and the AM through "
+                            "LiteRT, the AM in fixed overlapping 1 s windows as on the device (written by "
+                            "`firmware-export int8 all`) (default %(default)s)")  # fmt: skip
     if grammar:
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--grammar", default=None, help="grammar JSON (default: shipped, calibrated)")
-        g.add_argument("--commands", default=None, help="command file: base grammar, one expression each")
-    p.add_argument("--json", action="store_true")
+        g.add_argument("--grammar", default=None, metavar="G.json",
+                       help="grammar JSON, from `grammar augment` or `grammar calibrate` (default: the shipped, "
+                            "calibrated grammar/data/grammar_default.json)")  # fmt: skip
+        g.add_argument("--commands", default=None, metavar="FILE",
+                       help="your own commands, one a line (# starts a comment): a base grammar, one expression "
+                            "per command, at the shipped grammar's threshold")  # fmt: skip
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
+def _shipped_am_config():
+    """The shipped acoustic model's configuration: ``train-am`` defaults to its architecture."""
+    from grammar.config import AMConfig
+    from grammar.recognizer import default_am_path
+    from rced.config import load_json
+
+    return load_json(AMConfig, default_am_path() / "config.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="grammar", description="CTC command recognizer with grammar augmentation.")
-    sub = p.add_subparsers(dest="command", required=True)
+    from grammar.config import AMTrainConfig
+    from rced.cli import add_command, add_commands
 
-    t = sub.add_parser("train-am", help="train the CTC acoustic model (resumable)")
-    t.add_argument("run_dir", type=Path)
-    t.add_argument("--channels", type=int, default=160)
-    t.add_argument("--blocks", type=int, default=6)
-    t.add_argument("--batch-utts", type=int, default=16)
-    t.add_argument("--steps-per-epoch", type=int, default=300)
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--utterances", type=int, default=4000, help="utterances per corpus seed")
-    t.add_argument("--utt-seeds", type=int, nargs="+", default=[0, 1])
-    t.add_argument("--denoiser", default=None, help="denoiser model folder (default: shipped)")
-    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
-    t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--max-epochs-this-run", type=int, default=None)
+    p = argparse.ArgumentParser(prog="grammar", description="CTC command recognizer with grammar augmentation.")
+    sub = add_commands(p)
+    am, tc = _shipped_am_config(), AMTrainConfig()
+
+    t = add_command(sub, "train-am", "train the CTC acoustic model (resumable)", [
+        "grammar train-am runs/am --threads 2        # run the same line again to resume",
+        "grammar train-am runs/am_small --channels 96 --epochs 10 --export models/am_small"],
+        description="Train the pure-convolution CTC acoustic model on synthetic TRAIN-voice speech (clean, in "
+                    "babble, and behind the denoiser; prepared on first use in the run folder), with checkpoints "
+                    "after every epoch; rerunning resumes. The architecture defaults to the shipped model's "
+                    f"(grammar/default_am/config.json: {am.channels} channels, {am.blocks} blocks), which was "
+                    "trained on a GPU with scripts/gpu/train_am_jax.py (see its MODEL_CARD.md).")  # fmt: skip
+    t.add_argument("run_dir", type=Path, help="run folder: prepared data, checkpoints, log.csv; rerun to resume")
+    t.add_argument("--channels", type=int, default=am.channels,
+                   help="channels of every convolution (default %(default)s, as the shipped AM)")
+    t.add_argument("--blocks", type=int, default=am.blocks,
+                   help="residual depthwise-separable blocks (default %(default)s, as the shipped AM)")
+    t.add_argument("--batch-utts", type=int, default=tc.batch_utts, help="utterances per batch (default %(default)s)")
+    t.add_argument("--steps-per-epoch", type=int, default=tc.steps_per_epoch, help="batches per epoch (default %(default)s)")
+    t.add_argument("--epochs", type=int, default=tc.epochs, help="epochs in all (default %(default)s)")
+    t.add_argument("--lr", type=float, default=tc.learning_rate, help="Adam learning rate (default %(default)s)")
+    t.add_argument("--seed", type=int, default=tc.seed, help="weights and batch order (default %(default)s)")
+    t.add_argument("--utterances", type=int, default=4000, help="utterances per corpus seed (default %(default)s)")
+    t.add_argument("--utt-seeds", type=int, nargs="+", default=[0, 1],
+                   help="corpus seeds: each adds --utterances different utterances (default: 0 1)")
+    t.add_argument("--denoiser", default=None,
+                   help="denoiser model folder the enhanced training features go through (default: the shipped one)")
+    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
+                        "multiworker (several machines, TF_CONFIG) (default %(default)s)")  # fmt: skip
+    t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
+    t.add_argument("--max-epochs-this-run", type=int, default=None,
+                   help="stop after N epochs; run again to resume (default: until --epochs)")
     t.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
-    t.add_argument("--export", type=Path, default=None)
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--export", type=Path, default=None,
+                   help="model folder to write when training ends (default: RUN_DIR/model)")
+    t.add_argument("--json", action="store_true", help="print the run's state as one JSON line")
     t.set_defaults(func=cmd_train_am)
 
-    tr = sub.add_parser("transcribe", help="greedy CTC transcript of audio files")
-    tr.add_argument("audio", nargs="+")
-    _add_chain_args(tr, grammar=False)
+    tr = add_command(sub, "transcribe", "greedy CTC transcript of audio files", [
+        "grammar transcribe utterance.wav",
+        "grammar transcribe recordings/*.wav --backend int8 --json"],
+        description="Print the acoustic model's greedy CTC transcript of each file (letters, space and "
+                    "apostrophe; no grammar): what the AM hears, e.g. to see why a command was missed.")  # fmt: skip
+    tr.add_argument("audio", nargs="+", help="audio files (any rate/channels libsndfile reads)")
+    _add_chain_args(tr, grammar=False, json_help="one JSON line per file: path, text")
     tr.set_defaults(func=cmd_transcribe)
 
-    rc = sub.add_parser("recognize", help="pick a command or reject, one JSON line per file with --json")
-    rc.add_argument("audio", nargs="+")
-    _add_chain_args(rc)
+    rc = add_command(sub, "recognize", "pick a command or reject, one JSON line per file with --json", [
+        "grammar recognize utterance.wav",
+        "grammar recognize a.wav b.wav --commands my_commands.txt --json"],
+        description="Pick one command for each file, or reject it (printed as (rejected)). Each file is one "
+                    "utterance: for a long recording with several commands use `grammar listen`.\n\n"
+                    "The default commands are listed in grammar/data/commands_default.txt (one a line) and "
+                    "decoded with grammar/data/grammar_default.json, which holds them with a calibrated "
+                    "rejection threshold (both in the installed grammar package). To use your own: --commands "
+                    "FILE (a text file, one command a line) or --grammar G.json (a grammar from `grammar "
+                    "augment` or `grammar calibrate`).")  # fmt: skip
+    rc.add_argument("audio", nargs="+", help="audio files, one utterance each (any rate/channels libsndfile reads)")
+    _add_chain_args(rc, json_help="one JSON line per file: path, command (null when rejected), score")
     rc.set_defaults(func=cmd_recognize)
 
-    ev = sub.add_parser("evaluate", help="MDR, MCR, FAR, accuracy per SNR on a manifest")
-    ev.add_argument("--dataset", required=True, type=Path, help="manifest CSV (path,label,...)")
-    ev.add_argument("--det", default=None, help="write a DET-style PNG over the threshold")
-    _add_chain_args(ev)
+    ev = add_command(sub, "evaluate", "MDR, MCR, FAR, accuracy per SNR on a manifest", [
+        "grammar make-dataset -o data/test && grammar evaluate --dataset data/test/manifest.csv",
+        "grammar evaluate --dataset data/test/manifest.csv --grammar my_grammar.json --det det.png --json"],
+        description="Recognize every utterance of a manifest and report, per SNR group and overall, the "
+                    "mis-detection rate (commands rejected), mis-classification rate (commands taken for "
+                    "another), false-alarm rate (non-commands accepted) and accuracy = 1 - MDR - MCR.")  # fmt: skip
+    ev.add_argument("--dataset", required=True, type=Path,
+                    help="manifest CSV with path,label columns (paths relative to it; empty label = non-command; "
+                         "an snr column groups the results)")  # fmt: skip
+    ev.add_argument("--det", default=None, help="also write a DET-style PNG: FAR against MDR + MCR over the threshold")
+    _add_chain_args(ev, json_help="print the metrics as one JSON object")
     ev.set_defaults(func=cmd_evaluate)
 
-    ca = sub.add_parser("calibrate", help="set the rejection threshold for a target false-alarm rate")
-    ca.add_argument("--dataset", required=True, type=Path)
-    ca.add_argument("--target-far", type=float, default=0.05, help="FAR on this data set (the sample quantile)")
+    ca = add_command(sub, "calibrate", "set the rejection threshold for a target false-alarm rate", [
+        "grammar calibrate --dataset data/cal/manifest.csv -o my_grammar.json",
+        "grammar calibrate --dataset data/cal/manifest.csv --max-far 0.05 --commands my_commands.txt -o g.json"],
+        description="Score the non-command utterances of a manifest and write the grammar with the rejection "
+                    "threshold that accepts the target fraction of them (with --backend int8, the int8 chain's "
+                    "own threshold).")  # fmt: skip
+    ca.add_argument("--dataset", required=True, type=Path,
+                    help="manifest CSV with path,label columns; its non-commands (empty label) set the threshold")
+    ca.add_argument("--target-far", type=float, default=0.05,
+                    help="false-alarm rate on this data set, the sample quantile (default %(default)s)")
     ca.add_argument("--max-far", type=float, default=None,
                     help="instead: keep the true FAR <= this with --confidence (a lower target on small sets)")
-    ca.add_argument("--confidence", type=float, default=0.95)
-    ca.add_argument("-o", "--output", required=True, type=Path)
-    _add_chain_args(ca)
+    ca.add_argument("--confidence", type=float, default=0.95,
+                    help="confidence of the --max-far bound (default %(default)s)")
+    ca.add_argument("-o", "--output", required=True, type=Path, help="grammar JSON to write")
+    _add_chain_args(ca, json_help="print output, threshold and field as one JSON object")
     ca.set_defaults(func=cmd_calibrate)
 
-    md = sub.add_parser("make-dataset", help="synthesize a command / non-command manifest")
-    md.add_argument("-o", "--output", required=True, type=Path)
-    md.add_argument("--commands", default=None)
-    md.add_argument("--voices", default="test", choices=["test", "train"])
-    md.add_argument("--reps", type=int, default=2, help="repetitions of each command per voice")
-    md.add_argument("--random", type=int, default=10, help="random word sequences per voice")
-    md.add_argument("--near-miss", type=int, default=10, help="near misses per voice")
-    md.add_argument("--snrs", nargs="+", default=["clean", "20", "10", "5"])
-    md.add_argument("--seed", type=int, default=0)
-    md.add_argument("--json", action="store_true")
+    md = add_command(sub, "make-dataset", "synthesize a command / non-command manifest", [
+        "grammar make-dataset -o data/test",
+        "grammar make-dataset -o data/mine --commands my_commands.txt --voices train --snrs clean 10"],
+        description="Synthesize each command and non-command speech (random word sequences and near misses of "
+                    "the commands) with every voice of a split, mixed with babble at each SNR, and write the WAVs "
+                    "and manifest.csv (path,label,snr,...) into the output folder.")  # fmt: skip
+    md.add_argument("-o", "--output", required=True, type=Path, help="output folder (manifest.csv and the WAVs)")
+    md.add_argument("--commands", default=None,
+                    help="command file, one a line (default: grammar/data/commands_default.txt)")
+    md.add_argument("--voices", default="test", choices=["test", "train"],
+                    help="test: the TEST-ONLY voices; train: TRAIN voices other than espeak-ng (default %(default)s)")
+    md.add_argument("--reps", type=int, default=2, help="repetitions of each command per voice (default %(default)s)")
+    md.add_argument("--random", type=int, default=10, help="random word sequences per voice (default %(default)s)")
+    md.add_argument("--near-miss", type=int, default=10,
+                    help="near misses per voice: phrases close to a command (default %(default)s)")
+    md.add_argument("--snrs", nargs="+", default=["clean", "20", "10", "5"],
+                    help="conditions: clean and/or speech-to-babble ratios in dB (default: clean 20 10 5)")
+    md.add_argument("--seed", type=int, default=0, help="texts, prosody and babble (default %(default)s)")
+    md.add_argument("--json", action="store_true", help="print the manifest's path as one JSON object")
     md.set_defaults(func=cmd_make_dataset)
 
     li = sub.add_parser("listen", help="streaming command spotting over a long recording (or a live microphone)")

@@ -121,6 +121,14 @@ def _resolve_outputs(inputs: list[Path], out: Path) -> list[Path]:
     return outs
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model and --backend, as denoise, stream and evaluate take them."""
+    p.add_argument("--model", default=None, help="denoiser model folder (default: the shipped model)")
+    p.add_argument("--backend", default="float", choices=["float", "int8"],
+                   help="float: the Keras model; int8: model_int8.tflite beside it, as on the device (written by "
+                        "`firmware-export int8`) (default %(default)s)")  # fmt: skip
+
+
 def _load_denoiser(args: argparse.Namespace):
     from rced.denoiser import Denoiser
 
@@ -255,61 +263,124 @@ def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
     print(json.dumps(payload) if getattr(args, "json", False) else text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rced", description="R-CED babble-noise denoiser for hearing aids.")
-    sub = p.add_subparsers(dest="command", required=True)
+def add_command(sub, name: str, help: str, examples: list[str], description: str = "") -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` ends with worked examples, kept line for line (every CLI of the project).
 
-    t = sub.add_parser("train", help="train a denoiser on the synthetic corpus (resumable)")
-    t.add_argument("run_dir", type=Path, help="run folder: checkpoints, log.csv; rerun to resume")
-    t.add_argument("--arch", default="rced", choices=["rced", "crced"])
-    t.add_argument("--preset", default="default", choices=["default", "paper"])
-    t.add_argument("--input-feature", default="log")
-    t.add_argument("--width-mult", type=float, default=None, help="scales every filter count (default 1)")
-    t.add_argument("--size", default=None, choices=["full", "lite", "micro", "nano"],
-                   help="named width: full 1, lite 0.5, micro 0.35, nano 0.25 (MCU classes: README)")  # fmt: skip
-    t.add_argument("--target", default="psa", choices=["psa", "irm", "mag"])
-    t.add_argument("--loss-compress", type=float, default=0.3)
-    t.add_argument("--batch-frames", type=int, default=512)
-    t.add_argument("--steps-per-epoch", type=int, default=400)
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
+    The formatter keeps the description as written too, so it is wrapped here, paragraph by paragraph
+    (``description`` defaults to ``help``)."""
+    import shutil
+    import textwrap
+
+    width = min(shutil.get_terminal_size().columns, 100) - 2
+    text = description or f"{help[:1].upper()}{help[1:]}."
+    desc = "\n\n".join(textwrap.fill(" ".join(par.split()), width) for par in text.split("\n\n"))
+    return sub.add_parser(name, help=help, description=desc, epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+
+def add_commands(parser: argparse.ArgumentParser):
+    """The sub-command action of a console script (``<prog> COMMAND --help`` for each one's options)."""
+    return parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                 help=f"one of the commands below; `{parser.prog} COMMAND --help` shows its options "
+                                      "and examples")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rced.config import ModelConfig, TrainConfig
+
+    p = argparse.ArgumentParser(prog="rced", description="R-CED babble-noise denoiser for hearing aids.")
+    sub = add_commands(p)
+    tc, mc = TrainConfig(), ModelConfig()  # one place for the defaults: the configuration dataclasses
+
+    t = add_command(sub, "train", "train a denoiser on the synthetic corpus (resumable)", [
+        "rced train runs/rced --threads 2          # run the same line again to resume",
+        "rced train runs/lite --size lite --epochs 20 --export models/lite"],
+        description="Train a denoiser on babble mixtures of synthetic TRAIN-voice speech (made on first use in "
+                    "the run folder), with checkpoints after every epoch; rerunning the command resumes the run "
+                    "with the configuration it started with. The model folder (config.json, norm.json, "
+                    "model.keras) is written when the last epoch ends; give it to --model of denoise, stream "
+                    "and evaluate.")  # fmt: skip
+    t.add_argument("run_dir", type=Path, help="run folder: prepared data, checkpoints, log.csv; rerun to resume")
+    t.add_argument("--arch", default=mc.arch, choices=["rced", "crced"],
+                   help="rced: the R-CED network (shipped); crced: its cascaded variant (default %(default)s)")
+    t.add_argument("--preset", default="default", choices=["default", "paper"],
+                   help="front-end: default 16 kHz, 256-point sqrt-Hann, hop 128; paper: the R-CED paper's "
+                        "8 kHz, 256-point Hamming, hop 64 (default %(default)s)")  # fmt: skip
+    t.add_argument("--input-feature", default=mc.input_feature,
+                   help="compression of the noisy magnitude the network reads: log, or pow<exponent> such as "
+                        "pow0.3 (default %(default)s)")  # fmt: skip
+    t.add_argument("--width-mult", type=float, default=None,
+                   help=f"scales every filter count (default {mc.width_mult:g}); or use --size")
+    t.add_argument("--size", default=None, choices=["full", "lite", "micro", "nano"],  # rced.models.SIZES (no TF here)
+                   help="named width: full 1, lite 0.5, micro 0.35, nano 0.25 (the microcontroller classes of the "
+                        "README); or use --width-mult")  # fmt: skip
+    t.add_argument("--target", default=tc.target, choices=["psa", "irm", "mag"],
+                   help="training target: psa phase-sensitive, irm ideal ratio mask, mag clean magnitude "
+                        "(default %(default)s)")  # fmt: skip
+    t.add_argument("--loss-compress", type=float, default=tc.loss_compress,
+                   help="MSE on magnitudes raised to this power, 1 = plain MSE (default %(default)s)")
+    t.add_argument("--batch-frames", type=int, default=tc.batch_frames, help="STFT frames per batch (default %(default)s)")
+    t.add_argument("--steps-per-epoch", type=int, default=tc.steps_per_epoch, help="batches per epoch (default %(default)s)")
+    t.add_argument("--epochs", type=int, default=tc.epochs, help="epochs in all (default %(default)s)")
+    t.add_argument("--lr", type=float, default=tc.learning_rate, help="Adam learning rate (default %(default)s)")
+    t.add_argument("--seed", type=int, default=tc.seed, help="weights and batch order (default %(default)s)")
     t.add_argument("--utterances", type=int, default=None,
                    help="synthetic TRAIN-voice utterances (default 4000; a resumed run keeps its own)")
-    t.add_argument("--data-seed", type=int, default=None, help="default 0; a resumed run keeps its own")
-    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"])
-    t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow")
-    t.add_argument("--max-epochs-this-run", type=int, default=None, help="stop after N epochs (resume later)")
+    t.add_argument("--data-seed", type=int, default=None,
+                   help="which utterances: texts, voices, prosody (default 0; a resumed run keeps its own)")
+    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
+                        "multiworker (several machines, TF_CONFIG) (default %(default)s)")  # fmt: skip
+    t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
+    t.add_argument("--max-epochs-this-run", type=int, default=None,
+                   help="stop after N epochs; run again to resume (default: until --epochs)")
     t.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
-    t.add_argument("--export", type=Path, default=None, help="model folder to write when training ends")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--export", type=Path, default=None,
+                   help="model folder to write when training ends (default: RUN_DIR/model)")
+    t.add_argument("--json", action="store_true", help="print the run's state as one JSON line")
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("denoise", help="denoise audio files")
+    d = add_command(sub, "denoise", "denoise audio files", [
+        "rced denoise noisy.wav -o clean.wav",
+        "rced denoise recordings/*.flac -o enhanced --backend int8   # writes enhanced/<name>.wav"],
+        description="Denoise whole audio files (any rate and channel count libsndfile reads; written as 16-bit "
+                    "mono WAV at the model's rate). Every input and output is checked before the model loads; "
+                    "a failed run leaves no partial file.")  # fmt: skip
     d.add_argument("inputs", nargs="+", help="audio files (any rate/channels libsndfile reads)")
-    d.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several)")
-    d.add_argument("--model", default=None, help="model folder (default: the shipped model)")
-    d.add_argument("--backend", default="float", choices=["float", "int8"])
-    d.add_argument("--json", action="store_true")
+    d.add_argument("-o", "--output", required=True,
+                   help="output file for one input; a folder (existing, or a new name without an audio suffix) "
+                        "for several: each output takes its input's name, as .wav")  # fmt: skip
+    _add_model_args(d)
+    d.add_argument("--json", action="store_true", help="one JSON line per file: input, output, seconds")
     d.set_defaults(func=cmd_denoise)
 
-    st = sub.add_parser("stream", help="causal block-streaming denoise of a file (reports latency)")
-    st.add_argument("input")
-    st.add_argument("-o", "--output", required=True)
-    st.add_argument("--block-ms", type=float, default=8.0, help="block size in milliseconds")
-    st.add_argument("--model", default=None)
-    st.add_argument("--backend", default="float", choices=["float", "int8"])
-    st.add_argument("--json", action="store_true")
+    st = add_command(sub, "stream", "causal block-streaming denoise of a file (reports latency)", [
+        "rced stream noisy.wav -o clean.wav",
+        "rced stream noisy.wav -o out --block-ms 16 --json    # writes out/noisy.wav"],
+        description="Denoise a file block by block through the causal streaming path, as a device would, and "
+                    "report per-block compute latency, real-time factor and algorithmic latency. The file is read "
+                    "block by block, so memory does not grow with its length.")  # fmt: skip
+    st.add_argument("input", help="audio file (any rate/channels libsndfile reads)")
+    st.add_argument("-o", "--output", required=True,
+                    help="output WAV, or an existing folder (the output then takes the input's name, as .wav)")
+    st.add_argument("--block-ms", type=float, default=8.0, help="block size in milliseconds (default %(default)s)")
+    _add_model_args(st)
+    st.add_argument("--json", action="store_true", help="print the latency report as one JSON line")
     st.set_defaults(func=cmd_stream)
 
-    e = sub.add_parser("evaluate", help="PESQ/STOI/SI-SDR table on TEST-ONLY voices in babble")
-    e.add_argument("--model", default=None)
-    e.add_argument("--backend", default="float", choices=["float", "int8"])
-    e.add_argument("--n-per-voice", type=int, default=6)
-    e.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0])
+    e = add_command(sub, "evaluate", "PESQ/STOI/SI-SDR table on TEST-ONLY voices in babble", [
+        "rced evaluate -o results/rced              # writes results/rced.json and results/rced.md",
+        "rced evaluate --n-per-voice 2 --snrs 0 5 --backend int8 --json"],
+        description="Synthesize utterances of the TEST-ONLY voices, mix them with babble at each SNR, and print "
+                    "PESQ, STOI and SI-SDR (improvement over the noisy input) for the noisy input, spectral "
+                    "subtraction, the oracle ideal ratio mask, the model and, with --dtln, the DTLN peer.")  # fmt: skip
+    _add_model_args(e)
+    e.add_argument("--n-per-voice", type=int, default=6, help="utterances per TEST-ONLY voice (default %(default)s)")
+    e.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0],
+                   help="speech-to-babble ratios in dB (default: -5 0 5 10)")
     e.add_argument("--dtln", default=None, help="folder of the DTLN peer models (adds a peer row)")
-    e.add_argument("-o", "--output", default=None, help="write <stem>.json and <stem>.md")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("-o", "--output", default=None, help="also write the table as <OUTPUT>.json and <OUTPUT>.md")
+    e.add_argument("--json", action="store_true", help="print the rows as one JSON line instead of a table")
     e.set_defaults(func=cmd_evaluate)
 
     m = sub.add_parser("demo", help="denoise a TEST-ONLY voice in babble as a stream; WAVs, spectrograms, index.html",
