@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from rced.audio import resample, validate_audio
 from rced.config import ModelConfig, load_json
@@ -216,7 +217,7 @@ class Denoiser:
         history = np.zeros(n_fft - hop)
         silence = self.norm.apply(compress(np.zeros((1, fe.n_bins), np.float32), self.config.input_feature))
         feat_hist = np.repeat(silence, ctx - 1, axis=0)
-        ola = np.zeros(n_fft)
+        ola = np.zeros(n_fft - hop)  # overlap-add carried to the next frames
         pending = np.zeros(0)
         total_in = 0
         to_skip = n_fft - hop  # emitted samples that precede the input's first sample
@@ -229,20 +230,20 @@ class Denoiser:
             n = len(samples) // hop
             buf = np.concatenate([history, samples])
             history = buf[len(buf) - (n_fft - hop) :]
-            idx = np.arange(n)[:, None] * hop + np.arange(n_fft)[None, :]
-            spec = np.fft.rfft(buf[idx] * win, axis=1)
+            spec = np.fft.rfft(sliding_window_view(buf, n_fft)[::hop][:n] * win, axis=1)
             mag = np.abs(spec).astype(np.float32)
             feats = np.concatenate([feat_hist, self.norm.apply(compress(mag, self.config.input_feature))])
             feat_hist = feats[len(feats) - (ctx - 1) :]
-            x = np.stack([feats[i : i + ctx].T for i in range(n)])[:, :, None, :]
+            x = sliding_window_view(feats, ctx, axis=0)[:, :, None, :]  # (n, bins, 1, ctx): frame i's context
             mask, release = shape_gain(self._ratio(self._run(x), mag), self.config, release)
             frames = np.fft.irfft(spec * mask, n=n_fft, axis=1) * win
-            out = np.empty(n * hop)
-            for i in range(n):
-                ola += frames[i]
-                out[i * hop : (i + 1) * hop] = ola[:hop] / norm
-                ola = np.concatenate([ola[hop:], np.zeros(hop)])
-            return out
+            # overlap-add: the carried tail, then each hop-long segment of every frame in place
+            acc = np.zeros((n + k_over - 1) * hop)
+            acc[: len(ola)] = ola
+            for j in range(k_over):
+                acc[j * hop : (j + n) * hop] += frames[:, j * hop : (j + 1) * hop].reshape(-1)
+            ola = acc[n * hop :]
+            return (acc[: n * hop].reshape(n, hop) / norm).reshape(-1)
 
         def emit(out: np.ndarray, limit: int | None = None) -> np.ndarray:
             nonlocal to_skip, emitted
