@@ -36,7 +36,8 @@ def _shipped(folder: str) -> bytes:
 
 
 def test_shipped_bytes_rebuild_of_the_default_denoiser_via_write_int8_beside(tmp_path, no_synthesis):
-    """What `firmware-export int8 denoiser` does, on a copy of the shipped folder (about 5 s)."""
+    """What `firmware-export int8 denoiser` does, on a copy of the shipped folder (about 20 s on two
+    cores, with TensorFlow's start-up and the float export beside it; the lite rebuild alone takes 4 s)."""
     from firmware_export.convert import write_int8_beside
 
     folder = tmp_path / "default_model"
@@ -55,7 +56,7 @@ def test_shipped_bytes_rebuild_of_the_lite_denoiser(no_synthesis):
 
 
 def test_shipped_bytes_rebuild_of_the_am_behind_the_shipped_denoiser(no_synthesis):
-    """The shipped AM's int8 file (233,576 bytes) from its recorded ranges: about 10 s."""
+    """The shipped AM's int8 file (233,576 bytes) from its recorded ranges: about 7 s."""
     from grammar.recognizer import Recognizer
 
     rec = Recognizer.load(None, denoiser=None, grammar=False, backend="keras")
