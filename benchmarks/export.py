@@ -44,9 +44,9 @@ def int8_denoiser(model_dir=None, calibration: Calibration | None = None):
     from rced.denoiser import Denoiser
     from rced.int8 import INT8_MODEL_NAME, Int8Denoiser
 
-    den = Denoiser.load(model_dir)
+    den = Denoiser.load(model_dir, backend="keras")  # the weights, for a conversion
     if (Path(den.path) / INT8_MODEL_NAME).exists():
-        return Int8Denoiser.load(den.path)
+        return Int8Denoiser.load(den.path, exact=True)  # the device's numbers, bit for bit
     data, _ = convert_denoiser(den, calibration or Calibration.from_corpus())
     return Int8Denoiser(data, den.config, den.norm, den.path, source="denoiser int8 (converted in memory)")
 
@@ -95,7 +95,7 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
     from rced.int8 import Int8Denoiser
 
     rows = load_manifest(manifest)
-    rec = Recognizer.load(am_dir, denoiser=denoiser_dir, grammar=grammar)
+    rec = Recognizer.load(am_dir, denoiser=denoiser_dir, grammar=grammar, backend="keras")  # weights to convert
     check_labels(rows, rec.grammar.commands, source=manifest)
     cal = calibration or Calibration.from_corpus()
     den_bytes, _ = convert_denoiser(rec.denoiser, cal)
