@@ -79,7 +79,7 @@ def fits(loads) -> str:
 
 
 def compute_row(label: str, folder: Path, cal: Calibration) -> dict:
-    den = Denoiser.load(folder)
+    den = Denoiser.load(folder, backend="keras")  # the weights, for the conversion
     dev = device_denoiser(den)
     macs = macs_per_frame(dev)
     rate = den.config.frontend.frame_rate

@@ -28,10 +28,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from firmware_export.convert import (  # noqa: E402
     AM_FRAMES,
     Calibration,
-    am_samples,
-    convert_denoiser,
-    convert_int8,
-    device_am,
+    am_int8,
+    denoiser_int8,
 )
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.evaluate import METRICS, run_systems, summarize, to_markdown  # noqa: E402
@@ -47,7 +45,7 @@ def int8_denoiser(model_dir=None, calibration: Calibration | None = None):
     den = Denoiser.load(model_dir, backend="keras")  # the weights, for a conversion
     if (Path(den.path) / INT8_MODEL_NAME).exists():
         return Int8Denoiser.load(den.path, exact=True)  # the device's numbers, bit for bit
-    data, _ = convert_denoiser(den, calibration or Calibration.from_corpus())
+    data = denoiser_int8(den, calibration)
     return Int8Denoiser(data, den.config, den.norm, den.path, source="denoiser int8 (converted in memory)")
 
 
@@ -98,10 +96,9 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
     rec = Recognizer.load(am_dir, denoiser=denoiser_dir, grammar=grammar, backend="keras")  # weights to convert
     check_labels(rows, rec.grammar.commands, source=manifest)
     cal = calibration or Calibration.from_corpus()
-    den_bytes, _ = convert_denoiser(rec.denoiser, cal)
+    den_bytes = denoiser_int8(rec.denoiser, cal)
     den_q = Int8Denoiser(den_bytes, rec.denoiser.config, rec.denoiser.norm, rec.denoiser.path, source="denoiser int8")
-    am_bytes = convert_int8(device_am(rec.model, rec.config, am_frames),
-                            am_samples(rec.config, rec.norm, rec.denoiser, cal, am_frames), "am")  # fmt: skip
+    am_bytes = am_int8(rec.model, rec.config, rec.norm, rec.denoiser, cal, am_frames, what=str(rec.path))
     rec_q = int8_recognizer(am_bytes, rec, den_q)
     labels, pf, pq = [], [], []
     for r in tqdm(rows, desc="float vs int8 chain", unit="utt"):

@@ -27,9 +27,10 @@ from firmware_export.convert import (
     AM_FRAMES,
     Calibration,
     am_features,
+    am_int8,
+    am_samples,
     am_windows,
-    convert_am,
-    convert_int8,
+    denoiser_int8,
     denoiser_samples,
     device_am,
     device_denoiser,
@@ -120,7 +121,7 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
     samples = denoiser_samples(den, cal, n_frames)
     keras_model = device_denoiser(den)
     progress("denoiser: int8 conversion")
-    data = convert_int8(keras_model, samples, "denoiser")
+    data = denoiser_int8(den, cal, n_frames)  # recorded ranges where they exist: the shipped bytes
     info = inspect(data, "denoiser")
     i = info.inputs[0]
 
@@ -181,7 +182,8 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
     cfg, norm = rec.config, rec.norm
     fe = cfg.frontend
     progress("acoustic model: calibration features (enhanced by the float denoiser), int8 conversion")
-    data, samples = convert_am(rec.model, cfg, norm, den, cal, frames, n_windows)
+    data = am_int8(rec.model, cfg, norm, den, cal, frames, n_windows, str(rec.path))  # as for the denoiser
+    samples = am_samples(cfg, norm, den, cal, frames, n_windows)  # probes for the bit-exactness check
     keras_model = device_am(rec.model, cfg, frames)  # for the parameter and MAC counts
     info = inspect(data, "am")
     i, o = info.inputs[0], info.outputs[0]

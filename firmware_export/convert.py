@@ -18,7 +18,8 @@ synthesised audio with a warning that its bytes depend on the machine. :func:`co
 
 :func:`write_int8_beside` and :func:`write_am_int8_beside` write ``model_int8.tflite`` into a
 model folder (what ``rced --backend int8`` and ``grammar --backend int8`` run; the CLI is
-``firmware-export int8 [denoiser|am|all]``); the bundle converts with the same functions.
+``firmware-export int8 [denoiser|am|all]``), and the float runtime's ``model_float.tflite`` beside it
+(:mod:`rced.tflite_export`); the bundle converts with the same functions.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import numpy as np
 from firmware_export.errors import ExportError
 from firmware_export.flatbuffer import check_tflm, inspect
 from rced.audio import DEFAULT_SR, resample
+from rced.tflite_export import write_float_beside
 
 AM_FRAMES = 126  # 1.008 s of 8 ms hops: the AM's fixed device window
 DENOISER_SNR_DB = (-5.0, 15.0)  # rced.config.TrainConfig defaults
@@ -494,10 +496,11 @@ def write_int8_beside(model_dir: str | os.PathLike | None = None, *, calibration
     from rced.denoiser import Denoiser
     from rced.int8 import INT8_MODEL_NAME
 
-    den = Denoiser.load(model_dir)
+    den = Denoiser.load(model_dir, backend="keras")
     data = denoiser_int8(den, calibration, n_frames)
     out = Path(den.path) / INT8_MODEL_NAME
     atomic_write_bytes(out, data)
+    write_float_beside(den.model, den.path, "denoiser")
     return out
 
 
@@ -536,9 +539,10 @@ def write_am_int8_beside(am_dir: str | os.PathLike | None = None, *, denoiser: s
     from rced.audio import atomic_write_bytes
     from rced.int8 import INT8_MODEL_NAME
 
-    rec = Recognizer.load(am_dir, denoiser=denoiser, grammar=False)
+    rec = Recognizer.load(am_dir, denoiser=denoiser, grammar=False, backend="keras")
     data = am_int8(rec.model, rec.config, rec.norm, rec.denoiser, calibration, frames, n_windows, str(rec.path))
     Int8AM(data, rec.config, rec.norm, source=f"{rec.path}: am int8")
     out = Path(rec.path) / INT8_MODEL_NAME
     atomic_write_bytes(out, data)
+    write_float_beside(rec.model, rec.path, "am")
     return out

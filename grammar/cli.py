@@ -173,12 +173,13 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from grammar.listen import format_detection, open_input_device, run_listen
+    from grammar import listen
 
     if args.input is not None and args.device is not None:
         raise GrammarError("listen: give an INPUT file or --device, not both")
     if args.input is None and args.device is None:
-        raise GrammarError("listen: give an INPUT file, or --device to listen to a live microphone")
+        raise GrammarError("listen: give an INPUT file (- for standard input), or --device to listen to a live "
+                           "microphone")  # fmt: skip
     for name in ("window_s", "hop_s"):
         v = getattr(args, name)
         if not v > 0:
@@ -187,20 +188,26 @@ def cmd_listen(args: argparse.Namespace) -> int:
         raise GrammarError(f"listen: --hop-s {args.hop_s} is longer than --window-s {args.window_s}")
     if args.seconds is not None and (args.device is None or not args.seconds > 0):
         raise GrammarError("listen: --seconds needs --device and a positive number of seconds")
-    audio = device = None
-    if args.input is not None:
-        from rced.audio import load_audio
-
-        audio = load_audio(args.input)
+    if args.device is not None:  # every input is checked before the models load
+        device = listen.open_input_device(None if args.device == "default" else args.device)
+        source = listen.device_source(device, args.seconds)
     else:
-        device = open_input_device(None if args.device == "default" else args.device)
+        source = listen.stdin_source() if args.input == listen.STDIN else listen.file_source(args.input)
     rec = _recognizer(args)
+    if args.device is not None:
+        print(f"grammar: listening on {source.name} "
+              f"({'Ctrl-C stops' if args.seconds is None else f'{args.seconds:g} s'})", file=sys.stderr, flush=True)  # fmt: skip
     if not args.json:
         print(f"{'start':>7}  {'end':>7}  {'score':>8}  command", flush=True)
-    n = run_listen(rec, audio=audio, device=device, window_s=args.window_s, hop_s=args.hop_s,
-                   emit=lambda d: _emit(args, d.to_json(), format_detection(d)), max_seconds=args.seconds)  # fmt: skip
+    n, interrupted = listen.run_listen(rec, source, window_s=args.window_s, hop_s=args.hop_s, progress=True,
+                                       emit=lambda d: _emit(args, d.to_json(), listen.format_detection(d)))  # fmt: skip
+    count = f"{n} detection{'s' if n != 1 else ''}"
     if not args.json:
-        print(f"{n} detection{'s' if n != 1 else ''}")
+        print(count, flush=True)
+    elif interrupted:
+        print(f"grammar: listen: {count} before the interrupt", file=sys.stderr, flush=True)
+    if interrupted:  # what was heard is reported; exit as every command does on Ctrl-C
+        raise KeyboardInterrupt
     return 0
 
 
@@ -383,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     md.set_defaults(func=cmd_make_dataset)
 
     li = sub.add_parser("listen", help="streaming command spotting over a long recording (or a live microphone)")
-    li.add_argument("input", nargs="?", default=None, help="audio file (any rate/channels libsndfile reads)")
+    li.add_argument("input", nargs="?", default=None,
+                    help="audio file (any rate/channels libsndfile reads), read block by block; - reads a WAV "
+                         "stream from standard input (e.g. `arecord -f S16_LE -r 16000 | grammar listen -`)")  # fmt: skip
     li.add_argument("--device", nargs="?", const="default", default=None,
                     help="listen to a live input device instead (name or index; needs the sounddevice module)")  # fmt: skip
     li.add_argument("--seconds", type=float, default=None, help="with --device: stop after this much audio "

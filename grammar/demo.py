@@ -67,9 +67,10 @@ def _active(x: np.ndarray, sr: int, floor_db: float = -35.0) -> tuple[int, int]:
 
 
 def make_scene(commands: Sequence[str], snr: float = 5.0, seed: int = 7, n_commands: int = 4,
-               babble_utterances: int = 24, workers: int | None = None) -> Scene:  # fmt: skip
+               babble_utterances: int = 24, workers: int | None = None, voice: int = 0) -> Scene:  # fmt: skip
     """``n_commands`` of ``commands`` (drawn by ``seed``) and non-command sentences between them,
-    spoken by the first TEST-ONLY voice, in babble of ``babble_utterances`` TRAIN-voice utterances."""
+    spoken by TEST-ONLY voice number ``voice`` (the demo: the first), in babble of
+    ``babble_utterances`` TRAIN-voice utterances."""
     from rced.corpus import Utterance, load_utterances, make_babble, rms, train_utterances
     from rced.text import random_sentence
     from rced.tts import Prosody, test_voices
@@ -83,7 +84,10 @@ def make_scene(commands: Sequence[str], snr: float = 5.0, seed: int = 7, n_comma
         texts.append((c, c))
         if i < len(picked) - 1:
             texts.append((random_sentence(rng, 3, 6), None))
-    voice = test_voices()[0]
+    voices = test_voices()
+    if not 0 <= voice < len(voices):
+        raise GrammarError(f"demo: voice {voice}: there are {len(voices)} TEST-ONLY voices (0..{len(voices) - 1})")
+    voice = voices[voice]
     utts = [Utterance(t, voice, Prosody(), seed * 1000 + i) for i, (t, _) in enumerate(texts)]
     speech = load_utterances(utts, workers=workers, desc="demo speech")
     pool = load_utterances(train_utterances(babble_utterances, BABBLE_SEED), workers=workers, desc="demo babble")

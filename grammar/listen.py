@@ -19,14 +19,20 @@ Three causal stages, each fed block by block:
    ``refractory_s`` of each other) are one event; the event becomes a :class:`Detection` with the
    command, span and score of its best-scoring window once no later window can overlap it, so a
    command spoken once triggers once.
-3. :func:`spot` / :func:`listen_blocks` tie them together; ``grammar listen`` is the CLI.
+3. :func:`spot` / :func:`listen_blocks` tie them together; ``grammar listen`` is the CLI
+   (:func:`run_listen`): a file read block by block, standard input, or a live input device
+   (:class:`Source`), each detection printed the moment it is final, Ctrl-C ending the input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +40,7 @@ from grammar.alphabet import BLANK_ID, NUM_SYMBOLS
 from grammar.decoder import Grammar, decode
 from grammar.errors import GrammarError
 from grammar.features import log_mel
-from grammar.recognizer import log_softmax
+from grammar.recognizer import check_duration, log_softmax
 from rced.audio import resample, validate_audio
 from rced.denoiser import shape_gain
 from rced.frontend import window as analysis_window
@@ -370,34 +376,114 @@ class Spotter:
 
 
 def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.0, hop_s: float = 0.25, *,
-                  grammar: Grammar | None = None, refractory_s: float = 0.3,
-                  stream: PosteriorStream | None = None) -> Iterator[Detection]:  # fmt: skip
-    """Detections, as soon as each is final, from audio blocks at the recognizer's sample rate."""
+                  grammar: Grammar | None = None, refractory_s: float = 0.3, stream: PosteriorStream | None = None,
+                  name: str = "input", stop: Callable[[], bool] | None = None) -> Iterator[Detection]:  # fmt: skip
+    """Detections, each yielded as soon as it is final, from audio blocks at the recognizer's sample rate.
+
+    ``stop`` is asked before each block: when it says True (Ctrl-C) the input ends there and what
+    was heard is still decoded. An input that ends by itself and is shorter than the AM's receptive
+    field is the error :func:`grammar.recognizer.check_duration` gives ``recognize`` (named ``name``).
+    """
     stream = stream or PosteriorStream(recognizer)
     spotter = Spotter(recognizer.decoding_grammar(grammar), stream.frame_s, window_s, hop_s, refractory_s)
+    cut = False
     for block in blocks:
+        if stop is not None and stop():
+            cut = True
+            break
         yield from spotter.push(stream.push(block))
-    yield from spotter.push(stream.flush())
+    if not cut:
+        check_duration(stream.n_samples, recognizer.config, name)
+    if stream.n_samples:
+        yield from spotter.push(stream.flush())
     yield from spotter.flush()
 
 
 def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = 2.0, hop_s: float = 0.25, *,
          grammar: Grammar | None = None, refractory_s: float = 0.3, block_s: float | None = None,
-         stream: PosteriorStream | None = None) -> list[Detection]:  # fmt: skip
+         stream: PosteriorStream | None = None, name: str = "input") -> list[Detection]:  # fmt: skip
     """Spot the grammar's commands in a long recording, streamed through the chain in blocks.
 
     ``audio``: mono, any rate (resampled to the model's). Blocks are ``block_s`` long (default:
     ``hop_s``, what a live device would buffer). Returns the detections in time order.
     """
-    audio = validate_audio(audio, "input")
+    audio = validate_audio(audio, name)
     if audio.ndim != 1:
-        raise GrammarError(f"input: expected mono audio, got shape {audio.shape}")
+        raise GrammarError(f"{name}: expected mono audio, got shape {audio.shape}")
     stream = stream or PosteriorStream(recognizer)
     x = resample(audio, sr, stream.sample_rate)
     block = max(1, int(round((block_s or hop_s) * stream.sample_rate)))
     blocks = (x[i : i + block] for i in range(0, len(x), block))
     return list(listen_blocks(recognizer, blocks, window_s, hop_s, grammar=grammar, refractory_s=refractory_s,
-                              stream=stream))  # fmt: skip
+                              stream=stream, name=name))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- inputs
+
+STDIN = "-"  # the INPUT that means standard input
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Audio for ``grammar listen``: ``blocks(sample_rate, block_s)`` yields mono float32 blocks of
+    ``block_s`` at ``sample_rate``, read as they are needed; ``seconds``: the length when known (a file)."""
+
+    name: str
+    blocks: Callable[[int, float], Iterator[np.ndarray]]
+    seconds: float | None = None
+
+
+def file_source(path: str | Path) -> Source:
+    """An audio file, read block by block (never whole). Every check runs now, before any work:
+    missing, empty, unreadable, truncated, NaN anywhere (:class:`rced.audio.AudioBlocks`)."""
+    import soundfile as sf
+
+    from rced.audio import AudioBlocks, rechunk
+
+    reader = AudioBlocks(path)
+
+    def blocks(sr: int, block_s: float) -> Iterator[np.ndarray]:
+        reader.sr = sr
+        yield from rechunk(reader, max(1, int(round(block_s * sr))))
+
+    return Source(str(path), blocks, float(sf.info(str(path)).duration))
+
+
+def stdin_source() -> Source:
+    """Standard input as an audio stream: WAV (as ``sox ... -t wav -``, ``arecord``, ``ffmpeg -f wav -``
+    write it into a pipe) or any format libsndfile reads from a pipe; any rate and channels. The
+    header is read now (a one-line error if it is not audio); samples as they arrive."""
+    import soundfile as sf
+
+    name = "standard input"
+    if sys.stdin is None or sys.stdin.isatty():
+        raise GrammarError(f"{name} is a terminal: pipe a WAV stream into `grammar listen -`")
+    try:
+        fh = sf.SoundFile(sys.stdin.fileno(), closefd=False)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        msg = str(exc).splitlines()[0].replace("Error opening 0: ", "") if str(exc) else type(exc).__name__
+        raise GrammarError(f"{name}: not a WAV stream libsndfile can read from a pipe ({msg})") from None
+
+    def blocks(sr: int, block_s: float) -> Iterator[np.ndarray]:
+        import soxr
+
+        rs = None if fh.samplerate == sr else soxr.ResampleStream(fh.samplerate, sr, 1, dtype="float32", quality="HQ")
+        step = max(1, int(round(block_s * fh.samplerate)))
+        with fh:
+            while len(data := fh.read(step, dtype="float32", always_2d=True)):
+                x = validate_audio(data, name).mean(axis=1)
+                yield x if rs is None else rs.resample_chunk(x).astype(np.float32, copy=False)
+        if rs is not None:
+            yield rs.resample_chunk(np.zeros(0, np.float32), last=True).astype(np.float32, copy=False)
+
+    return Source(name, blocks)
+
+
+def device_source(device, max_seconds: float | None = None) -> Source:
+    """A live input device, the pair :func:`open_input_device` returned; until ``max_seconds`` or Ctrl-C."""
+    sd, dev = device
+    return Source(f"input device {'default' if dev is None else dev}",
+                  lambda sr, block_s: microphone_blocks(sd, dev, sr, block_s, max_seconds))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- live microphone
@@ -461,31 +547,49 @@ def format_detection(d: Detection) -> str:
     return f"{d.start:7.2f}  {d.end:7.2f}  {d.score:8.3f}  {d.command}"
 
 
-def run_listen(recognizer, *, audio: np.ndarray | None, device, window_s: float, hop_s: float,
-               emit: Callable[[Detection], None], max_seconds: float | None = None) -> int:  # fmt: skip
-    """The CLI's loop over ``audio`` (16 kHz) or, when ``device`` is the pair :func:`open_input_device`
-    returned, the live input (until ``max_seconds`` or Ctrl-C, after which the open event is still
-    reported); ``emit`` each detection as it becomes final; returns the count."""
-    n = 0
-    if device is None:
-        for d in spot(recognizer, audio, 16000, window_s, hop_s):
-            emit(d)
-            n += 1
-        return n
-    sd, dev = device
-    stream = PosteriorStream(recognizer)
-    spotter = Spotter(recognizer.decoding_grammar(), stream.frame_s, window_s, hop_s)
-    print(f"grammar: listening on input device {'default' if dev is None else dev} "
-          f"({'Ctrl-C stops' if max_seconds is None else f'{max_seconds:g} s'})", file=sys.stderr, flush=True)  # fmt: skip
+@contextlib.contextmanager
+def first_interrupt_stops() -> Iterator[Callable[[], bool]]:
+    """Within: the first Ctrl-C only raises a flag (the returned function reads it), so the input
+    ends at the next block and what was heard is still decoded and reported; a second Ctrl-C stops
+    at once (KeyboardInterrupt). Outside the main thread, Ctrl-C is left as it is."""
+    hit = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        for block in microphone_blocks(sd, dev, stream.sample_rate, hop_s, max_seconds):
-            for d in spotter.push(stream.push(block)):
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_listen(recognizer, source: Source, *, window_s: float, hop_s: float, emit: Callable[[Detection], None],
+               progress: bool = False) -> tuple[int, bool]:  # fmt: skip
+    """The CLI's loop: ``source`` through the chain in ``hop_s`` blocks, ``emit`` each detection the
+    moment it is final. ``progress``: a bar on stderr (when it is a terminal and the length is known).
+    Ctrl-C ends the input (:func:`first_interrupt_stops`). Returns (detections, interrupted)."""
+    from tqdm import tqdm
+
+    stream = PosteriorStream(recognizer)
+    bar = tqdm(total=source.seconds, unit="s", desc="listening", file=sys.stderr, leave=False,
+               disable=not (progress and source.seconds and sys.stderr.isatty()),
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")  # fmt: skip
+
+    def blocks() -> Iterator[np.ndarray]:
+        for x in source.blocks(stream.sample_rate, hop_s):
+            yield x
+            bar.update(len(x) / stream.sample_rate)
+
+    n = 0
+    with bar, first_interrupt_stops() as stopped:
+        for d in listen_blocks(recognizer, blocks(), window_s, hop_s, stream=stream, name=source.name, stop=stopped):
+            with tqdm.external_write_mode(file=sys.stdout):  # the bar steps aside for the line
                 emit(d)
-                n += 1
-    except KeyboardInterrupt:
-        pass
-    if stream.n_samples:
-        for d in spotter.push(stream.flush()) + spotter.flush():
-            emit(d)
             n += 1
-    return n
+        return n, stopped()

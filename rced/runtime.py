@@ -55,14 +55,20 @@ def silenced_stderr(fds: tuple[int, ...] = (2,)) -> Iterator[None]:
                 os.dup2(null.fileno(), fd)
             yield
     finally:
+        sys.stdout.flush()  # what Python code printed meanwhile goes to the null device too
+        sys.stderr.flush()
         for fd, keep in zip(fds, saved):
             os.dup2(keep, fd)
             os.close(keep)
 
 
-def silenced_output() -> contextlib.AbstractContextManager:
-    """:func:`silenced_stderr` for both stdout and stderr (the TFLite converter's chatter)."""
-    return silenced_stderr((1, 2))
+@contextlib.contextmanager
+def silenced_output() -> Iterator[None]:
+    """Both stdout and stderr silenced, file descriptors and Python's objects alike (the TFLite
+    converter's chatter: C++ logs and Keras's printed summary), whatever sys.stdout is (pytest)."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        with silenced_stderr((1, 2)):
+            yield
 
 
 def interpreter(model_content: bytes, *, exact: bool = False, threads: int = 1):

@@ -162,9 +162,9 @@ class ToneAM:
         return logits[None]
 
 
-@pytest.fixture(scope="module")
-def tone_chain():
-    """A Recognizer (no denoiser) whose 'AM' reads tones, and the tone frequency of each character."""
+def make_tone_chain():
+    """A Recognizer (no denoiser) whose 'AM' reads tones, and the tone frequency of each character
+    (also built inside the CLI subprocesses below, in place of a trained AM)."""
     cfg = AMConfig(channels=16, blocks=2)
     norm = Normalizer(tuple([-8.0] * cfg.n_mels), tuple([3.0] * cfg.n_mels))
     centres = mel_centres(cfg)
@@ -179,6 +179,11 @@ def tone_chain():
         table[peak] = int(encode(c)[0])
     rec.model = ToneAM(table)
     return rec, freq
+
+
+@pytest.fixture(scope="module")
+def tone_chain():
+    return make_tone_chain()
 
 
 def tone_speech(freq, events, seconds, sr=16000, char_s=0.064, gap_s=0.032):
@@ -365,21 +370,21 @@ class FakeSoundDevice:
         return Stream()
 
 
-def test_live_device_spots_commands(tone_chain, monkeypatch, capsys):
-    from grammar.listen import open_input_device, run_listen
+def test_live_device_spots_commands(tone_chain, monkeypatch):
+    from grammar.listen import device_source, open_input_device, run_listen
 
     rec, freq = tone_chain
     audio, truth = tone_speech(freq, [("call home", 0.8), ("mute", 4.0)], 6.0)
     fake = FakeSoundDevice(audio)
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
     dets = []
-    n = run_listen(rec, audio=None, device=open_input_device(None), window_s=2.0, hop_s=0.25, emit=dets.append,
-                   max_seconds=6.0)  # fmt: skip
-    assert n == 2 and [d.command for d in dets] == ["call home", "mute"]
+    source = device_source(open_input_device(None), max_seconds=6.0)
+    assert source.name == "input device default" and source.seconds is None
+    n, interrupted = run_listen(rec, source, window_s=2.0, hop_s=0.25, emit=dets.append)
+    assert (n, interrupted) == (2, False) and [d.command for d in dets] == ["call home", "mute"]
     for d, (_, start, end) in zip(dets, truth):
         assert abs(d.start - start) <= 0.05 and abs(d.end - end) <= 0.05
     assert fake.opened == [(None, 1, 16000, 4000, "float32")]
-    assert "listening on input device default" in capsys.readouterr().err
     with pytest.raises(GrammarError, match="no audio input device"):
         open_input_device("7")
 
@@ -410,3 +415,172 @@ def test_listener_gain_shaping_reaches_the_ear_not_the_am(tiny_am):
     streamed = np.concatenate([st.push(x[i : i + 777]) for i in range(0, len(x), 777)] + [st.flush()])
     np.testing.assert_allclose(streamed, plain.posteriors(x, 16000), atol=1e-4)
     np.testing.assert_allclose(istft(st.spectrum, rec.config.frontend, length=len(x)), shaped, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- live output, inputs, Ctrl-C
+
+
+def test_detections_come_out_before_the_input_ends(tone_chain):
+    from grammar.listen import listen_blocks
+
+    rec, freq = tone_chain
+    audio, truth = tone_speech(freq, [("mute", 0.5), ("call home", 5.0), ("volume up", 9.0)], 12.0)
+    read = [0]
+
+    def blocks():
+        for i in range(0, len(audio), 4000):
+            read[0] = min(i + 4000, len(audio))
+            yield audio[i : i + 4000]
+
+    seen = [(d, read[0] / 16000) for d in listen_blocks(rec, blocks())]
+    assert [d.command for d, _ in seen] == ["mute", "call home", "volume up"]
+    assert [d for d, _ in seen] == spot(rec, audio, 16000)  # live == all at once
+    for (d, at), (_, _, end) in zip(seen[:2], truth):
+        assert at < 12.0 and at - end < 3.0, (d, at)  # out within 3 s of the command's end, not at the end
+
+
+def test_file_is_read_block_by_block(long_wav):
+    from grammar.listen import file_source
+    from rced.audio import load_audio
+
+    src = file_source(long_wav)
+    assert src.name == str(long_wav) and src.seconds == pytest.approx(5.0)
+    blocks = list(src.blocks(16000, 0.25))
+    assert {len(b) for b in blocks[:-1]} == {4000}
+    np.testing.assert_array_equal(np.concatenate(blocks), load_audio(long_wav))
+
+
+TONE_AM = ("import tests.grammar.test_listen as T, grammar.recognizer as R; rec = T.make_tone_chain()[0]; "
+           "R.Recognizer.load = lambda *a, **k: rec")  # fmt: skip
+
+
+def wav_bytes(audio) -> tuple[bytes, int]:
+    """A 16-bit WAV of ``audio`` and the size of its header."""
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, audio, 16000, format="WAV", subtype="PCM_16")
+    data = buf.getvalue()
+    return data, len(data) - 2 * len(audio)
+
+
+class Listener:
+    """``grammar listen -`` (the tone 'AM') fed through a pipe a piece at a time; stdout read line by line."""
+
+    def __init__(self, *args):
+        import queue
+        import threading
+
+        code = f"import sys; {TONE_AM}; from grammar.cli import main; sys.exit(main(sys.argv[1:]))"
+        self.proc = subprocess.Popen([sys.executable, "-c", code, "listen", "-", *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        self.lines: queue.Queue = queue.Queue()
+        self.reader = threading.Thread(target=lambda: [self.lines.put(ln.decode()) for ln in self.proc.stdout],
+                                       daemon=True)  # fmt: skip
+        self.reader.start()
+
+    def send(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def line(self) -> str:
+        return self.lines.get(timeout=120)
+
+    def finish(self) -> tuple[int, list[str], str]:
+        self.proc.stdin.close()
+        rc = self.proc.wait(timeout=120)
+        self.reader.join(timeout=30)  # it ends at the end of stdout
+        rest = []
+        while not self.lines.empty():
+            rest.append(self.lines.get())
+        return rc, rest, self.proc.stderr.read().decode()
+
+
+def test_listen_prints_each_detection_while_standard_input_flows(tone_chain):
+    _, freq = tone_chain
+    audio, _ = tone_speech(freq, [("mute", 0.5), ("call home", 6.0)], 8.0)
+    data, head = wav_bytes(audio)
+    cut = head + 2 * 16000 * 5  # the header and the first 5 s
+    li = Listener("--json")
+    li.send(data[:cut])
+    first = json.loads(li.line())  # flushed by itself: stdin is still open, 3 s of audio unsent
+    assert first["command"] == "mute" and set(first) == {"command", "start", "end", "score"}
+    assert li.proc.poll() is None
+    li.send(data[cut:])
+    rc, rest, err = li.finish()
+    assert rc == 0, err
+    assert [json.loads(x)["command"] for x in rest] == ["call home"]
+    assert "listening" not in err  # no progress bar on a pipe, nor for a stream of unknown length
+
+
+def test_ctrl_c_keeps_the_detections_and_prints_the_count(tone_chain):
+    import signal
+
+    _, freq = tone_chain
+    audio, _ = tone_speech(freq, [("mute", 0.5), ("call home", 6.0)], 8.0)
+    data, head = wav_bytes(audio)
+    cut = head + 2 * 16000 * 5
+    li = Listener()
+    li.send(data[:cut])
+    assert li.line().split() == ["start", "end", "score", "command"]
+    assert li.line().split()[-1] == "mute"
+    li.proc.send_signal(signal.SIGINT)
+    li.send(data[cut : cut + 2 * 8000])  # the next block ends the input
+    rc, rest, err = li.finish()
+    assert rc == 130  # as rced.errors.run_command exits on Ctrl-C
+    assert rest == ["1 detection\n"]  # 'call home' (6 s) was never heard
+    assert err.strip().splitlines()[-1] == "grammar: interrupted"
+
+
+def test_bad_standard_input_is_one_line(tiny_am, tiny_grammar):
+    code = "import sys; from grammar.cli import main; sys.exit(main(sys.argv[1:]))"
+    for data, needle in ((b"", "standard input: not a WAV stream"), (b"hello, world\n" * 10, "not a WAV stream"),
+                         (wav_bytes(np.full(5, 0.1, np.float32))[0], "standard input: audio of 0.00 s is shorter")):  # fmt: skip
+        res = subprocess.run([sys.executable, "-c", code, "listen", "-", "--am", tiny_am, "--grammar", tiny_grammar,
+                              "--no-denoiser"], input=data, capture_output=True)  # fmt: skip
+        one_line_error(subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(), res.stderr.decode()),
+                       needle)  # fmt: skip
+
+
+def test_short_input_is_the_same_error_for_recognize_and_listen(tiny_am, tiny_grammar, tmp_path):
+    from grammar.recognizer import receptive_field_frames
+
+    cfg = AMConfig(channels=16, blocks=2)
+    need = receptive_field_frames(cfg) * cfg.frontend.hop
+    runs = [("recognize", 1), ("listen", 1), ("listen", need - 1)]  # recognize at need - 1: test_recognizer
+    errors = {}
+    for command, n in runs:
+        p = tmp_path / f"short_{n}.wav"
+        sf.write(p, np.full(n, 0.1, np.float32), 16000)
+        res = grammar(command, p, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser")
+        one_line_error(res, f"{p}: audio of {n / 16000:.2f} s is shorter than the acoustic model's receptive field")
+        errors.setdefault(n, set()).add(res.stderr)
+    assert len(errors[1]) == 1  # recognize and listen: the same line
+
+
+def test_progress_bar_on_a_terminal(tiny_am, tiny_grammar, long_wav):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    res = subprocess.run([sys.executable, "-m", "grammar", "listen", str(long_wav), "--am", str(tiny_am),
+                          "--grammar", str(tiny_grammar), "--no-denoiser", "--json"],
+                         stdout=subprocess.PIPE, stderr=slave, timeout=300)  # fmt: skip
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert res.returncode == 0
+    assert b"listening:" in shown and b"/5.0 s" in shown
+    assert all(json.loads(x) for x in res.stdout.decode().splitlines())  # the bar stays on stderr
