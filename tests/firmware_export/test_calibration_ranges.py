@@ -46,6 +46,8 @@ def test_shipped_bytes_rebuild_of_the_default_denoiser_via_write_int8_beside(tmp
         shutil.copy(ROOT / "rced/default_model" / name, folder / name)
     path = write_int8_beside(folder, calibration=Calibration.from_corpus(48))
     assert path.read_bytes() == _shipped("rced/default_model")
+    # the float runtime's file beside it is the shipped one too (the float conversion is deterministic)
+    assert (folder / "model_float.tflite").read_bytes() == (ROOT / "rced/default_model/model_float.tflite").read_bytes()
 
 
 def test_shipped_bytes_rebuild_of_the_lite_denoiser(no_synthesis):
