@@ -71,21 +71,40 @@ def _load_all(paths: list[str]):
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    from grammar.alphabet import greedy_decode
+    from rced.cli import AudioProgress
+
     audios = _load_all(args.audio)
     rec = _recognizer(args, grammar=False)
-    for path, audio in audios:
-        text = rec.transcribe(audio, 16000, name=path)
-        _emit(args, {"path": path, "text": text}, f"{path}\t{text}")
+    with AudioProgress([len(a) / 16000 for _, a in audios], "transcribing") as bar:
+        for path, audio in audios:  # Recognizer.transcribe, with the progress hook
+            text = greedy_decode(rec.posteriors(audio, 16000, name=path, progress=bar.file(len(audio) / 16000)))
+            bar.write(json.dumps({"path": path, "text": text}) if args.json else f"{path}\t{text}")
     return 0
 
 
+MAX_UTTERANCE_S = 20.0
+"""Longest input ``grammar recognize`` takes. Its score rates one command against the whole input, so
+a long recording gets a meaningless one (a 10-minute file scored -652). The default commands last up
+to 3.0 s as synthesised, the non-commands of the data sets up to 4.2 s (padding included): 20 s
+leaves room for a recording with silence around one utterance; longer ones are for ``grammar listen``."""
+
+
 def cmd_recognize(args: argparse.Namespace) -> int:
+    from rced.cli import AudioProgress
+
     audios = _load_all(args.audio)
+    for path, audio in audios:  # before any model loads
+        if len(audio) > MAX_UTTERANCE_S * 16000:
+            raise GrammarError(f"{path}: {len(audio) / 16000:.1f} s of audio, but recognize expects one utterance "
+                               f"(at most {MAX_UTTERANCE_S:g} s); to spot commands in a long recording use "
+                               f"`grammar listen {path}`")  # fmt: skip
     rec = _recognizer(args)
-    for path, audio in audios:
-        d = rec.recognize(audio, 16000, name=path)
-        payload = {"path": path, "command": d.command, "score": round(float(d.score), 4)}
-        print(json.dumps(payload) if args.json else f"{path}\t{d.command or '(rejected)'}\t{d.score:.3f}")
+    with AudioProgress([len(a) / 16000 for _, a in audios], "recognizing") as bar:
+        for path, audio in audios:
+            d = rec.recognize(audio, 16000, name=path, progress=bar.file(len(audio) / 16000))
+            payload = {"path": path, "command": d.command, "score": round(float(d.score), 4)}
+            bar.write(json.dumps(payload) if args.json else f"{path}\t{d.command or '(rejected)'}\t{d.score:.3f}")
     return 0
 
 

@@ -121,6 +121,55 @@ def _resolve_outputs(inputs: list[Path], out: Path) -> list[Path]:
     return outs
 
 
+LONG_WORK_S = 60.0
+"""Off a terminal, a progress bar only for at least this much audio in all (or MANY_FILES files)."""
+MANY_FILES = 20
+
+
+class AudioProgress:
+    """One progress bar on stderr over the seconds of audio a command works through, file by file,
+    fed by the runtime's ``progress(done_frames, total_frames)`` hooks.
+
+    On a terminal it appears once the work has lasted half a second; elsewhere (a log, a pipe) only
+    for long work (LONG_WORK_S of audio or MANY_FILES files), so short runs leave stderr empty.
+    stdout, where --json lines go, never carries it: print results with :meth:`write`.
+
+    ``with AudioProgress(seconds, "denoising") as bar: den.denoise(x, sr, progress=bar.file(s))``
+    """
+
+    def __init__(self, seconds: list[float], desc: str):
+        from tqdm import tqdm
+
+        tty = sys.stderr.isatty()
+        show = tty or sum(seconds) >= LONG_WORK_S or len(seconds) >= MANY_FILES
+        self._bar = tqdm(total=sum(seconds), desc=desc, file=sys.stderr, disable=not show, delay=0.5 if tty else 0,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio "
+                                    "[{elapsed}<{remaining}]")  # fmt: skip
+        self._end = 0.0
+
+    def _to(self, position: float) -> None:
+        self._bar.update(position - self._bar.n)
+
+    def file(self, seconds: float):
+        """The progress hook of the next file (the previous one counts as done)."""
+        self._to(self._end)
+        start, self._end = self._end, self._end + seconds
+        return lambda done, total: self._to(start + seconds * min(done, total) / max(total, 1))
+
+    def write(self, line: str) -> None:
+        """Print a result line on stdout without breaking the bar."""
+        self._bar.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    def __enter__(self) -> AudioProgress:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._to(self._end)
+        self._bar.close()
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """--model and --backend, as denoise, stream and evaluate take them."""
     p.add_argument("--model", default=None, help="denoiser model folder (default: the shipped model)")
@@ -146,10 +195,12 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     outs = _resolve_outputs(inputs, Path(args.output))
     audios = [load_audio(p) for p in inputs]  # validate every input before writing anything
     den = _load_denoiser(args)
-    for src, dst, audio in zip(inputs, outs, audios):
-        write_audio(dst, den.denoise(audio, 16000), den.sample_rate)
-        _emit(args, {"input": str(src), "output": str(dst), "seconds": round(len(audio) / 16000, 3)},
-              f"{src} -> {dst}")  # fmt: skip
+    seconds = [len(a) / 16000 for a in audios]
+    with AudioProgress(seconds, "denoising") as bar:
+        for src, dst, audio, sec in zip(inputs, outs, audios, seconds):
+            write_audio(dst, den.denoise(audio, 16000, progress=bar.file(sec)), den.sample_rate)
+            payload = {"input": str(src), "output": str(dst), "seconds": round(sec, 3)}
+            bar.write(json.dumps(payload) if args.json else f"{src} -> {dst}")
     return 0
 
 

@@ -135,3 +135,24 @@ def test_output_checks_come_before_any_model_or_synthesis(wavs, tmp_path):
         res, reason = run_read_only([sys.executable, "-m", "grammar", *argv], ro)
         one_line_error(res, f"{out}: cannot write here, {ro} is ")
         assert reason in res.stderr and not list(ro.iterdir())
+
+
+def test_recognize_refuses_a_long_recording_before_any_model_loads(tmp_path):
+    """Its score rates one command against the whole input: past 20 s it is meaningless; listen is the tool."""
+    from grammar.cli import MAX_UTTERANCE_S
+
+    ok, long = tmp_path / "ok.wav", tmp_path / "long.wav"
+    sf.write(ok, tone(1.5), 16000)
+    sf.write(long, tone(MAX_UTTERANCE_S + 0.5), 16000)
+    res = grammar("recognize", ok, long, "--am", tmp_path / "no_am")  # a check after loading would name the AM
+    one_line_error(res, f"{long}: {MAX_UTTERANCE_S + 0.5:.1f} s of audio, but recognize expects one utterance")
+    assert f"grammar listen {long}" in res.stderr
+
+
+def test_transcribe_shows_progress_on_long_audio_and_keeps_stdout_clean(tiny_am, tmp_path):
+    p = tmp_path / "long.wav"
+    sf.write(p, tone(61.0), 16000)
+    res = grammar("transcribe", p, "--am", tiny_am, "--no-denoiser", "--json")
+    assert res.returncode == 0, res.stderr
+    assert set(json.loads(res.stdout)) == {"path", "text"}
+    assert "transcribing: 100%" in res.stderr and "61/61 s of audio" in res.stderr

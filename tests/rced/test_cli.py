@@ -181,3 +181,36 @@ def test_rerun_with_no_flags_resumes_the_folders_own_config(tmp_path):
     assert config_or_resume(parser.parse_args(["train", str(run)]), parser, _train_config) is None
     other = config_or_resume(parser.parse_args(["train", str(run), "--epochs", "3"]), parser, _train_config)
     assert other is not None and other.epochs == 3  # an explicit change still reaches the Trainer's check
+
+
+def test_progress_bar_on_long_work_only_and_never_on_stdout(tmp_path):
+    """Off a terminal, a bar on stderr only for long work (60 s of audio or more), fed frame by frame;
+    stdout holds only the --json lines. A short file leaves stderr empty."""
+    long, short = tmp_path / "long.wav", tmp_path / "short.wav"
+    sf.write(long, np.tile(speechlike(seconds=1.0), 61), 16000)
+    sf.write(short, speechlike(), 16000)
+    res = rced("denoise", long, short, "-o", tmp_path / "out", "--json")
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(x)["input"] for x in res.stdout.splitlines()] == [str(long), str(short)]
+    assert "denoising: 100%" in res.stderr and "62/62 s of audio" in res.stderr
+    res = rced("denoise", short, "-o", tmp_path / "s.wav", "--json")
+    assert res.returncode == 0 and res.stderr == "" and json.loads(res.stdout)["seconds"] == 1.0
+
+
+def test_audio_progress_follows_the_frame_hooks(monkeypatch):
+    import io
+
+    from rced.cli import AudioProgress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: shown for long work only
+    with AudioProgress([50.0, 30.0], "working") as bar:
+        hook = bar.file(50.0)
+        hook(1000, 4000)
+        assert bar._bar.n == pytest.approx(12.5)
+        hook(4000, 4000)
+        bar.file(30.0)(1, 2)
+        assert bar._bar.n == pytest.approx(65.0)
+    assert bar._bar.n == pytest.approx(80.0) and "80/80 s of audio" in sys.stderr.getvalue()
+    with AudioProgress([5.0], "short") as bar:
+        bar.file(5.0)(1, 1)
+    assert "short" not in sys.stderr.getvalue()
