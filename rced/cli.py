@@ -291,11 +291,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from rced.demo import run_demo
-    from rced.denoiser import Denoiser
     from rced.outputs import check_output_folder
 
     out = check_output_folder(args.output)
-    den = Denoiser.load(args.model)
+    den = _load_denoiser(args)
 
     def say(msg: str) -> None:
         if not args.json:
@@ -434,19 +433,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the rows as one JSON line instead of a table")
     e.set_defaults(func=cmd_evaluate)
 
-    m = sub.add_parser("demo", help="denoise a TEST-ONLY voice in babble as a stream; WAVs, spectrograms, index.html",
-                       description="Synthesize a sentence spoken by a TEST-ONLY voice in babble, stream it through "
-                       "the denoiser one STFT hop per block (8 ms for the shipped model), and write clean/noisy/enhanced WAVs, spectrograms before and "
-                       "after, result.json and index.html (PESQ, STOI, SI-SDR before and after; real-time factor; "
-                       "latency) into the output folder.",
-                       epilog="examples:\n  rced demo -o demo_out/denoise\n"
-                       "  rced demo -o demo_0db --snr 0 --seed 3 --model rced/presets/lite",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    m = add_command(sub, "demo", "denoise a TEST-ONLY voice in babble as a stream; WAVs, spectrograms, index.html", [
+        "rced demo -o demo_out/denoise",
+        "rced demo -o demo_0db --snr 0 --seed 3 --backend int8"],
+        description="Synthesize a sentence spoken by a TEST-ONLY voice in babble of TRAIN-voice talkers, stream "
+                    "it through the denoiser one STFT hop per block (8 ms for the shipped model), and write into "
+                    "the output folder clean/noisy/enhanced WAVs, spectrograms before and after, result.json and "
+                    "index.html: a page with players and the numbers (PESQ, STOI and SI-SDR before and after, "
+                    "real-time factor, per-block compute time, algorithmic latency).")  # fmt: skip
     m.add_argument("-o", "--output", default="demo_out", type=Path,
-                   help="output folder; open its index.html in a browser (default: demo_out)")
-    m.add_argument("--model", default=None, help="denoiser model folder (default: the shipped model)")
-    m.add_argument("--snr", type=float, default=5.0, help="speech-to-babble ratio in dB (default 5)")
-    m.add_argument("--seed", type=int, default=7, help="which sentence and babble (default 7)")
+                   help="output folder; open its index.html in a browser (default %(default)s)")
+    _add_model_args(m)
+    m.add_argument("--snr", type=float, default=5.0, help="speech-to-babble ratio in dB (default %(default)s)")
+    m.add_argument("--seed", type=int, default=7, help="which sentence and babble (default %(default)s)")
     m.add_argument("--json", action="store_true", help="print the result (what result.json holds) as one JSON line")
     m.set_defaults(func=cmd_demo)
     return p

@@ -156,7 +156,7 @@ def denoise_page(result: dict) -> str:
     body = f"""<h1>stapes: speech in babble, denoised as it streams</h1>
 <p>&ldquo;{e(r['text'])}&rdquo;, spoken by the TEST-ONLY voice <code>{e(r['voice'])}</code> (never trained on), in
 babble of TRAIN-voice talkers at {r['snr']:g} dB SNR (seed {r['seed']}), streamed through the denoiser
-<code>{e(Path(r['model'] or 'in memory').name)}</code> in {r['block_ms']:g} ms blocks, the causal path a hearing aid runs.</p>
+<code>{e(Path(r['model'] or 'in memory').name)}</code> ({e(r['backend'])}) in {r['block_ms']:g} ms blocks, the causal path a hearing aid runs.</p>
 {players}
 <table>
 <tr><th>measure (against the clean speech)</th><th>noisy (before)</th><th>enhanced (after)</th><th>change</th></tr>
@@ -215,6 +215,7 @@ def run_demo(out_dir: str | os.PathLike, denoiser, *, snr: float = 5.0, seed: in
     result = {
         "text": utt.text, "voice": utt.voice.id, "snr": snr, "seed": seed,
         "model": relative_to_page(denoiser.path, out) if denoiser.path else None,
+        "backend": getattr(denoiser, "backend", "float"),
         "seconds_of_audio": round(len(noisy) / 16000, 3), "block_ms": 1000 * fe.hop / fe.sample_rate,
         "blocks": len(per_block), "noisy": m_noisy, "enhanced": m_enh,
         "real_time_factor": round(wall / (len(x) / denoiser.sample_rate), 4),
