@@ -137,7 +137,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         plot_det({"chain": curve}, args.det, operating_points={"threshold": result["all"]})
     if args.json:
         threshold = rec.decoding_grammar().threshold  # the one the decisions used (int8 has its own)
-        print(json.dumps({"dataset": str(args.dataset), "threshold": threshold, "metrics": result}))
+        undefined = {g: {k: None if isinstance(v, float) and v != v else v for k, v in m.items()}  # NaN: null
+                     for g, m in result.items()}  # fmt: skip
+        print(json.dumps({"dataset": str(args.dataset), "threshold": threshold, "metrics": undefined}))
     else:
         print(f"{'group':>8}  {'n_cmd':>5} {'n_non':>5}  {'MDR':>6} {'MCR':>6} {'FAR':>6} {'accuracy':>8}")
         for g, m in result.items():

@@ -81,7 +81,7 @@ def test_evaluate_and_calibrate(tiny_am, tiny_grammar, wavs, tmp_path):
     res = grammar("evaluate", "--dataset", m, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser",
                   "--json", "--det", tmp_path / "det.png")  # fmt: skip
     assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)["metrics"]
+    out = json.loads(res.stdout, parse_constant=pytest.fail)["metrics"]  # strict JSON: no NaN
     assert out["all"]["n_command"] == 1 and out["all"]["n_noncommand"] == 1
     assert (tmp_path / "det.png").stat().st_size > 1000
     g = tmp_path / "calibrated.json"
@@ -111,6 +111,17 @@ def test_evaluate_a_manifest_without_snr_column(tiny_am, tiny_grammar, wavs):
     res = grammar("evaluate", "--dataset", m, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json")
     assert res.returncode == 0, res.stderr
     assert list(json.loads(res.stdout)["metrics"]) == ["all"]
+
+
+def test_evaluate_json_has_null_for_an_undefined_rate(tiny_am, tiny_grammar, wavs):
+    """A group with no non-commands has no FAR: null in --json (NaN is not JSON)."""
+    m = wavs[0].parent / "cmds.csv"
+    m.write_text("path,label,snr\nu0.wav,mute,clean\nu1.wav,,5\n")
+    res = grammar("evaluate", "--dataset", m, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout, parse_constant=pytest.fail)["metrics"]
+    assert out["clean"]["far"] is None and out["5"]["mdr"] is None and out["5"]["accuracy"] is None
+    assert out["all"]["far"] in (0.0, 1.0)
 
 
 def test_output_checks_come_before_any_model_or_synthesis(wavs, tmp_path):
