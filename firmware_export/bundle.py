@@ -269,19 +269,21 @@ def _bundle_files(folder: Path) -> set[str] | None:
 
 
 def check_output(out: Path) -> None:
-    """Refuse an output path the bundle cannot take, before any conversion: a file, a path below a
-    file, or an existing non-empty folder that is not a bundle (the bundle replaces the folder whole)."""
-    from rced.audio import blocking_ancestor
+    """Refuse an output path the bundle cannot take, before any conversion: what
+    :func:`rced.outputs.check_output_folder` refuses for a folder replaced whole (a file, a path
+    below a file, a mount point, a place that cannot be written), and an existing non-empty folder
+    that is not a bundle."""
+    from rced.errors import RcedError
+    from rced.outputs import check_output_folder
 
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out}: output path exists and is not a folder")
     target = Path(os.path.realpath(out))
     if not target.name:
         raise ExportError(f"{out}: cannot replace the filesystem root with a bundle; name a folder")
+    try:
+        check_output_folder(out, replaced_whole=True)
+    except RcedError as exc:
+        raise ExportError(str(exc)) from None
     if not out.exists():
-        above = blocking_ancestor(target)
-        if above is not None:
-            raise ExportError(f"{out}: cannot create the output folder: {above} is not a folder")
         return
     entries = sorted(os.listdir(target))
     if not entries:
@@ -372,7 +374,8 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
                               f"denoiser's {den.config.frontend}; the device computes one STFT for both")  # fmt: skip
         g, g_desc = load_grammar(grammar)
     if calibration is None:
-        say(f"calibration audio: {calibration_utterances} TRAIN-voice utterances")
+        say(f"calibration: recorded ranges for the shipped models; probes and goldens from "
+            f"{calibration_utterances} TRAIN-voice utterances")  # fmt: skip
         calibration = Calibration.from_corpus(calibration_utterances)
 
     den_data, files, den_report = _denoiser_part(den, calibration, calibration_frames, measure_latency, say)

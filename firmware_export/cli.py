@@ -31,7 +31,9 @@ def _calibration(args: argparse.Namespace, say):
     from rced.outputs import AUDIO_SUFFIXES
 
     if args.calibration_audio is None:
-        say(f"calibration audio: {args.calibration_utterances} TRAIN-voice utterances")
+        say(f"calibration: the recorded activation ranges of the shipped models (firmware_export/"
+            f"calibration_ranges.json); any other model: {args.calibration_utterances} TRAIN-voice utterances, "
+            "synthesised when first needed")  # fmt: skip
         return Calibration.from_corpus(args.calibration_utterances)
     from rced.audio import load_audio
 
@@ -48,11 +50,9 @@ def _calibration(args: argparse.Namespace, say):
 
 def cmd_build(args: argparse.Namespace) -> int:
     from firmware_export.bundle import build_bundle, check_output
-    from rced.outputs import check_output_folder
 
     say = _progress(args)
-    check_output_folder(args.output, replaced_whole=True)  # before the calibration audio, which may take long
-    check_output(args.output)  # and a folder that is not empty must hold a bundle
+    check_output(Path(args.output))  # before the calibration audio, which may take long; a non-empty folder must hold a bundle
     report = build_bundle(args.output, denoiser=args.denoiser, am=args.am, grammar=args.grammar,
                           include_am=not args.no_am, am_frames=args.am_frames, calibration=_calibration(args, say),
                           measure_latency=not args.no_timing, progress=say)  # fmt: skip

@@ -78,7 +78,6 @@ class Recognizer:
                  path: Path | None = None):  # fmt: skip
         self.model, self.config, self.norm = model, config, norm
         self.denoiser, self.grammar, self.path = denoiser, grammar, path
-        self._infer = None
         self._am_den = (None, None)
 
     @property
@@ -153,13 +152,9 @@ class Recognizer:
         call costs tens of ms), anything else (TFLite networks, the int8 runner, test stand-ins) as it is."""
         if not hasattr(self.model, "layers"):
             return np.asarray(self.model(x, training=False))
-        if self._infer is None or self._infer[0] is not self.model:
-            import tensorflow as tf
+        from rced.models import traced_call
 
-            model = self.model
-            spec = tf.TensorSpec((1, None, 1, self.config.n_mels), tf.float32)
-            self._infer = (model, tf.function(lambda t: model(t, training=False), input_signature=[spec]))
-        return self._infer[1](x).numpy()
+        return traced_call(self.model, x, (1, None, 1, self.config.n_mels))
 
     @property
     def backend(self) -> str:

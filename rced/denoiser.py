@@ -110,7 +110,6 @@ class Denoiser:
     def __init__(self, model, config: ModelConfig, norm: Normalizer, path: Path | None = None):
         """``model``: a :class:`rced.runtime.Network` (float or int8 TFLite) or a Keras model."""
         self.model = model
-        self._infer = None
         self.config = config
         self.norm = norm
         self.path = path
@@ -158,13 +157,10 @@ class Denoiser:
         one traced graph (eager calls cost ms each)."""
         if self.backend != "keras":
             return self.model(x)
-        if self._infer is None:
-            import tensorflow as tf
+        from rced.models import traced_call
 
-            fe = self.config.frontend
-            spec = tf.TensorSpec((None, fe.n_bins, 1, fe.context), tf.float32)
-            self._infer = tf.function(lambda t: self.model(t, training=False), input_signature=[spec])
-        return self._infer(x.astype(np.float32)).numpy()
+        fe = self.config.frontend
+        return traced_call(self.model, x, (None, fe.n_bins, 1, fe.context))
 
     def raw_mask(self, noisy_mag: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """(frames, bins) noisy magnitude -> the network's ratio mask in [0, 1] (no floor, no shaping).

@@ -9,6 +9,7 @@ Plain Conv2D/Add/ReLU/Reshape/Logistic: converts to full-int8 TFLite and runs in
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from rced.config import ModelConfig
@@ -61,6 +62,20 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
     else:
         raise RcedError(f"unknown model output {cfg.output!r}")
     return keras.Model(inp, x, name=cfg.arch)
+
+
+def traced_call(model: keras.Model, x, shape: tuple) -> np.ndarray:
+    """``model(x)`` (inference) through one ``tf.function`` per Keras model with input ``shape``
+    (None: free), kept on the model itself, so every holder shares it: copies of a Denoiser made
+    by ``with_gain`` traced their own graph each, and TensorFlow warned of retracing."""
+    fn = getattr(model, "_stapes_traced", None)
+    if fn is None:
+        import tensorflow as tf
+
+        spec = tf.TensorSpec(shape, tf.float32)
+        fn = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+        object.__setattr__(model, "_stapes_traced", fn)  # past Keras's attribute tracking
+    return fn(np.asarray(x, np.float32)).numpy()
 
 
 def count_params(model: keras.Model) -> int:

@@ -111,3 +111,15 @@ print(sorted(m for m in ("tensorflow", "keras", "librosa", "scipy.signal") if m 
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]", res.stdout
     assert res.stderr.strip() == "", res.stderr
+
+
+def test_keras_backend_traces_one_graph_for_every_copy_and_batch():
+    """Copies made by with_gain share the Keras model's traced graph: no retracing warnings."""
+    from rced.denoiser import Denoiser
+
+    den = Denoiser.load(backend="keras")
+    fe = den.config.frontend
+    rng = np.random.default_rng(3)
+    for d, n in ((den, 5), (den.with_gain(mask_floor=0.3), 17), (den.with_gain(mask_release=0.0), 1)):
+        d._run(rng.standard_normal((n, fe.n_bins, 1, fe.context)).astype(np.float32))
+    assert den.model._stapes_traced.experimental_get_tracing_count() == 1
