@@ -269,9 +269,9 @@ def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True, backend: b
     p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum (no denoiser)")
     if backend:
         p.add_argument("--backend", default="float", choices=["float", "int8"],
-                       help="float: the Keras models; int8: model_int8.tflite beside the denoiser and the AM through "
-                            "LiteRT, the AM in fixed overlapping 1 s windows as on the device (written by "
-                            "`firmware-export int8 all`) (default %(default)s)")  # fmt: skip
+                       help="float: each model folder's model_float.tflite; int8: its model_int8.tflite, the "
+                            "device graphs (the AM in fixed overlapping 1 s windows as on the device; within one LSB "
+                            "of it). All run on LiteRT; `firmware-export int8 all` writes them (default %(default)s)")  # fmt: skip
     if grammar:
         g = p.add_mutually_exclusive_group()
         g.add_argument("--grammar", default=None, metavar="G.json",

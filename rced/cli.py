@@ -174,8 +174,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     """--model and --backend, as denoise, stream and evaluate take them."""
     p.add_argument("--model", default=None, help="denoiser model folder (default: the shipped model)")
     p.add_argument("--backend", default="float", choices=["float", "int8"],
-                   help="float: the Keras model; int8: model_int8.tflite beside it, as on the device (written by "
-                        "`firmware-export int8`) (default %(default)s)")  # fmt: skip
+                   help="float: model_float.tflite; int8: model_int8.tflite, the device graph (LiteRT's optimised "
+                        "kernels, within one LSB of the device). Both are in the model folder, written by "
+                        "`firmware-export int8` (default %(default)s)")  # fmt: skip
 
 
 def _load_denoiser(args: argparse.Namespace):
