@@ -1,31 +1,36 @@
-"""Prepare more AM training features (same recipe as ``grammar train-am``) for the GPU packs.
+"""Prepare more AM training features (same recipe as ``grammar train-am``) for ``pack_am_data.py``.
 
 ``grammar train-am`` prepares its data from ``train_utterances(n, seed)`` for its seeds; this
-does the same for other seeds, so a GPU run can see new TRAIN-voice utterances (new texts,
-voices, rates) without touching the CPU trainer's run folder. The enhanced features are made
-the way the AM to be fine-tuned reads them (``--am``, default the shipped AM: its
+does the same for other seeds, so the JAX trainer can see new TRAIN-voice utterances (new
+texts, voices, rates) without touching a ``grammar train-am`` run folder. The enhanced features
+are made the way the AM to be fine-tuned reads them (``--am``, default the shipped AM: its
 ``input_mask_floor``, through ``grammar.recognizer.am_front_end``).
 
-Usage (on this machine, from the repo root):
-    python scripts/gpu/make_am_data.py /work/runs/am_more/am_data.npz --seeds 2 3 4 --n 4000
+Usage (repo root, on a machine with the TTS engines of ``scripts/setup.sh``):
+    python scripts/gpu/make_am_data.py runs/am_more/am_data.npz --seeds 2 3 4 --n 4000
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import check_output, parser  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    ap = parser(__doc__)
+    ap.add_argument("out", type=Path, help="am_data.npz to write")
+    ap.add_argument("--seeds", type=int, nargs="+", required=True, help="train_utterances(N, seed) plans")
     ap.add_argument("--n", type=int, default=4000, help="utterances per seed")
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the babble mixing")
     ap.add_argument("--am", type=Path, default=None,
                     help="AM folder whose config.json the features are for: its mel bands and its "
-                         "input_mask_floor (default: the shipped AM, the one the GPU run fine-tunes)")  # fmt: skip
+                         "input_mask_floor (default: the shipped AM, the one a warm start fine-tunes)")  # fmt: skip
     args = ap.parse_args()
+    check_output(args.out)
 
     import dataclasses
 

@@ -1,44 +1,54 @@
-"""Train the CTC acoustic model on a GPU machine in pure JAX + optax, for a fixed wall time.
+"""Train the CTC acoustic model with JAX on a GPU (or a CPU), for a fixed wall time.
 
-Why a second trainer: the lent GPU machines carry JAX and optax but not TensorFlow, and the
-working tree that travels is capped at 64 MiB. This is the same network as
-:func:`grammar.am.build_am` (same layer names and weight layouts, so
-``scripts/gpu/import_am.py`` loads the result into Keras and checks parity on a probe), fed by
-the packed features of ``scripts/gpu/pack_am_data.py``. Every batch is augmented on the GPU:
-7-bit dequantisation dither, babble mixed into clean utterances in the mel-power domain
-(SNR 0-25 dB), tempo 1 +- 0.1, vocal-tract-length warp 1 +- 0.1, level +-10 dB, SpecAugment.
-Two things differ from the Keras trainer, both deliberate: BatchNorm statistics and the CTC
-loss see only the real frames of each utterance, not the padding of the fixed-shape batch.
+The network is :func:`grammar.am.build_am`'s Keras model, run by Keras 3 on its JAX backend
+inside one jitted step that also augments the batch on the accelerator. It is fed by the packed
+features of ``pack_am_data.py``; every batch is augmented there: 7-bit dequantisation dither,
+babble mixed into clean utterances in the mel-power domain (SNR 0-25 dB), tempo 1 +- 0.1,
+vocal-tract-length warp 1 +- 0.1, level +-10 dB, SpecAugment. Batches have a fixed shape
+(``--frames``, mostly padding for short commands), so BatchNorm statistics and the CTC loss see
+only the real frames of each utterance (``common.masked_bn_call``; ``grammar train-am``, which
+pads each batch to its longest utterance, lets the padding into the statistics). What it writes
+is a model folder (``model.keras``, ``config.json``, ``norm.json``, ``training_log.csv``) that
+``grammar --am`` loads like any other, on the TensorFlow backend included, with the weights of
+the best validation CER (the start included; ``--select last``: the last ones);
+``checkpoint.npz`` beside it lets the same command resume a run that was stopped.
 
-Usage (device): python scripts/gpu/train_am_jax.py --pack .gpu/am_pack.npz [MORE.npz ...] --out DIR --minutes 7
+Usage (repo root; ``pip install -e '.[gpu]'`` on a CUDA machine):
+    python scripts/gpu/train_am_jax.py --pack am_pack.npz am_pack_b.npz --init grammar/default_am \\
+        --out runs/am_gpu --minutes 10 --lr 5e-4 --warmup 100
+The result is an acoustic-model folder: ``grammar recognize in.wav --am runs/am_gpu``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import dataclasses
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from npz_io import save_npz_atomic  # noqa: E402
+from common import (
+    ROOT,
+    Loop,
+    RunFolder,
+    add_run_arguments,
+    check_inputs,
+    keras_on_jax,
+    lr_schedule,
+    masked_bn_call,
+    network,
+    parser,
+    train,
+)
 from pack_am_data import decode  # noqa: E402
 
-from grammar.alphabet import NUM_SYMBOLS, greedy_decode  # noqa: E402
-from grammar.metrics import char_error_rate  # noqa: E402
-
-EPS, MOMENTUM = 1e-3, 0.99  # keras BatchNormalization defaults
-# grammar.features.LOG_FLOOR, in log: importing that module pulls in soundfile, absent on the GPU machine
-LOG_FLOOR = math.log(1e-6)
+DEFAULT_AM = ROOT / "grammar" / "default_am"
+MAX_LABEL = 96  # characters per transcript in a batch
+ARCH_FIELDS = ("channels", "blocks", "kernel", "stride", "lookahead")
 
 
 def normalise(logmel: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -59,6 +69,9 @@ def load_pack(path: Path, frames: int, max_label: int, with_val: bool = True) ->
     z = np.load(path, allow_pickle=False)
     lo, hi, levels, n_mels = z["quant"]
     n_mels = int(n_mels)
+    if z["lens"].max(initial=0) > frames or z["label_lens"].max(initial=0) > max_label:
+        raise SystemExit(f"{path}: utterances of up to {z['lens'].max()} frames and {z['label_lens'].max()} "
+                         f"characters; --frames {frames} and {max_label} characters are the limits")  # fmt: skip
     d = {"lo": float(lo), "step": float((hi - lo) / (levels - 1)), "n_mels": n_mels}
     d["x"] = _pad_ragged(decode(z["feats"].tobytes(), n_mels), z["lens"], frames)
     d["lens"] = z["lens"].astype(np.int32)
@@ -76,101 +89,23 @@ def load_pack(path: Path, frames: int, max_label: int, with_val: bool = True) ->
 
 
 def load_packs(paths: list[Path], frames: int, max_label: int) -> dict:
-    """The first pack gives validation set, babble and quantiser; every pack adds training utterances.
-
-    A pack that is missing (a stash on the device machine that did not survive) is skipped with
-    a warning, so one lost transfer costs data, not the run.
-    """
-    found = [p for p in paths if p.exists()]
-    for p in paths:
-        if not p.exists():
-            print(f"warning: pack {p} not found, training without it", flush=True)
-    d = load_pack(found[0], frames, max_label)
-    for p in found[1:]:
+    """The first pack gives validation set, babble and quantiser; every pack adds training utterances."""
+    d = load_pack(paths[0], frames, max_label)
+    if d["babble"].shape[0] <= frames:
+        raise SystemExit(f"{paths[0]}: {d['babble'].shape[0]} babble frames, need more than --frames {frames}")
+    for p in paths[1:]:
         more = load_pack(p, frames, max_label, with_val=False)
         if (more["lo"], more["step"], more["n_mels"]) != (d["lo"], d["step"], d["n_mels"]):
-            raise SystemExit(f"{p}: quantiser differs from {found[0]}")
+            raise SystemExit(f"{p}: quantiser differs from {paths[0]}")
         for k in ("x", "lens", "kinds", "y"):
             d[k] = np.concatenate([d[k], more[k]])
     return d
 
 
-# ----------------------------------------------------------------------------- model
-def init_params(key, cfg: dict, n_mels: int) -> tuple[dict, dict]:
-    """Glorot-uniform kernels in Keras layouts (HWIO; depthwise (k, 1, C, 1)), BN at identity."""
-    import jax
-
-    c, k = cfg["channels"], cfg["kernel"]
-
-    def glorot(key, shape, fan_in, fan_out):
-        lim = math.sqrt(6.0 / (fan_in + fan_out))
-        return jax.random.uniform(key, shape, minval=-lim, maxval=lim)
-
-    keys = iter(jax.random.split(key, 4 + 2 * cfg["blocks"]))
-    p, s = {}, {}
-
-    def bn(name):
-        p[f"{name}/gamma"], p[f"{name}/beta"] = np.ones(c, np.float32), np.zeros(c, np.float32)
-        s[f"{name}/moving_mean"], s[f"{name}/moving_variance"] = np.zeros(c, np.float32), np.ones(c, np.float32)
-
-    p["in_conv/kernel"] = glorot(next(keys), (5, 1, n_mels, c), 5 * n_mels, 5 * c)
-    bn("in_bn")
-    for b in range(cfg["blocks"]):
-        p[f"b{b}_dw/kernel"] = glorot(next(keys), (k, 1, c, 1), k * c, k)
-        bn(f"b{b}_dw_bn")
-        p[f"b{b}_pw/kernel"] = glorot(next(keys), (1, 1, c, c), c, c)
-        bn(f"b{b}_pw_bn")
-    p["logits/kernel"] = glorot(next(keys), (1, 1, c, NUM_SYMBOLS), c, NUM_SYMBOLS)
-    p["logits/bias"] = np.zeros(NUM_SYMBOLS, np.float32)
-    return p, s
-
-
-def forward(p: dict, s: dict, x, mask, cfg: dict, train: bool, precision=None):
-    """(B, T, 1, M) -> (B, T/stride, 29) logits and new BN state; ``mask`` (B, T/stride) marks real frames.
-
-    ``precision=lax.Precision.HIGHEST`` turns off TF32 on GPUs (used for the parity probe).
-    """
-    import jax.numpy as jnp
-    from jax import lax
-
-    dn = ("NHWC", "HWIO", "NHWC")
-    stride = cfg["stride"]
-    new_s = dict(s)
-    m = mask[:, :, None, None]
-    count = jnp.maximum(m.sum(), 1.0)
-
-    def bn(h, name):
-        if train:
-            mean = (h * m).sum((0, 1, 2)) / count
-            var = (jnp.square(h - mean) * m).sum((0, 1, 2)) / count
-            new_s[f"{name}/moving_mean"] = MOMENTUM * s[f"{name}/moving_mean"] + (1 - MOMENTUM) * mean
-            new_s[f"{name}/moving_variance"] = MOMENTUM * s[f"{name}/moving_variance"] + (1 - MOMENTUM) * var
-        else:
-            mean, var = s[f"{name}/moving_mean"], s[f"{name}/moving_variance"]
-        return (h - mean) * lax.rsqrt(var + EPS) * p[f"{name}/gamma"] + p[f"{name}/beta"]
-
-    h = jnp.pad(x, ((0, 0), (5 - stride, 0), (0, 0), (0, 0)))
-    h = lax.conv_general_dilated(h, p["in_conv/kernel"], (stride, 1), "VALID", dimension_numbers=dn, precision=precision)
-    h = jnp.maximum(bn(h, "in_bn"), 0.0)
-    left = cfg["kernel"] - 1 - cfg["lookahead"]
-    for b in range(cfg["blocks"]):
-        y = jnp.pad(h, ((0, 0), (left, cfg["lookahead"]), (0, 0), (0, 0)))
-        # depthwise (k, 1) convolution as k shifted products: XLA's grouped convolution
-        # gradient is slow on GPUs, this form fuses into one elementwise kernel
-        w = p[f"b{b}_dw/kernel"][:, 0, :, 0]  # (k, C)
-        frames = y.shape[1] - cfg["kernel"] + 1
-        y = sum(y[:, j : j + frames] * w[j] for j in range(cfg["kernel"]))
-        y = jnp.maximum(bn(y, f"b{b}_dw_bn"), 0.0)
-        y = lax.conv_general_dilated(y, p[f"b{b}_pw/kernel"], (1, 1), "VALID", dimension_numbers=dn, precision=precision)
-        y = jnp.maximum(bn(y, f"b{b}_pw_bn"), 0.0)
-        h = h + y
-    out = lax.conv_general_dilated(h, p["logits/kernel"], (1, 1), "VALID", dimension_numbers=dn, precision=precision) + p["logits/bias"]
-    return out[:, :, 0, :], new_s
-
-
 # ----------------------------------------------------------------------------- augmentation
-def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, frames: int):
-    """A jittable key -> (x, frame mask, labels, label paddings) sampler over GPU-resident data."""
+def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, stride: int, log_floor: float):
+    """A jittable key -> (x, output-frame mask, labels, label paddings) sampler over device-resident
+    data; ``log_floor`` is the log-mel of silence (what padding frames hold)."""
     import jax
     import jax.numpy as jnp
 
@@ -180,9 +115,9 @@ def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, frames: int)
     Y = jnp.asarray(d["y"])
     babble = jnp.asarray(d["babble"])
     lo, step, m = d["lo"], d["step"], d["n_mels"]
-    pad = jnp.asarray(normalise(np.full_like(mean, LOG_FLOOR), mean, std))
+    pad = jnp.asarray(normalise(np.full_like(mean, log_floor), mean, std))
     mean, std = jnp.asarray(mean), jnp.asarray(std)
-    n, nb, bsz, stride = X.shape[0], babble.shape[0], args.batch, args.stride
+    frames, n, nb, bsz = args.frames, X.shape[0], babble.shape[0], args.batch
     t = jnp.arange(frames)
 
     def sample(key):
@@ -237,140 +172,108 @@ def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, frames: int)
 
 
 # ----------------------------------------------------------------------------- training
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pack", type=Path, nargs="+", required=True, help="one or more packs; the first holds the validation set")
-    ap.add_argument("--norm", type=Path, default=ROOT / "grammar" / "default_am" / "norm.json")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--tag", default="am")
-    ap.add_argument("--init", type=Path, default=None, help="*_best.npz of an earlier run to start from")
-    ap.add_argument("--minutes", type=float, default=7.0, help="training wall time (after compilation)")
-    ap.add_argument("--max-steps", type=int, default=10**9)
-    ap.add_argument("--channels", type=int, default=144)
-    ap.add_argument("--blocks", type=int, default=6)
-    ap.add_argument("--kernel", type=int, default=9)
-    ap.add_argument("--stride", type=int, default=2)
-    ap.add_argument("--lookahead", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--frames", type=int, default=640)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=int, default=300)
-    ap.add_argument("--weight-decay", type=float, default=0.0)
-    ap.add_argument("--eval-every-s", type=float, default=40.0)
-    ap.add_argument("--snr-low", type=float, default=0.0)
-    ap.add_argument("--snr-high", type=float, default=25.0)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = parser(__doc__)
+    add_run_arguments(ap, "packs of pack_am_data.py; the first holds the validation set and the babble",
+                      DEFAULT_AM.relative_to(ROOT))
+    for name, what in (("channels", "channels of every layer"), ("blocks", "depthwise-separable blocks"),
+                       ("kernel", "depthwise kernel (frames)"), ("stride", "input stride (frames)"),
+                       ("lookahead", "right context of each block (output frames)")):  # fmt: skip
+        ap.add_argument(f"--{name}", type=int, default=None,
+                        help=f"{what} when starting from scratch (default: the shipped AM's)")
+    ap.add_argument("--batch", type=int, default=128, help="utterances per step")
+    ap.add_argument("--frames", type=int, default=640, help="input frames per utterance slot (at least the packs' longest utterance)")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (Adam)")
+    ap.add_argument("--warmup", type=int, default=300, help="steps of linear learning-rate warm-up")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay (x lr)")
+    ap.add_argument("--eval-every-s", type=float, default=40.0, help="seconds between validations")
+    ap.add_argument("--select", choices=("cer", "last"), default="cer",
+                    help="weights kept: best validation CER (the start included), or the last ones")
+    ap.add_argument("--snr-low", type=float, default=0.0, help="lowest babble SNR (dB)")
+    ap.add_argument("--snr-high", type=float, default=25.0, help="highest babble SNR (dB)")
     ap.add_argument("--p-noise", type=float, default=0.6, help="share of clean utterances mixed with babble")
-    ap.add_argument("--tempo", type=float, default=0.1)
-    ap.add_argument("--vtlp", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--tempo", type=float, default=0.1, help="tempo perturbation: rate in [1-t, 1+t]")
+    ap.add_argument("--vtlp", type=float, default=0.1, help="mel-axis warp in [1-v, 1+v]")
+    ap.add_argument("--seed", type=int, default=0, help="initial weights (from scratch) and batches")
+    args = ap.parse_args(argv)
+    given = [f"--{k}" for k in ARCH_FIELDS if getattr(args, k) is not None]
+    if args.init is not None and given:
+        ap.error(f"{', '.join(given)}: for a start from scratch; with --init the network is the folder's")
+    if min(args.batch, args.frames, args.warmup) < 1 or args.minutes < 0 or args.max_steps < 0:
+        ap.error("--batch, --frames and --warmup must be positive, --minutes and --max-steps >= 0")
+    if not (0 <= args.p_noise <= 1 and 0 <= args.tempo < 0.5 and 0 <= args.vtlp < 0.5 and args.snr_low <= args.snr_high):
+        ap.error("need 0 <= --p-noise <= 1, 0 <= --tempo < 0.5, 0 <= --vtlp < 0.5, --snr-low <= --snr-high")
+    return args
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    check_inputs(args.pack, args.out, [args.norm], args.init)
+    keras_on_jax()
     import jax
     import jax.numpy as jnp
     import optax
 
-    t_start = time.time()
-    cfg = {"channels": args.channels, "blocks": args.blocks, "kernel": args.kernel, "stride": args.stride,
-           "lookahead": args.lookahead}  # fmt: skip
-    norm = json.loads(args.norm.read_text())
-    d = load_packs(args.pack, args.frames, max_label=96)
-    print(f"[{args.tag}] {jax.devices()[0]} | {len(d['lens'])} utts, {int(d['lens'].sum())} frames, "
-          f"{len(d['val_lens'])} val | load {time.time() - t_start:.1f}s", flush=True)  # fmt: skip
-    mean, std = (np.asarray(norm[k], np.float32) for k in ("mean", "std"))
-    sample = make_batch_fn(d, mean, std, args, args.frames)
-    params, state = init_params(jax.random.PRNGKey(args.seed), cfg, d["n_mels"])
-    if args.init is not None:  # warm start from an earlier run's best weights (same shapes)
-        z = np.load(args.init, allow_pickle=False)
-        params = {k: z[k].astype(np.float32) for k in params}
-        state = {k: z[k].astype(np.float32) for k in state}
-    params = jax.tree.map(jnp.asarray, params)
-    state = jax.tree.map(jnp.asarray, state)
+    from grammar.alphabet import greedy_decode
+    from grammar.am import build_am
+    from grammar.config import AMConfig
+    from grammar.features import LOG_FLOOR
+    from grammar.metrics import char_error_rate
+    from rced.config import load_json
+
+    cfg = load_json(AMConfig, (args.init or DEFAULT_AM) / "config.json")
+    if args.init is None:
+        cfg = dataclasses.replace(cfg, **{k: getattr(args, k) for k in ARCH_FIELDS if getattr(args, k) is not None})
+    d = load_packs(args.pack, args.frames, MAX_LABEL)
+    if d["n_mels"] != cfg.n_mels:
+        raise SystemExit(f"{args.pack[0]}: {d['n_mels']} mel bands, the network reads {cfg.n_mels}")
+    if args.frames % cfg.stride:
+        raise SystemExit(f"--frames {args.frames} must be a multiple of the stride {cfg.stride}")
+    net = network(build_am, cfg, args, DEFAULT_AM, cfg.n_mels)
+    model = net.model
+    mean, std = net.mean_std()
+    print(f"[{args.out.name}] {cfg.channels} channels x {cfg.blocks} blocks on {jax.devices()[0]} | "
+          f"{len(d['lens'])} utts, {int(d['lens'].sum())} frames, {len(d['val_lens'])} val", flush=True)  # fmt: skip
+    silence = math.log(LOG_FLOOR)
+    sample = make_batch_fn(d, mean, std, args, cfg.stride, silence)
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.scale_by_adam())
-    opt_state = tx.init(params)
 
-    def loss_fn(p, s, x, mask, y, ypad):
-        logits, s = forward(p, s, x, mask, cfg, train=True)
+    def loss_fn(tv, ntv, x, mask, y, ypad):
+        logits, ntv = masked_bn_call(model, tv, ntv, x, mask[:, :, None], training=True)
         per = optax.ctc_loss(logits, 1.0 - mask, y, ypad, blank_id=0)
-        return per.mean(), s
+        return per.mean(), ntv
 
     @jax.jit
-    def train_step(p, s, o, key, lr):
+    def train_step(tv, ntv, o, key, lr):
         x, mask, y, ypad = sample(key)
-        (loss, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s, x, mask, y, ypad)
-        upd, o = tx.update(g, o, p)
-        p = jax.tree.map(lambda w, u: w - lr * (u + args.weight_decay * w), p, upd)
-        return p, s, o, loss
+        (loss, ntv), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, mask, y, ypad)
+        upd, o = tx.update(g, o, tv)
+        tv = jax.tree.map(lambda w, u: w - lr * (u + args.weight_decay * w), tv, upd)
+        return tv, ntv, o, (loss,)
 
-    vmask = (np.arange(d["val_frames"] // args.stride)[None, :]
-             < ((d["val_lens"] + args.stride - 1) // args.stride)[:, None]).astype(np.float32)  # fmt: skip
+    out_len = (d["val_lens"] + cfg.stride - 1) // cfg.stride
+    real = (np.arange(d["val_frames"])[None, :] < d["val_lens"][:, None])[:, :, None]
     val_x = normalise(d["val_x"].astype(np.float32) * d["step"] + d["lo"], mean, std)
-    val_x = np.where((np.arange(d["val_frames"])[None, :] < d["val_lens"][:, None])[:, :, None], val_x,
-                     normalise(np.full_like(mean, LOG_FLOOR), mean, std))  # fmt: skip
-    val_x = jnp.asarray(val_x[:, :, None, :])
+    val_x = jnp.asarray(np.where(real, val_x, normalise(np.full_like(mean, silence), mean, std))[:, :, None, :])
 
     @jax.jit
-    def predict(p, s, x):
-        logits, _ = forward(p, s, x, jnp.ones(x.shape[:2]), cfg, train=False)
+    def predict(tv, ntv, x):
+        logits, _ = model.stateless_call(tv, ntv, x, training=False)
         return jax.nn.log_softmax(logits)
 
-    @jax.jit
-    def predict_exact(p, s, x):  # full float32 (no TF32): the reference Keras must reproduce
-        logits, _ = forward(p, s, x, jnp.ones(x.shape[:2]), cfg, train=False, precision=jax.lax.Precision.HIGHEST)
-        return jax.nn.log_softmax(logits)
+    def evaluate(tv, ntv) -> dict:
+        lp = np.asarray(predict(tv, ntv, val_x))
+        hyps = [greedy_decode(lp[i, : out_len[i]]) for i in range(len(lp))]
+        return {"cer": char_error_rate(d["val_text"], hyps)}
 
-    def val_cer(p, s) -> float:
-        lp = np.asarray(predict(p, s, val_x))
-        hyps = [greedy_decode(lp[i, : int(vmask[i].sum())]) for i in range(len(lp))]
-        return char_error_rate(d["val_text"], hyps)
+    loop = Loop(net=net, tx=tx, step=train_step, evaluate=evaluate, score=SELECT[args.select],
+                lr=lr_schedule(args.lr, args.warmup, 0.0), train_names=("loss",),
+                unit=("utterances", args.batch))  # fmt: skip
+    train(loop, RunFolder(args.out, args), args.seed, args.minutes, args.max_steps, args.eval_every_s)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    log_path = args.out / f"{args.tag}_log.csv"
-    best = {"cer": float("inf"), "step": -1}
 
-    def save_best(p, s, step, cer):
-        arrays = {k: np.asarray(v) for k, v in {**p, **s}.items()}
-        probe = np.asarray(val_x[:2])
-        arrays["probe/x"] = probe
-        arrays["probe/logp"] = np.asarray(predict_exact(p, s, jnp.asarray(probe)))
-        meta = {**cfg, "n_mels": d["n_mels"], "step": step, "val_cer": cer, "args": {k: str(v) for k, v in vars(args).items()}}
-        arrays["meta"] = np.array(json.dumps(meta))
-        save_npz_atomic(args.out / f"{args.tag}_best.npz", arrays)
-
-    key = jax.random.PRNGKey(args.seed + 1)
-    t0 = time.time()
-    p, s, o, _ = train_step(params, state, opt_state, key, 0.0)  # compile (the update is a no-op at lr 0)
-    jax.block_until_ready(p)
-    print(f"[{args.tag}] compiled in {time.time() - t0:.1f}s", flush=True)
-    budget = args.minutes * 60.0
-    t0 = last_eval = time.time()
-    step, losses = 0, []
-    with log_path.open("w", newline="") as fh:
-        log = csv.writer(fh)
-        log.writerow(["step", "seconds", "utterances", "lr", "train_loss", "val_cer"])
-        while step < args.max_steps:
-            elapsed = time.time() - t0
-            if elapsed >= budget:
-                break
-            frac = min(1.0, elapsed / budget)
-            lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * frac))
-            key, sub = jax.random.split(key)
-            p, s, o, loss = train_step(p, s, o, sub, lr)
-            losses.append(loss)
-            step += 1
-            if time.time() - last_eval >= args.eval_every_s or time.time() - t0 >= budget or step >= args.max_steps:
-                train_loss = float(np.mean([float(v) for v in losses]))
-                losses = []
-                cer = val_cer(p, s)
-                if cer < best["cer"]:
-                    best = {"cer": cer, "step": step}
-                    save_best(p, s, step, cer)
-                log.writerow([step, round(time.time() - t0, 1), step * args.batch, f"{lr:.2e}", round(train_loss, 3), round(cer, 4)])
-                fh.flush()
-                print(f"[{args.tag}] step {step} {time.time() - t0:.0f}s loss {train_loss:.2f} val_cer {cer:.4f} "
-                      f"(best {best['cer']:.4f} @ {best['step']})", flush=True)  # fmt: skip
-                last_eval = time.time()
-    print(f"[{args.tag}] done: {step} steps, {step * args.batch} utterances, best val CER {best['cer']:.4f} at step {best['step']}, "
-          f"{(time.time() - t_start) / 60:.1f} min total", flush=True)  # fmt: skip
+#: --select: the kept weights minimise this (validation metrics, step)
+SELECT = {"cer": lambda m, step: m["cer"], "last": lambda m, step: -step}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,264 @@
+"""The JAX trainers of scripts/gpu: one network definition (the Keras one), packs, checks, merges.
+
+The tests marked ``jax`` train for a few steps on CPU and need ``pip install -e '.[train-jax]'``
+(skipped without it); the others run anywhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import speechlike
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU = ROOT / "scripts" / "gpu"
+sys.path.insert(0, str(GPU))
+
+import merge_models  # noqa: E402
+import pack_am_data  # noqa: E402
+import pack_rced_data  # noqa: E402
+from common import save_npz  # noqa: E402
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def _imports(path: Path) -> set[tuple[str, str]]:
+    """(module, name) of every ``from module import name`` in a script, at any depth."""
+    tree = ast.parse(path.read_text())
+    return {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+
+
+def test_trainers_build_the_packages_networks_and_define_none():
+    assert ("rced.models", "build_model") in _imports(GPU / "train_rced_jax.py")
+    assert ("grammar.am", "build_am") in _imports(GPU / "train_am_jax.py")
+    for script in GPU.glob("*.py"):  # no second definition: no hand-written convolution or BatchNorm
+        text = script.read_text()
+        assert "conv_general_dilated" not in text and "moving_variance" not in text, script.name
+    assert not list(GPU.glob("import_*.py")), "the weight-import/parity scripts are gone"
+
+
+def _rced_pack(path: Path, n: int = 10, n_val: int = 3) -> list[np.ndarray]:
+    audio = [speechlike(seconds=0.6 + 0.1 * i, seed=i) for i in range(n)]
+    blob, coded = pack_rced_data.encode_chunk(audio, 7)
+    meta = [(0, i, i < n_val, m, sc) for i, (m, sc) in enumerate(coded)]
+    save_npz(path, pack_rced_data.pack_arrays([blob], meta, 7))
+    return audio
+
+
+def _am_pack(path: Path) -> None:
+    from grammar.alphabet import encode
+
+    rng = np.random.default_rng(0)
+
+    def utt(frames: int) -> np.ndarray:
+        return (rng.standard_normal((frames, 40)) * 2 - 4).astype(np.float32)
+
+    texts = ["volume up", "mute", "next song", "call home"]
+    labels = [encode(texts[i % 4]) for i in range(8)]
+    save_npz(path, pack_am_data.pack_arrays([utt(60 + 10 * i) for i in range(8)], [0, 2] * 4, labels,
+                                            [utt(50), utt(70)], labels[:2], texts[:2], utt(400)))  # fmt: skip
+
+
+def test_rced_pack_round_trip(tmp_path):
+    audio = _rced_pack(tmp_path / "p.npz")
+    z = np.load(tmp_path / "p.npz", allow_pickle=False)
+    back = pack_rced_data.decode(z)
+    assert [len(b) for b in back] == [len(a) for a in audio]
+    assert z["is_val"].tolist() == [True] * 3 + [False] * 7
+    for a, b in zip(audio, back):  # 7-bit µ-law with pre-emphasis: coding noise well below the speech
+        snr = 10 * np.log10(np.sum(a.astype(np.float64) ** 2) / np.sum((a - b) ** 2))
+        assert snr > 25, snr
+
+
+def test_am_pack_round_trip(tmp_path):
+    x = np.random.default_rng(1).uniform(-13, 8, (37, 40)).astype(np.float32)
+    q = pack_am_data.quantise(x)
+    assert np.array_equal(pack_am_data.decode(pack_am_data.encode(q), 40), q)
+    assert np.max(np.abs(q * pack_am_data.STEP + pack_am_data.LO - x)) <= pack_am_data.STEP / 2 + 1e-5
+    _am_pack(tmp_path / "a.npz")
+    z = np.load(tmp_path / "a.npz", allow_pickle=False)
+    assert z["lens"].tolist() == [60 + 10 * i for i in range(8)] and z["val_text"].tolist() == ["volume up", "mute"]
+
+
+def _run(script: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, str(GPU / script), *map(str, args)], capture_output=True, text=True,
+                       env=ENV, cwd=ROOT, timeout=600)  # fmt: skip
+    if check and r.returncode:
+        raise AssertionError(f"{script} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.mark.parametrize("script", ["train_rced_jax.py", "train_am_jax.py"])
+def test_trainers_refuse_bad_inputs_before_any_work(tmp_path, script):
+    """Checked before JAX is imported: these hold where JAX is not installed too."""
+    pack = tmp_path / "p.npz"
+    pack.write_bytes(b"x")
+    file = tmp_path / "afile"
+    file.write_text("x")
+    cases = {
+        (tmp_path / "missing.npz", tmp_path / "run1", None): "missing.npz: pack not found",
+        (pack, file / "run", None): "afile",
+        (pack, file, None): "afile: output path exists and is not a folder",
+        (pack, tmp_path / "run2", tmp_path): "not a model folder (no model.keras)",
+    }
+    for (p, out, init), message in cases.items():
+        r = _run(script, "--pack", p, "--out", out, *(["--init", init] if init else []), check=False)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and message in lines[0], r.stderr
+        assert not (tmp_path / "run1").exists() and not (tmp_path / "run2").exists()
+    r = _run(script, "--pack", pack, "--out", tmp_path / "r", "--init", ROOT / "rced" / "default_model",
+             "--batch", "0", check=False)  # fmt: skip
+    assert r.returncode == 2 and "--batch" in r.stderr.strip().splitlines()[-1]
+
+
+def test_merge_is_task_arithmetic(tmp_path):
+    """start + alpha * sum(tuned - start) over every weight, BatchNorm statistics included."""
+    import shutil
+
+    from rced.config import ModelConfig
+    from rced.denoiser import load_model_folder
+
+    start = ROOT / "rced" / "default_model"
+    model, _, _ = load_model_folder(start, ModelConfig, "model folder")
+    base = model.get_weights()
+    rng = np.random.default_rng(0)
+    deltas = []
+    for name in ("t1", "t2"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f in ("config.json", "norm.json"):
+            shutil.copyfile(start / f, folder / f)
+        d = [rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in base]
+        model.set_weights([w + e for w, e in zip(base, d)])
+        model.save(folder / "model.keras")
+        deltas.append(d)
+    merge_models.main([str(start), str(tmp_path / "t1"), str(tmp_path / "t2"), "-o", str(tmp_path / "m"), "--alpha", "0.5"])
+    merged, _, _ = load_model_folder(tmp_path / "m", ModelConfig, "model folder")
+    for w, b, d1, d2 in zip(merged.get_weights(), base, *deltas):
+        np.testing.assert_allclose(w, b + 0.5 * (d1 + d2), rtol=0, atol=1e-6)
+    (tmp_path / "t2" / "norm.json").write_text(json.dumps({"mean": [0.0] * 129, "std": [1.0] * 129}))
+    with pytest.raises(SystemExit, match="t2: config.json or norm.json differs"):
+        merge_models.main([str(start), str(tmp_path / "t1"), str(tmp_path / "t2"), "-o", str(tmp_path / "m2")])
+    assert not (tmp_path / "m2").exists()
+
+
+# ------------------------------------------------------------------------------------ with JAX
+JAX_OUTPUTS = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import keras, numpy as np
+folder, x, out = sys.argv[1:4]
+model = keras.saving.load_model(os.path.join(folder, "model.keras"), safe_mode=True, compile=False)
+np.save(out, np.asarray(model(np.load(x), training=False)))
+"""
+
+
+def _jax_outputs(folder: Path, x: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """The model folder's outputs on ``x`` with Keras on its JAX backend (another process)."""
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([sys.executable, "-c", JAX_OUTPUTS, str(folder), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                   check=True, env=ENV, capture_output=True)  # fmt: skip
+    return np.load(tmp_path / "y.npy")
+
+
+def _tf_model(folder: Path, cls):
+    from rced.denoiser import load_model_folder
+
+    return load_model_folder(folder, cls, "model folder")[0]
+
+
+def _ckpt(folder: Path) -> dict:
+    z = np.load(folder / "checkpoint.npz", allow_pickle=False)
+    return {k: z[k] for k in z.files if k != "meta"}
+
+
+def test_rced_trainer_warm_start_resume_and_backend_parity(tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from rced.config import ModelConfig
+
+    _rced_pack(tmp_path / "p.npz")
+    shipped = ROOT / "rced" / "default_model"
+    common = ["--pack", tmp_path / "p.npz", "--init", shipped, "--batch", "4", "--frames", "8", "--val-segments", "8",
+              "--eval-every-s", "0", "--warmup", "2", "--minutes", "1e6"]  # fmt: skip
+    x = np.random.default_rng(1).standard_normal((32, 129, 1, 8)).astype(np.float32)
+    # a warm start that trains no step writes the shipped network back
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "w0", "--max-steps", "0")
+    np.testing.assert_array_equal(_tf_model(tmp_path / "w0", ModelConfig)(x), _tf_model(shipped, ModelConfig)(x))
+    # 2 steps, then the same command resumed to 3, equals 3 steps in one go
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "a", "--max-steps", "2", "--select", "last")
+    r = _run("train_rced_jax.py", *common, "--out", tmp_path / "a", "--max-steps", "3", "--select", "last")
+    assert "resumed at step 2" in r.stdout
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "b", "--max-steps", "3", "--select", "last")
+    a, b = _ckpt(tmp_path / "a"), _ckpt(tmp_path / "b")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert [int(r.split(",")[0]) for r in (tmp_path / "a" / "training_log.csv").read_text().splitlines()[1:]] == [0, 1, 2, 3]
+    # the written model.keras: the TensorFlow backend reproduces the JAX backend
+    tf_out = np.asarray(_tf_model(tmp_path / "a", ModelConfig)(x))
+    assert np.max(np.abs(tf_out - np.asarray(_tf_model(shipped, ModelConfig)(x)))) > 1e-4  # it did train
+    np.testing.assert_allclose(tf_out, _jax_outputs(tmp_path / "a", x, tmp_path), rtol=0, atol=1e-5)
+    r = _run("train_rced_jax.py", *common, "--out", tmp_path / "a", "--max-steps", "3", "--lr", "0.1", check=False)
+    assert r.returncode != 0 and "other arguments (lr, select)" in r.stderr
+
+
+def test_am_trainer_warm_start_and_backend_parity(tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from grammar.config import AMConfig
+
+    _am_pack(tmp_path / "p.npz")
+    shipped = ROOT / "grammar" / "default_am"
+    common = ["--pack", tmp_path / "p.npz", "--batch", "4", "--frames", "160", "--eval-every-s", "0", "--warmup", "2"]
+    x = np.random.default_rng(1).standard_normal((2, 96, 1, 40)).astype(np.float32)
+    _run("train_am_jax.py", *common, "--init", shipped, "--out", tmp_path / "w0", "--max-steps", "0")
+    np.testing.assert_array_equal(_tf_model(tmp_path / "w0", AMConfig)(x), _tf_model(shipped, AMConfig)(x))
+    _run("train_am_jax.py", *common, "--channels", "16", "--blocks", "1", "--out", tmp_path / "s",
+         "--max-steps", "2", "--select", "last")  # fmt: skip
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert (cfg["channels"], cfg["blocks"], cfg["n_mels"]) == (16, 1, 40)
+    tf_out = np.asarray(_tf_model(tmp_path / "s", AMConfig)(x))
+    np.testing.assert_allclose(tf_out, _jax_outputs(tmp_path / "s", x, tmp_path), rtol=0, atol=1e-5)
+
+
+MASKED_BN = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+sys.path.insert(0, sys.argv[1])
+import jax, jax.numpy as jnp, numpy as np
+from common import masked_bn_call
+from grammar.am import build_am
+from grammar.config import AMConfig
+m = build_am(AMConfig(channels=8, blocks=1))
+tv = [v.value for v in m.trainable_variables]
+ntv = [v.value for v in m.non_trainable_variables]
+x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 1, 40)), jnp.float32)
+plain = m.stateless_call(tv, ntv, x, training=True)
+ones = masked_bn_call(m, tv, ntv, x, jnp.ones((2, 8, 1)), True)
+assert float(jnp.abs(plain[0] - ones[0]).max()) < 1e-6
+assert max(float(jnp.abs(a - b).max()) for a, b in zip(plain[1], ones[1])) < 1e-6
+# the first BatchNorm's statistics with the second utterance's last 3 frames masked: those of the rest
+mask = jnp.asarray(np.array([[1] * 8, [1] * 5 + [0] * 3], np.float32)[:, :, None])
+_, new = masked_bn_call(m, tv, ntv, x, mask, True)
+h = jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (3, 0), (0, 0), (0, 0))), tv[0], (2, 1), "VALID",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+real = jnp.concatenate([h[0, :, 0], h[1, :5, 0]])
+assert [v.path for v in m.non_trainable_variables][:2] == ["in_bn/moving_mean", "in_bn/moving_variance"]
+assert float(jnp.abs(new[0] - 0.01 * real.mean(0)).max()) < 1e-5
+assert float(jnp.abs(new[1] - (0.99 + 0.01 * real.var(0))).max()) < 1e-5
+print("ok")
+"""
+
+
+def test_masked_batchnorm_statistics():
+    """The AM trainer's BatchNorm statistics see the real frames only (common.masked_bn_call)."""
+    pytest.importorskip("jax")
+    r = subprocess.run([sys.executable, "-c", MASKED_BN, str(GPU)], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
