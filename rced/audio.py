@@ -206,10 +206,15 @@ class AudioWriter:
     :func:`write_audio` of the concatenated blocks; no samples at all is the same error.
     """
 
+    #: samples gathered before one write to the file (a stream of 8 ms blocks wrote 128 at a time)
+    BUFFER_FRAMES = 1 << 14
+
     def __init__(self, path: str | os.PathLike, sr: int = DEFAULT_SR):
         self.path, self.sr, self.frames = Path(path), sr, 0
         self._tmp: str | None = None
         self._fh = None
+        self._buf: list[np.ndarray] = []
+        self._n_buf = 0
 
     def __enter__(self) -> AudioWriter:
         self.path, self._tmp = _atomic_target(self.path)
@@ -223,12 +228,22 @@ class AudioWriter:
     def write(self, audio: np.ndarray) -> None:
         if len(audio) == 0:
             return
-        audio = validate_audio(audio, str(self.path))
-        self._fh.write(np.clip(audio, -1.0, 1.0))
+        self._buf.append(np.asarray(audio, np.float32))
+        self._n_buf += len(audio)
         self.frames += len(audio)
+        if self._n_buf >= self.BUFFER_FRAMES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            audio = validate_audio(np.concatenate(self._buf), str(self.path))
+            self._buf, self._n_buf = [], 0
+            self._fh.write(np.clip(audio, -1.0, 1.0))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
+            if exc_type is None:
+                self._flush()
             self._fh.close()
             if exc_type is None:
                 if self.frames == 0:

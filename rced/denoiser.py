@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from rced.audio import resample, validate_audio
 from rced.config import ModelConfig, load_json
@@ -221,16 +221,24 @@ class Denoiser:
 
         release = None  # shape_gain's state: the running mean of the mask
 
+        @functools.lru_cache(maxsize=8)
+        def frame_index(n: int) -> np.ndarray:  # (n, n_fft): the samples of each of n frames
+            return np.arange(n)[:, None] * hop + np.arange(n_fft)[None, :]
+
+        @functools.lru_cache(maxsize=8)
+        def context_index(n: int) -> np.ndarray:  # (n, ctx): the feature frames each of n frames sees
+            return np.arange(n)[:, None] + np.arange(ctx)[None, :]
+
         def process(samples: np.ndarray) -> np.ndarray:
             nonlocal history, feat_hist, ola, release
             n = len(samples) // hop
             buf = np.concatenate([history, samples])
             history = buf[len(buf) - (n_fft - hop) :]
-            spec = np.fft.rfft(sliding_window_view(buf, n_fft)[::hop][:n] * win, axis=1)
+            spec = np.fft.rfft(buf[frame_index(n)] * win, axis=1)
             mag = np.abs(spec).astype(np.float32)
             feats = np.concatenate([feat_hist, self.norm.apply(compress(mag, self.config.input_feature))])
             feat_hist = feats[len(feats) - (ctx - 1) :]
-            x = sliding_window_view(feats, ctx, axis=0)[:, :, None, :]  # (n, bins, 1, ctx): frame i's context
+            x = feats[context_index(n)].transpose(0, 2, 1)[:, :, None, :]  # (n, bins, 1, ctx): frame i's context
             mask, release = shape_gain(self._ratio(self._run(x), mag), self.config, release)
             frames = np.fft.irfft(spec * mask, n=n_fft, axis=1) * win
             # overlap-add: the carried tail, then each hop-long segment of every frame in place
