@@ -97,7 +97,7 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
                   frames: int, input_mask_floor: float) -> str:  # fmt: skip
     from grammar.alphabet import BLANK_ID, SYMBOLS
     from grammar.features import LOG_FLOOR, mel_matrix
-    from grammar.int8 import window_schedule
+    from grammar.int8 import ZERO_LOG_POSTERIOR, window_schedule
     from grammar.recognizer import receptive_field_frames
 
     fe = am_cfg.frontend
@@ -140,9 +140,11 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
         f"constexpr int kReceptiveFieldFrames = {receptive_field_frames(am_cfg)};\n",
         f"constexpr float kLookaheadMs = {cgen.c_float(am_cfg.lookahead_ms)};\n\n",
         "// ---- model input/output. Output: softmax posteriors p = (q - kOutputZeroPoint) * kOutputScale,\n",
-        "// [t][symbol]; for CTC use logf(max(p, kPosteriorFloor)) (half an LSB: the int8 softmax rounds to 0).\n",
+        "// [t][symbol]; for CTC use logf(max(p, kPosteriorFloor)): a posterior the int8 softmax rounds to 0\n"
+        "// reads as the float AM's mean log-posterior below half an LSB (grammar.int8.ZERO_LOG_POSTERIOR; half an\n"
+        "// LSB made every ruled-out symbol cheap and windows took commands for others in continuous listening).\n",
         _io_block(info),
-        f"constexpr float kPosteriorFloor = {cgen.c_float(0.5 * o.scale)};\n\n",
+        f"constexpr float kPosteriorFloor = {cgen.c_float(float(np.exp(ZERO_LOG_POSTERIOR)))};\n\n",
         "// ---- alphabet: symbol id -> text (id 0 is the CTC blank)\n",
         f"constexpr int kNumSymbols = {len(SYMBOLS)};\nconstexpr int kBlankId = {BLANK_ID};\n",
         cgen.strings("kAlphabet", SYMBOLS), "\n",

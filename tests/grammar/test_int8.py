@@ -162,8 +162,8 @@ def test_int8_streaming_equals_offline(int8_am, block):
 # Shipped chain, clean espeak commands (0.3 s of silence around each), float vs int8 chain. Measured on 60
 # such utterances (3 voices x 20 commands): same decision on 49 (82 %); about half of the disagreements come
 # from the device's back-to-back 1 s windows (the float AM sees the whole utterance), the rest from
-# quantisation, mostly float rejecting where int8 accepts (int8 posteriors floor at 1/512, which raises the
-# confidence). These 8 agree now; "most" = at least 5 of 8.
+# quantisation, mostly float rejecting where int8 accepts (int8 posteriors then floored at 1/512, which raised
+# the confidence; the floor is now grammar.int8.ZERO_LOG_POSTERIOR). These 8 agree now; "most" = at least 5 of 8.
 AGREE_CASES = [("espeak", "en-us", c) for c in ("next program", "noise reduction on", "volume up", "play music",
                                                  "call home", "stop listening")]  # fmt: skip
 AGREE_CASES += [("espeak", "en-gb-x-rp", c) for c in ("battery level", "end the call")]
