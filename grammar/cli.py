@@ -294,7 +294,7 @@ def _shipped_am_config():
 
 def build_parser() -> argparse.ArgumentParser:
     from grammar.config import AMTrainConfig
-    from rced.cli import add_command, add_commands
+    from rced.cli import add_command, add_commands, add_schedule_args
 
     p = argparse.ArgumentParser(prog="grammar", description="CTC command recognizer with grammar augmentation.")
     sub = add_commands(p)
@@ -314,10 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--blocks", type=int, default=am.blocks,
                    help="residual depthwise-separable blocks (default %(default)s, as the shipped AM)")
     t.add_argument("--batch-utts", type=int, default=tc.batch_utts, help="utterances per batch (default %(default)s)")
-    t.add_argument("--steps-per-epoch", type=int, default=tc.steps_per_epoch, help="batches per epoch (default %(default)s)")
-    t.add_argument("--epochs", type=int, default=tc.epochs, help="epochs in all (default %(default)s)")
-    t.add_argument("--lr", type=float, default=tc.learning_rate, help="Adam learning rate (default %(default)s)")
-    t.add_argument("--seed", type=int, default=tc.seed, help="weights and batch order (default %(default)s)")
+    add_schedule_args(t, tc)
     t.add_argument("--utterances", type=int, default=4000, help="utterances per corpus seed (default %(default)s)")
     t.add_argument("--utt-seeds", type=int, nargs="+", default=[0, 1],
                    help="corpus seeds: each adds --utterances different utterances (default: 0 1)")

@@ -336,6 +336,14 @@ def add_commands(parser: argparse.ArgumentParser):
                                       "and examples")  # fmt: skip
 
 
+def add_schedule_args(p: argparse.ArgumentParser, tc) -> None:
+    """The training schedule every trainer's command takes, defaults from its train config ``tc``."""
+    p.add_argument("--steps-per-epoch", type=int, default=tc.steps_per_epoch, help="batches per epoch (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=tc.epochs, help="epochs in all (default %(default)s)")
+    p.add_argument("--lr", type=float, default=tc.learning_rate, help="Adam learning rate (default %(default)s)")
+    p.add_argument("--seed", type=int, default=tc.seed, help="weights and batch order (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rced.config import ModelConfig, TrainConfig
 
@@ -371,10 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-compress", type=float, default=tc.loss_compress,
                    help="MSE on magnitudes raised to this power, 1 = plain MSE (default %(default)s)")
     t.add_argument("--batch-frames", type=int, default=tc.batch_frames, help="STFT frames per batch (default %(default)s)")
-    t.add_argument("--steps-per-epoch", type=int, default=tc.steps_per_epoch, help="batches per epoch (default %(default)s)")
-    t.add_argument("--epochs", type=int, default=tc.epochs, help="epochs in all (default %(default)s)")
-    t.add_argument("--lr", type=float, default=tc.learning_rate, help="Adam learning rate (default %(default)s)")
-    t.add_argument("--seed", type=int, default=tc.seed, help="weights and batch order (default %(default)s)")
+    add_schedule_args(t, tc)
     t.add_argument("--utterances", type=int, default=None,
                    help="synthetic TRAIN-voice utterances (default 4000; a resumed run keeps its own)")
     t.add_argument("--data-seed", type=int, default=None,
