@@ -133,15 +133,18 @@ def test_unreadable_data_config_is_a_one_line_error(tmp_path):
         Trainer(run)
 
 
-def test_export_removes_a_stale_int8_model(tmp_path, utts):
+def test_export_removes_stale_tflite_models(tmp_path, utts):
     cfg = TrainConfig(model=ModelConfig(arch="rced", width_mult=0.25), batch_frames=64, steps_per_epoch=2, epochs=1)
     trainer = Trainer(tmp_path / "run", cfg, utts_audio=utts)
     trainer.run(verbose=0)
     out = tmp_path / "model"
     out.mkdir()
     (out / "model_int8.tflite").write_bytes(b"converted from other weights")
+    (out / "model_float.tflite").write_bytes(b"converted from other weights")
     (out / "MODEL_CARD.md").write_text("kept\n")
     trainer.export(out)
     assert not (out / "model_int8.tflite").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "config.json", "model.keras", "norm.json"]
+    assert (out / "model_float.tflite").read_bytes()[4:8] == b"TFL3"  # rewritten from the new weights
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "config.json", "model.keras",
+                                                     "model_float.tflite", "norm.json"]  # fmt: skip
     assert (out / "norm.json").read_bytes() == (tmp_path / "run" / "norm.json").read_bytes()
