@@ -1,5 +1,6 @@
 """Denoising benchmark: the shipped model against noisy input, spectral subtraction, the oracle
-ideal ratio mask and the DTLN peer, on TEST-ONLY voices and two real recordings in babble.
+ideal ratio mask and the DTLN and GTCRN peers, on TEST-ONLY voices, two real recordings (their
+mean and each apart) and the natural TEST-ONLY voice (its own group) in babble.
 
 Writes benchmarks/results/denoise.{json,md}. Run: python benchmarks/denoise.py [--model DIR]
 """
@@ -21,7 +22,8 @@ from rced.evaluate import run_systems, standard_systems, summarize, write_result
 from rced.models import build_model, count_params, macs_per_frame  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-DTLN_DIR = ROOT.parent.parent / "shared" / "peers" / "dtln"
+PEERS = ROOT.parent.parent / "shared" / "peers"
+DTLN_DIR, GTCRN_DIR = PEERS / "dtln", PEERS / "gtcrn"
 
 
 def update_card(card: Path, table: str) -> None:
@@ -47,11 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     den = Denoiser.load(args.model)
     model = build_model(den.config)
     params, macs = count_params(model), macs_per_frame(model)
-    items = eval_set(n_per_voice=args.n_per_voice)
+    items = eval_set(n_per_voice=args.n_per_voice, include_natural=True)
     dtln = DTLN_DIR if DTLN_DIR.exists() else None
+    gtcrn = GTCRN_DIR if GTCRN_DIR.exists() else None
     t0 = time.time()
-    results = run_systems(items, standard_systems(den, dtln))
-    rows = summarize(results)
+    results = run_systems(items, standard_systems(den, dtln, gtcrn))
+    rows = summarize(results, per_recording=True)
     model_name = next(k for k in results if k.startswith("R-CED"))
     allrow = {r["system"]: r for r in rows if r["group"] == "all (test voices)"}
     oracle = allrow["oracle IRM"]
@@ -61,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(den.path), "arch": den.config.arch, "params": params, "macs_per_frame": macs,
         "mmac_per_second": macs * den.config.frontend.frame_rate / 1e6,
         "data": f"TEST-ONLY voices (flite rms, festival ked_diphone, festival cmu_us_slt_arctic_hts), "
-                f"{args.n_per_voice} sentences each, plus the pysptk and amfm-decompy real recordings; "
-                "babble of 3-8 TRAIN-voice talkers at -5/0/5/10 dB",
+                f"{args.n_per_voice} sentences each, plus the pysptk and amfm-decompy real recordings "
+                f"(their mean, then each) and, as a group of its own, the natural TEST-ONLY voice hibari heart "
+                f"({args.n_per_voice} sentences); babble of 3-8 TRAIN-voice talkers at -5/0/5/10 dB",
         "n_items": len(items), "share_of_oracle_gain": share, "seconds": round(time.time() - t0, 1),
-        "dtln_params_approx": 1_000_000,
+        "dtln_params_approx": 1_000_000, "gtcrn_params": 48_245, "gtcrn_mmac_per_second": 33.0,
     }  # fmt: skip
     lines = [
         f"Model: {den.config.arch}, {params:,} parameters, {macs / 1e6:.2f} MMAC per frame "

@@ -8,6 +8,9 @@ Three rows for every results table, each answering a different question:
   upper bound for any magnitude-only mask on this STFT front-end (R-CED's own output form).
 - :class:`DTLN`: the pretrained peer model (Westhausen & Meyer 2020, TFLite pair in
   ``shared/peers/dtln``), a published real-time denoiser of similar size, run by our own loop.
+- :class:`GTCRN`: the pretrained ultra-light peer (Rong et al. 2024, 48K parameters, about
+  33 MMAC/s; ONNX graph in ``shared/peers/gtcrn``) through onnxruntime, the peer for the compute
+  budget of a hearing aid.
 
 The first two reuse :mod:`rced.frontend` so they see exactly the STFT the denoiser sees.
 """
@@ -24,7 +27,7 @@ from scipy.signal import lfilter
 from rced.audio import validate_audio
 from rced.config import FrontendConfig
 from rced.errors import RcedError
-from rced.frontend import istft, stft
+from rced.frontend import istft, stft, window
 
 _DEFAULT_FRONTEND = FrontendConfig()
 
@@ -186,3 +189,74 @@ class DTLN:
             out[k * shift : k * shift + n_blocks * shift] += blocks[:, k * shift : (k + 1) * shift].reshape(-1)
         # block b covers padded[b*shift : b*shift+blen] = input [b*shift - latency, ...): aligned already
         return out[self.latency : self.latency + n].astype(np.float32)
+
+
+class GTCRN:
+    """The pretrained GTCRN peer (``gtcrn_dns3.onnx``, trained on DNS3) through onnxruntime, one thread.
+
+    The graph maps the (1, 257, T, 2) real/imaginary STFT of 16 kHz audio to the enhanced one
+    (a complex ratio mask inside). The STFT is the one it was trained with (its README, as
+    ``torch.stft``/``torch.istft``): n_fft 512, hop 256, periodic sqrt-Hann window, centred frames
+    with 256 reflected samples at each end, T = 1 + L // 256, inverse by windowed overlap-add
+    divided by the overlap-added squared window. The model is causal in frames; with centred
+    512-sample frames an output sample depends on the input up to 511 samples ahead.
+    """
+
+    sample_rate = 16000
+    n_fft = 512
+    hop = 256
+    _WINDOW = window(FrontendConfig(n_fft=512, hop=256, window="sqrt_hann"))
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, *, model: str = "dns3", num_threads: int = 1):
+        """Load ``gtcrn_<model>.onnx`` from ``model_dir`` (default: ``../shared/peers/gtcrn`` from the working directory)."""
+        import onnxruntime as ort
+
+        folder = Path(model_dir) if model_dir is not None else Path.cwd().parent / "shared" / "peers" / "gtcrn"
+        if not folder.is_dir():
+            raise RcedError(f"{folder}: GTCRN model folder not found")
+        path = folder / f"gtcrn_{model}.onnx"
+        if not path.is_file():
+            raise RcedError(f"{path}: GTCRN model file not found")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = num_threads, 1
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RcedError(f"{path}: cannot load ONNX model ({msg})") from None
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != self.n_fft // 2 + 1:
+            shapes = [i.shape for i in inputs]
+            raise RcedError(f"{path}: unexpected inputs {shapes} (want one (1, 257, T, 2) spectrum)")
+        self._input = inputs[0].name
+        self.model_path = path
+
+    def _stft(self, x: np.ndarray) -> np.ndarray:
+        """(L,) -> (257, 1 + L // 256) complex, centred frames with reflect padding."""
+        half = self.n_fft // 2
+        padded = np.pad(x, half, mode="reflect")
+        idx = self.hop * np.arange(1 + len(x) // self.hop)[:, None] + np.arange(self.n_fft)[None, :]
+        return np.fft.rfft(padded[idx] * self._WINDOW, axis=1).T
+
+    def _istft(self, spec: np.ndarray, length: int) -> np.ndarray:
+        """(257, T) complex -> (length,): windowed overlap-add over the squared-window envelope."""
+        frames = np.fft.irfft(spec.T, n=self.n_fft, axis=1) * self._WINDOW
+        t, hop = frames.shape[0], self.hop
+        out, env = np.zeros((t + 1) * hop), np.zeros((t + 1) * hop)
+        w2 = self._WINDOW**2
+        for k in range(self.n_fft // hop):  # vectorised over frames, one pass per overlap phase
+            out[k * hop : k * hop + t * hop] += frames[:, k * hop : (k + 1) * hop].reshape(-1)
+            env[k * hop : k * hop + t * hop] += np.tile(w2[k * hop : (k + 1) * hop], t)
+        keep = slice(self.n_fft // 2, self.n_fft // 2 + length)
+        return out[keep] / env[keep]
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        """Denoise 16 kHz mono audio (more than 256 samples) as a whole; float32, same length, aligned."""
+        x = _mono(audio, "GTCRN input")
+        if len(x) <= self.n_fft // 2:
+            raise RcedError(f"GTCRN input: {len(x)} samples; need more than {self.n_fft // 2}")
+        spec = self._stft(x)
+        pair = np.stack([spec.real, spec.imag], axis=-1)[None].astype(np.float32)  # (1, 257, T, 2)
+        enhanced = self._session.run(None, {self._input: pair})[0][0]
+        return self._istft(enhanced[..., 0] + 1j * enhanced[..., 1], len(x)).astype(np.float32)

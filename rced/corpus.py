@@ -3,7 +3,8 @@
 Utterances are generated in parallel (one process per core) with a progress bar and cached
 under ``$STAPES_CACHE`` (default ``~/.cache/stapes``) by a hash of what defines them, so a
 second run costs nothing. Evaluation material comes only from the TEST-ONLY voices and the
-real recordings that ``pysptk`` and ``amfm-decompy`` ship.
+real recordings that ``pysptk`` and ``amfm-decompy`` ship (and, when asked for, the natural
+TEST-ONLY voice).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import numpy as np
 from rced.audio import DEFAULT_SR, load_audio, write_audio
 from rced.errors import RcedError
 from rced.text import random_sentence
-from rced.tts import Prosody, Voice, natural_train_voices, synthesize, test_voices, train_voices
+from rced.tts import (
+    Prosody,
+    Voice,
+    natural_test_voices,
+    natural_train_voices,
+    synthesize,
+    test_voices,
+    train_voices,
+)
 
 EVAL_SNRS = (-5.0, 0.0, 5.0, 10.0)
 
@@ -64,12 +73,22 @@ def train_utterances(n: int, seed: int) -> list[Utterance]:
     return plan_utterances(train_voices(), n, seed, natural=natural_train_voices())
 
 
+def _per_voice(voices: list[Voice], n_per_voice: int, seed: int) -> list[Utterance]:
+    """``n_per_voice`` utterances of each voice, voice ``k`` planned from seed ``seed + k``."""
+    out = []
+    for k, v in enumerate(voices):
+        out += plan_utterances([v], n_per_voice, seed + k)
+    return out
+
+
 def test_utterances(n_per_voice: int, seed: int) -> list[Utterance]:
     """TEST-ONLY voices, ``n_per_voice`` each."""
-    out = []
-    for k, v in enumerate(test_voices()):
-        out += plan_utterances([v], n_per_voice, seed * 31 + k + 7)
-    return out
+    return _per_voice(test_voices(), n_per_voice, seed * 31 + 7)
+
+
+def natural_test_utterances(n_per_voice: int, seed: int) -> list[Utterance]:
+    """The natural TEST-ONLY voice(s), ``n_per_voice`` each (seeds apart from :func:`test_utterances`'s)."""
+    return _per_voice(natural_test_voices(), n_per_voice, seed * 31 + 101)
 
 
 def _path_for(u: Utterance) -> Path:
@@ -197,16 +216,22 @@ class EvalItem:
 
 
 def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: int = 1234,
-             include_real: bool = True) -> list[EvalItem]:  # fmt: skip
+             include_real: bool = True, include_natural: bool = False) -> list[EvalItem]:  # fmt: skip
     """TEST-ONLY voices (and the real recordings) in babble of TRAIN-voice talkers at each SNR.
 
     The babble talkers come from a seed no training run uses, so no babble waveform is shared
-    with training; the target voices were never trained on.
+    with training; the target voices were never trained on. ``include_natural`` adds
+    ``n_per_voice`` sentences of the natural TEST-ONLY voice after everything else, so the
+    other items (levels, babble) are the same with or without it.
     """
     utts = test_utterances(n_per_voice, seed)
     speech = [(f"{u.voice.id}#{i}", a) for i, (u, a) in enumerate(zip(utts, load_utterances(utts, desc="eval speech")))]
     if include_real:
         speech += real_recordings()
+    if include_natural:
+        nat = natural_test_utterances(n_per_voice, seed)
+        audio = load_utterances(nat, desc="natural speech")
+        speech += [(f"{u.voice.id}#{i}", a) for i, (u, a) in enumerate(zip(nat, audio))]
     babble_utts = train_utterances(60, seed + 99991)
     pool = load_utterances(babble_utts, desc="eval babble")
     rng = np.random.default_rng(seed)

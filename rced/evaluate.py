@@ -1,7 +1,9 @@
 """Denoising evaluation: PESQ-wb, STOI, SI-SDR and their gains over the noisy input, per SNR.
 
 Rows: each SNR over the TEST-ONLY synthetic voices, their mean ("all"), and the real human
-recordings (mean over SNRs). Columns per system: absolute scores and deltas vs noisy.
+recordings (mean over SNRs; on request each recording too); the natural TEST-ONLY voice, when
+present, is a group of its own and never part of "all (test voices)". Columns per system:
+absolute scores and deltas vs noisy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from rced.audio import DEFAULT_SR, atomic_write_text, resample
 from rced.corpus import EvalItem
 from rced.metrics import all_metrics
+from rced.tts import natural_test_voices
 
 METRICS = ("pesq", "stoi", "si_sdr")
 System = Callable[[EvalItem], np.ndarray]
@@ -46,15 +49,19 @@ def _mean(vals: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy") -> list[dict]:
-    """Table rows: group (each SNR, all test voices, each voice, the real recordings) x system,
-    with means and gains over the noisy input."""
+def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy", *, per_recording: bool = False) -> list[dict]:
+    """Table rows: group (each SNR, all test voices, each voice, the real recordings, with
+    ``per_recording`` each recording, and the natural TEST-ONLY voice) x system, with means and
+    gains over the noisy input."""
     rows = []
     base = results[noisy_key]
+    natural = {v.id for v in natural_test_voices()}
 
     def groups(recs):
-        synth = [i for i, r in enumerate(recs) if not r["name"].startswith("real:")]
         real = [i for i, r in enumerate(recs) if r["name"].startswith("real:")]
+        nat = [i for i, r in enumerate(recs) if r["name"].split("#")[0] in natural]
+        apart = set(real) | set(nat)
+        synth = [i for i in range(len(recs)) if i not in apart]
         for snr in sorted({recs[i]["snr"] for i in synth}):
             yield f"{snr:g} dB", [i for i in synth if recs[i]["snr"] == snr]
         yield "all (test voices)", synth
@@ -64,6 +71,11 @@ def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy") -> list[
                 yield f"voice {v}", [i for i in synth if recs[i]["name"].split("#")[0] == v]
         if real:
             yield "real recordings", real
+            if per_recording:
+                for name in sorted({recs[i]["name"] for i in real}):
+                    yield f"recording {name.removeprefix('real:')}", [i for i in real if recs[i]["name"] == name]
+        if nat:
+            yield "natural TEST-ONLY voice", nat
 
     for group, idx in groups(base):
         for system, recs in results.items():
@@ -92,9 +104,10 @@ def write_results(out_stem: str | Path, payload: dict, rows: list[dict], preambl
     atomic_write_text(out_stem.with_suffix(".md"), preamble + to_markdown(rows))
 
 
-def standard_systems(denoiser, dtln_path: str | Path | None = None) -> dict[str, System]:
-    """noisy, spectral subtraction, oracle IRM, the model (and the DTLN peer when given)."""
-    from rced.baselines import DTLN, oracle_irm, spectral_subtraction
+def standard_systems(denoiser, dtln_path: str | Path | None = None,
+                     gtcrn_path: str | Path | None = None) -> dict[str, System]:  # fmt: skip
+    """noisy, spectral subtraction, oracle IRM, the model (and the DTLN and GTCRN peers when given)."""
+    from rced.baselines import DTLN, GTCRN, oracle_irm, spectral_subtraction
 
     sr = denoiser.sample_rate
     systems: dict[str, System] = {
@@ -107,4 +120,7 @@ def standard_systems(denoiser, dtln_path: str | Path | None = None) -> dict[str,
     if dtln_path is not None:
         dtln = DTLN(dtln_path)
         systems["DTLN peer (1M params)"] = lambda it: dtln.process(it.noisy)
+    if gtcrn_path is not None:
+        gtcrn = GTCRN(gtcrn_path)
+        systems["GTCRN peer (48K params)"] = lambda it: gtcrn.process(it.noisy)
     return systems

@@ -1,7 +1,9 @@
 """Offline speech synthesis from Debian's TTS engines and the bundled Piper voice.
 
 The voice split of DESIGN.md is fixed here: TRAIN voices for every training set,
-TEST-ONLY voices (and the two real recordings, see :mod:`rced.corpus`) for evaluation.
+TEST-ONLY voices (and the two real recordings, see :mod:`rced.corpus`) for evaluation. The
+natural TEST-ONLY voice (hibari ``heart``) is listed apart, by :func:`natural_test_voices`, so
+that it is only evaluated when asked for and never joins the robotic voices' aggregates.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ ESPEAK_LANGS = (
 class Voice:
     """One synthetic voice: engine plus the engine's own voice name."""
 
-    engine: str  # espeak | flite | festival | piper
+    engine: str  # espeak | flite | festival | piper | hibari
     name: str
 
     @property
@@ -72,6 +74,13 @@ def test_voices() -> list[Voice]:
     """TEST-ONLY split (never trained on)."""
     return [Voice("flite", "rms"), Voice("festival", "ked_diphone"),
             Voice("festival", "cmu_us_slt_arctic_hts")]  # fmt: skip
+
+
+def natural_test_voices() -> list[Voice]:
+    """TEST-ONLY natural voice: ``heart`` of the ``hibari-tts`` package (distilled from a Kokoro
+    voice). Kept out of :func:`test_voices` so the existing test aggregates do not move; never
+    trained on, never used to calibrate, build dictionaries or choose settings."""
+    return [Voice("hibari", "heart")]
 
 
 def natural_train_voices() -> list[Voice]:
@@ -128,10 +137,32 @@ def _synth_piper(text: str, prosody: Prosody, seed: int) -> np.ndarray:
     return resample(audio.astype(np.float32), sr, DEFAULT_SR)
 
 
+@functools.lru_cache(maxsize=2)
+def _hibari_voice(name: str):
+    try:
+        from hibari import Hibari
+    except ImportError as exc:
+        raise RcedError(f"hibari voice unavailable ({exc}); pip install hibari-tts") from None
+    return Hibari(voice=name, threads=1)
+
+
+def _synth_hibari(text: str, voice: Voice, prosody: Prosody, seed: int) -> np.ndarray:
+    """hibari at ``speed = 1 / stretch`` with its noise component seeded (reproducible). The
+    engine has no pitch control, and a resampling shift would move the formants too (another,
+    less natural voice), so ``prosody.pitch`` is not applied."""
+    from rced.audio import resample
+
+    tts = _hibari_voice(voice.name)
+    audio = np.asarray(tts(text, speed=1.0 / prosody.stretch, seed=seed), np.float32)
+    return resample(audio, tts.sample_rate, DEFAULT_SR)
+
+
 def synthesize(text: str, voice: Voice, prosody: Prosody = Prosody(), seed: int = 0) -> np.ndarray:
     """Speak ``text`` with ``voice``: 16 kHz mono float32."""
     if voice.engine == "piper":
         return _synth_piper(text, prosody, seed)
+    if voice.engine == "hibari":
+        return _synth_hibari(text, voice, prosody, seed)
     what = f"tts {voice.id}"
     with tempfile.TemporaryDirectory(prefix="stapes_tts_") as tmp:
         wav = os.path.join(tmp, "out.wav")

@@ -1,4 +1,4 @@
-"""Tests for rced.baselines: spectral subtraction, the oracle IRM bound and the DTLN peer runner."""
+"""Tests for rced.baselines: spectral subtraction, the oracle IRM bound and the DTLN and GTCRN peer runners."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rced.baselines import DTLN, oracle_irm, spectral_subtraction
+from rced.baselines import DTLN, GTCRN, oracle_irm, spectral_subtraction
 from rced.errors import RcedError
 from rced.metrics import si_sdr
 
@@ -15,6 +15,8 @@ SR = 16000
 REPO = Path(__file__).resolve().parents[2]
 DTLN_DIR = REPO.parent / "shared" / "peers" / "dtln"
 needs_dtln = pytest.mark.skipif(not DTLN_DIR.is_dir(), reason=f"DTLN peer models not found at {DTLN_DIR}")
+GTCRN_DIR = REPO.parent / "shared" / "peers" / "gtcrn"
+needs_gtcrn = pytest.mark.skipif(not GTCRN_DIR.is_dir(), reason=f"GTCRN peer models not found at {GTCRN_DIR}")
 
 
 def envelope(n: int) -> np.ndarray:
@@ -181,3 +183,61 @@ def test_dtln_matches_streaming_loop(dtln, mixture):
         chunk = stream[b * 128 : b * 128 + 128]
         chunk[:] = out_buf[: len(chunk)]
     np.testing.assert_allclose(dtln.process(x), stream[384:], atol=1e-5)
+
+
+# ---------------------------------------------------------------- GTCRN peer
+
+
+@pytest.fixture(scope="module")
+def gtcrn() -> GTCRN:
+    return GTCRN(GTCRN_DIR)
+
+
+@needs_gtcrn
+def test_gtcrn_shape_finite_and_denoises(gtcrn, mixture):
+    clean, noisy = mixture
+    for n in (257, 4000, 4001):  # shortest accepted input, a multiple of the hop and not
+        out = gtcrn.process(noisy[:n])
+        assert out.shape == (n,) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert si_sdr(clean, gtcrn.process(noisy)) > si_sdr(clean, noisy) + 5.0  # measured +12.5 dB
+
+
+@needs_gtcrn
+def test_gtcrn_is_causal(gtcrn, mixture):
+    """Changing the input from sample t on leaves the output before t - 511 untouched: the model
+    is causal in frames and a centred 512-sample frame reaches 511 samples ahead."""
+    _, noisy = mixture
+    x = noisy[: SR].copy()
+    t = 8100
+    changed = x.copy()
+    changed[t:] = np.random.default_rng(1).standard_normal(len(x) - t).astype(np.float32)
+    a, b = gtcrn.process(x), gtcrn.process(changed)
+    np.testing.assert_allclose(a[: t - 511], b[: t - 511], atol=1e-6)
+    assert np.abs(a[t:] - b[t:]).max() > 1e-2  # the change does reach the output after t
+
+
+@needs_gtcrn
+def test_gtcrn_stft_reconstructs(gtcrn):
+    """The README's STFT pair is an identity on its own (reflect-padded ends included)."""
+    x = np.random.default_rng(2).standard_normal(5000)
+    spec = gtcrn._stft(x)
+    assert spec.shape == (257, 1 + 5000 // 256)
+    np.testing.assert_allclose(gtcrn._istft(spec, len(x)), x, atol=1e-9)
+
+
+@needs_gtcrn
+def test_gtcrn_default_folder_and_short_input(gtcrn, monkeypatch):
+    monkeypatch.chdir(REPO)  # default: ../shared/peers/gtcrn from the cwd
+    assert GTCRN().model_path.resolve() == (GTCRN_DIR / "gtcrn_dns3.onnx").resolve()
+    with pytest.raises(RcedError, match="need more than 256"):
+        gtcrn.process(np.zeros(256, np.float32))
+
+
+def test_gtcrn_missing_folder_or_model(tmp_path):
+    with pytest.raises(RcedError, match="GTCRN model folder not found"):
+        GTCRN(tmp_path / "nope")
+    with pytest.raises(RcedError, match="GTCRN model file not found"):
+        GTCRN(tmp_path)
+    (tmp_path / "gtcrn_dns3.onnx").write_bytes(b"not an onnx graph")
+    with pytest.raises(RcedError, match="cannot load ONNX model"):
+        GTCRN(tmp_path)

@@ -4,8 +4,10 @@ import pytest
 from rced.corpus import (
     EvalItem,
     Utterance,
+    eval_set,
     make_babble,
     mix,
+    natural_test_utterances,
     plan_utterances,
     real_recordings,
     rms,
@@ -16,7 +18,7 @@ from rced.corpus import (
 from rced.corpus import test_utterances as plan_test_utterances
 from rced.errors import RcedError
 from rced.text import common_words, random_sentence
-from rced.tts import Prosody, Voice, synthesize, train_voices
+from rced.tts import Prosody, Voice, natural_test_voices, synthesize, train_voices
 from rced.tts import test_voices as list_test_voices
 
 
@@ -26,10 +28,13 @@ def test_voice_split_is_disjoint_and_complete():
     assert {"flite:kal16", "flite:awb", "flite:slt", "festival:kal_diphone", "piper:joe"} <= train
     assert test == {"flite:rms", "festival:ked_diphone", "festival:cmu_us_slt_arctic_hts"}
     assert sum(v.engine == "espeak" for v in train_voices()) > 100  # every English voice x variant
+    natural = {v.id for v in natural_test_voices()}
+    assert natural == {"hibari:heart"} and not natural & (train | test)  # TEST-ONLY, listed apart
 
 
 @pytest.mark.parametrize("voice", [Voice("espeak", "en-us+Alex"), Voice("flite", "kal16"), Voice("flite", "rms"),
-                                   Voice("festival", "kal_diphone"), Voice("piper", "joe")], ids=lambda v: v.id)
+                                   Voice("festival", "kal_diphone"), Voice("piper", "joe"), Voice("hibari", "heart")],
+                         ids=lambda v: v.id)  # fmt: skip
 def test_every_engine_speaks(voice):
     a = synthesize("volume up please", voice, Prosody(1.1, 1.0), seed=3)
     assert a.dtype == np.float32 and 0.4 < len(a) / 16000 < 4.0
@@ -47,6 +52,26 @@ def test_plans_are_deterministic_and_seed_dependent():
     assert all(u.voice in list_test_voices() for u in plan_test_utterances(3, 1))
     natural = sum(u.voice.engine != "espeak" for u in train_utterances(200, 0))
     assert 70 < natural < 130  # half the utterances from the natural-sounding voices
+
+
+def test_eval_set_adds_the_natural_voice_only_when_asked(tmp_path, monkeypatch):
+    """include_natural appends the natural voice's items; every other item (level, babble) is unchanged."""
+    import rced.corpus as corpus
+
+    monkeypatch.setenv("STAPES_CACHE", str(tmp_path))
+    espeak = [Voice("espeak", "en-us")]  # small plans keep the test fast; the natural voice is the real one
+    monkeypatch.setattr(corpus, "test_utterances", lambda n, seed: plan_utterances(espeak, n, seed, n_words=(3, 4)))
+    monkeypatch.setattr(corpus, "train_utterances", lambda n, seed: plan_utterances(espeak, 3, seed, n_words=(3, 4)))
+    kw = {"n_per_voice": 1, "snrs": (0.0, 5.0), "include_real": False}
+    base = eval_set(**kw)
+    more = eval_set(**kw, include_natural=True)
+    assert len(more) == len(base) + 2 and {it.name for it in base} == {"espeak:en-us#0"}
+    for a, b in zip(base, more):
+        assert a.name == b.name and a.snr == b.snr
+        np.testing.assert_array_equal(a.noisy, b.noisy)
+    assert [it.name for it in more[len(base):]] == ["hibari:heart#0", "hibari:heart#0"]
+    assert all(u.voice in natural_test_voices() for u in natural_test_utterances(2, 1234))
+    assert not any(it.name.startswith("hibari:") for it in eval_set(**kw))  # off by default
 
 
 def test_text_comes_from_the_word_list():
