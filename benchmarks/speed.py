@@ -7,7 +7,7 @@ in the same script on the same files: DTLN (its TFLite pair through LiteRT, fram
 streams) and GTCRN (its ONNX graph through onnxruntime, one thread, whole utterances). The machine
 and its load are recorded beside the numbers: times vary with what else runs.
 
-Writes benchmarks/results/speed.{json,md}. Run: python benchmarks/speed.py [--n-per-voice 6] [--repeats 3]
+Writes benchmarks/results/speed.{json,md}. Run: python benchmarks/speed.py [--n-per-voice 10] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def peer_rtfs(files: list[Path], seconds: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-per-voice", type=int, default=6, help="sentences per TEST-ONLY voice (default 6)")
+    ap.add_argument("--n-per-voice", type=int, default=10, help="sentences per TEST-ONLY voice (default 10: about 190 s)")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is reported")
     ap.add_argument("--out", default=str(ROOT / "results" / "speed"), help="results path without suffix")
     args = ap.parse_args(argv)

@@ -407,7 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--json", action="store_true", help="print the manifest's path as one JSON object")
     md.set_defaults(func=cmd_make_dataset)
 
-    li = sub.add_parser("listen", help="streaming command spotting over a long recording (or a live microphone)")
+    li = add_command(sub, "listen", "streaming command spotting over a long recording (or a live microphone)", [
+        "grammar listen meeting.wav --json              # one JSON line per detection, as soon as it is final",
+        "grammar listen - --backend int8     # a WAV stream on stdin, e.g. from `arecord -f S16_LE -r 16000 -t wav`"],
+        description="Spot the grammar's commands in a long recording, streamed through the chain in blocks of "
+                    "--hop-s, as a device listens: every --hop-s the last --window-s of speech is decoded against "
+                    "the grammar, and each detection is printed as soon as it is final (start and end in seconds, "
+                    "score, command). Files are read block by block with a progress bar on a terminal; Ctrl-C "
+                    "keeps every detection printed so far. For one utterance per file use `grammar recognize`.")  # fmt: skip
     li.add_argument("input", nargs="?", default=None,
                     help="audio file (any rate/channels libsndfile reads), read block by block; - reads a WAV "
                          "stream from standard input (e.g. `arecord -f S16_LE -r 16000 | grammar listen -`)")  # fmt: skip
@@ -420,7 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chain_args(li)
     li.set_defaults(func=cmd_listen)
 
-    de = sub.add_parser("demo", help="commands by a TEST-ONLY voice in babble, spotted live; WAVs, picture, index.html")
+    de = add_command(sub, "demo", "commands by a TEST-ONLY voice in babble, spotted live; WAVs, picture, index.html", [
+        "grammar demo -o demo_out/commands --backend int8    # the device chain (scripts/demo.sh, part 2)",
+        "grammar demo -o scene_10db --snr 10 --seed 3 --n-commands 6"],
+        description="Synthesise a scene (commands spoken by a TEST-ONLY voice among other sentences in continuous "
+                    "babble), stream it through the chain as `grammar listen` does, and print each detection "
+                    "against the truth; writes the clean, noisy and enhanced WAVs, a spectrogram with the "
+                    "detections marked, result.json and index.html.")  # fmt: skip
     de.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     de.add_argument("--snr", type=float, default=20.0,
                     help="speech-to-babble ratio in dB over the speech (default 20: where the shipped AM "
