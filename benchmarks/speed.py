@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 def to_markdown(res: dict) -> str:
     m = res["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, LiteRT {m['litert']}; load average "
-             f"{m['load_average_at_start'][0]} at the start and {res['load_average_at_end'][0]} at the end (other "
-             "work was running).",
+             f"{m['load_average_at_start'][0]} at the start and {res['load_average_at_end'][0]} at the end (the "
+             "1-minute load of a 2-core machine: above 2, other work competed for the cores).",
              f"Data: {res['data']}. Each command is a fresh process (start-up included: `python -m ...`), the "
              f"median of its runs; importing the runtime (`rced.denoiser`, `grammar.recognizer`) takes "
              f"{res['import_s']} s in all.", "",

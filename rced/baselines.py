@@ -115,6 +115,8 @@ class DTLN:
         """Load both stages from ``model_dir`` (default: ``../shared/peers/dtln`` from the working directory)."""
         from ai_edge_litert.interpreter import Interpreter
 
+        from rced.runtime import silenced_stderr
+
         folder = Path(model_dir) if model_dir is not None else Path.cwd().parent / "shared" / "peers" / "dtln"
         if not folder.is_dir():
             raise RcedError(f"{folder}: DTLN model folder not found")
@@ -127,8 +129,9 @@ class DTLN:
             if not path.is_file():
                 raise RcedError(f"{path}: DTLN model file not found")
             try:
-                interp = Interpreter(model_path=str(path), num_threads=num_threads)
-                interp.allocate_tensors()
+                with silenced_stderr():  # LiteRT announces its XNNPACK delegate on stderr
+                    interp = Interpreter(model_path=str(path), num_threads=num_threads)
+                    interp.allocate_tensors()
             except (RuntimeError, ValueError) as exc:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise RcedError(f"{path}: cannot load TFLite model ({msg})") from None
