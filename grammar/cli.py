@@ -294,7 +294,7 @@ def _shipped_am_config():
 
 def build_parser() -> argparse.ArgumentParser:
     from grammar.config import AMTrainConfig
-    from rced.cli import add_command, add_commands, add_schedule_args
+    from rced.cli import add_command, add_commands, add_run_args, add_schedule_args
 
     p = argparse.ArgumentParser(prog="grammar", description="CTC command recognizer with grammar augmentation.")
     sub = add_commands(p)
@@ -320,16 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpus seeds: each adds --utterances different utterances (default: 0 1)")
     t.add_argument("--denoiser", default=None,
                    help="denoiser model folder the enhanced training features go through (default: the shipped one)")
-    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
-                   help="tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
-                        "multiworker (several machines, TF_CONFIG) (default %(default)s)")  # fmt: skip
-    t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
-    t.add_argument("--max-epochs-this-run", type=int, default=None,
-                   help="stop after N epochs; run again to resume (default: until --epochs)")
-    t.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
-    t.add_argument("--export", type=Path, default=None,
-                   help="model folder to write when training ends (default: RUN_DIR/model)")
-    t.add_argument("--json", action="store_true", help="print the run's state as one JSON line")
+    add_run_args(t)
     t.set_defaults(func=cmd_train_am)
 
     tr = add_command(sub, "transcribe", "greedy CTC transcript of audio files", [

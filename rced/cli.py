@@ -344,6 +344,20 @@ def add_schedule_args(p: argparse.ArgumentParser, tc) -> None:
     p.add_argument("--seed", type=int, default=tc.seed, help="weights and batch order (default %(default)s)")
 
 
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """How a training run is carried out and exported (every trainer's command takes the same)."""
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
+                        "multiworker (several machines, TF_CONFIG) (default %(default)s)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
+    p.add_argument("--max-epochs-this-run", type=int, default=None,
+                   help="stop after N epochs; run again to resume (default: until --epochs)")
+    p.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
+    p.add_argument("--export", type=Path, default=None,
+                   help="model folder to write when training ends (default: RUN_DIR/model)")
+    p.add_argument("--json", action="store_true", help="print the run's state as one JSON line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rced.config import ModelConfig, TrainConfig
 
@@ -384,16 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic TRAIN-voice utterances (default 4000; a resumed run keeps its own)")
     t.add_argument("--data-seed", type=int, default=None,
                    help="which utterances: texts, voices, prosody (default 0; a resumed run keeps its own)")
-    t.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
-                   help="tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
-                        "multiworker (several machines, TF_CONFIG) (default %(default)s)")  # fmt: skip
-    t.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
-    t.add_argument("--max-epochs-this-run", type=int, default=None,
-                   help="stop after N epochs; run again to resume (default: until --epochs)")
-    t.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
-    t.add_argument("--export", type=Path, default=None,
-                   help="model folder to write when training ends (default: RUN_DIR/model)")
-    t.add_argument("--json", action="store_true", help="print the run's state as one JSON line")
+    add_run_args(t)
     t.set_defaults(func=cmd_train)
 
     d = add_command(sub, "denoise", "denoise audio files", [
