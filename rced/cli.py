@@ -51,7 +51,8 @@ def _train_config(args: argparse.Namespace):
 
     return TrainConfig(
         model=ModelConfig(arch=args.arch, frontend=FrontendConfig.preset(args.preset),
-                          input_feature=args.input_feature, width_mult=_width_mult(args)),  # fmt: skip
+                          input_feature=args.input_feature, width_mult=_width_mult(args),
+                          n_bands=args.n_bands if args.n_bands or args.arch != "bced" else 48),  # fmt: skip
         target=args.target, loss_compress=args.loss_compress, batch_frames=args.batch_frames,
         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
     )  # fmt: skip
@@ -374,8 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "model.keras) is written when the last epoch ends; give it to --model of denoise, stream "
                     "and evaluate.")  # fmt: skip
     t.add_argument("run_dir", type=Path, help="run folder: prepared data, checkpoints, log.csv; rerun to resume")
-    t.add_argument("--arch", default=mc.arch, choices=["rced", "crced"],
-                   help="rced: the R-CED network (shipped); crced: its cascaded variant (default %(default)s)")
+    t.add_argument("--arch", default=mc.arch, choices=["rced", "crced", "bced"],
+                   help="rced: the R-CED network (shipped); crced: its cascaded variant; bced: R-CED on bands "
+                        "(see --n-bands) (default %(default)s)")  # fmt: skip
+    t.add_argument("--n-bands", type=int, default=None,
+                   help="bced only: bands the input spectrum is compressed to, identity below 300 Hz and "
+                        "ERB-like triangles above (default 48 with --arch bced)")  # fmt: skip
     t.add_argument("--preset", default="default", choices=["default", "paper"],
                    help="front-end: default 16 kHz, 256-point sqrt-Hann, hop 128; paper: the R-CED paper's "
                         "8 kHz, 256-point Hamming, hop 64 (default %(default)s)")  # fmt: skip

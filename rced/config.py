@@ -89,6 +89,7 @@ class ModelConfig:
     # the listener's gain shaping (rced.denoiser.shape_gain), after the network, before the floor:
     mask_release: float = 0.0  # one-pole release in [0, 1): the mask never falls below its running mean
     mask_exponent: float = 1.0  # gain = mask ** exponent, in (0, 2]: below 1 spares uncertain bins
+    n_bands: int | None = None  # bced only: bands the input is compressed to (rced.features.band_matrix)
 
     def __post_init__(self) -> None:
         input_feature_exponent(self.input_feature)
@@ -99,6 +100,14 @@ class ModelConfig:
         e = self.mask_exponent
         if not (isinstance(e, (int, float)) and math.isfinite(e) and 0.0 < e <= 2.0):
             raise RcedError(f"mask exponent {e!r}: expected a number in (0, 2]")
+        if (self.arch == "bced") != (self.n_bands is not None):
+            raise RcedError(f"n_bands {self.n_bands!r}: arch 'bced' needs a band count, other archs none")
+        if self.n_bands is not None:
+            if not isinstance(self.n_bands, int) or isinstance(self.n_bands, bool):
+                raise RcedError(f"n_bands {self.n_bands!r}: expected an integer")
+            from rced.features import band_matrix  # checks the range for this front-end
+
+            band_matrix(self.frontend.n_bins, self.n_bands, self.frontend.sample_rate)
 
     @property
     def shapes_gain(self) -> bool:

@@ -61,3 +61,44 @@ def model_inputs(mag: np.ndarray, cfg: ModelConfig, norm: Normalizer) -> np.ndar
     feats = norm.apply(compress(mag, cfg.input_feature))
     silence = norm.apply(compress(np.zeros((1, mag.shape[1]), np.float32), cfg.input_feature))[0]
     return context_windows(feats, cfg.frontend.context, silence)[:, :, None, :]
+
+
+LINEAR_BELOW_HZ = 300.0  # bins below this frequency keep a band of their own (identity rows)
+
+
+def band_matrix(n_bins: int, n_bands: int, sample_rate: int) -> np.ndarray:
+    """(n_bands, n_bins) hat functions: identity below LINEAR_BELOW_HZ, then triangles spaced
+    evenly on log(1 + f / f_b) (ERB-rate at f_b = 229 Hz; f_b grows, towards linear, until every
+    band holds a bin). Every column sums to 1 (the bands partition each bin), so the mask
+    expansion is the transpose and a constant band mask gives the same constant bin mask."""
+    if n_bands == n_bins:
+        return np.eye(n_bins, dtype=np.float32)
+    freqs = np.arange(n_bins) * (sample_rate / 2) / (n_bins - 1)
+    n_lin = int(np.sum(freqs < LINEAR_BELOW_HZ))
+    if not n_lin + 2 <= n_bands <= n_bins:
+        raise RcedError(f"n_bands {n_bands}: expected {n_lin + 2}..{n_bins} at {sample_rate} Hz with {n_bins} bins")
+    f_b = 229.0
+    while True:  # centres as fractional bin positions, one bin apart at least
+        warp = np.log1p(freqs / f_b)
+        u = np.linspace(warp[n_lin], warp[-1], n_bands - n_lin)
+        centres = np.interp(u, warp, np.arange(n_bins, dtype=np.float64))
+        if np.min(np.diff(centres)) >= 1.0 - 1e-9:
+            break
+        f_b *= 1.25
+    m = np.zeros((n_bands, n_bins))
+    m[np.arange(n_lin), np.arange(n_lin)] = 1.0
+    for k in range(n_lin, n_bins):
+        j = min(int(np.searchsorted(centres, k, side="right")) - 1, len(centres) - 2)
+        t = (k - centres[j]) / (centres[j + 1] - centres[j])
+        m[n_lin + j, k] += 1.0 - t
+        m[n_lin + j + 1, k] += t
+    return m.astype(np.float32)
+
+
+def band_compression(n_bins: int, n_bands: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(compress (n_bins, n_bands), expand (n_bands, n_bins)): compress takes each band's weighted
+    mean of its bins (rows normalised); expand gives each bin the weighted mean of its bands' gains."""
+    m = band_matrix(n_bins, n_bands, sample_rate).astype(np.float64)
+    compress_ = (m / m.sum(axis=1, keepdims=True)).T
+    expand = m / m.sum(axis=0, keepdims=True)
+    return compress_.astype(np.float32), expand.astype(np.float32)

@@ -19,7 +19,10 @@ RCED_FILTERS = (12, 16, 20, 24, 32, 24, 20, 16, 12)
 RCED_WIDTHS = (13, 11, 9, 7, 7, 7, 9, 11, 13)
 CRCED_BLOCK = ((18, 9), (30, 5), (8, 9))
 CRCED_REPEATS = 5
-ARCHES = ("rced", "crced")
+# bced: band-compressed R-CED (rced.features.band_compression, fixed matrices), dilated along bands
+BCED_WIDTHS = (7, 5, 5, 5, 5, 5, 5, 5, 7)
+BCED_DILATIONS = (1, 1, 2, 2, 4, 2, 2, 1, 1)
+ARCHES = ("rced", "crced", "bced")
 # Named R-CED sizes (``rced train --size``): width multipliers for smaller microcontrollers.
 # MACs per frame and quality of each: benchmarks/results/denoiser_presets.md.
 SIZES = {"full": 1.0, "lite": 0.5, "micro": 0.35, "nano": 0.25}
@@ -29,8 +32,9 @@ def _scaled(f: int, mult: float) -> int:
     return max(1, int(round(f * mult)))
 
 
-def _cbr(x, filters: int, width: int, name: str):
-    x = layers.Conv2D(filters, (width, 1), padding="same", use_bias=False, name=f"{name}_conv")(x)
+def _cbr(x, filters: int, width: int, name: str, dilation: int = 1):
+    x = layers.Conv2D(filters, (width, 1), padding="same", dilation_rate=(dilation, 1), use_bias=False,
+                      name=f"{name}_conv")(x)  # fmt: skip
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
@@ -40,7 +44,16 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
     bins, ctx = cfg.frontend.n_bins, cfg.frontend.context
     inp = keras.Input((bins, 1, ctx), batch_size=batch_size, name="noisy_features")
     x = inp
-    if cfg.arch == "rced":
+    fixed = []
+    out_width = bins
+    if cfg.arch == "bced":  # (bins, 1, ctx) -> (ctx, 1, bins) -> fixed 1x1 conv -> (bands, 1, ctx)
+        out_width = cfg.n_bands
+        x = layers.Permute((3, 2, 1), name="to_bins_last")(x)
+        fixed.append(layers.Conv2D(cfg.n_bands, 1, use_bias=False, trainable=False, name="band_compress"))
+        x = layers.Permute((3, 2, 1), name="to_bands_first")(fixed[-1](x))
+        for i, (f, w, d) in enumerate(zip(RCED_FILTERS, BCED_WIDTHS, BCED_DILATIONS)):
+            x = _cbr(x, _scaled(f, cfg.width_mult), w, f"l{i + 1}", d)
+    elif cfg.arch == "rced":
         for i, (f, w) in enumerate(zip(RCED_FILTERS, RCED_WIDTHS)):
             x = _cbr(x, _scaled(f, cfg.width_mult), w, f"l{i + 1}")
     elif cfg.arch == "crced":
@@ -53,15 +66,25 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
                 prev[j] = x
     else:
         raise RcedError(f"unknown architecture {cfg.arch!r} (choose from {', '.join(ARCHES)})")
-    x = layers.Conv2D(1, (bins, 1), padding="same", name="out_conv")(x)
-    x = layers.Reshape((bins,), name="out_flat")(x)
+    x = layers.Conv2D(1, (out_width, 1), padding="same", name="out_conv")(x)
+    x = layers.Reshape((out_width,), name="out_flat")(x)
+    if cfg.arch == "bced":  # each bin: the weighted mean of the values of its bands
+        fixed.append(layers.Dense(bins, use_bias=False, trainable=False, name="band_expand"))
+        x = fixed[-1](x)
     if cfg.output == "mask":
         x = layers.Activation("sigmoid", name="mask")(x)
     elif cfg.output == "magnitude":
         x = layers.ReLU(name="magnitude")(x)
     else:
         raise RcedError(f"unknown model output {cfg.output!r}")
-    return keras.Model(inp, x, name=cfg.arch)
+    model = keras.Model(inp, x, name=cfg.arch)
+    if fixed:
+        from rced.features import band_compression
+
+        comp, expand = band_compression(bins, cfg.n_bands, cfg.frontend.sample_rate)
+        fixed[0].set_weights([comp[None, None]])
+        fixed[1].set_weights([expand])
+    return model
 
 
 def traced_call(model: keras.Model, x, shape: tuple) -> np.ndarray:
@@ -84,14 +107,20 @@ def count_params(model: keras.Model) -> int:
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D):
             k = layer.kernel.shape
-            total += int(k[0] * k[1] * k[2] * k[3]) + int(k[3])  # folded BN gives every conv a bias
+            bias = int(k[3]) if layer.trainable else 0  # folded BN gives every trained conv a bias
+            total += int(k[0] * k[1] * k[2] * k[3]) + bias
+        elif isinstance(layer, layers.Dense):
+            total += int(np.prod(layer.kernel.shape)) + (int(layer.units) if layer.use_bias else 0)
     return total
 
 
 def macs_per_frame(model: keras.Model) -> int:
-    """Multiply-accumulates for one output frame (convolutions; element-wise ops excluded)."""
+    """Multiply-accumulates for one output frame (convolutions and dense layers, the fixed band
+    matrices counted dense as the device runs them; element-wise ops excluded)."""
     total = 0
     for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
         if isinstance(layer, layers.Conv2D):
             k = layer.kernel.shape
             out_positions = int(layer.output.shape[1]) * int(layer.output.shape[2])

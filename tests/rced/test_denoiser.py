@@ -92,9 +92,11 @@ def random_model_folder(folder, preset: str = "default", **cfg):
 
 @pytest.mark.parametrize("output,gain", [("mask", {}), ("magnitude", {}),
                                          ("mask", {"mask_release": 0.6, "mask_exponent": 0.8}),
-                                         ("magnitude", {"mask_release": 0.3, "mask_exponent": 1.5})])  # fmt: skip
+                                         ("magnitude", {"mask_release": 0.3, "mask_exponent": 1.5}),
+                                         ("mask", {"arch": "bced", "n_bands": 48, "width_mult": 0.5})])  # fmt: skip
 def test_streaming_equals_offline_for_each_output_kind(tmp_path, output, gain):
-    """The release's state carries across blocks, so streaming equals offline with gain shaping too."""
+    """The release's state carries across blocks, so streaming equals offline with gain shaping
+    too, and for the band-compressed architecture."""
     den = Denoiser.load(random_model_folder(tmp_path / "m", output=output, mask_floor=0.1, **gain))
     x = (speechlike(16000, 0.7) + 0.02 * np.random.default_rng(1).standard_normal(11200)).astype(np.float32)
     ref = den.denoise(x, 16000)

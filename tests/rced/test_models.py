@@ -51,3 +51,47 @@ def test_only_frequency_receptive_field_is_causal():
 def test_unknown_arch():
     with pytest.raises(RcedError, match="unknown architecture"):
         build_model(ModelConfig(arch="lstm"))
+
+
+@pytest.mark.parametrize("bins,bands,sr", [(129, 48, 16000), (129, 32, 8000), (129, 129, 16000)])
+def test_band_matrix_partitions_every_bin(bins, bands, sr):
+    from rced.features import band_compression, band_matrix
+
+    m = band_matrix(bins, bands, sr)
+    assert m.shape == (bands, bins) and np.all(m >= 0)
+    np.testing.assert_allclose(m.sum(axis=0), 1.0, atol=1e-6)  # each bin shared out whole
+    assert np.all(m.sum(axis=1) > 0)  # no empty band
+    low = int(np.sum(np.arange(bins) * sr / 2 / (bins - 1) < 300))
+    np.testing.assert_array_equal(m[:low, :low], np.eye(low))  # identity below 300 Hz
+    comp, expand = band_compression(bins, bands, sr)
+    np.testing.assert_allclose(comp.sum(axis=0), 1.0, atol=1e-6)  # bands are weighted means of bins
+    np.testing.assert_allclose(np.full((1, bands), 0.37, np.float32) @ expand, 0.37, atol=1e-7)
+
+
+@pytest.mark.parametrize("cfg", [dict(n_bands=200), dict(n_bands=3), dict(n_bands=48.0), dict(arch="bced"),
+                                 dict(arch="rced", n_bands=48)])  # fmt: skip
+def test_bad_band_counts_are_refused(cfg):
+    with pytest.raises(RcedError, match="n_bands"):
+        ModelConfig(**{"arch": "bced", **cfg})
+
+
+def test_bced_constant_band_mask_gives_that_mask_on_every_bin():
+    m = build_model(ModelConfig(arch="bced", n_bands=48, width_mult=0.5))
+    out = m.get_layer("out_conv")
+    k, b = out.get_weights()
+    out.set_weights([np.zeros_like(k), np.full_like(b, 0.8)])  # band logits all 0.8
+    y = np.asarray(m(np.random.default_rng(0).standard_normal((2, 129, 1, 8)).astype(np.float32)))
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-0.8)), atol=1e-6)
+    assert not m.get_layer("band_compress").trainable and not m.get_layer("band_expand").trainable
+
+
+def test_bced_fits_50_mmac_per_second_and_converts_to_tflm_int8():
+    from firmware_export.convert import convert_int8
+
+    cfg = ModelConfig(arch="bced", n_bands=48, width_mult=0.5)
+    m = build_model(cfg, batch_size=1)
+    mmac_s = macs_per_frame(m) * cfg.frontend.frame_rate / 1e6
+    assert 30 <= mmac_s <= 50  # 37.7 MMAC/s, band matrices included
+    x = np.random.default_rng(1).standard_normal((16, 129, 1, 8)).astype(np.float32)
+    data = convert_int8(m, x, "bced")  # raises unless every op is a TFLM builtin in int8
+    assert len(data) < 32 * 1024
