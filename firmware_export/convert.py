@@ -241,10 +241,18 @@ RANGES_FILE = Path(__file__).with_name("calibration_ranges.json")
 _log = logging.getLogger("firmware_export")
 
 
+def _set_fields(value):
+    """A config as a dict without its unset (None) fields: an optional field added later, left unset,
+    keeps every recorded key valid."""
+    if isinstance(value, dict):
+        return {k: _set_fields(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def weights_digest(model, config, norm) -> str:
     """sha256 of a Keras model's weights (values, shapes, order), its config and its normalisation."""
-    h = hashlib.sha256(json.dumps([dataclasses.asdict(config), dataclasses.asdict(norm)], sort_keys=True,
-                                  default=str).encode())  # fmt: skip
+    settings = [_set_fields(dataclasses.asdict(config)), dataclasses.asdict(norm)]
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for w in model.get_weights():
         w = np.ascontiguousarray(w)
         h.update(f"{w.dtype.str}{w.shape}".encode())
