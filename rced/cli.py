@@ -6,6 +6,7 @@ Every command exits non-zero with a one-line ``rced: error: <file>: <problem>`` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -46,14 +47,22 @@ def _width_mult(args: argparse.Namespace) -> float:
     return 1.0 if width is None else width
 
 
+def _frontend(args: argparse.Namespace):
+    from rced.config import FrontendConfig
+
+    fe = FrontendConfig.preset(args.preset)
+    return fe if args.context is None else dataclasses.replace(fe, context=args.context)
+
+
 def _train_config(args: argparse.Namespace):
-    from rced.config import FrontendConfig, ModelConfig, TrainConfig
+    from rced.config import ModelConfig, TrainConfig
 
     return TrainConfig(
-        model=ModelConfig(arch=args.arch, frontend=FrontendConfig.preset(args.preset),
+        model=ModelConfig(arch=args.arch, frontend=_frontend(args),
                           input_feature=args.input_feature, width_mult=_width_mult(args),
-                          n_bands=args.n_bands if args.n_bands or args.arch != "bced" else 48),  # fmt: skip
+                          n_bands=args.n_bands if args.n_bands is not None or args.arch != "bced" else 48),
         target=args.target, loss_compress=args.loss_compress, batch_frames=args.batch_frames,
+        reverb_share=args.reverb_share,
         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
     )  # fmt: skip
 
@@ -87,7 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     cfg = config_or_resume(args, build_parser(), _train_config)
     trainer = Trainer(args.run_dir, cfg, n_utts=args.utterances, data_seed=args.data_seed,
-                      strategy=args.strategy, init_from=args.init_from)  # fmt: skip
+                      pico_utterances=args.pico_utterances, strategy=args.strategy,
+                      init_from=args.init_from)  # fmt: skip
     return run_and_export(trainer, args)
 
 
@@ -384,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="default", choices=["default", "paper"],
                    help="front-end: default 16 kHz, 256-point sqrt-Hann, hop 128; paper: the R-CED paper's "
                         "8 kHz, 256-point Hamming, hop 64 (default %(default)s)")  # fmt: skip
+    t.add_argument("--context", type=int, default=None,
+                   help="causal STFT frames the denoiser sees per output frame, the current one included "
+                        "(default 8, the paper's; 32 is 256 ms at the default front-end)")  # fmt: skip
     t.add_argument("--input-feature", default=mc.input_feature,
                    help="compression of the noisy magnitude the network reads: log, or pow<exponent> such as "
                         "pow0.3 (default %(default)s)")  # fmt: skip
@@ -398,11 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss-compress", type=float, default=tc.loss_compress,
                    help="MSE on magnitudes raised to this power, 1 = plain MSE (default %(default)s)")
     t.add_argument("--batch-frames", type=int, default=tc.batch_frames, help="STFT frames per batch (default %(default)s)")
+    t.add_argument("--reverb-share", type=float, default=tc.reverb_share,
+                   help="share of utterances and babble tracks heard in simulated rooms, RT60 0.2-0.7 s; the "
+                        "target keeps the direct sound and 50 ms of early reflections (default %(default)s)")  # fmt: skip
     add_schedule_args(t, tc)
     t.add_argument("--utterances", type=int, default=None,
                    help="synthetic TRAIN-voice utterances (default 4000; a resumed run keeps its own)")
     t.add_argument("--data-seed", type=int, default=None,
                    help="which utterances: texts, voices, prosody (default 0; a resumed run keeps its own)")
+    t.add_argument("--pico-utterances", type=int, default=None,
+                   help="more utterances from the SVOX Pico TRAIN voices en-US and en-GB, planned apart "
+                        "(default 0; a resumed run keeps its own)")  # fmt: skip
     add_run_args(t)
     t.set_defaults(func=cmd_train)
 

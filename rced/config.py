@@ -29,6 +29,11 @@ class FrontendConfig:
     window: str = "sqrt_hann"  # sqrt_hann | hamming | hann
     context: int = 8  # frames fed to the denoiser: current + (context-1) past
 
+    def __post_init__(self) -> None:
+        c = self.context
+        if not (isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 256):
+            raise RcedError(f"context {c!r}: expected a whole number of frames in 1..256")
+
     @property
     def n_bins(self) -> int:
         return self.n_fft // 2 + 1
@@ -129,6 +134,12 @@ class TrainConfig:
     seed: int = 0
     snr_low: float = -5.0
     snr_high: float = 15.0
+    reverb_share: float = 0.0  # share of utterances and babble tracks heard in simulated rooms (rced.rooms)
+
+    def __post_init__(self) -> None:
+        r = self.reverb_share
+        if not (isinstance(r, (int, float)) and math.isfinite(r) and 0.0 <= r <= 1.0):
+            raise RcedError(f"reverb share {r!r}: expected a number in [0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +148,7 @@ class DataConfig:
 
     utterances: int = 4000  # synthetic TRAIN-voice utterances
     data_seed: int = 0  # which utterances (texts, voices, prosody)
+    pico_utterances: int = 0  # more, from the SVOX Pico TRAIN voices (rced.corpus.train_utterances)
 
 
 def to_dict(obj: Any) -> dict:

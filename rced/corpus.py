@@ -26,6 +26,7 @@ from rced.tts import (
     Voice,
     natural_test_voices,
     natural_train_voices,
+    pico_voices,
     synthesize,
     test_voices,
     train_voices,
@@ -68,9 +69,13 @@ def plan_utterances(voices: list[Voice], n: int, seed: int, *, natural_share: fl
     return out
 
 
-def train_utterances(n: int, seed: int) -> list[Utterance]:
-    """TRAIN-voice utterances: half natural-sounding voices (flite, festival, Piper), half espeak-ng."""
-    return plan_utterances(train_voices(), n, seed, natural=natural_train_voices())
+def train_utterances(n: int, seed: int, pico: int = 0) -> list[Utterance]:
+    """TRAIN-voice utterances: half natural-sounding voices (flite, festival, Piper), half espeak-ng,
+    then ``pico`` more from the SVOX Pico voices (planned apart, so the first ``n`` never change)."""
+    utts = plan_utterances(train_voices(), n, seed, natural=natural_train_voices())
+    if pico:
+        utts += plan_utterances(pico_voices(), pico, seed * 7919 + 17)
+    return utts
 
 
 def _per_voice(voices: list[Voice], n_per_voice: int, seed: int) -> list[Utterance]:

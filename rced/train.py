@@ -25,9 +25,10 @@ from rced.config import DataConfig, TrainConfig, load_json, save_json
 from rced.corpus import load_utterances, make_babble, train_utterances
 from rced.errors import RcedError
 from rced.features import Normalizer, compress, model_inputs
-from rced.frontend import stft
+from rced.frontend import n_frames, stft
 
 SEG_FRAMES = 32
+ROOMS = 48  # simulated rooms a run draws from when TrainConfig.reverb_share > 0
 DATA_CONFIG = "data_config.json"  # a run's DataConfig, beside train_config.json
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -48,22 +49,44 @@ def get_strategy(name: str):
 
 @dataclasses.dataclass
 class SpectralPool:
-    """Clean utterance spectra and long babble-track spectra to mix from."""
+    """Utterance spectra and long babble-track spectra to mix from. ``clean`` is the speech as the
+    microphone hears it; ``target``, where given, what the denoiser should keep of it (an utterance
+    in a simulated room: its direct sound and early reflections; None: the speech itself)."""
 
     clean: list[np.ndarray]
     babble: list[np.ndarray]
+    target: list[np.ndarray | None] | None = None
 
 
 def build_pool(utts_audio: list[np.ndarray], babble_audio: list[np.ndarray], cfg: TrainConfig,
                n_tracks: int = 24, track_s: float = 30.0, seed: int = 0) -> SpectralPool:  # fmt: skip
+    """Spectra of the utterances and of ``n_tracks`` babble tracks; ``cfg.reverb_share`` of each in
+    simulated rooms (rced.rooms), drawn from their own generator so a dry pool is what it always was."""
     fe = cfg.model.frontend
     rng = np.random.default_rng(seed)
     ctx = fe.context
-    clean = [s for s in (stft(a, fe) for a in utts_audio) if len(s) >= SEG_FRAMES + ctx]
-    if not clean:
+    long = [a for a in utts_audio if n_frames(len(a), fe) >= SEG_FRAMES + ctx]
+    if not long:
         raise RcedError("training set: no utterance is long enough for one segment")
-    tracks = [stft(make_babble(int(track_s * fe.sample_rate), babble_audio, rng), fe) for _ in range(n_tracks)]
-    return SpectralPool(clean, tracks)
+    tracks = [make_babble(int(track_s * fe.sample_rate), babble_audio, rng) for _ in range(n_tracks)]
+    if not cfg.reverb_share:
+        return SpectralPool([stft(a, fe) for a in long], [stft(t, fe) for t in tracks])
+    from rced.rooms import reverberate, room_responses
+
+    room_rng = np.random.default_rng([seed, 5])
+    rooms = room_responses(ROOMS, fe.sample_rate, seed=int(room_rng.integers(2**31)))
+    clean, target = [], []
+    for a in long:
+        if room_rng.random() < cfg.reverb_share:
+            wet, early = reverberate(a, rooms[int(room_rng.integers(ROOMS))])
+            clean.append(stft(wet, fe))
+            target.append(stft(early, fe))
+        else:
+            clean.append(stft(a, fe))
+            target.append(None)
+    tracks = [reverberate(t, rooms[int(room_rng.integers(ROOMS))])[0] if room_rng.random() < cfg.reverb_share else t
+              for t in tracks]  # fmt: skip
+    return SpectralPool(clean, [stft(t, fe) for t in tracks], target)
 
 
 def sample_batch(pool: SpectralPool, cfg: TrainConfig, rng: np.random.Generator,
@@ -74,9 +97,12 @@ def sample_batch(pool: SpectralPool, cfg: TrainConfig, rng: np.random.Generator,
     span = SEG_FRAMES + ctx - 1
     ys, ss = [], []
     for _ in range(n_seg):
-        s = pool.clean[int(rng.integers(len(pool.clean)))]
+        k = int(rng.integers(len(pool.clean)))
+        s = pool.clean[k]
         i0 = int(rng.integers(0, len(s) - span + 1))
         s = s[i0 : i0 + span]
+        t = pool.target[k] if pool.target is not None else None
+        t = s if t is None else t[i0 : i0 + span]
         b = pool.babble[int(rng.integers(len(pool.babble)))]
         j0 = int(rng.integers(0, len(b) - span + 1))
         n = b[j0 : j0 + span]
@@ -85,7 +111,7 @@ def sample_batch(pool: SpectralPool, cfg: TrainConfig, rng: np.random.Generator,
         g = math.sqrt(es / en / 10 ** (snr / 10)) if es > 0 else 1.0
         level = 10 ** (rng.uniform(-12, 6) / 20)  # level variation around the TTS level
         ys.append(level * (s + g * n))
-        ss.append(level * s)
+        ss.append(level * t)
     return np.stack(ys), np.stack(ss)
 
 
@@ -332,11 +358,12 @@ class Trainer(ResumableRun):
     data_config_cls = DataConfig
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, *, n_utts: int | None = None,
-                 data_seed: int | None = None, strategy: str = "default", utts_audio: list[np.ndarray] | None = None,
-                 init_from: str | Path | None = None):  # fmt: skip
-        """``n_utts``/``data_seed`` None: the run folder's own on resume, DataConfig's defaults on a new run."""
+                 data_seed: int | None = None, pico_utterances: int | None = None, strategy: str = "default",
+                 utts_audio: list[np.ndarray] | None = None, init_from: str | Path | None = None):  # fmt: skip
+        """``n_utts``/``data_seed``/``pico_utterances`` None: the run folder's own on resume, DataConfig's
+        defaults on a new run."""
         super().__init__(run_dir, cfg, strategy=strategy, init_from=init_from,
-                         data={"utterances": n_utts, "data_seed": data_seed})  # fmt: skip
+                         data={"utterances": n_utts, "data_seed": data_seed, "pico_utterances": pico_utterances})
         self.n_utts, self.data_seed = self.data_cfg.utterances, self.data_cfg.data_seed
         self._utts_audio = utts_audio
 
@@ -344,7 +371,8 @@ class Trainer(ResumableRun):
     def _load_data(self) -> None:
         audio = self._utts_audio
         if audio is None:
-            audio = load_utterances(train_utterances(self.n_utts, self.data_seed), desc="train speech")
+            plan = train_utterances(self.n_utts, self.data_seed, pico=self.data_cfg.pico_utterances)
+            audio = load_utterances(plan, desc="train speech")
         sr = self.cfg.model.frontend.sample_rate
         if sr != DEFAULT_SR:  # e.g. the paper preset at 8 kHz
             audio = [resample(a, DEFAULT_SR, sr) for a in audio]

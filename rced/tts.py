@@ -31,7 +31,7 @@ ESPEAK_LANGS = (
 class Voice:
     """One synthetic voice: engine plus the engine's own voice name."""
 
-    engine: str  # espeak | flite | festival | piper | hibari
+    engine: str  # espeak | flite | festival | piper | pico | hibari
     name: str
 
     @property
@@ -68,6 +68,13 @@ def train_voices() -> list[Voice]:
     voices += [Voice("flite", n) for n in ("kal16", "awb", "slt")]
     voices += [Voice("festival", "kal_diphone"), Voice("piper", "joe")]
     return voices
+
+
+def pico_voices() -> list[Voice]:
+    """TRAIN voices of SVOX Pico (PyPI ``py-nanotts``): en-US and en-GB. Kept out of
+    :func:`train_voices` so that the plans of earlier runs (and their caches) stay as they were;
+    a run adds them with ``DataConfig.pico_utterances`` (:func:`rced.corpus.train_utterances`)."""
+    return [Voice("pico", "en-US"), Voice("pico", "en-GB")]
 
 
 def test_voices() -> list[Voice]:
@@ -157,8 +164,31 @@ def _synth_hibari(text: str, voice: Voice, prosody: Prosody, seed: int) -> np.nd
     return resample(audio, tts.sample_rate, DEFAULT_SR)
 
 
+@functools.lru_cache(maxsize=1)
+def _pico_engine():
+    try:
+        import py_nanotts
+    except ImportError as exc:
+        raise RcedError(f"pico voice unavailable ({exc}); pip install py-nanotts") from None
+    return py_nanotts.NanoTTS()
+
+
+def _synth_pico(text: str, voice: Voice, prosody: Prosody) -> np.ndarray:
+    """SVOX Pico at ``speed = 1 / stretch`` and a pitch multiplier of the prosody's semitones; volume
+    0.5 keeps its peaks below full scale (at 1.0 it clips). The engine takes no seed; its output
+    depends on what it spoke before by a few LSB (a dither-like state inside the library), which the
+    utterance cache makes irrelevant within a machine."""
+    pcm = _pico_engine().speak(text, voice=voice.name, speed=1.0 / prosody.stretch,
+                               pitch=2 ** (prosody.pitch / 12), volume=0.5)  # fmt: skip
+    if not pcm:
+        raise RcedError(f"tts {voice.id}: engine produced no audio for {text[:40]!r}")
+    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+
+
 def synthesize(text: str, voice: Voice, prosody: Prosody = Prosody(), seed: int = 0) -> np.ndarray:
     """Speak ``text`` with ``voice``: 16 kHz mono float32."""
+    if voice.engine == "pico":
+        return _synth_pico(text, voice, prosody)
     if voice.engine == "piper":
         return _synth_piper(text, prosody, seed)
     if voice.engine == "hibari":

@@ -183,6 +183,21 @@ def test_rerun_with_no_flags_resumes_the_folders_own_config(tmp_path):
     assert other is not None and other.epochs == 3  # an explicit change still reaches the Trainer's check
 
 
+def test_train_flags_reach_the_config():
+    from rced.cli import _train_config, build_parser
+    from rced.errors import RcedError
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "run", "--arch", "bced", "--context", "32", "--reverb-share", "0.3"])
+    cfg = _train_config(args)
+    assert (cfg.model.n_bands, cfg.model.frontend.context, cfg.reverb_share) == (48, 32, 0.3)
+    assert cfg.model.frontend.n_fft == 256  # the rest of the default front-end is kept
+    assert _train_config(parser.parse_args(["train", "run"])).model.frontend.context == 8
+    for bad in (["--arch", "bced", "--n-bands", "0"], ["--context", "0"], ["--reverb-share", "2"]):
+        with pytest.raises(RcedError):  # refused, never silently replaced by a default
+            _train_config(parser.parse_args(["train", "run", *bad]))
+
+
 def test_progress_bar_on_long_work_only_and_never_on_stdout(tmp_path):
     """Off a terminal, a bar on stderr only for long work (60 s of audio or more), fed frame by frame;
     stdout holds only the --json lines. A short file leaves stderr empty."""

@@ -18,7 +18,7 @@ from rced.corpus import (
 from rced.corpus import test_utterances as plan_test_utterances
 from rced.errors import RcedError
 from rced.text import common_words, random_sentence
-from rced.tts import Prosody, Voice, natural_test_voices, synthesize, train_voices
+from rced.tts import Prosody, Voice, natural_test_voices, pico_voices, synthesize, train_voices
 from rced.tts import test_voices as list_test_voices
 
 
@@ -30,10 +30,13 @@ def test_voice_split_is_disjoint_and_complete():
     assert sum(v.engine == "espeak" for v in train_voices()) > 100  # every English voice x variant
     natural = {v.id for v in natural_test_voices()}
     assert natural == {"hibari:heart"} and not natural & (train | test)  # TEST-ONLY, listed apart
+    pico = {v.id for v in pico_voices()}
+    assert pico == {"pico:en-US", "pico:en-GB"} and not pico & (test | natural)  # TRAIN, listed apart
 
 
 @pytest.mark.parametrize("voice", [Voice("espeak", "en-us+Alex"), Voice("flite", "kal16"), Voice("flite", "rms"),
-                                   Voice("festival", "kal_diphone"), Voice("piper", "joe"), Voice("hibari", "heart")],
+                                   Voice("festival", "kal_diphone"), Voice("piper", "joe"), Voice("hibari", "heart"),
+                                   Voice("pico", "en-US"), Voice("pico", "en-GB")],
                          ids=lambda v: v.id)  # fmt: skip
 def test_every_engine_speaks(voice):
     a = synthesize("volume up please", voice, Prosody(1.1, 1.0), seed=3)
@@ -44,6 +47,23 @@ def test_every_engine_speaks(voice):
 def test_slower_prosody_is_longer():
     v = Voice("espeak", "en-us")
     assert len(synthesize("turn on the lights", v, Prosody(1.3))) > len(synthesize("turn on the lights", v, Prosody(0.8)))
+
+
+def test_pico_is_deterministic_and_follows_the_prosody():
+    v = pico_voices()[1]
+    a = synthesize("open the door", v, Prosody(1.0, 0.0))
+    again = synthesize("open the door", v, Prosody(1.0, 0.0), seed=9)  # equal but for a few LSB of state
+    assert a.shape == again.shape and np.max(np.abs(a - again)) < 64 / 32768
+    assert len(synthesize("open the door", v, Prosody(1.3))) > len(a) > len(synthesize("open the door", v, Prosody(0.8)))
+    assert np.max(np.abs(a)) < 0.99  # volume 0.5: no clipped peaks
+
+
+def test_pico_utterances_come_after_the_unchanged_plan():
+    base = train_utterances(30, 2)
+    more = train_utterances(30, 2, pico=10)
+    assert more[:30] == base and len(more) == 40
+    assert all(u.voice in pico_voices() for u in more[30:])
+    assert len({u.voice for u in more[30:]}) == 2 and len({u.text for u in more[30:]}) == 10
 
 
 def test_plans_are_deterministic_and_seed_dependent():

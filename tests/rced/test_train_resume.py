@@ -76,7 +76,7 @@ def test_kill_during_epoch_writes_leaves_a_consistent_run(tmp_path, utts, monkey
 def test_new_run_records_its_data_and_a_plain_resume_inherits_it(tmp_path):
     run = tmp_path / "run"
     assert Trainer(run, TINY, n_utts=500, data_seed=3).data_cfg == DataConfig(utterances=500, data_seed=3)
-    assert json.loads((run / DATA_CONFIG).read_text()) == {"utterances": 500, "data_seed": 3}
+    assert json.loads((run / DATA_CONFIG).read_text()) == {"utterances": 500, "data_seed": 3, "pico_utterances": 0}
     resumed = Trainer(run)
     assert (resumed.n_utts, resumed.data_seed) == (500, 3)
     same = Trainer(run, n_utts=500, data_seed=3)  # the same values, given explicitly: fine
@@ -89,7 +89,8 @@ def test_new_run_without_data_arguments_uses_the_defaults(tmp_path):
 
 
 @pytest.mark.parametrize(("kw", "name"), [({"n_utts": 4000}, "utterances"), ({"data_seed": 0}, "data_seed"),
-                                          ({"n_utts": 500, "data_seed": 1}, "data_seed")])  # fmt: skip
+                                          ({"n_utts": 500, "data_seed": 1}, "data_seed"),
+                                          ({"pico_utterances": 100}, "pico_utterances")])  # fmt: skip
 def test_resume_with_other_data_is_refused(tmp_path, kw, name):
     run = tmp_path / "run"
     Trainer(run, TINY, n_utts=500, data_seed=3)
@@ -104,17 +105,17 @@ def test_resumed_run_loads_the_speech_it_started_with(tmp_path, monkeypatch):
     import rced.train
 
     run = tmp_path / "run"
-    Trainer(run, TINY, n_utts=500, data_seed=3)
+    Trainer(run, TINY, n_utts=500, data_seed=3, pico_utterances=40)
     asked = []
 
-    def fake_train_utterances(n, seed):
-        asked.append((n, seed))
+    def fake_train_utterances(n, seed, pico=0):
+        asked.append((n, seed, pico))
         raise Killed
 
     monkeypatch.setattr(rced.train, "train_utterances", fake_train_utterances)
     with pytest.raises(Killed):
         Trainer(run).run(verbose=0)
-    assert asked == [(500, 3)]
+    assert asked == [(500, 3, 40)]
 
 
 def test_folder_from_before_data_config_records_this_calls_data(tmp_path):
