@@ -69,14 +69,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _check_int8_outputs(args: argparse.Namespace) -> None:
     """Each model folder that gets a model_int8.tflite exists and is writable, before the calibration audio."""
     from grammar.recognizer import default_am_path
-    from rced.denoiser import default_model_path
+    from rced.denoiser import model_folder
     from rced.int8 import INT8_MODEL_NAME
     from rced.outputs import check_output_file
 
-    folders = {"denoiser": (args.denoiser, default_model_path), "am": (args.am, default_am_path)}
+    folders = {"denoiser": model_folder(args.denoiser), "am": Path(args.am) if args.am else default_am_path()}
     for name in ("denoiser", "am") if args.model == "all" else (args.model,):
-        given, default = folders[name]
-        folder = Path(given) if given is not None else default()
+        folder = folders[name]
         if not folder.is_dir():
             raise ExportError(f"{folder}: model folder not found")
         check_output_file(folder / INT8_MODEL_NAME)

@@ -265,7 +265,7 @@ def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True, backend: b
                     json_help: str = "machine-readable JSON on stdout instead of text") -> None:  # fmt: skip
     """The recognition chain's options (models, backend, grammar) shared by the commands that run it."""
     p.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped one, grammar/default_am)")
-    p.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped one)")
+    p.add_argument("--denoiser", default=None, help="denoiser model folder or shipped preset name (default: the shipped one)")
     p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum (no denoiser)")
     if backend:
         p.add_argument("--backend", default="float", choices=["float", "int8"],

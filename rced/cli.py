@@ -183,7 +183,8 @@ class AudioProgress:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """--model and --backend, as denoise, stream and evaluate take them."""
-    p.add_argument("--model", default=None, help="denoiser model folder (default: the shipped model)")
+    p.add_argument("--model", default=None, help="denoiser model folder, or the name of a shipped preset (rced/presets: lite, bced) "
+                        "(default: the shipped model)")  # fmt: skip
     p.add_argument("--backend", default="float", choices=["float", "int8"],
                    help="float: model_float.tflite; int8: model_int8.tflite, the device graph (LiteRT's optimised "
                         "kernels, within one LSB of the device). Both are in the model folder, written by "

@@ -36,6 +36,23 @@ def preset_model_path(name: str) -> Path:
     return Path(str(resources.files("rced") / "presets" / name))
 
 
+def shipped_presets() -> list[str]:
+    """Names of the shipped lighter model folders (``rced/presets/*``)."""
+    root = preset_model_path("x").parent
+    return sorted(p.parent.name for p in root.glob("*/config.json"))
+
+
+def model_folder(path: str | Path | None) -> Path:
+    """The denoiser folder ``path`` names: None is the shipped default, a bare preset name (``lite``) that
+    is not a path here is that shipped preset, anything else a folder."""
+    if path is None:
+        return default_model_path()
+    folder = Path(path)
+    if not folder.exists() and str(path) in shipped_presets():
+        return preset_model_path(str(path))
+    return folder
+
+
 def load_model_folder(folder: Path, config_cls: type, what: str, error: type[Exception] = RcedError,
                       backend: str = "keras", *, exact: bool = False, hint: str = ""):  # fmt: skip
     """(network, config, normaliser) of a model folder: config.json, norm.json and the network of
@@ -119,7 +136,7 @@ class Denoiser:
         """Load a model folder (None = shipped default) with the network of ``backend``: "float"
         (``model_float.tflite``), "int8" (``model_int8.tflite``, the device graph; ``exact``: LiteRT's
         reference kernels, bit-exact with TFLM) or "keras" (``model.keras``, needs TensorFlow)."""
-        folder = Path(path) if path is not None else default_model_path()
+        folder = model_folder(path)
         model, config, norm = load_model_folder(folder, ModelConfig, "model folder", backend=backend, exact=exact,
                                                 hint=f"firmware-export int8 denoiser --denoiser {folder}")  # fmt: skip
         if backend == "int8" and cls is Denoiser:

@@ -13,7 +13,7 @@ from rced.cli import _train_config, build_parser
 from rced.config import ModelConfig
 from rced.denoiser import Denoiser, preset_model_path
 from rced.errors import RcedError
-from rced.models import SIZES, build_model, macs_per_frame
+from rced.models import ARCHES, SIZES, build_model, macs_per_frame
 from tests.conftest import speechlike
 
 PRESETS = sorted(p.parent.name for p in Path(preset_model_path("x")).parent.glob("*/model.keras"))
@@ -39,14 +39,21 @@ def test_sizes_get_cheaper():
 
 
 def test_a_preset_is_shipped():
-    assert PRESETS and set(PRESETS) <= set(SIZES)
+    assert PRESETS and set(PRESETS) <= set(SIZES) | set(ARCHES)
+
+
+def _expected_preset(name: str) -> tuple[str, float | None]:
+    """A preset named for a size is an R-CED of that width; one named for an architecture is that architecture."""
+    return ("rced", SIZES[name]) if name in SIZES else (name, None)
 
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_shipped_preset_loads_and_runs(name):
     folder = preset_model_path(name)
     den = Denoiser.load(folder)
-    assert den.config.width_mult == SIZES[name]
+    arch, width = _expected_preset(name)
+    assert den.config.arch == arch and width in (None, den.config.width_mult)
+    assert Denoiser.load(name).path == folder  # the bare name is the shipped preset
     assert (folder / "MODEL_CARD.md").exists()
     x = speechlike(16000, 1.0, seed=3) + 0.05 * np.random.default_rng(0).standard_normal(16000).astype(np.float32)
     y = den.denoise(x, 16000)
@@ -67,3 +74,12 @@ def test_cli_denoise_with_preset_folder(tmp_path, name):
     assert res.returncode == 0, res.stderr
     assert sf.info(out).frames == 8000
     json.loads(res.stdout)
+
+
+def test_a_folder_here_wins_over_a_preset_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / PRESETS[0]).mkdir()  # an (empty) folder of the preset's name: the user's, not the shipped one
+    with pytest.raises(RcedError, match=f"^{PRESETS[0]}/"):
+        Denoiser.load(PRESETS[0])
+    with pytest.raises(RcedError, match="no_such_preset: model folder not found"):
+        Denoiser.load("no_such_preset")
