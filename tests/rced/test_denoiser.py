@@ -81,7 +81,7 @@ def test_int8_streaming_equals_int8_offline():
 
 def random_model_folder(folder, preset: str = "default", **cfg):
     """An untrained model folder (random weights) of any configuration, as Denoiser.load reads it."""
-    config = ModelConfig(frontend=FrontendConfig.preset(preset), **cfg)
+    config = ModelConfig(**{"frontend": FrontendConfig.preset(preset), **cfg})
     folder.mkdir(parents=True)
     build_model(config).save(folder / "model.keras")
     save_json(config, folder / "config.json")
@@ -93,10 +93,12 @@ def random_model_folder(folder, preset: str = "default", **cfg):
 @pytest.mark.parametrize("output,gain", [("mask", {}), ("magnitude", {}),
                                          ("mask", {"mask_release": 0.6, "mask_exponent": 0.8}),
                                          ("magnitude", {"mask_release": 0.3, "mask_exponent": 1.5}),
-                                         ("mask", {"arch": "bced", "n_bands": 48, "width_mult": 0.5})])  # fmt: skip
+                                         ("mask", {"arch": "bced", "n_bands": 48, "width_mult": 0.5}),
+                                         ("mask", {"arch": "bced", "n_bands": 48, "width_mult": 0.5,
+                                                   "frontend": FrontendConfig(context=32)})])  # fmt: skip
 def test_streaming_equals_offline_for_each_output_kind(tmp_path, output, gain):
     """The release's state carries across blocks, so streaming equals offline with gain shaping
-    too, and for the band-compressed architecture."""
+    too, and for the band-compressed architecture (with the paper's 8 frames of context and with 32)."""
     den = Denoiser.load(random_model_folder(tmp_path / "m", output=output, mask_floor=0.1, **gain))
     x = (speechlike(16000, 0.7) + 0.02 * np.random.default_rng(1).standard_normal(11200)).astype(np.float32)
     ref = den.denoise(x, 16000)
