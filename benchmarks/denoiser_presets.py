@@ -32,6 +32,7 @@ from mask_floor import dev_set  # noqa: E402
 
 from firmware_export.convert import Calibration, convert_denoiser, device_denoiser  # noqa: E402
 from firmware_export.report import CORES, core_loads  # noqa: E402
+from firmware_export.verify import min_arena  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.config import ModelConfig, load_json  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
@@ -85,10 +86,19 @@ def compute_row(label: str, folder: Path, cal: Calibration) -> dict:
     rate = den.config.frontend.frame_rate
     flat, _ = convert_denoiser(den, cal)
     loads = core_loads(macs * rate)
-    return {"label": label, "folder": str(folder), "width_mult": den.config.width_mult,
+    return {"label": label, "folder": str(folder), "arch": den.config.arch, "context": den.config.frontend.context,
+            "n_bands": den.config.n_bands, "width_mult": den.config.width_mult, "tflm_arena_bytes": arena(flat),
             "training_steps": training_steps(folder), "params": count_params(dev), "macs_per_frame": macs,
             "frames_per_second": rate, "mmac_per_second": round(macs * rate / 1e6, 2), "int8_flash_bytes": len(flat),
             "mcu_load_percent": {c.core: list(c.load_percent) for c in loads}, "fits": fits(loads)}  # fmt: skip
+
+
+def arena(flat: bytes) -> int:
+    """The smallest TFLM arena that allocates and runs the int8 graph on one input (firmware_export.verify)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    detail = Interpreter(model_content=flat).get_input_details()[0]
+    return min_arena(flat, np.zeros(detail["shape"][1:], detail["dtype"]), "denoiser")
 
 
 def _key(folder: Path, floor: float, n_dev: int) -> str:
@@ -123,6 +133,14 @@ def quality(rows: list[dict], floors, n_dev: int, workers: int) -> dict:
     return {"noisy": {k: float(np.nanmean([b[k] for b in base])) for k in METRICS}, "delta": out}
 
 
+def network(row: dict) -> str:
+    """'rced w0.5', 'bced w0.5, 48 bands, 32 frames': what the row's network is."""
+    text = f"{row['arch']} w{row['width_mult']:g}"
+    if row.get("n_bands"):
+        text += f", {row['n_bands']} bands"
+    return text + (f", {row['context']} frames" if row.get("context", 8) != 8 else "")
+
+
 def to_markdown(payload: dict) -> str:
     cores = [c for c, *_ in CORES]
     floors = payload["floors"]
@@ -130,15 +148,16 @@ def to_markdown(payload: dict) -> str:
              f"STOI {payload['noisy']['stoi']:.3f}, SI-SDR {payload['noisy']['si_sdr']:.2f} dB. "
              f"Quality of the plain mask (no listener release or exponent) at mask floor {floors[-1]:g} (the shipped default's)"
              + (f"; floors {', '.join(f'{f:g}' for f in floors[:-1])} in the JSON." if len(floors) > 1 else "."), "",
-             "| model | width | training steps | params | MMAC/frame | MMAC/s | int8 flash | "
+             "| model | network | training steps | params | MMAC/frame | MMAC/s | int8 flash | TFLM arena | "
              + " | ".join(f"{c} load" for c in cores) + " | fits | ΔPESQ | ΔSTOI | ΔSI-SDR dB |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(cores) + "---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(cores) + "---|---|---|---|"]  # fmt: skip
     for r in payload["rows"]:
         q = payload["quality"][r["label"]][f"{floors[-1]:g}"]
         loads = " | ".join(f"{lo:.0f}-{hi:.0f}%" for lo, hi in (r["mcu_load_percent"][c] for c in cores))
         steps = f"{r['training_steps']:,}" if r["training_steps"] else "?"
-        lines.append(f"| {r['label']} | {r['width_mult']:g} | {steps} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.2f} | "
-                     f"{r['mmac_per_second']:.0f} | {r['int8_flash_bytes'] / 1024:.1f} KiB | {loads} | {r['fits']} | "
+        lines.append(f"| {r['label']} | {network(r)} | {steps} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.2f} | "
+                     f"{r['mmac_per_second']:.0f} | {r['int8_flash_bytes'] / 1024:.1f} KiB | "
+                     f"{r['tflm_arena_bytes'] / 1024:.1f} KiB | {loads} | {r['fits']} | "
                      f"{q['d_pesq']:+.3f} | {q['d_stoi']:+.3f} | {q['d_si_sdr']:+.2f} |")  # fmt: skip
     lines += ["", "Load = MMAC/s / (int8 MAC/cycle x clock), best-worst case, from firmware_export.report: "
               + "; ".join(f"{c} {f / 1e6:g} MHz, {lo:g}-{hi:g} MAC/cycle" for c, f, (lo, hi), _ in CORES)
