@@ -32,7 +32,7 @@ from mask_floor import dev_set  # noqa: E402
 
 from firmware_export.convert import Calibration, convert_denoiser, device_denoiser  # noqa: E402
 from firmware_export.report import CORES, core_loads  # noqa: E402
-from firmware_export.verify import min_arena  # noqa: E402
+from firmware_export.verify import zero_input_arena  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.config import ModelConfig, load_json  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
@@ -87,18 +87,10 @@ def compute_row(label: str, folder: Path, cal: Calibration) -> dict:
     flat, _ = convert_denoiser(den, cal)
     loads = core_loads(macs * rate)
     return {"label": label, "folder": str(folder), "arch": den.config.arch, "context": den.config.frontend.context,
-            "n_bands": den.config.n_bands, "width_mult": den.config.width_mult, "tflm_arena_bytes": arena(flat),
+            "n_bands": den.config.n_bands, "width_mult": den.config.width_mult, "tflm_arena_bytes": zero_input_arena(flat, label),
             "training_steps": training_steps(folder), "params": count_params(dev), "macs_per_frame": macs,
             "frames_per_second": rate, "mmac_per_second": round(macs * rate / 1e6, 2), "int8_flash_bytes": len(flat),
             "mcu_load_percent": {c.core: list(c.load_percent) for c in loads}, "fits": fits(loads)}  # fmt: skip
-
-
-def arena(flat: bytes) -> int:
-    """The smallest TFLM arena that allocates and runs the int8 graph on one input (firmware_export.verify)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    detail = Interpreter(model_content=flat).get_input_details()[0]
-    return min_arena(flat, np.zeros(detail["shape"][1:], detail["dtype"]), "denoiser")
 
 
 def _key(folder: Path, floor: float, n_dev: int) -> str:
@@ -133,9 +125,13 @@ def quality(rows: list[dict], floors, n_dev: int, workers: int) -> dict:
     return {"noisy": {k: float(np.nanmean([b[k] for b in base])) for k in METRICS}, "delta": out}
 
 
+def arena_text(row: dict) -> str:
+    return f"{row['tflm_arena_bytes'] / 1024:.1f} KiB" if row.get("tflm_arena_bytes") else "?"
+
+
 def network(row: dict) -> str:
     """'rced w0.5', 'bced w0.5, 48 bands, 32 frames': what the row's network is."""
-    text = f"{row['arch']} w{row['width_mult']:g}"
+    text = f"{row.get('arch', 'rced')} w{row['width_mult']:g}"
     if row.get("n_bands"):
         text += f", {row['n_bands']} bands"
     return text + (f", {row['context']} frames" if row.get("context", 8) != 8 else "")
@@ -157,7 +153,7 @@ def to_markdown(payload: dict) -> str:
         steps = f"{r['training_steps']:,}" if r["training_steps"] else "?"
         lines.append(f"| {r['label']} | {network(r)} | {steps} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.2f} | "
                      f"{r['mmac_per_second']:.0f} | {r['int8_flash_bytes'] / 1024:.1f} KiB | "
-                     f"{r['tflm_arena_bytes'] / 1024:.1f} KiB | {loads} | {r['fits']} | "
+                     f"{arena_text(r)} | {loads} | {r['fits']} | "
                      f"{q['d_pesq']:+.3f} | {q['d_stoi']:+.3f} | {q['d_si_sdr']:+.2f} |")  # fmt: skip
     lines += ["", "Load = MMAC/s / (int8 MAC/cycle x clock), best-worst case, from firmware_export.report: "
               + "; ".join(f"{c} {f / 1e6:g} MHz, {lo:g}-{hi:g} MAC/cycle" for c, f, (lo, hi), _ in CORES)
@@ -165,6 +161,17 @@ def to_markdown(payload: dict) -> str:
               "of the core for FFT, features, the recognizer and the firmware); FFT and activations not counted. "
               f"Training steps are batches of 512 frames; {payload['note']}"]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def merged(old: dict, new: dict) -> dict:
+    """``new`` with the rows of ``old`` it did not measure, in ``old``'s order, then its own new rows;
+    refused when the two differ in floors or dev set (their numbers would not compare)."""
+    if old["floors"] != new["floors"] or old["data"] != new["data"]:
+        raise SystemExit("--update: the earlier results used other floors or another dev set; rerun every model")
+    fresh = {r["label"]: r for r in new["rows"]}
+    rows = [fresh.pop(r["label"], r) for r in old["rows"]] + list(fresh.values())
+    quality = {r["label"]: new["quality"].get(r["label"], old["quality"].get(r["label"])) for r in rows}
+    return {**new, "rows": rows, "quality": quality}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--note", default="", help="sentence appended to the table's notes (how the runs were trained)")
     ap.add_argument("--out", default=str(ROOT / "results" / "denoiser_presets"))
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of --out's JSON for models not measured in this run (same floors and dev set)")
     args = ap.parse_args(argv)
     if args.floors is None:
         args.floors = [0.0, load_json(ModelConfig, default_model_path() / "config.json").mask_floor]
@@ -196,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                "calibration": cal.description, "rows": rows, "noisy": q["noisy"], "quality": q["delta"],
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
     out = Path(args.out)
+    if args.update and out.with_suffix(".json").exists():
+        payload = merged(json.loads(out.with_suffix(".json").read_text()), payload)
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     md = to_markdown(payload)
     atomic_write_text(out.with_suffix(".md"), md)

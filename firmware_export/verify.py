@@ -91,6 +91,14 @@ def min_arena(model_content: bytes, probe: np.ndarray, name: str = "model") -> i
     return hi
 
 
+def zero_input_arena(model_content: bytes, name: str = "model") -> int:
+    """:func:`min_arena` on an all-zero input of the graph's own input shape and type."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    detail = Interpreter(model_content=model_content).get_input_details()[0]
+    return min_arena(model_content, np.zeros(detail["shape"][1:], detail["dtype"]), name)
+
+
 def with_margin(arena_min: int) -> int:
     need = arena_min + max(math.ceil(arena_min * ARENA_MARGIN), ARENA_MARGIN_MIN)
     return -(-need // ARENA_ALIGN) * ARENA_ALIGN

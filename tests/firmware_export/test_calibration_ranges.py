@@ -50,11 +50,12 @@ def test_shipped_bytes_rebuild_of_the_default_denoiser_via_write_int8_beside(tmp
     assert (folder / "model_float.tflite").read_bytes() == (ROOT / "rced/default_model/model_float.tflite").read_bytes()
 
 
-def test_shipped_bytes_rebuild_of_the_lite_denoiser(no_synthesis):
+@pytest.mark.parametrize("name", ["lite", "bced"])
+def test_shipped_bytes_rebuild_of_each_preset(no_synthesis, name):
     from rced.denoiser import Denoiser, preset_model_path
 
-    den = Denoiser.load(preset_model_path("lite"), backend="keras")
-    assert denoiser_int8(den) == _shipped("rced/presets/lite")
+    den = Denoiser.load(preset_model_path(name), backend="keras")
+    assert denoiser_int8(den) == _shipped(f"rced/presets/{name}")
 
 
 def test_shipped_bytes_rebuild_of_the_am_behind_the_shipped_denoiser(no_synthesis):

@@ -83,3 +83,15 @@ def test_a_folder_here_wins_over_a_preset_name(tmp_path, monkeypatch):
         Denoiser.load(PRESETS[0])
     with pytest.raises(RcedError, match="no_such_preset: model folder not found"):
         Denoiser.load("no_such_preset")
+
+
+@pytest.mark.parametrize("name", [p for p in PRESETS if p == "bced"])
+def test_the_band_compressed_preset_fits_a_hearing_aid_class_core(name):
+    """Issue 18's budget for the light preset: <= 50 MMAC/s, int8 flash <= 32 KB, TFLM arena <= 16 KB."""
+    from firmware_export.verify import zero_input_arena
+
+    folder = preset_model_path(name)
+    den = Denoiser.load(folder, backend="keras")
+    assert macs_per_frame(build_model(den.config, batch_size=1)) * den.config.frontend.frame_rate <= 50e6
+    flat = (folder / "model_int8.tflite").read_bytes()
+    assert len(flat) <= 32 * 1024 and zero_input_arena(flat, name) <= 16 * 1024
