@@ -145,7 +145,8 @@ def test_the_records_file_is_small_and_names_each_shipped_int8_file():
 
     assert RANGES_FILE.stat().st_size < 30_000
     records = {r["name"]: r for r in load_records()["records"]}
-    assert sorted(records) == ["grammar/default_am", "rced/default_model", "rced/presets/lite"]
+    presets = sorted(f"rced/presets/{p.parent.name}" for p in (ROOT / "rced/presets").glob("*/model_int8.tflite"))
+    assert presets and sorted(records) == ["grammar/default_am", "rced/default_model", *presets]
     for name, r in records.items():
         assert r["int8_sha256"] == hashlib.sha256(_shipped(name)).hexdigest()
 
