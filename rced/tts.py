@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -164,25 +166,35 @@ def _synth_hibari(text: str, voice: Voice, prosody: Prosody, seed: int) -> np.nd
     return resample(audio, tts.sample_rate, DEFAULT_SR)
 
 
-@functools.lru_cache(maxsize=1)
-def _pico_engine():
-    try:
-        import py_nanotts
-    except ImportError as exc:
-        raise RcedError(f"pico voice unavailable ({exc}); pip install py-nanotts") from None
-    return py_nanotts.NanoTTS()
+_PICO_CHILD = """
+import json, sys
+import py_nanotts
+a = json.load(sys.stdin)
+sys.stdout.buffer.write(py_nanotts.NanoTTS().speak(a["text"], voice=a["voice"], speed=a["speed"],
+                                                    pitch=a["pitch"], volume=0.5))
+"""
 
 
 def _synth_pico(text: str, voice: Voice, prosody: Prosody) -> np.ndarray:
     """SVOX Pico at ``speed = 1 / stretch`` and a pitch multiplier of the prosody's semitones; volume
-    0.5 keeps its peaks below full scale (at 1.0 it clips). The engine takes no seed; its output
-    depends on what it spoke before by a few LSB (a dither-like state inside the library), which the
-    utterance cache makes irrelevant within a machine."""
-    pcm = _pico_engine().speak(text, voice=voice.name, speed=1.0 / prosody.stretch,
-                               pitch=2 ** (prosody.pitch / 12), volume=0.5)  # fmt: skip
-    if not pcm:
-        raise RcedError(f"tts {voice.id}: engine produced no audio for {text[:40]!r}")
-    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+    0.5 keeps its peaks below full scale (at 1.0 it clips). Each utterance is spoken by a fresh
+    process: the engine's output depends on what it spoke before (state inside the library), and
+    the library has crashed its host process in a long test run; a child keeps both out."""
+    what = f"tts {voice.id}"
+    args = {"text": text, "voice": voice.name, "speed": 1.0 / prosody.stretch, "pitch": 2 ** (prosody.pitch / 12)}
+    try:
+        res = subprocess.run([sys.executable, "-c", _PICO_CHILD], input=json.dumps(args).encode(),
+                             capture_output=True, timeout=120)  # fmt: skip
+    except FileNotFoundError:
+        raise RcedError(f"{what}: cannot start a Python child for the engine") from None
+    if res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip().splitlines()
+        if err and "ModuleNotFoundError" in err[-1]:
+            raise RcedError(f"pico voice unavailable ({err[-1]}); pip install py-nanotts")
+        raise RcedError(f"{what}: engine failed (exit {res.returncode}) for {text[:40]!r}")
+    if not res.stdout:
+        raise RcedError(f"{what}: engine produced no audio for {text[:40]!r}")
+    return np.frombuffer(res.stdout, "<i2").astype(np.float32) / 32768.0
 
 
 def synthesize(text: str, voice: Voice, prosody: Prosody = Prosody(), seed: int = 0) -> np.ndarray:

@@ -52,8 +52,8 @@ def test_slower_prosody_is_longer():
 def test_pico_is_deterministic_and_follows_the_prosody():
     v = pico_voices()[1]
     a = synthesize("open the door", v, Prosody(1.0, 0.0))
-    again = synthesize("open the door", v, Prosody(1.0, 0.0), seed=9)  # equal but for a few LSB of state
-    assert a.shape == again.shape and np.max(np.abs(a - again)) < 64 / 32768
+    synthesize("volume up please", pico_voices()[0], Prosody(1.1, 1.0))  # another voice and prosody between
+    np.testing.assert_array_equal(a, synthesize("open the door", v, Prosody(1.0, 0.0), seed=9))  # no seed, no state
     assert len(synthesize("open the door", v, Prosody(1.3))) > len(a) > len(synthesize("open the door", v, Prosody(0.8)))
     assert np.max(np.abs(a)) < 0.99  # volume 0.5: no clipped peaks
 
