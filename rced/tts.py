@@ -101,13 +101,16 @@ def _scm_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _run(cmd: list[str], what: str, stdin: str | None = None) -> None:
+def _run(cmd: list[str], what: str, stdin: str | bytes | None = None) -> bytes:
+    """Run one engine process; its standard output. Errors: one line naming ``what``."""
+    data = stdin.encode() if isinstance(stdin, str) else stdin
     try:
-        subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True, timeout=300)
+        return subprocess.run(cmd, input=data, capture_output=True, check=True, timeout=300).stdout
     except FileNotFoundError:
         raise RcedError(f"{what}: engine '{cmd[0]}' is not installed (apt-get install it)") from None
     except subprocess.CalledProcessError as exc:
-        raise RcedError(f"{what}: synthesis failed ({exc.stderr.strip()[:200]})") from None
+        why = exc.stderr.decode(errors="replace").strip()[:200] or f"exit {exc.returncode}"
+        raise RcedError(f"{what}: synthesis failed ({why})") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -168,7 +171,10 @@ def _synth_hibari(text: str, voice: Voice, prosody: Prosody, seed: int) -> np.nd
 
 _PICO_CHILD = """
 import json, sys
-import py_nanotts
+try:
+    import py_nanotts
+except ImportError as exc:
+    sys.exit(f"pico voice unavailable ({exc}); pip install py-nanotts")
 a = json.load(sys.stdin)
 sys.stdout.buffer.write(py_nanotts.NanoTTS().speak(a["text"], voice=a["voice"], speed=a["speed"],
                                                     pitch=a["pitch"], volume=0.5))
@@ -182,19 +188,10 @@ def _synth_pico(text: str, voice: Voice, prosody: Prosody) -> np.ndarray:
     the library has crashed its host process in a long test run; a child keeps both out."""
     what = f"tts {voice.id}"
     args = {"text": text, "voice": voice.name, "speed": 1.0 / prosody.stretch, "pitch": 2 ** (prosody.pitch / 12)}
-    try:
-        res = subprocess.run([sys.executable, "-c", _PICO_CHILD], input=json.dumps(args).encode(),
-                             capture_output=True, timeout=120)  # fmt: skip
-    except FileNotFoundError:
-        raise RcedError(f"{what}: cannot start a Python child for the engine") from None
-    if res.returncode != 0:
-        err = res.stderr.decode(errors="replace").strip().splitlines()
-        if err and "ModuleNotFoundError" in err[-1]:
-            raise RcedError(f"pico voice unavailable ({err[-1]}); pip install py-nanotts")
-        raise RcedError(f"{what}: engine failed (exit {res.returncode}) for {text[:40]!r}")
-    if not res.stdout:
+    pcm = _run([sys.executable, "-c", _PICO_CHILD], what, stdin=json.dumps(args))
+    if not pcm:
         raise RcedError(f"{what}: engine produced no audio for {text[:40]!r}")
-    return np.frombuffer(res.stdout, "<i2").astype(np.float32) / 32768.0
+    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
 
 
 def synthesize(text: str, voice: Voice, prosody: Prosody = Prosody(), seed: int = 0) -> np.ndarray:
