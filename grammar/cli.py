@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from grammar.errors import GrammarError
+from grammar.listen import LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET
 from rced.cli import quiet_tensorflow
 from rced.errors import run_command
 from rced.outputs import check_output_file, check_output_folder
@@ -207,6 +209,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
             raise GrammarError(f"listen: --{name.replace('_', '-')} {v}: must be a positive number of seconds")
     if args.hop_s > args.window_s:
         raise GrammarError(f"listen: --hop-s {args.hop_s} is longer than --window-s {args.window_s}")
+    if args.min_windows < 1:
+        raise GrammarError(f"listen: --min-windows {args.min_windows}: must be at least 1")
+    if not math.isfinite(args.threshold_offset):
+        raise GrammarError(f"listen: --threshold-offset {args.threshold_offset}: must be a finite number")
     if args.seconds is not None and (args.device is None or not args.seconds > 0):
         raise GrammarError("listen: --seconds needs --device and a positive number of seconds")
     if args.device is not None:  # every input is checked before the models load
@@ -221,6 +227,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{'start':>7}  {'end':>7}  {'score':>8}  command", flush=True)
     n, interrupted = listen.run_listen(rec, source, window_s=args.window_s, hop_s=args.hop_s, progress=True,
+                                       min_windows=args.min_windows, threshold_offset=args.threshold_offset,
                                        emit=lambda d: _emit(args, d.to_json(), listen.format_detection(d)))  # fmt: skip
     count = f"{n} detection{'s' if n != 1 else ''}"
     if not args.json:
@@ -415,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: until Ctrl-C)")  # fmt: skip
     li.add_argument("--window-s", type=float, default=2.0, help="decoding window in seconds (default 2.0)")
     li.add_argument("--hop-s", type=float, default=0.25, help="hop between windows, also the block size (default 0.25)")
+    li.add_argument("--min-windows", type=int, default=LISTEN_MIN_WINDOWS,
+                    help="fewest windows that must accept a command before it is reported (default %(default)s; "
+                         "1 reports every accepted event)")  # fmt: skip
+    li.add_argument("--threshold-offset", type=float, default=LISTEN_THRESHOLD_OFFSET,
+                    help="added to the grammar's threshold for each window (default %(default)s; negative: each "
+                         "window accepts more readily)")  # fmt: skip
     _add_chain_args(li)
     li.set_defaults(func=cmd_listen)
 

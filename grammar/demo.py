@@ -40,6 +40,7 @@ class Segment:
     command: str | None
     start: float
     end: float
+    voice: str = ""
 
 
 @dataclasses.dataclass
@@ -71,7 +72,7 @@ def make_scene(commands: Sequence[str], snr: float = 5.0, seed: int = 7, n_comma
     """``n_commands`` of ``commands`` (drawn by ``seed``) and non-command sentences between them,
     spoken by TEST-ONLY voice number ``voice`` (the demo: the first), in babble of
     ``babble_utterances`` TRAIN-voice utterances."""
-    from rced.corpus import Utterance, load_utterances, make_babble, rms, train_utterances
+    from rced.corpus import Utterance, load_utterances, train_utterances
     from rced.text import random_sentence
     from rced.tts import Prosody, test_voices
 
@@ -91,15 +92,31 @@ def make_scene(commands: Sequence[str], snr: float = 5.0, seed: int = 7, n_comma
     utts = [Utterance(t, voice, Prosody(), seed * 1000 + i) for i, (t, _) in enumerate(texts)]
     speech = load_utterances(utts, workers=workers, desc="demo speech")
     pool = load_utterances(train_utterances(babble_utterances, BABBLE_SEED), workers=workers, desc="demo babble")
-    sr = 16000
+    gaps = [float(rng.uniform(*GAP_S)) for _ in texts]
+    items = [(text, cmd, voice.id, x, gap) for (text, cmd), x, gap in zip(texts, speech, gaps)]
+    clean, noisy, segments = assemble(items, pool, snr, rng)
+    return Scene(clean, noisy, segments, 16000, voice.id, snr, seed)
+
+
+def assemble(items: Sequence[tuple[str, str | None, str, np.ndarray, float]], pool: list[np.ndarray], snr: float,
+             rng: np.random.Generator, sr: int = 16000) -> tuple[np.ndarray, np.ndarray, list[Segment]]:  # fmt: skip
+    """Utterances one after the other in continuous babble: (clean, noisy, segments).
+
+    ``items``: (text, command or None, voice id, audio at ``sr``, seconds of babble after it).
+    Each utterance is trimmed to its active part and brought to the same level; the babble (of
+    ``pool``) is scaled to ``snr`` dB below the active speech and runs from ``LEAD_S`` before the
+    first to ``LEAD_S`` after the last; both signals are scaled down together if the mix would clip.
+    """
+    from rced.corpus import make_babble, rms
+
     pieces, segments = [], []
     t = int(LEAD_S * sr)
-    for (text, cmd), x in zip(texts, speech):
+    for text, cmd, voice_id, x, gap in items:
         a, b = _active(x, sr)
         x = x[a:b] / rms(x[a:b]) * SPEECH_RMS
         pieces.append((t, x))
-        segments.append(Segment(text, cmd, round(t / sr, 3), round((t + len(x)) / sr, 3)))
-        t += len(x) + int(rng.uniform(*GAP_S) * sr)
+        segments.append(Segment(text, cmd, round(t / sr, 3), round((t + len(x)) / sr, 3), voice_id))
+        t += len(x) + int(gap * sr)
     n = pieces[-1][0] + len(pieces[-1][1]) + int(LEAD_S * sr)
     clean = np.zeros(n, np.float32)
     for start, x in pieces:
@@ -110,7 +127,7 @@ def make_scene(commands: Sequence[str], snr: float = 5.0, seed: int = 7, n_comma
     peak = float(np.max(np.abs(noisy)))
     if peak > 0.99:
         clean, noisy = clean * (0.99 / peak), noisy * (0.99 / peak)
-    return Scene(clean.astype(np.float32), noisy.astype(np.float32), segments, sr, voice.id, snr, seed)
+    return clean.astype(np.float32), noisy.astype(np.float32), segments
 
 
 # --------------------------------------------------------------------------- truth vs detections

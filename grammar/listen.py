@@ -18,7 +18,9 @@ Three causal stages, each fed block by block:
    and end. Accepted windows whose spans overlap (or, for the same command, lie within
    ``refractory_s`` of each other) are one event; the event becomes a :class:`Detection` with the
    command, span and score of its best-scoring window once no later window can overlap it, so a
-   command spoken once triggers once.
+   command spoken once triggers once. The listener decodes at the grammar's threshold plus
+   :data:`LISTEN_THRESHOLD_OFFSET` and keeps only events that :data:`LISTEN_MIN_WINDOWS` windows
+   accepted (chosen on TRAIN voices by benchmarks/spotting.py).
 3. :func:`spot` / :func:`listen_blocks` tie them together; ``grammar listen`` is the CLI
    (:func:`run_listen`): a file read block by block, standard input, or a live input device
    (:class:`Source`), each detection printed the moment it is final, Ctrl-C ending the input.
@@ -31,7 +33,7 @@ import dataclasses
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -269,23 +271,89 @@ class PosteriorStream:
 # --------------------------------------------------------------------------- spotting
 
 
-@dataclasses.dataclass
-class _Hit:
+#: How ``grammar listen`` turns windows into detections, chosen on a development stream of TRAIN
+#: voices (``python benchmarks/spotting.py --choose``; benchmarks/results/spotting.md): an event
+#: becomes a detection when at least ``LISTEN_MIN_WINDOWS`` windows accepted its command, each
+#: window accepting at the grammar's threshold plus ``LISTEN_THRESHOLD_OFFSET``. A command said to
+#: the device lies whole in several successive windows; a stretch of other talk that looks like one
+#: seldom does, so asking for several lets each window accept more readily.
+LISTEN_MIN_WINDOWS = 3
+LISTEN_THRESHOLD_OFFSET = -0.6
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowHit:
+    """The best expression of one decoded window, where the CTC alignment puts it (global AM
+    frames ``first``..``last``), and its confidence."""
+
     command: str
     expression: str
-    first: int  # AM frames, global
+    first: int
     last: int
     score: float
+
+
+class Events:
+    """Merges the hits of successive windows into detections, window by window.
+
+    A hit joins the open event when it overlaps the event's best hit, or repeats its command
+    within ``refractory`` frames; the event is final once a window starts past its best hit's end
+    plus ``refractory``. The detection is the best hit's command, span and score; events with
+    fewer than ``min_windows`` hits of that command are dropped (a command said to the device is
+    seen whole by several successive windows; a fragment of other speech that looks like one
+    seldom is).
+    """
+
+    def __init__(self, frame_s: float, refractory: int, min_windows: int = 1):
+        if min_windows < 1:
+            raise GrammarError(f"listen: min_windows {min_windows} must be at least 1")
+        self.frame_s, self.refractory, self.min_windows = frame_s, refractory, min_windows
+        self._group: list[WindowHit] = []
+
+    def window(self, start: int, hit: WindowHit | None) -> list[Detection]:
+        """The window starting at AM frame ``start`` accepted ``hit`` (None: it accepted nothing)."""
+        out = []
+        if self._group and start > self._best().last + self.refractory:
+            out += self._finalise()
+        if hit is not None:
+            if self._group and not self._joins(hit):
+                out += self._finalise()
+            self._group.append(hit)
+        return out
+
+    def flush(self) -> list[Detection]:
+        return self._finalise() if self._group else []
+
+    def _best(self) -> WindowHit:
+        return max(self._group, key=lambda h: h.score)  # ties: the earliest window
+
+    def _joins(self, hit: WindowHit) -> bool:
+        best = self._best()
+        if hit.first <= best.last and hit.last >= best.first:
+            return True
+        return hit.command == best.command and hit.first <= best.last + self.refractory
+
+    def _finalise(self) -> list[Detection]:
+        best = self._best()
+        n = sum(h.command == best.command for h in self._group)
+        self._group = []
+        if n < self.min_windows:
+            return []
+        return [Detection(best.command, best.first * self.frame_s, (best.last + 1) * self.frame_s, best.score,
+                          best.expression, n)]  # fmt: skip
 
 
 class Spotter:
     """Sliding-window grammar decoding over a stream of log-posterior frames; merges windows into detections.
 
-    ``push(frames)`` returns the detections that became final; ``flush()`` the rest.
+    ``push(frames)`` returns the detections that became final; ``flush()`` the rest. With
+    ``record`` every decoded window's start and best hit (accepted or not) is kept in
+    :attr:`records`, from which :func:`replay` gives the detections at any other threshold.
     """
 
     def __init__(self, grammar: Grammar, frame_s: float, window_s: float = 2.0, hop_s: float = 0.25,
-                 refractory_s: float = 0.3, score_kind: str | None = None, spot: bool = False):  # fmt: skip
+                 refractory_s: float = 0.3, score_kind: str | None = None, spot: bool = False,
+                 min_windows: int = 1, record: bool = False):  # fmt: skip
         if grammar is None:
             raise GrammarError("listen: no grammar loaded")
         for name, v in (("window", window_s), ("hop", hop_s)):
@@ -301,53 +369,42 @@ class Spotter:
         self.win = max(1, int(round(window_s / frame_s)))
         self.hop = max(1, int(round(hop_s / frame_s)))
         self.refractory = int(round(refractory_s / frame_s))
+        self.events = Events(self.frame_s, self.refractory, min_windows)
+        self.records: list[tuple[int, WindowHit | None]] | None = [] if record else None
         self._buf = np.zeros((0, NUM_SYMBOLS), np.float32)
         self._buf0 = 0  # global frame index of _buf[0]
         self._n = 0
         self._next_end = self.hop  # windows grow from the start until they reach window_s
         self._last_end = 0  # end of the last decoded window
-        self._group: list[_Hit] = []
         self.windows_decoded = 0
 
     def _frames(self, a: int, b: int) -> np.ndarray:
         return self._buf[a - self._buf0 : b - self._buf0]
 
-    def _decide(self, a: int, b: int) -> list[Detection]:
-        """Decode window [a, b); finalise the open event when no hit from here on can join it."""
-        out = []
-        if self._group and a > self._best().last + self.refractory:
-            out.append(self._finalise())
+    def _hit(self, a: int, b: int) -> tuple[WindowHit | None, bool]:
+        """Window [a, b): its best expression placed by alignment (None if it cannot be, or if it
+        is rejected and not recorded), and whether the grammar accepts it."""
         logp = self._frames(a, b)
         self.windows_decoded += 1
         self._last_end = b
         d = decode(logp, self.grammar, self.score_kind, spot=self.spot)
-        if d.accepted:
-            path = ctc_align(logp, self.grammar.labels[d.expression])
-            spoken = np.nonzero(path >= 0)[0] if path is not None else np.zeros(0, int)
-            if len(spoken):
-                hit = _Hit(d.command, self.grammar.expressions[d.expression], a + int(spoken[0]),
-                           a + int(spoken[-1]), float(d.score))  # fmt: skip
-                if self._group and not self._joins(hit):
-                    out.append(self._finalise())
-                self._group.append(hit)
-        return out
+        if not np.isfinite(d.log_likelihoods[d.expression]) or not (d.accepted or self.records is not None):
+            return None, False
+        path = ctc_align(logp, self.grammar.labels[d.expression])
+        spoken = np.nonzero(path >= 0)[0] if path is not None else np.zeros(0, int)
+        if not len(spoken):
+            return None, False
+        cmd = self.grammar.commands[self.grammar.command_of[d.expression]]
+        hit = WindowHit(cmd, self.grammar.expressions[d.expression], a + int(spoken[0]), a + int(spoken[-1]),
+                        float(d.score))  # fmt: skip
+        return hit, d.accepted
 
-    def _best(self) -> _Hit:
-        return max(self._group, key=lambda h: h.score)  # ties: the earliest window
-
-    def _joins(self, hit: _Hit) -> bool:
-        """Same event: overlaps the best hit so far, or repeats its command within the refractory time."""
-        best = self._best()
-        if hit.first <= best.last and hit.last >= best.first:
-            return True
-        return hit.command == best.command and hit.first <= best.last + self.refractory
-
-    def _finalise(self) -> Detection:
-        best = self._best()
-        n = sum(h.command == best.command for h in self._group)
-        self._group = []
-        return Detection(best.command, best.first * self.frame_s, (best.last + 1) * self.frame_s, best.score,
-                         best.expression, n)  # fmt: skip
+    def _decide(self, a: int, b: int) -> list[Detection]:
+        """Decode window [a, b) and hand it to the events."""
+        hit, accepted = self._hit(a, b)
+        if self.records is not None:
+            self.records.append((a, hit))
+        return self.events.window(a, hit if accepted else None)
 
     def push(self, logp: np.ndarray) -> list[Detection]:
         logp = np.asarray(logp, np.float32)
@@ -370,22 +427,56 @@ class Spotter:
         out: list[Detection] = []
         if self._n and self._last_end < self._n:
             out += self._decide(max(0, self._n - self.win), self._n)
-        if self._group:
-            out.append(self._finalise())
-        return out
+        return out + self.events.flush()
+
+
+def window_records(logp: np.ndarray, grammar: Grammar, frame_s: float, window_s: float = 2.0, hop_s: float = 0.25,
+                   score_kind: str | None = None) -> list[tuple[int, WindowHit | None]]:  # fmt: skip
+    """Every window's start and best hit over a whole stream of log-posteriors, whatever its score:
+    what :func:`replay` needs to give the spotter's detections at any threshold without decoding again."""
+    sp = Spotter(grammar, frame_s, window_s, hop_s, score_kind=score_kind, record=True)
+    sp.push(logp)
+    sp.flush()
+    return sp.records
+
+
+def replay(records: Sequence[tuple[int, WindowHit | None]], threshold: float, frame_s: float,
+           refractory_s: float = 0.3, min_windows: int = 1) -> list[Detection]:  # fmt: skip
+    """The detections a :class:`Spotter` with this threshold (and these event settings) gives on
+    the stream the ``records`` come from: a hit counts when its score is >= ``threshold``."""
+    ev = Events(float(frame_s), int(round(refractory_s / frame_s)), min_windows)
+    out: list[Detection] = []
+    for start, hit in records:
+        out += ev.window(start, hit if hit is not None and hit.score >= threshold else None)
+    return out + ev.flush()
+
+
+def listening_grammar(recognizer, grammar: Grammar | None = None,
+                      threshold_offset: float = LISTEN_THRESHOLD_OFFSET) -> Grammar:  # fmt: skip
+    """The grammar a listener's windows are decoded with: the recognizer's (for its backend), its
+    threshold moved by ``threshold_offset``."""
+    if not np.isfinite(threshold_offset):
+        raise GrammarError(f"listen: threshold offset {threshold_offset} must be a finite number")
+    g = recognizer.decoding_grammar(grammar)
+    if g is None:
+        raise GrammarError("listen: no grammar loaded")
+    return g.with_threshold(g.threshold + threshold_offset)
 
 
 def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.0, hop_s: float = 0.25, *,
                   grammar: Grammar | None = None, refractory_s: float = 0.3, stream: PosteriorStream | None = None,
-                  name: str = "input", stop: Callable[[], bool] | None = None) -> Iterator[Detection]:  # fmt: skip
+                  name: str = "input", stop: Callable[[], bool] | None = None, min_windows: int = LISTEN_MIN_WINDOWS,
+                  threshold_offset: float = LISTEN_THRESHOLD_OFFSET) -> Iterator[Detection]:  # fmt: skip
     """Detections, each yielded as soon as it is final, from audio blocks at the recognizer's sample rate.
 
     ``stop`` is asked before each block: when it says True (Ctrl-C) the input ends there and what
     was heard is still decoded. An input that ends by itself and is shorter than the AM's receptive
     field is the error :func:`grammar.recognizer.check_duration` gives ``recognize`` (named ``name``).
+    ``min_windows`` and ``threshold_offset``: see :data:`LISTEN_MIN_WINDOWS`.
     """
     stream = stream or PosteriorStream(recognizer)
-    spotter = Spotter(recognizer.decoding_grammar(grammar), stream.frame_s, window_s, hop_s, refractory_s)
+    spotter = Spotter(listening_grammar(recognizer, grammar, threshold_offset), stream.frame_s, window_s, hop_s,
+                      refractory_s, min_windows=min_windows)  # fmt: skip
     cut = False
     for block in blocks:
         if stop is not None and stop():
@@ -401,7 +492,8 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.
 
 def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = 2.0, hop_s: float = 0.25, *,
          grammar: Grammar | None = None, refractory_s: float = 0.3, block_s: float | None = None,
-         stream: PosteriorStream | None = None, name: str = "input") -> list[Detection]:  # fmt: skip
+         stream: PosteriorStream | None = None, name: str = "input", min_windows: int = LISTEN_MIN_WINDOWS,
+         threshold_offset: float = LISTEN_THRESHOLD_OFFSET) -> list[Detection]:  # fmt: skip
     """Spot the grammar's commands in a long recording, streamed through the chain in blocks.
 
     ``audio``: mono, any rate (resampled to the model's). Blocks are ``block_s`` long (default:
@@ -415,7 +507,8 @@ def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = 2.0, hop_s: f
     block = max(1, int(round((block_s or hop_s) * stream.sample_rate)))
     blocks = (x[i : i + block] for i in range(0, len(x), block))
     return list(listen_blocks(recognizer, blocks, window_s, hop_s, grammar=grammar, refractory_s=refractory_s,
-                              stream=stream, name=name))  # fmt: skip
+                              stream=stream, name=name, min_windows=min_windows,
+                              threshold_offset=threshold_offset))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- inputs
@@ -570,7 +663,8 @@ def first_interrupt_stops() -> Iterator[Callable[[], bool]]:
 
 
 def run_listen(recognizer, source: Source, *, window_s: float, hop_s: float, emit: Callable[[Detection], None],
-               progress: bool = False) -> tuple[int, bool]:  # fmt: skip
+               progress: bool = False, min_windows: int = LISTEN_MIN_WINDOWS,
+               threshold_offset: float = LISTEN_THRESHOLD_OFFSET) -> tuple[int, bool]:  # fmt: skip
     """The CLI's loop: ``source`` through the chain in ``hop_s`` blocks, ``emit`` each detection the
     moment it is final. ``progress``: a bar on stderr (when it is a terminal and the length is known).
     Ctrl-C ends the input (:func:`first_interrupt_stops`). Returns (detections, interrupted)."""
@@ -588,7 +682,8 @@ def run_listen(recognizer, source: Source, *, window_s: float, hop_s: float, emi
 
     n = 0
     with bar, first_interrupt_stops() as stopped:
-        for d in listen_blocks(recognizer, blocks(), window_s, hop_s, stream=stream, name=source.name, stop=stopped):
+        for d in listen_blocks(recognizer, blocks(), window_s, hop_s, stream=stream, name=source.name, stop=stopped,
+                               min_windows=min_windows, threshold_offset=threshold_offset):
             with tqdm.external_write_mode(file=sys.stdout):  # the bar steps aside for the line
                 emit(d)
             n += 1

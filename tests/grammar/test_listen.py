@@ -13,7 +13,7 @@ from grammar.alphabet import NUM_SYMBOLS, encode
 from grammar.config import AMConfig
 from grammar.decoder import Grammar
 from grammar.errors import GrammarError
-from grammar.listen import Detection, PosteriorStream, Spotter, ctc_align, spot
+from grammar.listen import Detection, PosteriorStream, Spotter, ctc_align, replay, spot, window_records
 from grammar.recognizer import Recognizer
 from rced.features import Normalizer
 from tests.grammar.conftest import one_line_error, tone
@@ -116,6 +116,36 @@ def test_short_input_and_tail_are_decoded():
     assert [d.command for d in dets] == ["mute"] and abs(dets[0].start - truth[0][1]) <= 0.05
     logp, _ = spelled(int(4.1 / FRAME_S), [("call home", 3.2)])  # only the final window holds it whole
     assert [d.command for d in run_spotter(logp, hop_s=1.0)[0]] == ["call home"]
+
+
+@pytest.mark.parametrize("threshold", [-3.0, -1.0, -0.5, -0.2, 0.0])
+@pytest.mark.parametrize("min_windows", [1, 3])
+def test_replay_of_window_records_equals_a_spotter_at_that_threshold(threshold, min_windows):
+    events = [("volume up", 1.0), ("hello there friend", 4.2), ("mute", 7.5), ("call home", 10.0), ("muted", 12.0)]
+    logp, _ = spelled(int(14 / FRAME_S), events, np.random.default_rng(3))
+    logp = np.log(np.clip(np.exp(logp) + np.random.default_rng(4).uniform(0, 0.3, logp.shape), 1e-6, None))
+    logp -= np.logaddexp.reduce(logp, axis=1, keepdims=True)  # noisier: scores spread around the thresholds
+    g = Grammar.from_commands(COMMANDS, threshold=-1.0)
+    records = window_records(logp, g, FRAME_S)
+    assert len(records) > 50 and all(h is None or np.isfinite(h.score) for _, h in records)
+    live, _ = run_spotter(logp, min_windows=min_windows) if threshold == -1.0 else (None, None)
+    sp = Spotter(g.with_threshold(threshold), FRAME_S, min_windows=min_windows)
+    want = sp.push(logp) + sp.flush()
+    assert replay(records, threshold, FRAME_S, min_windows=min_windows) == want
+    if live is not None:
+        assert live == want
+
+
+def test_min_windows_drops_events_seen_by_too_few_windows():
+    logp, _ = spelled(int(9 / FRAME_S), [("mute", 2.0), ("call home", 6.0)])
+    dets, _ = run_spotter(logp)
+    n = {d.command: d.windows for d in dets}
+    assert set(n) == {"mute", "call home"} and min(n.values()) > 1
+    k = min(n.values())
+    assert {d.command for d in run_spotter(logp, min_windows=k)[0]} == set(n)
+    assert {d.command for d in run_spotter(logp, min_windows=k + 1)[0]} == {c for c in n if n[c] > k}
+    with pytest.raises(GrammarError):
+        Spotter(Grammar.from_commands(COMMANDS), FRAME_S, min_windows=0)
 
 
 def test_spotter_arguments_are_checked():
@@ -584,3 +614,10 @@ def test_progress_bar_on_a_terminal(tiny_am, tiny_grammar, long_wav):
     assert res.returncode == 0
     assert b"listening:" in shown and b"/5.0 s" in shown
     assert all(json.loads(x) for x in res.stdout.decode().splitlines())  # the bar stays on stderr
+
+
+@pytest.mark.parametrize("args", [["--min-windows", "0"], ["--threshold-offset", "nan"]])
+def test_listen_refuses_bad_spotter_settings(tmp_path, args):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(16000 * 3, np.float32), 16000)
+    one_line_error(grammar("listen", wav, *args), args[0])

@@ -1,0 +1,80 @@
+"""Spotting benchmark (benchmarks/spotting.py): scoring against the truth, the choice of spotter
+settings on a small problem whose best setting is known, and the PocketSphinx peer on clean speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.spotting import choose, pocketsphinx_choice, score
+from grammar.demo import Scene, Segment
+from grammar.listen import WindowHit
+
+FRAME_S = 0.016
+SR = 16000
+
+
+def scene(segments: list[Segment], seconds: float = 3600.0) -> Scene:
+    n = int(seconds * SR)
+    return Scene(np.zeros(1, np.float32), np.zeros(n, np.float32), segments, SR, "test", 10.0, 0)
+
+
+def test_score_counts_hits_misclassified_and_false_alarms_per_hour():
+    from grammar.listen import Detection
+
+    segs = [Segment("mute", "mute", 10.0, 10.5, "hibari:heart"), Segment("call home", "call home", 20.0, 20.8, "flite:rms"),
+            Segment("hello", None, 30.0, 31.0, "flite:rms"), Segment("next song", "next song", 40.0, 40.6, "flite:rms")]  # fmt: skip
+    dets = [Detection("mute", 10.1, 10.4, 0.0), Detection("mute", 20.2, 20.6, 0.0), Detection("play music", 30.2, 30.8, 0.0)]
+    r = score(scene(segs, 3600 + 1.9), dets)  # 1.9 s of commands: exactly one hour of other time
+    assert (r["found"], r["misclassified"], r["missed"], r["false_alarms"]) == (1, 1, 1, 1)
+    assert r["false_alarms_per_hour"] == 1.0 and r["miss_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert (r["natural_found"], r["natural_commands"], r["other_found"], r["other_commands"]) == (1, 1, 0, 2)
+
+
+def hits(command: str, t: float, scores: list[float]) -> list:
+    """Windows one hop apart that each place ``command`` at ``t`` with these scores."""
+    f = int(t / FRAME_S)
+    return [(f - 100 + 16 * i, WindowHit(command, command, f, f + 30, s)) for i, s in enumerate(scores)]
+
+
+def test_choose_finds_the_setting_that_keeps_commands_and_drops_one_window_flukes():
+    # three commands each accepted by 3 windows near -0.5; one fluke on no command by a single
+    # window at -0.3, another fluke by 2 windows at -1.5: only min 2 windows at offset -0.6 finds
+    # all three commands with no false alarm (threshold -1.0 + offset)
+    segs = [Segment(c, c, t, t + 0.5) for c, t in (("mute", 100.0), ("call home", 200.0), ("next song", 300.0))]
+    recs = hits("mute", 100.0, [-1.6, -1.55, -1.52]) + hits("call home", 200.0, [-1.58, -1.6, -1.55])
+    recs += hits("stop listening", 250.0, [-1.2]) + hits("next song", 300.0, [-1.56, -1.57, -1.55])
+    recs += hits("play music", 350.0, [-2.5, -2.5])
+    recs.sort(key=lambda r: r[0])
+    dev = {"float": {"scene": scene(segs, 720.0), "records": recs, "threshold": -1.0}}
+    grid, best = choose(dev, FRAME_S)
+    assert best == (2, -0.6)
+    assert grid["2 -0.60"]["float"]["found"] == 3 and grid["2 -0.60"]["float"]["false_alarms"] == 0
+    assert grid["1 -0.60"]["float"]["false_alarms"] == 1  # the one-window fluke
+
+
+def test_pocketsphinx_choice_follows_the_rule():
+    rows = {"1e-30": {"found": 9, "false_alarms": 40, "false_alarms_per_hour": 80.0, "misclassified": 0, "n_commands": 10},
+            "1e-20": {"found": 7, "false_alarms": 3, "false_alarms_per_hour": 6.0, "misclassified": 1, "n_commands": 10},
+            "1e-10": {"found": 5, "false_alarms": 1, "false_alarms_per_hour": 2.0, "misclassified": 0, "n_commands": 10}}  # fmt: skip
+    assert pocketsphinx_choice(rows) == "1e-20"
+    assert pocketsphinx_choice({"1e-30": rows["1e-30"]}) is None
+
+
+def test_pocketsphinx_hears_clean_commands_and_knows_unmute():
+    ps = pytest.importorskip("benchmarks.pocketsphinx_peer")
+    pytest.importorskip("pocketsphinx")
+    from rced.corpus import Utterance, load_utterances
+    from rced.tts import Prosody, Voice
+
+    assert ps.pronunciation("unmute") == f"{ps.pronunciation('un')} {ps.pronunciation('mute')}"
+    with pytest.raises(ValueError):
+        ps.pronunciation("qqxzz")
+    commands = ["volume up", "call home", "open the door", "unmute"]
+    x = load_utterances([Utterance("call home", Voice("flite", "slt"), Prosody(), 1)], workers=1)[0]
+    assert ps.recognize(x, commands) == "call home"
+    gap = np.zeros(SR, np.float32)
+    found = ps.spot(np.concatenate([gap, x, gap]), commands, 1e-30)  # keyword spotting: lenient threshold
+    calls = [(a, b) for c, a, b in found if c == "call home"]
+    assert len(calls) == 1  # placed on the stream's clock, within the utterance
+    assert 1.0 - 0.1 <= calls[0][0] < calls[0][1] <= 1.0 + len(x) / SR + 0.1
