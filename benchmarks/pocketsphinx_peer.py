@@ -69,15 +69,31 @@ def _pcm(audio: np.ndarray) -> bytes:
     return (np.clip(np.asarray(audio, np.float64), -1, 1) * 32767).astype("<i2").tobytes()
 
 
+def _word_distance(a: list[str], b: list[str]) -> int:
+    """Levenshtein distance between two word sequences."""
+    row = list(range(len(b) + 1))
+    for i, wa in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, wb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (wa != wb))
+    return row[-1]
+
+
 def recognize(audio: np.ndarray, commands: Sequence[str]) -> str | None:
-    """The command PocketSphinx hears in one 16-kHz utterance (JSGF grammar of ``commands``)."""
+    """The command PocketSphinx hears in one 16-kHz utterance (JSGF grammar of ``commands``).
+
+    When no path reaches the grammar's end, PocketSphinx returns its best partial path ("what
+    time"); that is read as the command nearest to it in words (no rejection). None: it heard nothing.
+    """
     dec = _jsgf_decoder(tuple(commands))
     dec.start_utt()
     dec.process_raw(_pcm(audio), False, True)
     dec.end_utt()
     hyp = dec.hyp()
-    text = " ".join(hyp.hypstr.split()) if hyp is not None else ""
-    return text if text in commands else None
+    words = hyp.hypstr.split() if hyp is not None else []
+    if not words:
+        return None
+    return min(commands, key=lambda c: _word_distance(words, c.split()))
 
 
 @functools.lru_cache(maxsize=4)

@@ -5,7 +5,11 @@ and without the denoiser. Commands: the 20 default commands and non-commands fro
 TEST-ONLY voices (clean, 20, 10, 5 dB); the rejection threshold of each chain is calibrated
 on a separate data set (other utterances of the same voices, seed 101) to a target FAR, and
 measured on the test set (seed 202). Writes benchmarks/results/recognition.{json,md} and a
-DET-style PNG. Run: python benchmarks/recognition.py
+DET-style PNG. The natural TEST-ONLY voice (hibari ``heart``) has a test set of its own (seed 202, the same
+make), scored at the thresholds calibrated on the other voices (nothing is calibrated on it), and
+PocketSphinx (its en-us model, a JSGF grammar of the commands, no rejection: :mod:`pocketsphinx_peer`)
+is a row on both test sets.
+Run: python benchmarks/recognition.py
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_d
 from grammar.recognizer import Recognizer  # noqa: E402
 from rced.audio import atomic_write_text, load_audio  # noqa: E402
 from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_utterances, train_utterances  # noqa: E402
-from rced.tts import test_voices  # noqa: E402
+from rced.tts import natural_test_voices, test_voices  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -56,6 +60,24 @@ def datasets(reps: int) -> tuple[Path, Path]:
             make_dataset(folder, commands, test_voices(), n_command_reps=reps, n_random=n_nc, n_near_miss=n_nc, seed=seed)
         out.append(manifest)
     return out[0], out[1]
+
+
+def natural_dataset(reps: int) -> Path:
+    """The natural TEST-ONLY voice's test set (seed 202, as the test set of :func:`datasets`; cached)."""
+    commands = load_commands(default_commands_path())
+    folder = cache_dir() / "datasets" / f"commands_natural_r{reps}_s202"
+    manifest = folder / "manifest.csv"
+    if not manifest.exists():
+        make_dataset(folder, commands, natural_test_voices(), n_command_reps=reps, n_random=10, n_near_miss=10, seed=202)
+    return manifest
+
+
+def pocketsphinx_predictions(rows, commands) -> list[str | None]:
+    """PocketSphinx's command for every row (JSGF grammar of the commands; always one when it hears any)."""
+    import pocketsphinx_peer as ps
+    from tqdm import tqdm
+
+    return [ps.recognize(load_audio(r.path), commands) for r in tqdm(rows, desc="pocketsphinx")]
 
 
 def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
@@ -151,13 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         curves[chain] = det_curve(labels, best, scores)
         if chain == "denoiser + AM" and args.write_default_grammar:
             base.with_threshold(thr).save(args.write_default_grammar)
+    natural = load_manifest(natural_dataset(args.reps))
+    peers: dict = {}
+    for name, rows in (("TTS voices", test), ("natural voice", natural)):
+        labels, groups = [r.label for r in rows], [r.extra.get("snr") for r in rows]
+        for chain, rec in recs.items():
+            best, scores = best_and_scores(rec, rows, base, "test" if rows is test else "natural")
+            preds = [b if s >= thresholds[chain] else None for b, s in zip(best, scores)]
+            peers.setdefault(name, {})[chain] = metrics_by_group(labels, preds, groups)
+        peers[name]["PocketSphinx (JSGF, no rejection)"] = metrics_by_group(labels, pocketsphinx_predictions(rows, commands), groups)
     plot_det(curves, Path(args.out).with_name("recognition_det.png"),
              operating_points={c: results[c]["calibrated"]["all"] for c in recs})  # fmt: skip
     cer = cer_table(recs, args.n_per_voice)
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "n_test": len(test),
                         "voices": [v.id for v in test_voices()], "max_far": args.max_far, "target_far": target_far,
                         "score_kind": args.score_kind},
-               "thresholds": thresholds, "commands": results, "cer": cer,
+               "thresholds": thresholds, "commands": results, "cer": cer, "natural_and_peer": peers,
+               "natural_test": str(natural_dataset(args.reps)),
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
     md = [f"Command recognition on TEST-ONLY voices ({', '.join(payload['data']['voices'])}); "
@@ -182,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in cer:
         md.append(f"| {r['chain']} | {r['condition']} | {r['cer']:.3f} | "
                   + " | ".join(f"{r[v.id]:.3f}" for v in test_voices()) + " |")  # fmt: skip
+    conds = list(next(iter(peers["TTS voices"].values())))
+    md += ["", f"The natural TEST-ONLY voice (hibari `heart`: {len(natural)} utterances of the same make) at the thresholds "
+           "above (nothing calibrated on it), and PocketSphinx (en-us model, JSGF grammar of the commands, no "
+           "rejection) on both test sets: accuracy (FAR) per condition.", "",
+           "| test set | chain | " + " | ".join(conds) + " |", "|---|---|" + "---|" * len(conds)]  # fmt: skip
+    for name, per in peers.items():
+        for chain, res in per.items():
+            md.append(f"| {name} | {chain} | " + " | ".join(f"{res[g]['accuracy']:.3f} ({res[g]['far']:.2f})" for g in conds) + " |")
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     if args.card:
         from denoise import update_card

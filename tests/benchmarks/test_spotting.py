@@ -68,6 +68,8 @@ def test_pocketsphinx_hears_clean_commands_and_knows_unmute():
     from rced.tts import Prosody, Voice
 
     assert ps.pronunciation("unmute") == f"{ps.pronunciation('un')} {ps.pronunciation('mute')}"
+    assert ps._word_distance("what time".split(), "what time is it".split()) == 2  # a partial path: nearest command
+    assert ps._word_distance("turn on lights".split(), "turn off the lights".split()) == 2
     with pytest.raises(ValueError):
         ps.pronunciation("qqxzz")
     commands = ["volume up", "call home", "open the door", "unmute"]
