@@ -4,7 +4,7 @@ The listener hears the denoiser at its own floor (chosen for STOI by benchmarks/
 the AM may read the same mask with a higher one (AMConfig.input_mask_floor): a gentler mask in
 front of an AM trained behind an earlier denoiser keeps its confidence scores apart. For each
 floor: the base grammar's threshold is calibrated on the calibration set's non-commands to the
-shipped FAR target (grammar.decoder.far_target_for_bound, one sample per text), then the
+shipped FAR target (grammar.decoding.decoder.far_target_for_bound, one sample per text), then the
 accuracy on its commands is measured; the best floor wins (the smaller one on a tie).
 Data: the calibration set of benchmarks/recognition.py (TEST-ONLY voices, seed 101).
 Writes benchmarks/results/am_floor.{json,md}; --apply writes the choice into the AM's config.json.
@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.config import AMConfig  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
-from grammar.decoder import Grammar, calibrate_threshold, far_target_for_bound  # noqa: E402
-from grammar.recognizer import Recognizer  # noqa: E402
+from grammar.decoding.decoder import Grammar, calibrate_threshold, far_target_for_bound  # noqa: E402
+from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.config import load_json, save_json  # noqa: E402
 

@@ -27,14 +27,14 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from grammar.candidates import DEFAULT_PER_WORD, DEFAULT_TOP_K, generate_candidates  # noqa: E402
+from grammar.augment.candidates import DEFAULT_PER_WORD, DEFAULT_TOP_K, generate_candidates  # noqa: E402
+from grammar.augment.dictionary import PronDict, default_dictionary_path  # noqa: E402
+from grammar.augment.search import ScoreMatrix, augment  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
-from grammar.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
-from grammar.dictionary import PronDict, default_dictionary_path  # noqa: E402
+from grammar.decoding.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
+from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
-from grammar.recognizer import Recognizer  # noqa: E402
-from grammar.search import ScoreMatrix, augment  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -63,8 +63,8 @@ def evaluate(grammar: Grammar, post, rows, idx) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--budget", type=int, default=3)
-    ap.add_argument("--top-k", type=int, default=None, help="candidates per command (default: grammar.candidates')")
-    ap.add_argument("--per-word", type=int, default=None, help="decodings per word (default: grammar.candidates')")
+    ap.add_argument("--top-k", type=int, default=None, help="candidates per command (default: grammar.augment.candidates')")
+    ap.add_argument("--per-word", type=int, default=None, help="decodings per word (default: grammar.augment.candidates')")
     ap.add_argument("--target-far", type=float, default=0.05, help="for the base grammar's calibration")
     ap.add_argument("--dictionary", default=str(default_dictionary_path()))
     ap.add_argument("--out", default=str(ROOT / "results" / "augmentation"))
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
            f"(greedy is not exact).", "",
            "Bound (in-sample, the test half at that base threshold): a base error is fixable only if one candidate "
            "of the right command beats every base expression and clears the threshold, and no grammar from the "
-           "candidate set fixes any other error (`grammar.search.ScoreMatrix.fixable`), whatever its size:", "",
+           "candidate set fixes any other error (`grammar.augment.search.ScoreMatrix.fixable`), whatever its size:", "",
            "| candidates per command / decodings per word | candidates | base errors | fixable | largest possible cut |",
            "|---|---|---|---|---|"]  # fmt: skip
     md += [f"| {b['top_k']} / {b['per_word']} | {b['candidates']} | {b['base_errors']} | {b['fixable']} | "

@@ -85,10 +85,10 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
     """
     from tqdm import tqdm
 
+    from grammar.acoustic.int8 import int8_recognizer
     from grammar.dataset import check_labels, load_manifest
-    from grammar.int8 import int8_recognizer
+    from grammar.decoding.recognizer import Recognizer
     from grammar.metrics import recognition_metrics
-    from grammar.recognizer import Recognizer
     from rced.audio import load_audio
     from rced.int8 import Int8Denoiser
 

@@ -4,7 +4,7 @@ After the network, the denoiser shapes its ratio mask for the ear (``rced.denois
 a one-pole release keeps the mask from falling faster than its running mean (speech offsets are
 not cut short), and ``mask ** exponent`` with an exponent below 1 spares the bins the network is
 unsure of. Both are causal and cost a few operations per bin on the device. The acoustic model
-does not see them (``grammar.recognizer.am_front_end``), so recognition is unchanged.
+does not see them (``grammar.decoding.recognizer.am_front_end``), so recognition is unchanged.
 
 Every (release, exponent) pair of the grid is scored at the model's mask floor on both dev sets of
 ``benchmarks/mask_floor.py`` (as synthesised and MLSA-vocoded; never the test voices). Rule: the

@@ -1,19 +1,19 @@
 """Continuous listening: the float and the int8 chain side by side on long streams of TEST-ONLY voices.
 
 Two streams, each one recording of demo scenes played one after the other
-(:func:`grammar.demo.make_scene`: 4 of the 20 default commands among non-command sentences of one
+(:func:`grammar.decoding.demo.make_scene`: 4 of the 20 default commands among non-command sentences of one
 TEST-ONLY voice, in babble of TRAIN-voice talkers at 20 dB, 1 s of babble before and after):
 - ``demo x30``: the README's demo scene (``grammar demo``: seed 7, the first TEST-ONLY voice) 30
   times: 120 commands in 10.2 minutes; each repeat meets the int8 AM's fixed windows at another phase;
 - ``30 scenes``: scenes of seeds 1000..1029, the voice going round the three TEST-ONLY voices.
-Each chain listens as ``grammar listen`` does (:func:`grammar.listen.listen_blocks`: 0.25-s blocks,
+Each chain listens as ``grammar listen`` does (:func:`grammar.decoding.listen.listen_blocks`: 0.25-s blocks,
 2-s windows every 0.25 s, the grammar's threshold for its backend moved by
-``grammar.listen.LISTEN_THRESHOLD_OFFSET``, events that ``LISTEN_MIN_WINDOWS`` windows accepted);
+``grammar.decoding.listen.LISTEN_THRESHOLD_OFFSET``, events that ``LISTEN_MIN_WINDOWS`` windows accepted);
 detections are matched to the
-truth as the demo does (:func:`grammar.demo.match`). Reported per chain: commands found,
+truth as the demo does (:func:`grammar.decoding.demo.match`). Reported per chain: commands found,
 misclassified (another command detected on one), missed, false alarms (detections on no command)
 and false alarms per hour of non-command time (the stream less its commands), and the real-time factor.
-Nothing is chosen on these streams: the int8 chain's posterior floor (grammar.int8.ZERO_LOG_POSTERIOR,
+Nothing is chosen on these streams: the int8 chain's posterior floor (grammar.acoustic.int8.ZERO_LOG_POSTERIOR,
 ``--zero-posterior`` measures it) and its threshold come from the calibration set of
 benchmarks/recognition.py (TEST-ONLY voices, seed 101).
 
@@ -40,11 +40,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from grammar.decoder import Grammar  # noqa: E402
-from grammar.demo import Segment, make_scene, match, summary  # noqa: E402
-from grammar.int8 import Int8AM  # noqa: E402
-from grammar.listen import LISTEN_MIN_WINDOWS, listen_blocks, listening_grammar  # noqa: E402
-from grammar.recognizer import Recognizer, default_grammar_path  # noqa: E402
+from grammar.acoustic.int8 import Int8AM  # noqa: E402
+from grammar.decoding.decoder import Grammar  # noqa: E402
+from grammar.decoding.demo import Segment, make_scene, match, summary  # noqa: E402
+from grammar.decoding.listen import LISTEN_MIN_WINDOWS, listen_blocks, listening_grammar  # noqa: E402
+from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=int, default=30, help="scenes per stream (default 30: about 10 minutes)")
     ap.add_argument("--factors", action="store_true", help="also the rows that change one factor at a time")
     ap.add_argument("--zero-posterior", action="store_true",
-                    help="only measure what an int8 posterior of 0 stands for (grammar.int8.ZERO_LOG_POSTERIOR)")
+                    help="only measure what an int8 posterior of 0 stands for (grammar.acoustic.int8.ZERO_LOG_POSTERIOR)")
     ap.add_argument("--out", default=str(ROOT / "results" / "listening"))
     args = ap.parse_args(argv)
     if args.zero_posterior:

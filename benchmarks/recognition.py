@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest, make_dataset, n_independent  # noqa: E402
-from grammar.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
+from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
+from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
-from grammar.recognizer import Recognizer  # noqa: E402
 from rced.audio import atomic_write_text, load_audio  # noqa: E402
 from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_utterances, train_utterances  # noqa: E402
 from rced.tts import natural_test_voices, test_voices  # noqa: E402
@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped one)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--max-far", type=float, default=0.10,
-                    help="FAR bound the threshold must keep with 95%% confidence (grammar.decoder.far_target_for_bound)")
+                    help="FAR bound the threshold must keep with 95%% confidence (grammar.decoding.decoder.far_target_for_bound)")
     ap.add_argument("--n-per-voice", type=int, default=10)
-    ap.add_argument("--score-kind", default="len_margin", help="confidence score (grammar.decoder.SCORE_KINDS)")
+    ap.add_argument("--score-kind", default="len_margin", help="confidence score (grammar.decoding.decoder.SCORE_KINDS)")
     ap.add_argument("--out", default=str(ROOT / "results" / "recognition"))
     ap.add_argument("--write-default-grammar", default=None, help="save the calibrated base grammar here")
     ap.add_argument("--card", action="store_true", help="copy the tables into the AM folder's MODEL_CARD.md")
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
           f"and at 20/10/5 dB babble). Threshold calibrated per chain on a separate calibration set of the same voices "
           f"(its {len(cal_nc)} non-commands: {n_ind} texts, each in four conditions) to FAR "
           f"{target_far:.1%}, the largest rate whose 95% upper confidence bound stays <= {args.max_far:.0%} with one "
-          f"sample per text (`grammar.decoder.far_target_for_bound`; a text false-alarms in all its conditions or in "
+          f"sample per text (`grammar.decoding.decoder.far_target_for_bound`; a text false-alarms in all its conditions or in "
           f"none); confidence score "
           f"`{args.score_kind}`.", "",
           "| chain | condition | accuracy | MDR | MCR | FAR | accuracy, no rejection | FAR, no rejection |",

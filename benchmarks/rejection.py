@@ -3,7 +3,7 @@
 The same data as benchmarks/recognition.py (TEST-ONLY voices; calibration set seed 101, test
 set seed 202; clean, 20, 10, 5 dB babble; the shipped chain: denoiser -> AM -> base grammar).
 The chain's log-posteriors are computed once and cached; every score kind of
-:data:`grammar.decoder.SCORE_KINDS` is then calibrated on the calibration set's non-commands
+:data:`grammar.decoding.decoder.SCORE_KINDS` is then calibrated on the calibration set's non-commands
 to each target FAR and measured on the test set. Writes benchmarks/results/rejection.{json,md}.
 Run: python benchmarks/rejection.py
 """
@@ -29,9 +29,9 @@ from recognition import cached_posteriors, datasets  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
-from grammar.decoder import SCORE_KINDS, Grammar, calibrate_threshold, decode  # noqa: E402
+from grammar.decoding.decoder import SCORE_KINDS, Grammar, calibrate_threshold, decode  # noqa: E402
+from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
-from grammar.recognizer import Recognizer  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
     md = [f"Rejection scores on TEST-ONLY voices, shipped chain (denoiser -> AM -> base grammar): threshold "
           f"calibrated on {len(cal_nc)} calibration non-commands to each target FAR, measured on {len(test)} test "
-          "utterances (clean, 20, 10, 5 dB in equal parts). Score kinds are those of `grammar.decoder.SCORE_KINDS`; spotting decodes "
+          "utterances (clean, 20, 10, 5 dB in equal parts). Score kinds are those of `grammar.decoding.decoder.SCORE_KINDS`; spotting decodes "
           "as `grammar listen` does (the command anywhere in the window, a best-path filler around it).",
           "", "| score | target FAR | accuracy | FAR | accuracy clean | 20 dB | 10 dB | 5 dB |",
           "|---|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--json", "--backend", b], seconds)  # fmt: skip
             row("grammar listen (one long file)", b, [py, "-m", "grammar", "listen", str(long_path), "--json",
                 "--backend", b], long_s)  # fmt: skip
-        start, _ = best_of([py, "-c", "import rced.denoiser, grammar.recognizer"], args.repeats)
+        start, _ = best_of([py, "-c", "import rced.denoiser, grammar.decoding.recognizer"], args.repeats)
         res["import_s"] = round(start, 3)
         res["peers"] = peer_rtfs(files, seconds)
     res["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -181,7 +181,7 @@ def to_markdown(res: dict) -> str:
              f"{m['load_average_at_start'][0]} at the start and {res['load_average_at_end'][0]} at the end (the "
              "1-minute load of a 2-core machine: above 2, other work competed for the cores).",
              f"Data: {res['data']}. Each command is a fresh process (start-up included: `python -m ...`), the "
-             f"median of its runs; importing the runtime (`rced.denoiser`, `grammar.recognizer`) takes "
+             f"median of its runs; importing the runtime (`rced.denoiser`, `grammar.decoding.recognizer`) takes "
              f"{res['import_s']} s in all.", "",
              "| command | backend | wall (s) | audio (s) | real-time factor | per-block latency median / p99 (ms) |",
              "|---|---|---|---|---|---|"]  # fmt: skip

@@ -1,17 +1,17 @@
 """Spotting in conversation: commands found, misclassified and false alarms per hour, and DET curves.
 
-The benchmark stream (:mod:`grammar.conversation`, split ``test``): 33 minutes of talk by the
+The benchmark stream (:mod:`grammar.decoding.conversation`, split ``test``): 33 minutes of talk by the
 TEST-ONLY voices (flite rms, festival ked and slt, and the natural voice hibari ``heart``), turn
 after turn of ordinary sentences, with 95 commands of the default grammar among them (each set
 apart by a 1-2 s pause, every voice saying its share), all in babble of TRAIN-voice talkers at
 10 dB. A development stream of the same make (split ``dev``: TRAIN voices other than espeak-ng,
-16 minutes, 69 commands) is where the spotter's settings (:data:`grammar.listen.LISTEN_MIN_WINDOWS`,
+16 minutes, 69 commands) is where the spotter's settings (:data:`grammar.decoding.listen.LISTEN_MIN_WINDOWS`,
 ``LISTEN_THRESHOLD_OFFSET``) and PocketSphinx's threshold are chosen (:func:`choose`); nothing is
 chosen on the benchmark stream.
 
 Each chain hears the stream as ``grammar listen`` does (0.25-s blocks, 2-s windows every 0.25 s):
 the float chain and the int8 device chain. Every window's best hit is recorded once
-(:func:`grammar.listen.window_records`) and :func:`grammar.listen.replay` gives the detections at
+(:func:`grammar.decoding.listen.window_records`) and :func:`grammar.decoding.listen.replay` gives the detections at
 any threshold: the DET curve (missed commands, wrong command included, against false alarms per
 hour of non-command time) comes from the same decoding as the operating point. PocketSphinx
 (its en-us model, the commands as keyphrases of its ``kws`` search, :mod:`pocketsphinx_peer`)
@@ -37,10 +37,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from grammar.conversation import ConversationConfig, make_conversation  # noqa: E402
-from grammar.decoder import Grammar  # noqa: E402
-from grammar.demo import Scene, match, summary  # noqa: E402
-from grammar.listen import (  # noqa: E402
+from grammar.decoding.conversation import ConversationConfig, make_conversation  # noqa: E402
+from grammar.decoding.decoder import Grammar  # noqa: E402
+from grammar.decoding.demo import Scene, match, summary  # noqa: E402
+from grammar.decoding.listen import (  # noqa: E402
     LISTEN_MIN_WINDOWS,
     LISTEN_THRESHOLD_OFFSET,
     Detection,
@@ -48,7 +48,7 @@ from grammar.listen import (  # noqa: E402
     replay,
     window_records,
 )
-from grammar.recognizer import Recognizer, default_grammar_path  # noqa: E402
+from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_bytes, atomic_write_text  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
 from rced.tts import natural_test_voices  # noqa: E402
@@ -214,7 +214,7 @@ def markdown(payload: dict) -> str:
         lines += ["", f"Chosen on the development stream: min {ch['min_windows']} windows, threshold offset "
                   f"{ch['threshold_offset']:+g}" + (" (what `grammar listen` ships)." if same else
                   f"; `grammar listen` ships min {sh['min_windows']}, {sh['threshold_offset']:+g}: update "
-                  f"grammar.listen.LISTEN_MIN_WINDOWS / LISTEN_THRESHOLD_OFFSET.")]  # fmt: skip
+                  f"grammar.decoding.listen.LISTEN_MIN_WINDOWS / LISTEN_THRESHOLD_OFFSET.")]  # fmt: skip
     lines += ["", "DET curves (missed commands, wrong command included, against false alarms per hour, sweeping "
               "the threshold; + marks the rows above, 0 per hour drawn at 0.5): `benchmarks/results/spotting_det.png`. "
               "Speed of the chains: the speed section."]  # fmt: skip

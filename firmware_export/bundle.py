@@ -73,8 +73,8 @@ def load_grammar(grammar):
     """(Grammar, description): a Grammar, a grammar JSON path, or None = the shipped grammar
     (or, while none is shipped, the default command set with one expression per command)."""
     from grammar.commands import default_commands_path, load_commands
-    from grammar.decoder import Grammar
-    from grammar.recognizer import default_grammar_path
+    from grammar.decoding.decoder import Grammar
+    from grammar.decoding.recognizer import default_grammar_path
 
     if isinstance(grammar, Grammar):
         return grammar, "caller-supplied grammar"
@@ -174,9 +174,9 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
 
 def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, measure_latency: bool,
              progress: Progress):  # fmt: skip
-    from grammar.am import am_macs_per_second, am_params
-    from grammar.int8 import am_silence, window_schedule
-    from grammar.recognizer import am_input_floor, receptive_field_frames
+    from grammar.acoustic.am import am_macs_per_second, am_params
+    from grammar.acoustic.int8 import am_silence, window_schedule
+    from grammar.decoding.recognizer import am_input_floor, receptive_field_frames
     from rced.int8 import quantize
 
     cfg, norm = rec.config, rec.norm
@@ -246,7 +246,7 @@ def _card(report: ModelReport, kind: str) -> str:
 
 
 def _default_am_folder(am) -> Path:
-    from grammar.recognizer import default_am_path
+    from grammar.decoding.recognizer import default_am_path
 
     folder = Path(am) if am is not None else default_am_path()
     if not (folder / "model.keras").exists():
@@ -357,7 +357,7 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
     error of a bad model folder) with a one-line message; nothing is written then.
     """
     from grammar.alphabet import BLANK_ID, SYMBOLS
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
     from rced.denoiser import Denoiser
     from rced.int8 import Int8Denoiser
 

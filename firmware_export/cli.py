@@ -68,7 +68,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _check_int8_outputs(args: argparse.Namespace) -> None:
     """Each model folder that gets a model_int8.tflite exists and is writable, before the calibration audio."""
-    from grammar.recognizer import default_am_path
+    from grammar.decoding.recognizer import default_am_path
     from rced.denoiser import model_folder
     from rced.int8 import INT8_MODEL_NAME
     from rced.outputs import check_output_file

@@ -4,7 +4,7 @@ Calibration data come from the training distribution: TRAIN-voice utterances
 (``rced.corpus.train_utterances``) mixed with babble of other TRAIN-voice talkers
 (``make_babble``, ``mix``) at the SNRs and levels the models were trained on. Denoiser samples
 are its own input features (``rced.features.model_inputs``); AM samples are fixed-length windows
-of the normalised log-mel of the *enhanced* spectrum (``grammar.recognizer.Recognizer.features``),
+of the normalised log-mel of the *enhanced* spectrum (``grammar.decoding.recognizer.Recognizer.features``),
 exactly the chain the device runs. Calibration audio is held at 16 kHz (the corpus rate) and resampled
 to each model's front-end rate before mixing, as training does (``rced.train`` resamples its speech);
 at 16 kHz the resampling is the identity.
@@ -193,7 +193,7 @@ def denoiser_samples(den, cal: Calibration, n_frames: int = 800) -> np.ndarray:
 def am_features(audio: np.ndarray, am_cfg, am_norm, den) -> np.ndarray:
     """(frames, n_mels) normalised log-mel of the enhanced spectrum: the Recognizer's own features
     (``audio`` at the AM's front-end rate)."""
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     return Recognizer(None, am_cfg, am_norm, denoiser=den).features(audio, am_cfg.frontend.sample_rate)
 
@@ -209,8 +209,8 @@ def am_windows(feats: np.ndarray, frames: int, silence: np.ndarray, starts: list
 
 def am_samples(am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES, n_windows: int = 64) -> np.ndarray:
     """(n, frames, 1, n_mels) AM inputs from enhanced calibration mixtures (some clean, as in AM training)."""
+    from grammar.acoustic.int8 import am_silence
     from grammar.errors import GrammarError
-    from grammar.int8 import am_silence
 
     rng = np.random.default_rng([cal.seed, 3])
     silence = am_silence(am_cfg, am_norm)
@@ -271,8 +271,8 @@ def denoiser_key(den, cal: Calibration, n_frames: int = 800) -> dict | None:
 def am_key(am_model, am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES,
            n_windows: int = 64) -> dict | None:  # fmt: skip
     """What an AM's calibration ranges depend on: also the denoiser as the AM's front-end
-    (``grammar.recognizer.am_front_end``), whose enhanced spectrum its calibration windows are."""
-    from grammar.recognizer import am_front_end
+    (``grammar.decoding.recognizer.am_front_end``), whose enhanced spectrum its calibration windows are."""
+    from grammar.decoding.recognizer import am_front_end
 
     front = am_front_end(den, am_cfg)
     if cal.corpus is None or not all(hasattr(m, "get_weights") for m in (am_model, getattr(front, "model", am_model))):
@@ -369,10 +369,10 @@ def device_denoiser(den):
 
 
 def device_am(am_model, am_cfg, frames: int = AM_FRAMES):
-    """Batch-1, fixed-window AM (``grammar.am.build_am``, weights copied) with a Softmax on the output."""
+    """Batch-1, fixed-window AM (``grammar.acoustic.am.build_am``, weights copied) with a Softmax on the output."""
     import keras
 
-    from grammar.am import build_am
+    from grammar.acoustic.am import build_am
 
     if frames <= 0 or frames % am_cfg.stride:
         raise ExportError(f"AM window: {frames} frames is not a positive multiple of the stride {am_cfg.stride}")
@@ -540,10 +540,10 @@ def write_am_int8_beside(am_dir: str | os.PathLike | None = None, *, denoiser: s
     """Convert the float AM of ``am_dir`` (None = shipped default) and write ``model_int8.tflite`` into
     the folder (atomically); returns its path. Calibration features go through the float denoiser
     ``denoiser`` (folder, None = shipped, False = none), as in :func:`firmware_export.build_bundle`.
-    The result is loaded with :class:`grammar.int8.Int8AM` (what ``grammar --backend int8`` runs)
+    The result is loaded with :class:`grammar.acoustic.int8.Int8AM` (what ``grammar --backend int8`` runs)
     before it is written."""
-    from grammar.int8 import Int8AM
-    from grammar.recognizer import Recognizer
+    from grammar.acoustic.int8 import Int8AM
+    from grammar.decoding.recognizer import Recognizer
     from rced.audio import atomic_write_bytes
     from rced.int8 import INT8_MODEL_NAME
 

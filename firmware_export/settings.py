@@ -95,10 +95,10 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
 
 def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, silence_q: np.ndarray,
                   frames: int, input_mask_floor: float) -> str:  # fmt: skip
+    from grammar.acoustic.features import LOG_FLOOR, mel_matrix
+    from grammar.acoustic.int8 import ZERO_LOG_POSTERIOR, window_schedule
     from grammar.alphabet import BLANK_ID, SYMBOLS
-    from grammar.features import LOG_FLOOR, mel_matrix
-    from grammar.int8 import ZERO_LOG_POSTERIOR, window_schedule
-    from grammar.recognizer import receptive_field_frames
+    from grammar.decoding.recognizer import receptive_field_frames
 
     fe = am_cfg.frontend
     i, o = info.inputs[0], info.outputs[0]
@@ -141,7 +141,7 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
         f"constexpr float kLookaheadMs = {cgen.c_float(am_cfg.lookahead_ms)};\n\n",
         "// ---- model input/output. Output: softmax posteriors p = (q - kOutputZeroPoint) * kOutputScale,\n",
         "// [t][symbol]; for CTC use logf(max(p, kPosteriorFloor)): a posterior the int8 softmax rounds to 0\n"
-        "// reads as the float AM's mean log-posterior below half an LSB (grammar.int8.ZERO_LOG_POSTERIOR; half an\n"
+        "// reads as the float AM's mean log-posterior below half an LSB (grammar.acoustic.int8.ZERO_LOG_POSTERIOR; half an\n"
         "// LSB made every ruled-out symbol cheap and windows took commands for others in continuous listening).\n",
         _io_block(info),
         f"constexpr float kPosteriorFloor = {cgen.c_float(float(np.exp(ZERO_LOG_POSTERIOR)))};\n\n",

@@ -11,8 +11,8 @@ import math
 import sys
 from pathlib import Path
 
+from grammar.decoding.listen import LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET
 from grammar.errors import GrammarError
-from grammar.listen import LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET
 from rced.cli import quiet_tensorflow
 from rced.errors import run_command
 from rced.outputs import check_output_file, check_output_folder
@@ -31,7 +31,7 @@ def _train_am_config(args: argparse.Namespace):
 
 
 def cmd_train_am(args: argparse.Namespace) -> int:
-    from grammar.train_am import AMTrainer
+    from grammar.acoustic.train_am import AMTrainer
     from rced.cli import _set_threads, check_run_outputs, config_or_resume, run_and_export
 
     check_run_outputs(args)
@@ -43,12 +43,12 @@ def cmd_train_am(args: argparse.Namespace) -> int:
 
 
 def _recognizer(args: argparse.Namespace, grammar=None):
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     den = False if getattr(args, "no_denoiser", False) else args.denoiser
     if grammar is None and getattr(args, "grammar", None) is None and getattr(args, "commands", None):
         from grammar.commands import load_commands
-        from grammar.decoder import Grammar
+        from grammar.decoding.decoder import Grammar
 
         shipped = _default_grammar()
         grammar = Grammar.from_commands(load_commands(args.commands), threshold=shipped.threshold,
@@ -60,8 +60,8 @@ def _recognizer(args: argparse.Namespace, grammar=None):
 
 def _default_grammar():
     """The shipped grammar: a base grammar built on the fly reuses its threshold and score kind."""
-    from grammar.decoder import Grammar
-    from grammar.recognizer import default_grammar_path
+    from grammar.decoding.decoder import Grammar
+    from grammar.decoding.recognizer import default_grammar_path
 
     return Grammar.load(default_grammar_path())
 
@@ -152,7 +152,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from grammar.dataset import check_labels, load_manifest, n_independent
-    from grammar.decoder import calibrate_threshold, far_target_for_bound
+    from grammar.decoding.decoder import calibrate_threshold, far_target_for_bound
 
     check_output_file(args.output)
     rows = load_manifest(args.dataset)
@@ -196,7 +196,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from grammar import listen
+    from grammar.decoding import listen
 
     if args.input is not None and args.device is not None:
         raise GrammarError("listen: give an INPUT file or --device, not both")
@@ -240,7 +240,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from grammar.demo import run_demo, table
+    from grammar.decoding.demo import run_demo, table
 
     if args.output.exists() and not args.output.is_dir():
         raise GrammarError(f"{args.output}: output path exists and is not a folder")
@@ -293,7 +293,7 @@ def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True, backend: b
 def _shipped_am_config():
     """The shipped acoustic model's configuration: ``train-am`` defaults to its architecture."""
     from grammar.config import AMConfig
-    from grammar.recognizer import default_am_path
+    from grammar.decoding.recognizer import default_am_path
     from rced.config import load_json
 
     return load_json(AMConfig, default_am_path() / "config.json")
@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chain_args(de)
     de.set_defaults(func=cmd_demo)
 
-    from grammar.augment_cli import add_parsers
+    from grammar.augment.cli import add_parsers
 
     add_parsers(sub)
     return p

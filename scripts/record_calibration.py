@@ -124,8 +124,8 @@ def _name(folder: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from grammar.decoding.recognizer import Recognizer, default_am_path
     from grammar.errors import GrammarError
-    from grammar.recognizer import Recognizer, default_am_path
     from rced.audio import atomic_write_text
     from rced.denoiser import Denoiser, default_model_path
     from rced.errors import RcedError

@@ -60,7 +60,7 @@ def test_recognize_help_says_where_the_commands_live_and_how_to_give_your_own():
 
 def test_train_am_defaults_are_the_shipped_models():
     from grammar.config import AMConfig
-    from grammar.recognizer import default_am_path
+    from grammar.decoding.recognizer import default_am_path
     from rced.config import load_json
 
     shipped = load_json(AMConfig, default_am_path() / "config.json")

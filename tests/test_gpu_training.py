@@ -38,7 +38,7 @@ def _imports(path: Path) -> set[tuple[str, str]]:
 
 def test_trainers_build_the_packages_networks_and_define_none():
     assert ("rced.models", "build_model") in _imports(GPU / "train_rced_jax.py")
-    assert ("grammar.am", "build_am") in _imports(GPU / "train_am_jax.py")
+    assert ("grammar.acoustic.am", "build_am") in _imports(GPU / "train_am_jax.py")
     for script in GPU.glob("*.py"):  # no second definition: no hand-written convolution or BatchNorm
         text = script.read_text()
         assert "conv_general_dilated" not in text and "moving_variance" not in text, script.name
@@ -234,7 +234,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from common import masked_bn_call
-from grammar.am import build_am
+from grammar.acoustic.am import build_am
 from grammar.config import AMConfig
 m = build_am(AMConfig(channels=8, blocks=1))
 tv = [v.value for v in m.trainable_variables]

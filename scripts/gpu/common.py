@@ -1,7 +1,7 @@
 """What the JAX trainers share: Keras on its JAX backend, the run folder, and the training loop.
 
 The networks are the project's own Keras models (:func:`rced.models.build_model`,
-:func:`grammar.am.build_am`); Keras 3 runs them on JAX, so a trainer calls
+:func:`grammar.acoustic.am.build_am`); Keras 3 runs them on JAX, so a trainer calls
 ``model.stateless_call`` inside a jitted step of its own (batches made on the accelerator,
 optax updates) and writes the result as a model folder (``model.keras``, ``config.json``,
 ``norm.json``, ``training_log.csv``) that ``rced.Denoiser.load`` / ``grammar`` load on any
@@ -162,7 +162,7 @@ def masked_bn_call(model, trainable: list, non_trainable: list, x, bn_mask, trai
 class Network:
     """A Keras network of the project with what its model folder holds beside ``model.keras``."""
 
-    model: Any  # keras.Model (rced.models.build_model / grammar.am.build_am)
+    model: Any  # keras.Model (rced.models.build_model / grammar.acoustic.am.build_am)
     config: Any  # its ModelConfig / AMConfig: config.json
     norm: Any  # rced.features.Normalizer of its input features: norm.json
 

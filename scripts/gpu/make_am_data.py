@@ -4,7 +4,7 @@
 does the same for other seeds, so the JAX trainer can see new TRAIN-voice utterances (new
 texts, voices, rates) without touching a ``grammar train-am`` run folder. The enhanced features
 are made the way the AM to be fine-tuned reads them (``--am``, default the shipped AM: its
-``input_mask_floor``, through ``grammar.recognizer.am_front_end``).
+``input_mask_floor``, through ``grammar.decoding.recognizer.am_front_end``).
 
 Usage (repo root, on a machine with the TTS engines of ``scripts/setup.sh``):
     python scripts/gpu/make_am_data.py runs/am_more/am_data.npz --seeds 2 3 4 --n 4000
@@ -37,9 +37,9 @@ def main() -> None:
 
     import dataclasses
 
+    from grammar.acoustic.train_am import _save_npz, prepare_utterances
     from grammar.config import AMConfig, AMTrainConfig
-    from grammar.recognizer import am_front_end, default_am_path
-    from grammar.train_am import _save_npz, prepare_utterances
+    from grammar.decoding.recognizer import am_front_end, default_am_path
     from rced.config import load_json
     from rced.corpus import load_utterances, train_utterances
     from rced.denoiser import Denoiser

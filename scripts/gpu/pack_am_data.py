@@ -31,7 +31,7 @@ from common import check_output, parser, save_npz  # noqa: E402
 
 LO, HI, LEVELS = -13.9, 8.3, 128
 STEP = (HI - LO) / (LEVELS - 1)
-N_VAL = 200  # the first n//40 utterances: grammar.train_am.AMTrainer's validation split
+N_VAL = 200  # the first n//40 utterances: grammar.acoustic.train_am.AMTrainer's validation split
 
 
 def quantise(x: np.ndarray) -> np.ndarray:
@@ -73,8 +73,8 @@ def pack_arrays(feats: list[np.ndarray], kinds: list[int], labels: list[np.ndarr
 
 def _babble_logmel(n_frames: int, seed: int) -> np.ndarray:
     """Log-mel of TRAIN-voice babble (3-8 talkers), the noise the trainer mixes in."""
+    from grammar.acoustic.features import log_mel
     from grammar.config import AMConfig
-    from grammar.features import log_mel
     from rced.corpus import load_utterances, make_babble, train_utterances
     from rced.frontend import stft
 

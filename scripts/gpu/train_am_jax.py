@@ -1,6 +1,6 @@
 """Train the CTC acoustic model with JAX on a GPU (or a CPU), for a fixed wall time.
 
-The network is :func:`grammar.am.build_am`'s Keras model, run by Keras 3 on its JAX backend
+The network is :func:`grammar.acoustic.am.build_am`'s Keras model, run by Keras 3 on its JAX backend
 inside one jitted step that also augments the batch on the accelerator. It is fed by the packed
 features of ``pack_am_data.py``; every batch is augmented there: 7-bit dequantisation dither,
 babble mixed into clean utterances in the mel-power domain (SNR 0-25 dB), tempo 1 +- 0.1,
@@ -214,10 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     import jax.numpy as jnp
     import optax
 
+    from grammar.acoustic.am import build_am
+    from grammar.acoustic.features import LOG_FLOOR
     from grammar.alphabet import greedy_decode
-    from grammar.am import build_am
     from grammar.config import AMConfig
-    from grammar.features import LOG_FLOOR
     from grammar.metrics import char_error_rate
     from rced.config import load_json
 

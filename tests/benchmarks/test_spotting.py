@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks.spotting import choose, pocketsphinx_choice, score
-from grammar.demo import Scene, Segment
-from grammar.listen import WindowHit
+from grammar.decoding.demo import Scene, Segment
+from grammar.decoding.listen import WindowHit
 
 FRAME_S = 0.016
 SR = 16000
@@ -20,7 +20,7 @@ def scene(segments: list[Segment], seconds: float = 3600.0) -> Scene:
 
 
 def test_score_counts_hits_misclassified_and_false_alarms_per_hour():
-    from grammar.listen import Detection
+    from grammar.decoding.listen import Detection
 
     segs = [Segment("mute", "mute", 10.0, 10.5, "hibari:heart"), Segment("call home", "call home", 20.0, 20.8, "flite:rms"),
             Segment("hello", None, 30.0, 31.0, "flite:rms"), Segment("next song", "next song", 40.0, 40.6, "flite:rms")]  # fmt: skip

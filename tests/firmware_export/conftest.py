@@ -48,7 +48,7 @@ def tiny_denoiser(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_am_dir(tmp_path_factory):
-    from grammar.am import build_am
+    from grammar.acoustic.am import build_am
     from grammar.config import AMConfig
     from rced.config import save_json
     from rced.features import Normalizer
@@ -64,7 +64,7 @@ def tiny_am_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_grammar_file(tmp_path_factory):
-    from grammar.decoder import Grammar
+    from grammar.decoding.decoder import Grammar
 
     g = Grammar(("volume up", "mute"), ("volume up", "volume op", "mute"), (0, 0, 1), threshold=-0.75)
     p = tmp_path_factory.mktemp("fx_g") / "g.json"

@@ -60,14 +60,14 @@ def test_shipped_bytes_rebuild_of_each_preset(no_synthesis, name):
 
 def test_shipped_bytes_rebuild_of_the_am_behind_the_shipped_denoiser(no_synthesis):
     """The shipped AM's int8 file (233,576 bytes) from its recorded ranges: about 7 s."""
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(None, denoiser=None, grammar=False, backend="keras")
     assert am_int8(rec.model, rec.config, rec.norm, rec.denoiser) == _shipped("grammar/default_am")
 
 
 def test_an_am_behind_another_denoiser_has_no_record_and_says_so(caplog):
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(None, denoiser=None, grammar=False, backend="keras")
     cal = Calibration.from_corpus()

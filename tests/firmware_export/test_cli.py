@@ -75,7 +75,7 @@ def test_int8_all_writes_both_models_beside_their_weights(tmp_path, tiny_denoise
     with the runtime classes that `--backend int8` uses."""
     import shutil
 
-    from grammar.int8 import Int8AM
+    from grammar.acoustic.int8 import Int8AM
     from rced.int8 import Int8Denoiser
 
     cal = calibration_folder(tmp_path)

@@ -13,7 +13,7 @@ from grammar.alphabet import SYMBOLS
 
 @pytest.fixture(scope="session")
 def tiny_am(tmp_path_factory):
-    from grammar.am import build_am
+    from grammar.acoustic.am import build_am
     from grammar.config import AMConfig
     from rced.config import save_json
     from rced.features import Normalizer
@@ -28,7 +28,7 @@ def tiny_am(tmp_path_factory):
 
 @pytest.fixture
 def tiny_grammar(tmp_path):
-    from grammar.decoder import Grammar
+    from grammar.decoding.decoder import Grammar
 
     g = Grammar.from_commands(["volume up", "mute", "call home"], threshold=-1e9)
     p = tmp_path / "g.json"

@@ -38,7 +38,7 @@ def test_shipped_float_denoiser_equals_its_keras_model(folder):
 
 
 def test_shipped_float_am_equals_its_keras_model():
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     keras_rec = Recognizer.load(denoiser=False, grammar=False, backend="keras")
     rec = Recognizer.load(denoiser=False, grammar=False)
@@ -98,8 +98,8 @@ def test_inference_does_not_import_tensorflow(backend):
     code = f"""
 import sys, numpy as np
 from rced.denoiser import Denoiser
-from grammar.recognizer import Recognizer
-from grammar.listen import spot
+from grammar.decoding.recognizer import Recognizer
+from grammar.decoding.listen import spot
 x = (0.05 * np.random.default_rng(0).standard_normal(24000)).astype(np.float32)
 Denoiser.load(backend="{backend}").denoise(x, 16000)
 rec = Recognizer.load(backend="{backend}")

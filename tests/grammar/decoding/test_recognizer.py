@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from grammar.decoder import Grammar
+from grammar.decoding.decoder import Grammar
+from grammar.decoding.recognizer import Recognizer, receptive_field_frames
 from grammar.errors import GrammarError
-from grammar.recognizer import Recognizer, receptive_field_frames
 from tests.grammar.conftest import tone
 
 

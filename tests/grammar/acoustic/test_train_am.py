@@ -3,9 +3,9 @@ import csv
 import numpy as np
 import pytest
 
+from grammar.acoustic.train_am import AMTrainer, _load_npz, _save_npz, augment, pad_batch, prepare_utterances
 from grammar.config import AMConfig, AMTrainConfig
 from grammar.metrics import char_error_rate
-from grammar.train_am import AMTrainer, _load_npz, _save_npz, augment, pad_batch, prepare_utterances
 from rced.tts import Voice, synthesize
 
 TINY = AMTrainConfig(am=AMConfig(channels=16, blocks=2), batch_utts=3, steps_per_epoch=2, epochs=2)
@@ -34,7 +34,7 @@ def test_tiny_am_run_resumes_and_exports(tmp_path, data):
     with open(run / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["epoch"] for r in rows] == ["0", "1"] and 0 <= float(rows[-1]["val_cer"]) <= 5
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(AMTrainer(run, data=data).export(tmp_path / "model"), denoiser=False, grammar=False)
     assert isinstance(rec.transcribe(synthesize("mute", Voice("espeak", "en-us")), 16000), str)

@@ -7,7 +7,7 @@ log-likelihood ``L[u, e]`` and the confidence ``S[u, e]`` (the decoder's ``len_n
 ``(L - best path) / len(e)``) are computed once with the decoder's own functions. A grammar
 is a boolean inclusion mask over the candidates; base expressions are always included.
 Decoding a grammar is then a selection: per utterance, the included expression with the
-highest ``L`` (ties: the lowest expression index, as :func:`grammar.decoder.decode` does
+highest ``L`` (ties: the lowest expression index, as :func:`grammar.decoding.decoder.decode` does
 when the grammar lists the base expressions first and the chosen candidates in candidate
 order), its command and its score; accepted when ``L`` is finite and score >= threshold.
 Only candidates whose ``L`` beats the utterance's best base expression can ever win, so each
@@ -18,7 +18,7 @@ first included entry: no loop over grammars or utterances.
 
 **Threshold rule (re-calibration).** Every grammar tried gets its own rejection threshold:
 the smallest one keeping its false-alarm rate on the search set's non-command utterances
-<= the target (exactly :func:`grammar.decoder.calibrate_threshold`, vectorised with one
+<= the target (exactly :func:`grammar.decoding.decoder.calibrate_threshold`, vectorised with one
 partial sort per grammar). So every grammar evaluated honours the FAR constraint by
 construction. The default target is the base grammar's FAR at a given base threshold.
 
@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grammar.alphabet import encode, normalize_text
-from grammar.candidates import DEFAULT_PER_WORD, DEFAULT_TOP_K, CandidateSet, generate_candidates
-from grammar.decoder import GRAMMAR_DEPENDENT_KINDS, Grammar, _score_fn, best_path_log_prob, ctc_log_likelihood
-from grammar.dictionary import PronDict
+from grammar.augment.candidates import DEFAULT_PER_WORD, DEFAULT_TOP_K, CandidateSet, generate_candidates
+from grammar.augment.dictionary import PronDict
+from grammar.decoding.decoder import GRAMMAR_DEPENDENT_KINDS, Grammar, _score_fn, best_path_log_prob, ctc_log_likelihood
 from grammar.errors import GrammarError
 
 _GATHER_BUDGET = 1 << 24  # booleans gathered at once by evaluate_many (bounds memory)

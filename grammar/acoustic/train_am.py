@@ -13,10 +13,10 @@ import os
 
 import numpy as np
 
+from grammar.acoustic.features import LOG_FLOOR, log_mel
 from grammar.alphabet import encode, greedy_decode, normalize_text
 from grammar.config import AMTrainConfig
 from grammar.errors import GrammarError
-from grammar.features import LOG_FLOOR, log_mel
 from grammar.metrics import char_error_rate
 from rced.corpus import load_utterances, make_babble, mix, train_utterances
 from rced.features import Normalizer
@@ -117,7 +117,7 @@ class AMTrainer(ResumableRun):
         utts = [u for s in self.utt_seeds for u in train_utterances(self.n_utts, s)]
         audios = load_utterances(utts, desc="AM speech")
         pool = load_utterances(train_utterances(200, 777), desc="AM babble")
-        from grammar.recognizer import am_front_end
+        from grammar.decoding.recognizer import am_front_end
 
         den = am_front_end(Denoiser.load(self.denoiser_path), self.cfg.am)  # the floor it will run behind
         data = prepare_utterances(audios, [u.text for u in utts], self.cfg, den, pool, self.cfg.seed)
@@ -177,7 +177,7 @@ class AMTrainer(ResumableRun):
     def _new_model(self):
         import keras
 
-        from grammar.am import build_am
+        from grammar.acoustic.am import build_am
 
         model = build_am(self.cfg.am)
         model.compile(keras.optimizers.Adam(self.cfg.learning_rate, clipnorm=5.0), loss=keras.losses.CTC())
@@ -195,7 +195,7 @@ class AMTrainer(ResumableRun):
         return self.cfg.am
 
     def _inference_model(self):
-        from grammar.am import build_am
+        from grammar.acoustic.am import build_am
 
         return build_am(self.cfg.am)
 

@@ -11,10 +11,10 @@ import soundfile as sf
 
 from grammar.alphabet import NUM_SYMBOLS, encode
 from grammar.config import AMConfig
-from grammar.decoder import Grammar
+from grammar.decoding.decoder import Grammar
+from grammar.decoding.listen import Detection, PosteriorStream, Spotter, ctc_align, replay, spot, window_records
+from grammar.decoding.recognizer import Recognizer
 from grammar.errors import GrammarError
-from grammar.listen import Detection, PosteriorStream, Spotter, ctc_align, replay, spot, window_records
-from grammar.recognizer import Recognizer
 from rced.features import Normalizer
 from tests.grammar.conftest import one_line_error, tone
 
@@ -401,7 +401,7 @@ class FakeSoundDevice:
 
 
 def test_live_device_spots_commands(tone_chain, monkeypatch):
-    from grammar.listen import device_source, open_input_device, run_listen
+    from grammar.decoding.listen import device_source, open_input_device, run_listen
 
     rec, freq = tone_chain
     audio, truth = tone_speech(freq, [("call home", 0.8), ("mute", 4.0)], 6.0)
@@ -451,7 +451,7 @@ def test_listener_gain_shaping_reaches_the_ear_not_the_am(tiny_am):
 
 
 def test_detections_come_out_before_the_input_ends(tone_chain):
-    from grammar.listen import listen_blocks
+    from grammar.decoding.listen import listen_blocks
 
     rec, freq = tone_chain
     audio, truth = tone_speech(freq, [("mute", 0.5), ("call home", 5.0), ("volume up", 9.0)], 12.0)
@@ -470,7 +470,7 @@ def test_detections_come_out_before_the_input_ends(tone_chain):
 
 
 def test_file_is_read_block_by_block(long_wav):
-    from grammar.listen import file_source
+    from grammar.decoding.listen import file_source
     from rced.audio import load_audio
 
     src = file_source(long_wav)
@@ -480,7 +480,7 @@ def test_file_is_read_block_by_block(long_wav):
     np.testing.assert_array_equal(np.concatenate(blocks), load_audio(long_wav))
 
 
-TONE_AM = ("import tests.grammar.test_listen as T, grammar.recognizer as R; rec = T.make_tone_chain()[0]; "
+TONE_AM = ("import tests.grammar.decoding.test_listen as T, grammar.decoding.recognizer as R; rec = T.make_tone_chain()[0]; "
            "R.Recognizer.load = lambda *a, **k: rec")  # fmt: skip
 
 
@@ -573,7 +573,7 @@ def test_bad_standard_input_is_one_line(tiny_am, tiny_grammar):
 
 
 def test_short_input_is_the_same_error_for_recognize_and_listen(tiny_am, tiny_grammar, tmp_path):
-    from grammar.recognizer import receptive_field_frames
+    from grammar.decoding.recognizer import receptive_field_frames
 
     cfg = AMConfig(channels=16, blocks=2)
     need = receptive_field_frames(cfg) * cfg.frontend.hop

@@ -8,7 +8,7 @@ import pytest
 
 from grammar.alphabet import encode
 from grammar.commands import default_commands_path, load_commands
-from grammar.decoder import (
+from grammar.decoding.decoder import (
     MARGIN_WEIGHT,
     SCORE_KINDS,
     Grammar,
@@ -301,7 +301,7 @@ def test_int8_threshold_round_trip_and_backend(tmp_path, default_grammar):
 
 
 def test_recognizer_decodes_with_its_backends_threshold(monkeypatch, default_grammar):
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     logp = synthetic_posterior("next song", rng=np.random.default_rng(5))
     score = decode(logp, default_grammar).score

@@ -138,7 +138,7 @@ def _insertion_owner(before: int, after: int, word_of: np.ndarray, n_words: int)
 
 def default_dictionary_path() -> Path:
     """Where the shipped dictionary (built for the shipped AM) lives."""
-    return Path(__file__).resolve().parent / "data" / "pron_dict_default.json"
+    return Path(__file__).resolve().parents[1] / "data" / "pron_dict_default.json"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A scene is synthesized: a few commands of the grammar spoken by a TEST-ONLY voice (never
 trained on), with non-command speech of the same voice between them, inside continuous babble
 of TRAIN-voice talkers at a given SNR (measured over the active speech). The noisy scene is
-streamed block by block through the chain (:func:`grammar.listen.spot`: causal STFT, denoiser,
+streamed block by block through the chain (:func:`grammar.decoding.listen.spot`: causal STFT, denoiser,
 AM, sliding-window grammar decoding), and the detections are compared with the truth. Written
 into the output folder (every file atomically): ``noisy.wav``, ``enhanced.wav`` (the denoiser's
 listening path, from the same STFT the AM reads), ``clean.wav``, ``spectrogram.png`` (noisy vs
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from grammar.decoding.listen import Detection, PosteriorStream, spot
 from grammar.errors import GrammarError
-from grammar.listen import Detection, PosteriorStream, spot
 from rced.demo import BABBLE_SEED, page_html, players_html, relative_to_page, write_demo_folder
 from rced.demo import spectrogram_png as _spectrogram_png
 

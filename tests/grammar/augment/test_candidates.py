@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from grammar.candidates import CandidateSet, generate_candidates
-from grammar.dictionary import PronDict
+from grammar.augment.candidates import CandidateSet, generate_candidates
+from grammar.augment.dictionary import PronDict
 from grammar.errors import GrammarError
 
 

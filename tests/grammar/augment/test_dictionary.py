@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from grammar.alphabet import NUM_SYMBOLS, SYMBOLS
-from grammar.dictionary import PronDict, align_words, build_dictionary, collect_pairs
+from grammar.augment.dictionary import PronDict, align_words, build_dictionary, collect_pairs
 from grammar.errors import GrammarError
 
 
@@ -151,7 +151,7 @@ def test_saved_file_is_plain_json(tmp_path):
 
 
 class _StubRecognizer:
-    """Stands in for grammar.recognizer.Recognizer: 'audio' is the text the AM would decode."""
+    """Stands in for grammar.decoding.recognizer.Recognizer: 'audio' is the text the AM would decode."""
 
     def __init__(self, spell):
         self.spell = spell

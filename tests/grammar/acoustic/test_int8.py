@@ -1,4 +1,4 @@
-"""The int8 recognition chain: grammar.int8.Int8AM, Recognizer.load(backend="int8"), --backend int8 on the CLI.
+"""The int8 recognition chain: grammar.acoustic.int8.Int8AM, Recognizer.load(backend="int8"), --backend int8 on the CLI.
 
 The int8 AM is the device graph (``firmware-export int8 am`` writes it): a fixed window of
 126 STFT frames with a Softmax, int8 in and out, run by LiteRT's reference kernels. Its output
@@ -90,8 +90,8 @@ def int8_am(tmp_path_factory, tiny_am):
 
 
 def test_shipped_int8_am_matches_the_float_weights():
-    from grammar.int8 import Int8AM
-    from grammar.recognizer import Recognizer, default_am_path
+    from grammar.acoustic.int8 import Int8AM
+    from grammar.decoding.recognizer import Recognizer, default_am_path
     from rced.tts import Voice, synthesize
 
     assert (default_am_path() / "model_int8.tflite").exists(), "regenerate it with `firmware-export int8 am`"
@@ -106,8 +106,8 @@ def test_shipped_int8_am_matches_the_float_weights():
 
 
 def test_int8_am_posteriors_close_to_float(int8_am):
-    from grammar.int8 import Int8AM
-    from grammar.recognizer import Recognizer
+    from grammar.acoustic.int8 import Int8AM
+    from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False)
     q = Int8AM.load(int8_am)
@@ -122,7 +122,7 @@ def test_int8_recognizer_runs_overlapping_windows(int8_am):
     """Any length: windows of 126 frames, each keeping hop output frames after its context, the first
     starting on zero padding before the audio, the last padded with zeros; each window on its own (the
     device chain), so a window's posteriors depend only on its own frames."""
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="int8")
     fl = Recognizer.load(int8_am, denoiser=False, grammar=False)
@@ -143,8 +143,8 @@ def test_int8_recognizer_runs_overlapping_windows(int8_am):
 
 @pytest.mark.parametrize("block", [1000, 4000, 12345])
 def test_int8_streaming_equals_offline(int8_am, block):
-    from grammar.listen import PosteriorStream
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.listen import PosteriorStream
+    from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="int8")
     x = speechlike(16000, 3.1, seed=2)
@@ -163,7 +163,7 @@ def test_int8_streaming_equals_offline(int8_am, block):
 # such utterances (3 voices x 20 commands): same decision on 49 (82 %); about half of the disagreements come
 # from the device's back-to-back 1 s windows (the float AM sees the whole utterance), the rest from
 # quantisation, mostly float rejecting where int8 accepts (int8 posteriors then floored at 1/512, which raised
-# the confidence; the floor is now grammar.int8.ZERO_LOG_POSTERIOR). These 8 agree now; "most" = at least 5 of 8.
+# the confidence; the floor is now grammar.acoustic.int8.ZERO_LOG_POSTERIOR). These 8 agree now; "most" = at least 5 of 8.
 AGREE_CASES = [("espeak", "en-us", c) for c in ("next program", "noise reduction on", "volume up", "play music",
                                                  "call home", "stop listening")]  # fmt: skip
 AGREE_CASES += [("espeak", "en-gb-x-rp", c) for c in ("battery level", "end the call")]
@@ -172,8 +172,8 @@ MIN_AGREE = 5
 
 def test_recognize_cli_int8_agrees_with_float(tmp_path, capsys):
     from grammar.cli import main
-    from grammar.decoder import Grammar
-    from grammar.recognizer import default_grammar_path
+    from grammar.decoding.decoder import Grammar
+    from grammar.decoding.recognizer import default_grammar_path
     from rced.tts import Voice, synthesize
 
     pad = np.zeros(4800, np.float32)
@@ -209,7 +209,7 @@ def test_calibrate_int8_writes_its_own_threshold(int8_am, tiny_grammar, tmp_path
     # the int8 chain's posteriors score higher than the float chain's, so it gets its own
     # threshold (int8_threshold), and --backend int8 decodes with it; the float one is kept
     from grammar.cli import main
-    from grammar.decoder import Grammar
+    from grammar.decoding.decoder import Grammar
 
     p = tmp_path / "n.wav"
     sf.write(p, speechlike(16000, 2.5, seed=3), 16000)
@@ -248,8 +248,8 @@ def test_missing_int8_denoiser_is_a_one_line_error(int8_am, tiny_grammar, wav_16
 
 
 def test_bad_int8_files_are_grammar_errors(int8_am, tmp_path):
-    from grammar.int8 import Int8AM
-    from grammar.recognizer import Recognizer
+    from grammar.acoustic.int8 import Int8AM
+    from grammar.decoding.recognizer import Recognizer
 
     bad = tmp_path / "bad"
     shutil.copytree(int8_am, bad)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from grammar.demo import Scene, assemble
+from grammar.decoding.demo import Scene, assemble
 from grammar.errors import GrammarError
 
 SENTENCE_WORDS = (4, 12)  # words per ordinary sentence

@@ -3,7 +3,7 @@
 ``model_int8.tflite`` beside an AM folder's float weights is the graph the device runs (batch 1,
 int8 in and out, a fixed window of STFT frames, a Softmax on the output;
 ``firmware-export int8 am`` writes it). :class:`Int8AM` is callable like the Keras AM inside
-:class:`grammar.recognizer.Recognizer` (``model(x) -> (1, ceil(T / stride), 29)`` scores whose
+:class:`grammar.decoding.recognizer.Recognizer` (``model(x) -> (1, ceil(T / stride), 29)`` scores whose
 log-softmax the recognizer takes): the normalised log-mel is cut into windows of the model's
 length, each window is quantised with the model's input scale and zero point and run through
 LiteRT (its optimised kernels, within one LSB of TFLM, or with ``exact`` its reference kernels,
@@ -49,7 +49,7 @@ def window_schedule(cfg: AMConfig, frames: int) -> tuple[int, int, int]:
 
 def am_silence(am_cfg: AMConfig, am_norm: Normalizer) -> np.ndarray:
     """(n_mels,) normalised log-mel of silence: what pads a window and fills the past."""
-    from grammar.features import LOG_FLOOR
+    from grammar.acoustic.features import LOG_FLOOR
 
     return am_norm.apply(np.full((1, am_cfg.n_mels), np.log(LOG_FLOOR), np.float32))[0]
 
@@ -146,7 +146,7 @@ class Int8AM:
 def int8_recognizer(am_content: bytes, rec, den_int8, grammar=None):
     """A Recognizer running the device chain on an in-memory int8 AM: ``den_int8`` (an
     :class:`rced.int8.Int8Denoiser`, or None), the int8 AM in fixed windows, the grammar decoder."""
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.recognizer import Recognizer
 
     return Recognizer(Int8AM(am_content, rec.config, rec.norm), rec.config, rec.norm, den_int8,
                       grammar if grammar is not None else rec.grammar, rec.path)  # fmt: skip

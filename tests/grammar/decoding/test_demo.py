@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from grammar.decoder import Grammar
-from grammar.demo import Segment, make_scene, match, summary, table
-from grammar.listen import Detection
+from grammar.decoding.decoder import Grammar
+from grammar.decoding.demo import Segment, make_scene, match, summary, table
+from grammar.decoding.listen import Detection
 from rced.corpus import rms
 from tests.grammar.conftest import grammar_cli, one_line_error
 from tests.rced.test_demo import check_demo_page
@@ -26,8 +26,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 def test_shipped_int8_chain_finds_most_commands_of_the_default_scene(tmp_path):
     """The check on the real models: the default scene (seed 7, 20 dB) through the int8
     chain; measured 3 of 4 hits and one false alarm with the shipped AM and overlapping windows."""
-    from grammar.demo import run_demo
-    from grammar.recognizer import Recognizer
+    from grammar.decoding.demo import run_demo
+    from grammar.decoding.recognizer import Recognizer
 
     res = run_demo(tmp_path / "out", Recognizer.load(backend="int8"), backend="int8")
     s = res["summary"]

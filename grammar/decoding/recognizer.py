@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from grammar.acoustic.features import log_mel
 from grammar.alphabet import greedy_decode
 from grammar.config import AMConfig
-from grammar.decoder import Decision, Grammar, decode
+from grammar.decoding.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
-from grammar.features import log_mel
 from rced.audio import resample, validate_audio
 from rced.denoiser import PLAIN_GAIN, Progress
 from rced.features import Normalizer
@@ -98,7 +98,7 @@ class Recognizer:
         ``grammar``: a Grammar, a grammar JSON path, None = the shipped default, False = none;
         ``backend``: ``float`` (each folder's ``model_float.tflite`` through LiteRT), ``int8`` (each
         folder's ``model_int8.tflite``: :class:`rced.int8.Int8Denoiser` and
-        :class:`grammar.int8.Int8AM`, the device chain; ``exact``: LiteRT's reference kernels,
+        :class:`grammar.acoustic.int8.Int8AM`, the device chain; ``exact``: LiteRT's reference kernels,
         bit-exact with TFLM) or ``keras`` (``model.keras`` through TensorFlow)."""
         from rced.denoiser import Denoiser, load_model_folder
 
@@ -106,7 +106,7 @@ class Recognizer:
             raise GrammarError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         folder = Path(path) if path is not None else default_am_path()
         if backend == "int8":
-            from grammar.int8 import Int8AM
+            from grammar.acoustic.int8 import Int8AM
 
             model = Int8AM.load(folder, exact=exact)
             config, norm = model.cfg, model.norm

@@ -8,9 +8,9 @@ Three causal stages, each fed block by block:
    carried over between blocks), takes the log-mel of the enhanced magnitude, and runs the AM
    on the new frames plus the left context its receptive field needs. An AM frame is emitted
    once the AM's look-ahead for it has arrived, so the concatenated output equals
-   :meth:`grammar.recognizer.Recognizer.posteriors` of the whole signal (offline == streamed).
+   :meth:`grammar.decoding.recognizer.Recognizer.posteriors` of the whole signal (offline == streamed).
 2. :class:`Spotter` — every ``hop_s`` it decodes the last ``window_s`` of posteriors (less at the
-   start of the input) against the grammar (:func:`grammar.decoder.decode`: the command must
+   start of the input) against the grammar (:func:`grammar.decoding.decoder.decode`: the command must
    explain everything spoken in the window, and the grammar's threshold rejects non-command
    speech, so a command is found when some window holds it with pauses, not other words, around).
    An accepted window is aligned (CTC Viterbi of the winning expression) to find where inside the
@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from grammar.acoustic.features import log_mel
 from grammar.alphabet import BLANK_ID, NUM_SYMBOLS
-from grammar.decoder import Grammar, decode
+from grammar.decoding.decoder import Grammar, decode
+from grammar.decoding.recognizer import check_duration, log_softmax
 from grammar.errors import GrammarError
-from grammar.features import log_mel
-from grammar.recognizer import check_duration, log_softmax
 from rced.audio import resample, validate_audio
 from rced.denoiser import shape_gain
 from rced.frontend import window as analysis_window
@@ -109,15 +109,15 @@ def ctc_align(logp: np.ndarray, label: np.ndarray) -> np.ndarray | None:
 
 
 class PosteriorStream:
-    """Causal block streaming of a :class:`~grammar.recognizer.Recognizer`'s front-end and AM.
+    """Causal block streaming of a :class:`~grammar.decoding.recognizer.Recognizer`'s front-end and AM.
 
     ``push(block)`` takes audio at the AM's sample rate (any block size) and returns the
     log-posterior frames that became final, ``flush()`` the rest at the end; concatenated they
     equal ``recognizer.posteriors(audio)``. With the int8 AM (fixed overlapping windows, as on
-    the device: :class:`grammar.int8.Int8AM`) frames come a window's hop at a time. With ``keep_spectrum`` the enhanced STFT frames are
+    the device: :class:`grammar.acoustic.int8.Int8AM`) frames come a window's hop at a time. With ``keep_spectrum`` the enhanced STFT frames are
     kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
     denoised audio, from the same single STFT, with the denoiser's own gain settings; the AM reads
-    the plain mask at its ``input_mask_floor``: :func:`grammar.recognizer.am_front_end`).
+    the plain mask at its ``input_mask_floor``: :func:`grammar.decoding.recognizer.am_front_end`).
     """
 
     def __init__(self, recognizer, keep_spectrum: bool = False):
@@ -132,7 +132,7 @@ class PosteriorStream:
         self.ctx = den.config.frontend.context if den is not None else 1
         self.stride = cfg.stride
         self.left, self.right = cfg.reach
-        # a fixed-window AM (grammar.int8.Int8AM, the device graph) runs overlapping windows, each on
+        # a fixed-window AM (grammar.acoustic.int8.Int8AM, the device graph) runs overlapping windows, each on
         # its own: a window's outputs are final once all its frames are in
         self.window = getattr(recognizer.model, "frames", None)
         self._win = analysis_window(fe)
@@ -471,7 +471,7 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.
 
     ``stop`` is asked before each block: when it says True (Ctrl-C) the input ends there and what
     was heard is still decoded. An input that ends by itself and is shorter than the AM's receptive
-    field is the error :func:`grammar.recognizer.check_duration` gives ``recognize`` (named ``name``).
+    field is the error :func:`grammar.decoding.recognizer.check_duration` gives ``recognize`` (named ``name``).
     ``min_windows`` and ``threshold_offset``: see :data:`LISTEN_MIN_WINDOWS`.
     """
     stream = stream or PosteriorStream(recognizer)

@@ -1,5 +1,5 @@
 """``grammar augment`` and ``grammar dictionary build``: thin command-line layers over
-:func:`grammar.search.augment` and :mod:`grammar.dictionary`.
+:func:`grammar.augment.search.augment` and :mod:`grammar.augment.dictionary`.
 
 ``add_parsers(sub)`` adds both to the ``grammar`` parser's sub-commands. Inputs are checked
 (budget, command file, manifest and its labels, dictionary file) before any model is loaded;
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grammar.dictionary import DICTIONARY_SEED
+from grammar.augment.dictionary import DICTIONARY_SEED
 from grammar.errors import GrammarError
 
 
@@ -22,7 +22,7 @@ def _positive(name: str, value: int) -> int:
 
 
 def _load_dictionary(path: str | None):
-    from grammar.dictionary import PronDict, default_dictionary_path
+    from grammar.augment.dictionary import PronDict, default_dictionary_path
 
     if path is not None:
         return PronDict.load(path)
@@ -35,7 +35,7 @@ def _load_dictionary(path: str | None):
 
 def _shipped_grammar():
     from grammar.cli import _default_grammar
-    from grammar.recognizer import default_grammar_path
+    from grammar.decoding.recognizer import default_grammar_path
 
     try:
         return _default_grammar()
@@ -46,7 +46,7 @@ def _shipped_grammar():
 
 def _base_far(commands, posteriors, labels, shipped) -> float:
     """FAR of the base grammar at the shipped threshold and score kind on this data set."""
-    from grammar.decoder import Grammar, decode
+    from grammar.decoding.decoder import Grammar, decode
 
     base = Grammar.from_commands(commands, shipped.threshold, score_kind=shipped.score_kind)
     non = [p for p, lab in zip(posteriors, labels) if lab is None]
@@ -56,10 +56,10 @@ def _base_far(commands, posteriors, labels, shipped) -> float:
 def cmd_augment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from grammar.augment.search import augment, check_cem_options
     from grammar.cli import _emit, _recognizer
     from grammar.commands import load_commands
     from grammar.dataset import check_labels, load_manifest
-    from grammar.search import augment, check_cem_options
     from rced.audio import load_audio
     from rced.outputs import check_output_file
 
@@ -110,8 +110,8 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_dictionary_build(args: argparse.Namespace) -> int:
+    from grammar.augment.dictionary import build_default_pairs, build_dictionary
     from grammar.cli import _emit, _recognizer
-    from grammar.dictionary import build_default_pairs, build_dictionary
     from rced.outputs import check_output_file
 
     _positive("n-utts", args.n_utts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grammar.features import htk_mel_filterbank, mel_matrix
+from grammar.acoustic.features import htk_mel_filterbank, mel_matrix
 
 
 @pytest.mark.parametrize("n_mels,n_fft,sr,fmin", [(40, 256, 16000, 20.0), (40, 256, 8000, 0.0), (64, 512, 16000, 125.0)])

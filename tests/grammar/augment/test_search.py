@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from grammar.alphabet import NUM_SYMBOLS, SYMBOLS
-from grammar.augment_cli import add_parsers
-from grammar.candidates import CandidateSet
-from grammar.decoder import Grammar, calibrate_threshold, decode
-from grammar.dictionary import PronDict, build_dictionary
+from grammar.augment.candidates import CandidateSet
+from grammar.augment.cli import add_parsers
+from grammar.augment.dictionary import PronDict, build_dictionary
+from grammar.augment.search import ScoreMatrix, augment, cem_search, greedy_search, prune, repair
+from grammar.decoding.decoder import Grammar, calibrate_threshold, decode
 from grammar.errors import GrammarError
 from grammar.metrics import recognition_metrics
-from grammar.search import ScoreMatrix, augment, cem_search, greedy_search, prune, repair
 from tests.grammar.conftest import synthetic_posterior
 
 # ----------------------------------------------------------------------------- helpers
@@ -153,7 +153,7 @@ def test_evaluate_many_equals_slow_reference(seed, ties, neg_inf):
 
 
 def test_chunked_evaluation_matches(monkeypatch):
-    import grammar.search as search
+    import grammar.augment.search as search
 
     m = random_matrix(5)
     masks = np.random.default_rng(0).random((50, m.n_candidates)) < 0.5
@@ -544,7 +544,7 @@ def test_cli_parsers():
 def test_cli_base_far_uses_the_shipped_score_kind(kind):
     # the shipped grammar's threshold only means something for its own score kind: the FAR the
     # augment CLI carries over is the base grammar's, decoded with that kind and threshold
-    from grammar.augment_cli import _base_far
+    from grammar.augment.cli import _base_far
 
     cmds = ("mute", "call home")
     posts = [synthetic_posterior(t, frames_per_char=1) for t in ("mute", "zzzz", "call home")]

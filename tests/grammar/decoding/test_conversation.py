@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from grammar.conversation import COMMAND_GAP_S, TURN_GAP_S, ConversationConfig, make_conversation, plan, split_voices
+from grammar.decoding.conversation import (
+    COMMAND_GAP_S,
+    TURN_GAP_S,
+    ConversationConfig,
+    make_conversation,
+    plan,
+    split_voices,
+)
 from grammar.errors import GrammarError
 from rced import tts
 

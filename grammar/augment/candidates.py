@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grammar.alphabet import encode, normalize_text
-from grammar.dictionary import PronDict
+from grammar.augment.dictionary import PronDict
 from grammar.errors import GrammarError
 
 DEFAULT_TOP_K = 10

@@ -1,0 +1,1 @@
+"""The acoustic model: its network, features, training and int8 runtime."""

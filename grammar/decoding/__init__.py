@@ -1,0 +1,1 @@
+"""Decoding and listening: the grammar decoder, the recognition chain, streaming spotting, its demo and test streams."""
