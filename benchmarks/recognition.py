@@ -80,20 +80,26 @@ def pocketsphinx_predictions(rows, commands) -> list[str | None]:
     return [ps.recognize(load_audio(r.path), commands) for r in tqdm(rows, desc="pocketsphinx")]
 
 
-def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
-    """Log-posteriors of every row, cached by what the AM reads (the AM's files; the denoiser's
-    weights and normalisation and the gain settings of its AM front-end, so a change to the
-    listener's shaping alone keeps the cache) and the file list."""
-    from tqdm import tqdm
-
-    h = hashlib.sha256()
+def chain_digest(rec: Recognizer) -> str:
+    """What a chain's posteriors depend on: its backend, the AM folder's and the denoiser's model
+    files and normalisation, and the gain settings of the AM's front-end (so a change to the
+    listener's shaping alone keeps a cache)."""
+    h = hashlib.sha256(rec.backend.encode())
     den_path = getattr(rec.denoiser, "path", None)
-    for folder, names in ((rec.path, ("model.keras", "config.json", "norm.json")), (den_path, ("model.keras", "norm.json"))):
-        for name in names:
+    for folder in (rec.path, den_path):
+        for name in ("model.keras", "model_float.tflite", "model_int8.tflite", "config.json", "norm.json"):
             if folder is not None and (Path(folder) / name).exists():
                 h.update((Path(folder) / name).read_bytes())
     if rec.denoiser is not None:
         h.update(json.dumps(dataclasses.asdict(rec.am_denoiser.config), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
+    """Log-posteriors of every row, cached by :func:`chain_digest` and the file list."""
+    from tqdm import tqdm
+
+    h = hashlib.sha256(chain_digest(rec).encode())
     h.update("\n".join(str(r.path) for r in rows).encode())
     path = cache_dir() / "posteriors" / f"{tag}_{h.hexdigest()[:16]}.npz"
     if path.exists():
@@ -174,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         if chain == "denoiser + AM" and args.write_default_grammar:
             base.with_threshold(thr).save(args.write_default_grammar)
     natural = load_manifest(natural_dataset(args.reps))
-    peers: dict = {}
+    peers: dict = {"TTS voices": {c: results[c]["calibrated"] for c in recs}, "natural voice": {}}
+    labels, groups = [r.label for r in natural], [r.extra.get("snr") for r in natural]
+    for chain, rec in recs.items():
+        best, scores = best_and_scores(rec, natural, base, "natural")
+        preds = [b if s >= thresholds[chain] else None for b, s in zip(best, scores)]
+        peers["natural voice"][chain] = metrics_by_group(labels, preds, groups)
     for name, rows in (("TTS voices", test), ("natural voice", natural)):
         labels, groups = [r.label for r in rows], [r.extra.get("snr") for r in rows]
-        for chain, rec in recs.items():
-            best, scores = best_and_scores(rec, rows, base, "test" if rows is test else "natural")
-            preds = [b if s >= thresholds[chain] else None for b, s in zip(best, scores)]
-            peers.setdefault(name, {})[chain] = metrics_by_group(labels, preds, groups)
         peers[name]["PocketSphinx (JSGF, no rejection)"] = metrics_by_group(labels, pocketsphinx_predictions(rows, commands), groups)
     plot_det(curves, Path(args.out).with_name("recognition_det.png"),
              operating_points={c: results[c]["calibrated"]["all"] for c in recs})  # fmt: skip

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -65,25 +64,11 @@ MAX_FA_PER_HOUR = 20.0  # the listening target: at most 20 false alarms an hour 
 # --------------------------------------------------------------------------- chains and their windows
 
 
-def chain_digest(rec: Recognizer) -> str:
-    """What a chain's posteriors depend on: the AM folder's model files and the denoiser's, and the
-    AM front-end's gain settings."""
-    h = hashlib.sha256(rec.backend.encode())
-    den_path = getattr(rec.denoiser, "path", None)
-    for folder in (rec.path, den_path):
-        if folder is None:
-            continue
-        for name in ("model_float.tflite", "model_int8.tflite", "config.json", "norm.json"):
-            if (Path(folder) / name).exists():
-                h.update((Path(folder) / name).read_bytes())
-    if rec.denoiser is not None:
-        h.update(json.dumps(dataclasses.asdict(rec.am_denoiser.config), sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
 def posteriors(rec: Recognizer, scene: Scene, key: str) -> np.ndarray:
     """The chain's log-posteriors of the stream, streamed in 0.25-s blocks as `grammar listen`
-    reads it (cached by stream and :func:`chain_digest`)."""
+    reads it (cached by stream and :func:`recognition.chain_digest`)."""
+    from recognition import chain_digest
+
     path = cache_dir() / "spotting" / f"{key}_{chain_digest(rec)}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False)

@@ -272,7 +272,7 @@ class PosteriorStream:
 
 
 #: How ``grammar listen`` turns windows into detections, chosen on a development stream of TRAIN
-#: voices (``python benchmarks/spotting.py --choose``; benchmarks/results/spotting.md): an event
+#: voices (``python benchmarks/spotting.py``, its ``choose``; benchmarks/results/spotting.md): an event
 #: becomes a detection when at least ``LISTEN_MIN_WINDOWS`` windows accepted its command, each
 #: window accepting at the grammar's threshold plus ``LISTEN_THRESHOLD_OFFSET``. A command said to
 #: the device lies whole in several successive windows; a stretch of other talk that looks like one
@@ -297,17 +297,18 @@ class Events:
     """Merges the hits of successive windows into detections, window by window.
 
     A hit joins the open event when it overlaps the event's best hit, or repeats its command
-    within ``refractory`` frames; the event is final once a window starts past its best hit's end
-    plus ``refractory``. The detection is the best hit's command, span and score; events with
+    within ``refractory_s`` seconds; the event is final once a window starts past its best hit's end
+    plus the refractory time. The detection is the best hit's command, span and score; events with
     fewer than ``min_windows`` hits of that command are dropped (a command said to the device is
     seen whole by several successive windows; a fragment of other speech that looks like one
     seldom is).
     """
 
-    def __init__(self, frame_s: float, refractory: int, min_windows: int = 1):
+    def __init__(self, frame_s: float, refractory_s: float, min_windows: int = 1):
         if min_windows < 1:
             raise GrammarError(f"listen: min_windows {min_windows} must be at least 1")
-        self.frame_s, self.refractory, self.min_windows = frame_s, refractory, min_windows
+        self.frame_s, self.min_windows = float(frame_s), min_windows
+        self.refractory = int(round(refractory_s / frame_s))  # in AM frames
         self._group: list[WindowHit] = []
 
     def window(self, start: int, hit: WindowHit | None) -> list[Detection]:
@@ -368,8 +369,7 @@ class Spotter:
         self.grammar, self.frame_s, self.score_kind, self.spot = grammar, float(frame_s), score_kind, spot
         self.win = max(1, int(round(window_s / frame_s)))
         self.hop = max(1, int(round(hop_s / frame_s)))
-        self.refractory = int(round(refractory_s / frame_s))
-        self.events = Events(self.frame_s, self.refractory, min_windows)
+        self.events = Events(self.frame_s, refractory_s, min_windows)
         self.records: list[tuple[int, WindowHit | None]] | None = [] if record else None
         self._buf = np.zeros((0, NUM_SYMBOLS), np.float32)
         self._buf0 = 0  # global frame index of _buf[0]
@@ -444,7 +444,7 @@ def replay(records: Sequence[tuple[int, WindowHit | None]], threshold: float, fr
            refractory_s: float = 0.3, min_windows: int = 1) -> list[Detection]:  # fmt: skip
     """The detections a :class:`Spotter` with this threshold (and these event settings) gives on
     the stream the ``records`` come from: a hit counts when its score is >= ``threshold``."""
-    ev = Events(float(frame_s), int(round(refractory_s / frame_s)), min_windows)
+    ev = Events(frame_s, refractory_s, min_windows)
     out: list[Detection] = []
     for start, hit in records:
         out += ev.window(start, hit if hit is not None and hit.score >= threshold else None)
