@@ -360,12 +360,13 @@ def convert_recorded(model, rec: dict, name: str) -> bytes:
 
 
 def device_denoiser(den):
-    """Batch-1 Keras graph of a loaded denoiser (``rced.models.build_model``, weights copied)."""
-    from rced.models import build_model
+    """Batch-1 Keras device graph of a loaded denoiser (``rced.models.build_model``, weights copied;
+    for bced up to the band logits: ``rced.models.device_model``)."""
+    from rced.models import build_model, device_model
 
     model = build_model(den.config, batch_size=1)
     model.set_weights(den.model.get_weights())
-    return model
+    return device_model(model, den.config)
 
 
 def device_am(am_model, am_cfg, frames: int = AM_FRAMES):

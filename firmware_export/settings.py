@@ -37,6 +37,26 @@ def _arena_block(arena: int, arena_min: int) -> str:
             f"constexpr unsigned int kArenaSize = {arena};\nconstexpr unsigned int kArenaSizeMeasured = {arena_min};\n")  # fmt: skip
 
 
+def _band_expansion_block(cfg) -> str:
+    """bced: the model's band logits back to one mask value per bin, as the float model computes it."""
+    from rced.features import band_compression, expansion_taps
+
+    fe = cfg.frontend
+    first, w0, w1 = expansion_taps(band_compression(fe.n_bins, cfg.n_bands, fe.sample_rate)[1])
+    act = ("m[k] = 1 / (1 + expf(-v[k]))  (the ratio mask)" if cfg.output == "mask" else
+           "|S[k]| = max(v[k], 0); m[k] = clamp(|S[k]| / |X[k]|, 0, 1) (the ratio mask)")  # fmt: skip
+    return "".join([
+        "// z[b] = (q_out[b] - kOutputZeroPoint) * kOutputScale (band logits). Band expansion (the exact\n",
+        "// inverse of the input's band compression for a constant mask): each bin takes two adjacent bands,\n",
+        "//   v[k] = kExpandWeight0[k] * z[kExpandBand[k]] + kExpandWeight1[k] * z[kExpandBand[k] + 1]\n",
+        f"//   {act}\n",
+        f"constexpr int kNumBands = {cfg.n_bands};\n",
+        cgen.ints("int16_t", "kExpandBand", first, size="kNumBins"),
+        cgen.floats("kExpandWeight0", w0, size="kNumBins"),
+        cgen.floats("kExpandWeight1", w1, size="kNumBins"),
+    ])  # fmt: skip
+
+
 def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silence_q: np.ndarray) -> str:
     from rced.features import LOG_EPS
     from rced.frontend import window
@@ -53,6 +73,9 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
     out_doc = ("// m[k] = (q_out[k] - kOutputZeroPoint) * kOutputScale (the ratio mask)"
                if cfg.output == "mask" else
                "// |S[k]| = (q_out[k] - kOutputZeroPoint) * kOutputScale; m[k] = clamp(|S[k]| / |X[k]|, 0, 1) (the ratio mask)")  # fmt: skip
+    out_what = f"one {cfg.output} value per bin"
+    if cfg.arch == "bced":
+        out_what, out_doc = f"one logit per band ({cfg.n_bands} bands)", _band_expansion_block(cfg)
     gain_doc = ("// The listener's gain, per bin, frame by frame (state r[k] starts at 0; kMaskRelease == 0 skips it):\n"
                 "//   r[k] = kMaskRelease * r[k] + (1 - kMaskRelease) * m[k];  m[k] = max(m[k], r[k])\n"
                 "//   mask[k] = max(powf(m[k], kMaskExponent), kMaskFloor);  enhanced X[k] *= mask[k]\n")  # fmt: skip
@@ -79,7 +102,7 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
         "// ---- model input/output. Input element [0][k][0][c] (offset k * kContextFrames + c) is bin k of\n",
         "// context frame c, oldest first (c = kContextFrames - 1 is the current frame).\n",
         _io_block(info),
-        f"// Output: one {cfg.output} value per bin for the current frame.\n{out_doc}\n",
+        f"// Output: {out_what} for the current frame.\n{out_doc}\n",
         f"constexpr bool kOutputIsMask = {'true' if cfg.output == 'mask' else 'false'};\n",
         gain_doc,
         f"constexpr float kMaskRelease = {cgen.c_float(cfg.mask_release)};\n",

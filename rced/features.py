@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,40 @@ def band_compression(n_bins: int, n_bands: int, sample_rate: int) -> tuple[np.nd
     compress_ = (m / m.sum(axis=1, keepdims=True)).T
     expand = m / m.sum(axis=0, keepdims=True)
     return compress_.astype(np.float32), expand.astype(np.float32)
+
+
+def expansion_taps(expand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (n_bands, n_bins) expansion as two taps per bin: (first band b[k], weights w0[k], w1[k])
+    with out[k] = w0[k] z[b[k]] + w1[k] z[b[k] + 1], equal to ``z @ expand`` (each bin lies in at
+    most two adjacent bands): what the firmware computes, 129 x 10 bytes instead of a dense matrix."""
+    n_bands, n_bins = expand.shape
+    first = np.zeros(n_bins, np.int16)
+    w0, w1 = np.zeros(n_bins, np.float32), np.zeros(n_bins, np.float32)
+    for k in range(n_bins):
+        nz = np.flatnonzero(expand[:, k])
+        if len(nz) == 0 or nz[-1] - nz[0] > 1:
+            raise RcedError(f"band expansion: bin {k} takes bands {nz.tolist()}, expected one or two adjacent bands")
+        b = min(int(nz[0]), n_bands - 2)
+        first[k], w0[k], w1[k] = b, expand[b, k], expand[b + 1, k]
+    return first, w0, w1
+
+
+def device_output_width(cfg: ModelConfig) -> int:
+    """Values per frame that the device graph outputs: bands for bced, else bins."""
+    return cfg.n_bands if cfg.arch == "bced" else cfg.frontend.n_bins
+
+
+def device_head(cfg: ModelConfig) -> Callable[[np.ndarray], np.ndarray] | None:
+    """numpy (N, bands) band logits -> (N, bins) model output, as the float model computes it (the
+    two-tap band expansion of :func:`rced.features.expansion_taps`, then sigmoid or ReLU); None when
+    the device graph's output is already the model's (every architecture but bced)."""
+    if cfg.arch != "bced":
+        return None
+    first, w0, w1 = expansion_taps(band_compression(cfg.frontend.n_bins, cfg.n_bands, cfg.frontend.sample_rate)[1])
+
+    def head(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, np.float32)
+        v = z[:, first] * w0 + z[:, first + 1] * w1
+        return (1.0 / (1.0 + np.exp(-np.clip(v, -60.0, 60.0))) if cfg.output == "mask" else np.maximum(v, 0.0)).astype(np.float32)
+
+    return head

@@ -4,7 +4,8 @@
 (batch 1, int8 in and out; ``firmware_export.convert.write_int8_beside`` writes it).
 :class:`Int8Denoiser` is a :class:`rced.denoiser.Denoiser` on that file: features are quantised
 with the model's input scale and zero point, every frame is one invoke, the int8 mask is
-dequantised (:class:`rced.runtime.Network`). LiteRT's optimised kernels run it by default (within
+dequantised (:class:`rced.runtime.Network`); for bced the graph ends at the band logits, and the
+band expansion and sigmoid follow in float, as in the firmware (:func:`rced.features.device_head`). LiteRT's optimised kernels run it by default (within
 one LSB of the device); ``exact=True`` runs the reference kernels, bit-exact with TFLM.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from rced.config import ModelConfig
 from rced.denoiser import Denoiser
 from rced.errors import RcedError
-from rced.features import Normalizer
+from rced.features import Normalizer, device_head, device_output_width
 from rced.runtime import INT8_MODEL_NAME, Network, dequantize, quantize, reference_interpreter
 
 __all__ = ["INT8_MODEL_NAME", "Int8Denoiser", "Int8Model", "dequantize", "quantize", "reference_interpreter"]
@@ -41,11 +42,17 @@ class Int8Denoiser(Denoiser):
         if not isinstance(model, Network):
             model = Int8Model(model, source, exact=exact)
         fe = config.frontend
-        want = (1, fe.n_bins, 1, fe.context)
-        if model.input_shape != want or model.output_shape != (1, fe.n_bins):
+        want, want_out = (1, fe.n_bins, 1, fe.context), (1, device_output_width(config))
+        if model.input_shape != want or model.output_shape != want_out:
             raise RcedError(f"{model.source}: shapes {model.input_shape} -> {model.output_shape} do not match the "
-                            f"model config (expected {want} -> {(1, fe.n_bins)})")  # fmt: skip
+                            f"model config (expected {want} -> {want_out})")  # fmt: skip
         super().__init__(model, config, norm, path)
+        self._head = device_head(config)
+
+    def _run(self, x):
+        """The device graph, then what the firmware computes after it (bced: band expansion, sigmoid)."""
+        out = super()._run(x)
+        return out if self._head is None else self._head(out)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, exact: bool = False) -> Int8Denoiser:

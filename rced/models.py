@@ -87,6 +87,16 @@ def build_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
     return model
 
 
+def device_model(model: keras.Model, cfg: ModelConfig) -> keras.Model:
+    """The part of a (batch-1) model that runs as the int8 device graph: all of it, except for bced,
+    whose graph ends at the band logits; the fixed band expansion and the output activation run after
+    it in the firmware's float code (:func:`rced.features.device_head`), where the expansion is two taps per bin.
+    (An int8 FULLY_CONNECTED expansion differed from TFLM by an LSB; as a 1x1 conv it broke 32 KB.)"""
+    if cfg.arch != "bced":
+        return model
+    return keras.Model(model.input, model.get_layer("out_flat").output, name=model.name)
+
+
 def traced_call(model: keras.Model, x, shape: tuple) -> np.ndarray:
     """``model(x)`` (inference) through one ``tf.function`` per Keras model with input ``shape``
     (None: free), kept on the model itself, so every holder shares it: copies of a Denoiser made
@@ -115,11 +125,14 @@ def count_params(model: keras.Model) -> int:
 
 
 def macs_per_frame(model: keras.Model) -> int:
-    """Multiply-accumulates for one output frame (convolutions and dense layers, the fixed band
-    matrices counted dense as the device runs them; element-wise ops excluded)."""
+    """Multiply-accumulates for one output frame, as the device runs them: convolutions and dense
+    layers (bced's band compression as the dense 1x1 convolution of the int8 graph, its band
+    expansion as the firmware's two taps a bin); element-wise ops excluded."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, layers.Dense):
+        if layer.name == "band_expand":
+            total += 2 * int(layer.kernel.shape[1])
+        elif isinstance(layer, layers.Dense):
             total += int(np.prod(layer.kernel.shape))
         if isinstance(layer, layers.Conv2D):
             k = layer.kernel.shape

@@ -299,3 +299,29 @@ def test_a_folder_that_is_not_a_bundle_is_refused(bundle, tmp_path, tiny_denoise
     from firmware_export.bundle import check_output
 
     check_output(empty)  # an empty folder is fine
+
+
+def test_band_compressed_denoiser_bundles_bit_exact_and_its_expansion_gives_the_float_mask(tmp_path, calibration):
+    """bced's device graph ends at the band logits; the header's two-tap expansion, applied to TFLM's
+    output, gives the float model's mask (within int8 rounding), and TFLM equals LiteRT bit for bit."""
+    from firmware_export import build_bundle
+    from firmware_export.verify import run_litert, run_tflm
+    from rced.denoiser import Denoiser, preset_model_path
+
+    out = tmp_path / "b"
+    report = build_bundle(out, preset_model_path("bced"), include_am=False, calibration=calibration, **BUILD_KW)
+    m = report.model("denoiser")
+    den = Denoiser.load("bced", backend="keras")
+    assert m.output_shape == (1, den.config.n_bands) and m.flash_bytes <= 32 * 1024
+    settings = (out / "denoiser_settings.h").read_text()
+    first = c_array(settings, "kExpandBand").astype(int)
+    w0, w1 = c_array(settings, "kExpandWeight0"), c_array(settings, "kExpandWeight1")
+    data = (out / "denoiser_int8.tflite").read_bytes()
+    golden = (out / "denoiser_golden.h").read_text()
+    gin = c_array(golden, "kInput").astype(np.int8).reshape(-1, *m.input_shape[1:])
+    q = run_tflm(data, gin, m.arena_bytes)
+    assert np.array_equal(q, run_litert(data, gin))
+    z = (q.astype(np.float32) - m.output_zero_point) * m.output_scale  # what the firmware computes
+    mask = 1 / (1 + np.exp(-(w0 * z[:, first] + w1 * z[:, first + 1])))
+    x = (gin.astype(np.float32) - m.input_zero_point) * m.input_scale
+    np.testing.assert_allclose(mask, np.asarray(den.model(x)), atol=0.08)
