@@ -12,6 +12,10 @@ best mean over both sets of dPESQ/0.10 + dSI-SDR/1.5 (the targets as units) amon
 whose mean STOI change is at least +0.005 on both sets: a margin, since the half-vocoded
 fine-tune (the shipped weights, its model card) lost 0.004 to 0.008 STOI between these dev sets and unseen voices. Writes
 benchmarks/results/gain_shaping.{json,md}; --apply writes the choice into the model's config.json.
+
+``--floors F ...`` searches the mask floor jointly with the pair, by the same rule: with the
+listener's shaping a lower floor may keep STOI that the plain mask at that floor loses
+(mask_floor.py chooses the floor of the plain mask, which is what the acoustic model reads).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mask_floor import DEV_SETS, score_settings  # noqa: E402
 
@@ -57,13 +62,17 @@ def choose(rows: list[dict], margin: float = STOI_MARGIN) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None)
-    ap.add_argument("--apply", action="store_true", help="write the chosen pair into the model's config.json")
+    ap.add_argument("--apply", action="store_true", help="write the chosen pair (and floor) into the model's config.json")
     ap.add_argument("--out", default=str(ROOT / "results" / "gain_shaping"))
     ap.add_argument("--releases", type=float, nargs="+", default=list(RELEASES))
     ap.add_argument("--exponents", type=float, nargs="+", default=list(EXPONENTS))
+    ap.add_argument("--floors", type=float, nargs="+", default=None,
+                    help="search the mask floor too, jointly with the pair (default: keep the model's floor)")
     args = ap.parse_args(argv)
     den = Denoiser.load(args.model)
-    grid = [{"mask_release": a, "mask_exponent": p} for p in args.exponents for a in args.releases]
+    floors = args.floors or [den.config.mask_floor]
+    grid = [{"mask_floor": f, "mask_release": a, "mask_exponent": p}
+            for f in floors for p in args.exponents for a in args.releases]  # fmt: skip
     with ProcessPoolExecutor(2) as ex:
         rows, sizes = score_settings(den, grid, ex)
     chosen = choose(rows)
@@ -71,20 +80,23 @@ def main(argv: list[str] | None = None) -> int:
             "-5/0/5/10 dB, as synthesised and MLSA-vocoded (benchmarks/mask_floor.py)")  # fmt: skip
     rule = (f"best mean of dPESQ/0.10 + dSI-SDR/1.5 over both sets among pairs with dSTOI >= +{STOI_MARGIN} "
             "on both; else the best worst-case dSTOI")  # fmt: skip
-    pick = {k: chosen[k] for k in ("mask_release", "mask_exponent")}
-    payload = {"model": str(den.path), "mask_floor": den.config.mask_floor, "data": data, "rule": rule,
-               "rows": [{**r, "criterion": criterion(r)} for r in rows], "chosen": pick}  # fmt: skip
+    keys = ("mask_floor", "mask_release", "mask_exponent") if len(floors) > 1 else ("mask_release", "mask_exponent")
+    pick = {k: chosen[k] for k in keys}
+    payload = {"model": str(den.path), "mask_floor": floors if len(floors) > 1 else floors[0], "data": data,
+               "rule": rule, "rows": [{**r, "criterion": criterion(r)} for r in rows], "chosen": pick}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
-    md = [f"Listener gain shaping on TRAIN-voice dev data ({data}), at mask floor {den.config.mask_floor:g}; "
-          f"rule: {rule}; chosen: release {pick['mask_release']:g}, exponent {pick['mask_exponent']:g}",
-          "", "| release | exponent | ΔPESQ | ΔSTOI | ΔSI-SDR dB | vocoded ΔPESQ | vocoded ΔSTOI | "
-          "vocoded ΔSI-SDR dB | criterion |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    where = (f"mask floors {', '.join(f'{f:g}' for f in floors)} searched with the pair" if len(floors) > 1
+             else f"at mask floor {floors[0]:g}")  # fmt: skip
+    names = {"mask_floor": "floor", "mask_release": "release", "mask_exponent": "exponent"}
+    md = [f"Listener gain shaping on TRAIN-voice dev data ({data}), {where}; rule: {rule}; chosen: "
+          + ", ".join(f"{names[k]} {pick[k]:g}" for k in keys),
+          "", "| " + " | ".join(names[k] for k in keys) + " | ΔPESQ | ΔSTOI | ΔSI-SDR dB | vocoded ΔPESQ | "
+          "vocoded ΔSTOI | vocoded ΔSI-SDR dB | criterion |", "|---" * (len(keys) + 7) + "|"]  # fmt: skip
     for r in rows:
         cells = " | ".join(f"{r[f'{k}_d_pesq']:+.3f} | {r[f'{k}_d_stoi']:+.3f} | {r[f'{k}_d_si_sdr']:+.2f}"
                            for k in DEV_SETS)  # fmt: skip
         mark = "**" if r is chosen else ""
-        md.append(f"| {mark}{r['mask_release']:g}{mark} | {mark}{r['mask_exponent']:g}{mark} | {cells} | "
-                  f"{criterion(r):.3f} |")  # fmt: skip
+        md.append("| " + " | ".join(f"{mark}{r[k]:g}{mark}" for k in keys) + f" | {cells} | {criterion(r):.3f} |")
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     if args.apply:
         save_json(dataclasses.replace(den.config, **pick), Path(den.path) / "config.json")
