@@ -114,7 +114,7 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
     from rced.features import compress, model_inputs
     from rced.frontend import stft
     from rced.int8 import quantize
-    from rced.models import build_model, count_params, macs_per_frame
+    from rced.models import count_params, macs_per_frame
 
     cfg, fe = den.config, den.config.frontend
     progress("denoiser: calibration features")
@@ -165,7 +165,7 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
                      f"hop ({fe.hop} samples at {fe.sample_rate} Hz)."),  # fmt: skip
         source=_source(Path(den.path)), params=count_params(keras_model), flash_bytes=len(data),
         settings_table_bytes=4 * n_tables + fe.n_bins, arena_bytes=arena, arena_bytes_measured=arena_min,
-        ops=info.ops, op_counts=dict(info.op_counts), macs_per_inference=int(macs_per_frame(build_model(cfg, batch_size=1))),
+        ops=info.ops, op_counts=dict(info.op_counts), macs_per_inference=int(macs_per_frame(den.model)),
         inferences_per_second=float(fe.frame_rate), input_shape=i.shape, input_scale=i.scale,
         input_zero_point=i.zero_point, output_shape=info.outputs[0].shape, output_scale=info.outputs[0].scale,
         output_zero_point=info.outputs[0].zero_point, bit_exact_cases=len(probes), host_latency_ms=lat,

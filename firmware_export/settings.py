@@ -39,10 +39,9 @@ def _arena_block(arena: int, arena_min: int) -> str:
 
 def _band_expansion_block(cfg) -> str:
     """bced: the model's band logits back to one mask value per bin, as the float model computes it."""
-    from rced.features import band_compression, expansion_taps
+    from rced.features import config_expansion_taps
 
-    fe = cfg.frontend
-    first, w0, w1 = expansion_taps(band_compression(fe.n_bins, cfg.n_bands, fe.sample_rate)[1])
+    first, w0, w1 = config_expansion_taps(cfg)
     act = ("m[k] = 1 / (1 + expf(-v[k]))  (the ratio mask)" if cfg.output == "mask" else
            "|S[k]| = max(v[k], 0); m[k] = clamp(|S[k]| / |X[k]|, 0, 1) (the ratio mask)")  # fmt: skip
     return "".join([

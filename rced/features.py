@@ -121,6 +121,13 @@ def expansion_taps(expand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return first, w0, w1
 
 
+def config_expansion_taps(cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`expansion_taps` of a bced config's band expansion: what the firmware (its settings
+    header) and :func:`device_head` both compute with."""
+    fe = cfg.frontend
+    return expansion_taps(band_compression(fe.n_bins, cfg.n_bands, fe.sample_rate)[1])
+
+
 def device_output_width(cfg: ModelConfig) -> int:
     """Values per frame that the device graph outputs: bands for bced, else bins."""
     return cfg.n_bands if cfg.arch == "bced" else cfg.frontend.n_bins
@@ -128,11 +135,11 @@ def device_output_width(cfg: ModelConfig) -> int:
 
 def device_head(cfg: ModelConfig) -> Callable[[np.ndarray], np.ndarray] | None:
     """numpy (N, bands) band logits -> (N, bins) model output, as the float model computes it (the
-    two-tap band expansion of :func:`rced.features.expansion_taps`, then sigmoid or ReLU); None when
+    two-tap band expansion of :func:`config_expansion_taps`, then sigmoid or ReLU); None when
     the device graph's output is already the model's (every architecture but bced)."""
     if cfg.arch != "bced":
         return None
-    first, w0, w1 = expansion_taps(band_compression(cfg.frontend.n_bins, cfg.n_bands, cfg.frontend.sample_rate)[1])
+    first, w0, w1 = config_expansion_taps(cfg)
 
     def head(z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, np.float32)
