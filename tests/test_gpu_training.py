@@ -119,6 +119,24 @@ def test_trainers_refuse_bad_inputs_before_any_work(tmp_path, script):
     assert r.returncode == 2 and "--batch" in r.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--init", "rced/default_model", "--width-mult", "2"], "for a start from scratch"),
+        (["--arch", "rced", "--n-bands", "32"], "--n-bands needs --arch bced"),
+        (["--arch", "bced", "--context", "0"], "must be positive"),
+        (["--arch", "bced", "--width-mult", "-1"], "must be positive"),
+    ],
+)
+def test_rced_trainer_refuses_bad_network_shapes(tmp_path, args, message):
+    """The network's shape is the --init folder's, or set from scratch; refused before any work."""
+    pack = tmp_path / "p.npz"
+    pack.write_bytes(b"x")
+    r = _run("train_rced_jax.py", "--pack", pack, "--out", tmp_path / "r", *args, check=False)
+    assert r.returncode == 2 and message in r.stderr.strip().splitlines()[-1], r.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_merge_is_task_arithmetic(tmp_path):
     """start + alpha * sum(tuned - start) over every weight, BatchNorm statistics included."""
     import shutil
@@ -207,6 +225,28 @@ def test_rced_trainer_warm_start_resume_and_backend_parity(tmp_path):
     np.testing.assert_allclose(tf_out, _jax_outputs(tmp_path / "a", x, tmp_path), rtol=0, atol=1e-5)
     r = _run("train_rced_jax.py", *common, "--out", tmp_path / "a", "--max-steps", "3", "--lr", "0.1", check=False)
     assert r.returncode != 0 and "other arguments (lr, select)" in r.stderr
+
+
+def test_rced_trainer_builds_a_bced_from_scratch(tmp_path):
+    """--arch bced with its shape: the written folder holds that network, its fixed band matrices untouched."""
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from rced.config import ModelConfig
+    from rced.features import band_compression
+
+    _rced_pack(tmp_path / "p.npz")
+    _run("train_rced_jax.py", "--pack", tmp_path / "p.npz", "--out", tmp_path / "b", "--arch", "bced",
+         "--width-mult", "0.25", "--n-bands", "24", "--context", "4", "--batch", "4", "--frames", "8",
+         "--val-segments", "8", "--eval-every-s", "0", "--max-steps", "2", "--select", "last")  # fmt: skip
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert (cfg["arch"], cfg["width_mult"], cfg["n_bands"], cfg["frontend"]["context"]) == ("bced", 0.25, 24, 4)
+    model = _tf_model(tmp_path / "b", ModelConfig)
+    x = np.random.default_rng(2).standard_normal((5, 129, 1, 4)).astype(np.float32)
+    assert np.asarray(model(x)).shape == (5, 129)
+    assert model.get_layer("l1_conv").get_weights()[0].shape[-1] == 3  # round(12 * 0.25) filters
+    comp, expand = band_compression(129, 24, 16000)
+    np.testing.assert_array_equal(model.get_layer("band_compress").get_weights()[0][0, 0], comp)
+    np.testing.assert_array_equal(model.get_layer("band_expand").get_weights()[0], expand)
 
 
 def test_am_trainer_warm_start_and_backend_parity(tmp_path):
