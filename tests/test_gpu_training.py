@@ -137,6 +137,21 @@ def test_rced_trainer_refuses_bad_network_shapes(tmp_path, args, message):
     assert not (tmp_path / "r").exists()
 
 
+def test_run_folder_resumes_a_run_older_than_an_option(tmp_path):
+    """An option added after a run was started is unset (None) in it: the run resumes unless it is set."""
+    import argparse
+
+    from common import RunFolder
+
+    old = {"lr": 0.001, "out": str(tmp_path), "minutes": 5.0}
+    save_npz(tmp_path / "checkpoint.npz", {"w": np.zeros(2), "meta": np.array(json.dumps({"args": old}))})
+    args = {"lr": 0.001, "out": tmp_path, "minutes": 9.0, "context": None}
+    assert RunFolder(tmp_path, argparse.Namespace(**args)).load()["meta"]["args"] == old
+    for change in ({"context": 16}, {"lr": 0.01}):
+        with pytest.raises(SystemExit, match=f"other arguments \\({next(iter(change))}\\)"):
+            RunFolder(tmp_path, argparse.Namespace(**{**args, **change})).load()
+
+
 def test_merge_is_task_arithmetic(tmp_path):
     """start + alpha * sum(tuned - start) over every weight, BatchNorm statistics included."""
     import shutil

@@ -231,9 +231,10 @@ class RunFolder:
             meta = json.loads(str(z.pop("meta")))
         except Exception as exc:  # a damaged file: say which, do not guess
             raise SystemExit(f"{self.ckpt}: cannot read the checkpoint ({str(exc).splitlines()[0][:120]})") from None
-        fixed = {k: v for k, v in meta["args"].items() if k not in RESUMABLE_ARGS}
-        if fixed != self.fixed_args():
-            diff = sorted(k for k in set(fixed) | set(self.fixed_args()) if fixed.get(k) != self.fixed_args().get(k))
+        # an option the run's checkpoint does not name (added since) counts as unset: None
+        fixed, now = {k: v for k, v in meta["args"].items() if k not in RESUMABLE_ARGS}, self.fixed_args()
+        diff = sorted(k for k in set(fixed) | set(now) if fixed.get(k) != now.get(k))
+        if diff:
             raise SystemExit(f"{self.out}: holds a run with other arguments ({', '.join(diff)}); "
                              "resume it with the same ones or choose another --out")  # fmt: skip
         return {"arrays": z, "meta": meta}
