@@ -283,6 +283,68 @@ def test_am_trainer_warm_start_and_backend_parity(tmp_path):
     np.testing.assert_allclose(tf_out, _jax_outputs(tmp_path / "s", x, tmp_path), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--distill-weight", "0.5"], "need --teacher"),
+        (["--teacher", "grammar/default_am", "--distill-weight", "1.5"], "0 <= --distill-weight <= 1"),
+        (["--teacher", "grammar/default_am", "--temperature", "0"], "--temperature > 0"),
+        (["--teacher", "grammar"], "grammar: not a model folder (no model.keras)"),
+    ],
+)
+def test_am_trainer_refuses_bad_distillation(tmp_path, args, message):
+    _am_pack(tmp_path / "p.npz")
+    r = _run("train_am_jax.py", "--pack", tmp_path / "p.npz", "--out", tmp_path / "r", *args, check=False)
+    assert r.returncode != 0 and message in r.stderr.strip().splitlines()[-1], r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_distill_kl_closed_form():
+    pytest.importorskip("jax")
+    import train_am_jax
+
+    rng = np.random.default_rng(0)
+    s, t = rng.normal(0, 3, (2, 5, 4)), rng.normal(0, 3, (2, 5, 4))
+    mask = np.ones((2, 5))
+    mask[1, 3:] = 0
+
+    def ref(temperature):
+        def logp(z):
+            z = z / temperature
+            return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+        kl = (np.exp(logp(t)) * (logp(t) - logp(s))).sum(-1)
+        return temperature**2 * (kl * mask).sum() / mask.sum()
+
+    for temperature in (1.0, 2.0):
+        got = float(train_am_jax.distill_kl(s, t, mask, temperature))
+        assert got == pytest.approx(ref(temperature), rel=1e-5) and got > 0
+    assert float(train_am_jax.distill_kl(t, t, mask, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    s2 = s.copy()
+    s2[1, 3:] += 100.0  # masked frames do not count
+    assert float(train_am_jax.distill_kl(s2, t, mask, 1.0)) == pytest.approx(ref(1.0), rel=1e-5)
+
+
+def test_am_student_moves_toward_its_teacher(tmp_path):
+    """--distill-weight 1: a tiny student's KL to the shipped AM falls as it trains; another kind of
+    folder is refused as a teacher."""
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    _am_pack(tmp_path / "p.npz")
+    common = ["--pack", tmp_path / "p.npz", "--batch", "4", "--frames", "160", "--eval-every-s", "0", "--warmup", "2"]
+    _run("train_am_jax.py", *common, "--channels", "16", "--blocks", "1", "--teacher", ROOT / "grammar" / "default_am",
+         "--distill-weight", "1", "--lr", "3e-3", "--out", tmp_path / "s", "--max-steps", "40", "--select", "last")  # fmt: skip
+    rows = (tmp_path / "s" / "training_log.csv").read_text().splitlines()
+    head = rows[0].split(",")
+    kl = [float(r.split(",")[head.index("train_kl")]) for r in rows[2:]]
+    loss = [float(r.split(",")[head.index("train_loss")]) for r in rows[2:]]
+    assert len(kl) == 40 and kl == loss  # weight 1: the loss is the KL alone
+    assert np.mean(kl[-5:]) < 0.7 * np.mean(kl[:5]), kl
+    r = _run("train_am_jax.py", *common, "--teacher", ROOT / "rced" / "default_model", "--out", tmp_path / "x",
+             "--max-steps", "1", check=False)  # fmt: skip
+    assert r.returncode != 0 and "default_model: not an acoustic-model folder" in r.stderr.strip().splitlines()[-1]
+
+
 MASKED_BN = """
 import os, sys
 os.environ["KERAS_BACKEND"] = "jax"

@@ -113,10 +113,15 @@ def check_inputs(packs: list[Path], out: Path, files: list[Path | None], init: P
         if f is not None and not f.is_file():
             raise SystemExit(f"{f}: file not found")
     if init is not None:
-        for name in ("model.keras", "config.json", "norm.json"):
-            if not (init / name).is_file():
-                raise SystemExit(f"{init}: not a model folder (no {name})")
+        check_model_folder(init)
     check_output(out, folder=True)
+
+
+def check_model_folder(folder: Path) -> None:
+    """One-line exit unless ``folder`` holds a model folder's three files."""
+    for name in ("model.keras", "config.json", "norm.json"):
+        if not (folder / name).is_file():
+            raise SystemExit(f"{folder}: not a model folder (no {name})")
 
 
 def load_init_weights(model, init: Path) -> None:

@@ -13,9 +13,18 @@ is a model folder (``model.keras``, ``config.json``, ``norm.json``, ``training_l
 the best validation CER (the start included; ``--select last``: the last ones);
 ``checkpoint.npz`` beside it lets the same command resume a run that was stopped.
 
+Distillation (``--teacher FOLDER``): a larger AM's posteriors on the same augmented batch are soft
+targets. The loss is (1 - a) * CTC + a * T^2 * KL(teacher || student) at temperature T, the KL
+averaged over the real output frames (a = ``--distill-weight``, T = ``--temperature``). The teacher
+runs in inference mode on the batch renormalised to its own ``norm.json``; it must have the
+student's stride and output symbols.
+
 Usage (repo root; ``pip install -e '.[gpu]'`` on a CUDA machine):
     python scripts/gpu/train_am_jax.py --pack am_pack.npz am_pack_b.npz --init grammar/default_am \\
         --out runs/am_gpu --minutes 10 --lr 5e-4 --warmup 100
+    python scripts/gpu/train_am_jax.py --pack am_pack.npz --channels 384 --blocks 8 --out runs/am_teacher --minutes 20
+    python scripts/gpu/train_am_jax.py --pack am_pack.npz --init grammar/default_am --teacher runs/am_teacher \\
+        --distill-weight 0.5 --temperature 2 --out runs/am_student --minutes 10 --lr 5e-4 --warmup 100
 The result is an acoustic-model folder: ``grammar recognize in.wav --am runs/am_gpu``.
 """
 
@@ -37,7 +46,9 @@ from common import (
     RunFolder,
     add_run_arguments,
     check_inputs,
+    check_model_folder,
     keras_on_jax,
+    load_init_weights,
     lr_schedule,
     masked_bn_call,
     network,
@@ -195,7 +206,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tempo", type=float, default=0.1, help="tempo perturbation: rate in [1-t, 1+t]")
     ap.add_argument("--vtlp", type=float, default=0.1, help="mel-axis warp in [1-v, 1+v]")
     ap.add_argument("--seed", type=int, default=0, help="initial weights (from scratch) and batches")
+    ap.add_argument("--teacher", type=Path, default=None, help="AM model folder whose posteriors are soft targets")
+    ap.add_argument("--distill-weight", type=float, default=None,
+                    help="a of (1 - a) * CTC + a * T^2 * KL (with --teacher; default 0.5)")  # fmt: skip
+    ap.add_argument("--temperature", type=float, default=None, help="T of the soft targets (with --teacher; default 2)")
     args = ap.parse_args(argv)
+    if args.teacher is None and (args.distill_weight is not None or args.temperature is not None):
+        ap.error("--distill-weight and --temperature need --teacher")
+    if args.teacher is not None:
+        args.distill_weight = 0.5 if args.distill_weight is None else args.distill_weight
+        args.temperature = 2.0 if args.temperature is None else args.temperature
+        if not (0 <= args.distill_weight <= 1 and args.temperature > 0):
+            ap.error("need 0 <= --distill-weight <= 1 and --temperature > 0")
     given = [f"--{k}" for k in ARCH_FIELDS if getattr(args, k) is not None]
     if args.init is not None and given:
         ap.error(f"{', '.join(given)}: for a start from scratch; with --init the network is the folder's")
@@ -206,9 +228,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def distill_kl(student_logits, teacher_logits, mask, temperature: float):
+    """T^2 * KL(teacher || student) of the posteriors at temperature T, mean over frames where mask is 1."""
+    import jax
+    import jax.numpy as jnp
+
+    lt = jax.nn.log_softmax(teacher_logits / temperature)
+    ls = jax.nn.log_softmax(student_logits / temperature)
+    kl = jnp.sum(jnp.exp(lt) * (lt - ls), -1)
+    return temperature**2 * jnp.sum(kl * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def load_teacher(folder: Path, student_cfg, n_symbols: int):
+    """The teacher's (model, mean, std): an AM folder with the student's stride, mel bands and symbols."""
+    from grammar.acoustic.am import build_am
+    from grammar.config import AMConfig
+    from grammar.errors import GrammarError
+    from rced.config import load_json
+    from rced.errors import RcedError
+    from rced.features import Normalizer
+
+    try:
+        cfg, norm = load_json(AMConfig, folder / "config.json"), Normalizer.load(folder / "norm.json")
+    except (RcedError, GrammarError) as exc:  # e.g. a denoiser's folder
+        raise SystemExit(f"{folder}: not an acoustic-model folder ({str(exc).splitlines()[0][:120]})") from None
+    if (cfg.stride, cfg.n_mels) != (student_cfg.stride, student_cfg.n_mels):
+        raise SystemExit(f"{folder}: stride {cfg.stride} and {cfg.n_mels} mel bands; the student has "
+                         f"{student_cfg.stride} and {student_cfg.n_mels}")  # fmt: skip
+    model = build_am(cfg)
+    load_init_weights(model, folder)
+    if model.output_shape[-1] != n_symbols:
+        raise SystemExit(f"{folder}: {model.output_shape[-1]} output symbols, the student has {n_symbols}")
+    return model, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_inputs(args.pack, args.out, [args.norm], args.init)
+    if args.teacher is not None:
+        check_model_folder(args.teacher)
     keras_on_jax()
     import jax
     import jax.numpy as jnp
@@ -238,18 +296,30 @@ def main(argv: list[str] | None = None) -> None:
     sample = make_batch_fn(d, mean, std, args, cfg.stride, silence)
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.scale_by_adam())
 
-    def loss_fn(tv, ntv, x, mask, y, ypad):
+    if args.teacher is not None:
+        teacher, t_mean, t_std = load_teacher(args.teacher, cfg, model.output_shape[-1])
+        t_vars = ([v.value for v in teacher.trainable_variables], [v.value for v in teacher.non_trainable_variables])
+        to_teacher = (jnp.asarray(std / t_std), jnp.asarray((mean - t_mean) / t_std))  # x * a + b
+    else:
+        t_vars = None
+    a, temp = args.distill_weight or 0.0, args.temperature or 1.0
+
+    def loss_fn(tv, ntv, x, mask, y, ypad, t_vars):
         logits, ntv = masked_bn_call(model, tv, ntv, x, mask[:, :, None], training=True)
-        per = optax.ctc_loss(logits, 1.0 - mask, y, ypad, blank_id=0)
-        return per.mean(), ntv
+        ctc = optax.ctc_loss(logits, 1.0 - mask, y, ypad, blank_id=0).mean()
+        if t_vars is None:
+            return ctc, (ntv, ctc, 0.0)
+        t_logits, _ = teacher.stateless_call(*t_vars, x * to_teacher[0] + to_teacher[1], training=False)
+        kl = distill_kl(logits, jax.lax.stop_gradient(t_logits), mask, temp)
+        return (1 - a) * ctc + a * kl, (ntv, ctc, kl)
 
     @jax.jit
-    def train_step(tv, ntv, o, key, lr):
+    def train_step(tv, ntv, o, key, lr, t_vars):
         x, mask, y, ypad = sample(key)
-        (loss, ntv), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, mask, y, ypad)
+        (loss, (ntv, ctc, kl)), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, mask, y, ypad, t_vars)
         upd, o = tx.update(g, o, tv)
         tv = jax.tree.map(lambda w, u: w - lr * (u + args.weight_decay * w), tv, upd)
-        return tv, ntv, o, (loss,)
+        return tv, ntv, o, (loss, ctc, kl) if t_vars is not None else (loss,)
 
     out_len = (d["val_lens"] + cfg.stride - 1) // cfg.stride
     real = (np.arange(d["val_frames"])[None, :] < d["val_lens"][:, None])[:, :, None]
@@ -266,8 +336,9 @@ def main(argv: list[str] | None = None) -> None:
         hyps = [greedy_decode(lp[i, : out_len[i]]) for i in range(len(lp))]
         return {"cer": char_error_rate(d["val_text"], hyps)}
 
-    loop = Loop(net=net, tx=tx, step=train_step, evaluate=evaluate, score=SELECT[args.select],
-                lr=lr_schedule(args.lr, args.warmup, 0.0), train_names=("loss",),
+    loop = Loop(net=net, tx=tx, step=lambda tv, ntv, o, k, lr: train_step(tv, ntv, o, k, lr, t_vars),
+                evaluate=evaluate, score=SELECT[args.select], lr=lr_schedule(args.lr, args.warmup, 0.0),
+                train_names=("loss", "ctc", "kl") if t_vars is not None else ("loss",),
                 unit=("utterances", args.batch))  # fmt: skip
     train(loop, RunFolder(args.out, args), args.seed, args.minutes, args.max_steps, args.eval_every_s)
 
