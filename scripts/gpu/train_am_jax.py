@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
             return ctc, (ntv, ctc, 0.0)
         t_logits, _ = teacher.stateless_call(*t_vars, x * to_teacher[0] + to_teacher[1], training=False)
         kl = distill_kl(logits, jax.lax.stop_gradient(t_logits), mask, temp)
-        return (1 - a) * ctc + a * kl, (ntv, ctc, kl)
+        return (kl if a == 1 else (1 - a) * ctc + a * kl), (ntv, ctc, kl)  # a CTC of inf must not make NaN
 
     @jax.jit
     def train_step(tv, ntv, o, key, lr, t_vars):
