@@ -48,7 +48,6 @@ from common import (
     check_inputs,
     check_model_folder,
     keras_on_jax,
-    load_init_weights,
     lr_schedule,
     masked_bn_call,
     network,
@@ -241,22 +240,17 @@ def distill_kl(student_logits, teacher_logits, mask, temperature: float):
 
 def load_teacher(folder: Path, student_cfg, n_symbols: int):
     """The teacher's (model, mean, std): an AM folder with the student's stride, mel bands and symbols."""
-    from grammar.acoustic.am import build_am
     from grammar.config import AMConfig
     from grammar.errors import GrammarError
-    from rced.config import load_json
-    from rced.errors import RcedError
-    from rced.features import Normalizer
+    from rced.denoiser import load_model_folder
 
     try:
-        cfg, norm = load_json(AMConfig, folder / "config.json"), Normalizer.load(folder / "norm.json")
-    except (RcedError, GrammarError) as exc:  # e.g. a denoiser's folder
+        model, cfg, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError)
+    except GrammarError as exc:  # e.g. a denoiser's folder
         raise SystemExit(f"{folder}: not an acoustic-model folder ({str(exc).splitlines()[0][:120]})") from None
     if (cfg.stride, cfg.n_mels) != (student_cfg.stride, student_cfg.n_mels):
         raise SystemExit(f"{folder}: stride {cfg.stride} and {cfg.n_mels} mel bands; the student has "
                          f"{student_cfg.stride} and {student_cfg.n_mels}")  # fmt: skip
-    model = build_am(cfg)
-    load_init_weights(model, folder)
     if model.output_shape[-1] != n_symbols:
         raise SystemExit(f"{folder}: {model.output_shape[-1]} output symbols, the student has {n_symbols}")
     return model, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
