@@ -358,8 +358,9 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
     TRAIN-voice utterances of the synthetic corpus). Raises :class:`ExportError` (or the rced/grammar
     error of a bad model folder) with a one-line message; nothing is written then.
     """
-    from grammar.alphabet import BLANK_ID, SYMBOLS
+    from grammar.alphabet import BLANK_ID
     from grammar.decoding.recognizer import Recognizer
+    from grammar.units import Units
     from rced.denoiser import Denoiser
     from rced.int8 import Int8Denoiser
 
@@ -375,6 +376,9 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
             raise ExportError(f"{rec.path}: the acoustic model's front-end {rec.config.frontend} differs from the "
                               f"denoiser's {den.config.frontend}; the device computes one STFT for both")  # fmt: skip
         g, g_desc = load_grammar(grammar)
+        if g.units != rec.config.unit_set.name:
+            raise ExportError(f"grammar ({g_desc}) is spelled in {g.units}, the acoustic model {rec.path} outputs "
+                              f"{rec.config.unit_set.name}")  # fmt: skip
     if calibration is None:
         say(f"calibration: recorded ranges for the shipped models; probes and goldens from "
             f"{calibration_utterances} TRAIN-voice utterances")  # fmt: skip
@@ -389,7 +393,7 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
                                        measure_latency, say)  # fmt: skip
         files.update(am_files)
         reports.append(am_report)
-        files["grammar_data.h"] = cgen.grammar_h(g, SYMBOLS, BLANK_ID)
+        files["grammar_data.h"] = cgen.grammar_h(g, Units(g.units).symbols, BLANK_ID)
         grammar_info = {"commands": len(g.commands), "expressions": len(g.expressions),
                         "threshold": g.threshold, "source": g_desc}  # fmt: skip
     for r, folder in zip(reports, [Path(den.path)] + ([Path(rec.path)] if rec is not None else [])):

@@ -119,10 +119,11 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
                   frames: int, input_mask_floor: float) -> str:  # fmt: skip
     from grammar.acoustic.features import LOG_FLOOR, mel_matrix
     from grammar.acoustic.int8 import ZERO_LOG_POSTERIOR, window_schedule
-    from grammar.alphabet import BLANK_ID, SYMBOLS
+    from grammar.alphabet import BLANK_ID
     from grammar.decoding.recognizer import receptive_field_frames
 
     fe = am_cfg.frontend
+    symbols = am_cfg.unit_set.symbols
     i, o = info.inputs[0], info.outputs[0]
     mel = mel_matrix(am_cfg.n_mels, fe.n_fft, fe.sample_rate, am_cfg.fmin)  # (bins, mels)
     gain, offset = folded_affine(am_norm.mean, am_norm.std, i.scale, i.zero_point)
@@ -167,9 +168,9 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
         "// LSB made every ruled-out symbol cheap and windows took commands for others in continuous listening).\n",
         _io_block(info),
         f"constexpr float kPosteriorFloor = {cgen.c_float(float(np.exp(ZERO_LOG_POSTERIOR)))};\n\n",
-        "// ---- alphabet: symbol id -> text (id 0 is the CTC blank)\n",
-        f"constexpr int kNumSymbols = {len(SYMBOLS)};\nconstexpr int kBlankId = {BLANK_ID};\n",
-        cgen.strings("kAlphabet", SYMBOLS), "\n",
+        f"// ---- alphabet{'' if am_cfg.unit_set.name == 'chars' else ' (ARPAbet phonemes)'}: symbol id -> text (id 0 is the CTC blank)\n",
+        f"constexpr int kNumSymbols = {len(symbols)};\nconstexpr int kBlankId = {BLANK_ID};\n",
+        cgen.strings("kAlphabet", symbols), "\n",
         _arena_block(arena, arena_min),
     ])  # fmt: skip
     doc = (f"acoustic model (CTC, {am_cfg.channels} channels, {am_cfg.blocks} blocks): feature and quantisation\n"

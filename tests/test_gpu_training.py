@@ -283,6 +283,47 @@ def test_am_trainer_warm_start_and_backend_parity(tmp_path):
     np.testing.assert_allclose(tf_out, _jax_outputs(tmp_path / "s", x, tmp_path), rtol=0, atol=1e-5)
 
 
+def test_am_trainer_switches_units_keeping_the_trunk(tmp_path):
+    """--units phones from the shipped character AM: the transcripts are respelled in ARPAbet, every
+    layer but the output projection keeps the shipped weights, and the folder says its units."""
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from grammar.config import AMConfig
+
+    _am_pack(tmp_path / "p.npz")
+    shipped = ROOT / "grammar" / "default_am"
+    r = _run("train_am_jax.py", "--pack", tmp_path / "p.npz", "--batch", "4", "--frames", "160", "--eval-every-s", "0",
+             "--warmup", "2", "--init", shipped, "--units", "phones", "--out", tmp_path / "ph", "--max-steps", "0")
+    assert "respelled in phones: kept 8 of 8 utterances, 2 of 2 for validation" in r.stdout
+    assert json.loads((tmp_path / "ph" / "config.json").read_text())["units"] == "phones"
+    new, old = _tf_model(tmp_path / "ph", AMConfig), _tf_model(shipped, AMConfig)
+    assert new.output_shape[-1] == 41 and old.output_shape[-1] == 29
+    for layer in new.layers:
+        if layer.name != "logits":
+            for a, b in zip(layer.get_weights(), old.get_layer(layer.name).get_weights(), strict=True):
+                np.testing.assert_array_equal(a, b)
+    rows = (tmp_path / "ph" / "training_log.csv").read_text().splitlines()
+    assert float(rows[1].split(",")[-1]) > 0.5  # a new head: the unit error rate is far from 0
+
+
+def test_relabel_respells_and_drops_what_the_lexicon_cannot_spell():
+    import train_am_jax
+
+    from grammar.alphabet import encode
+    from grammar.units import CHARS, Units
+
+    texts = ["volume up", "turn qzxv on", "mute"]
+    y = train_am_jax._pad_ragged(np.concatenate([encode(t) for t in texts]).astype(np.int32),
+                                 np.array([len(t) for t in texts]), 12)  # fmt: skip
+    d = {"x": np.arange(3), "lens": np.arange(3), "kinds": np.arange(3), "y": y, "val_x": np.arange(2),
+         "val_lens": np.arange(2), "val_text": ["mute", "qzxv"]}  # fmt: skip
+    assert train_am_jax.relabel(d, CHARS)["val_ref"] == ["mute", "qzxv"]
+    ph = Units("phones")
+    out = train_am_jax.relabel(d, ph)
+    assert out["x"].tolist() == [0, 2] and out["val_lens"].tolist() == [0] and out["val_ref"] == [ph.spell("mute")]
+    assert ph.decode(out["y"][0]) == ph.spell("volume up") and ph.decode(out["y"][1]) == ph.spell("mute")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -2,7 +2,8 @@
 
 Layout (time, 1, features) so every layer is a TFLM builtin (PAD, CONV_2D, DEPTHWISE_CONV_2D,
 ADD, plus SOFTMAX at export): a strided causal input convolution, residual depthwise-separable
-blocks with ``lookahead`` frames of right context each, and a 1x1 projection to the 29 symbols.
+blocks with ``lookahead`` frames of right context each, and a 1x1 projection to the output units
+(``AMConfig.units``: 29 characters or 41 phoneme symbols, blank and word space included).
 The model outputs logits; CTC and the grammar decoder run outside the model.
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from grammar.alphabet import NUM_SYMBOLS
 from grammar.config import AMConfig
 
 
 def build_am(cfg: AMConfig, frames: int | None = None, batch_size: int | None = None) -> keras.Model:
-    """(batch, frames, 1, n_mels) normalised log-mel -> (batch, frames/stride, 29) logits."""
+    """(batch, frames, 1, n_mels) normalised log-mel -> (batch, frames/stride, symbols) logits."""
+    n_symbols = cfg.unit_set.size
     inp = keras.Input((frames, 1, cfg.n_mels), batch_size=batch_size, name="log_mel")
     x = layers.ZeroPadding2D(((5 - cfg.stride, 0), (0, 0)), name="in_pad")(inp)  # causal
     x = layers.Conv2D(cfg.channels, (5, 1), strides=(cfg.stride, 1), use_bias=False, name="in_conv")(x)
@@ -32,8 +33,8 @@ def build_am(cfg: AMConfig, frames: int | None = None, batch_size: int | None = 
         y = layers.BatchNormalization(name=f"b{b}_pw_bn")(y)
         y = layers.ReLU(name=f"b{b}_pw_relu")(y)
         x = layers.Add(name=f"b{b}_res")([x, y])
-    x = layers.Conv2D(NUM_SYMBOLS, 1, name="logits")(x)
-    x = layers.Reshape((-1, NUM_SYMBOLS), name="frames_by_symbols")(x)
+    x = layers.Conv2D(n_symbols, 1, name="logits")(x)
+    x = layers.Reshape((-1, n_symbols), name="frames_by_symbols")(x)
     return keras.Model(inp, x, name="ctc_am")
 
 

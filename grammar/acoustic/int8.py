@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.alphabet import NUM_SYMBOLS
 from grammar.config import AMConfig
 from grammar.errors import GrammarError
 from rced.features import Normalizer
@@ -83,7 +82,7 @@ class Int8AM:
         shape, out = self.model.input_shape, self.model.output_shape
         if len(shape) != 4 or shape[2] != 1 or shape[3] != am_cfg.n_mels:
             raise GrammarError(f"{source}: input shape {shape} does not match the AM config ({am_cfg.n_mels} mels)")
-        if shape[1] % am_cfg.stride or out != (1, shape[1] // am_cfg.stride, NUM_SYMBOLS):
+        if shape[1] % am_cfg.stride or out != (1, shape[1] // am_cfg.stride, am_cfg.unit_set.size):
             raise GrammarError(f"{source}: output shape {out} does not match a window of {shape[1]} frames at "
                                f"stride {am_cfg.stride}")  # fmt: skip
         self.frames = shape[1]  # the fixed device window, in STFT frames

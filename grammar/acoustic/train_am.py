@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from grammar.acoustic.features import LOG_FLOOR, log_mel
-from grammar.alphabet import encode, greedy_decode, normalize_text
+from grammar.alphabet import normalize_text
 from grammar.config import AMTrainConfig
 from grammar.errors import GrammarError
 from grammar.metrics import char_error_rate
@@ -26,16 +26,18 @@ from rced.train import ResumableRun
 
 def prepare_utterances(audios: list[np.ndarray], texts: list[str], cfg: AMTrainConfig, denoiser,
                        babble_pool: list[np.ndarray], seed: int) -> dict:  # fmt: skip
-    """Per utterance: label ids and log-mel of clean, noisy and (for half) enhanced versions."""
+    """Per utterance: label ids (in the AM's units; an utterance they cannot spell is skipped) and
+    log-mel of clean, noisy and (for half) enhanced versions."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     fe = cfg.am.frontend
+    units = cfg.am.unit_set
     out: dict = {"labels": [], "clean": [], "noisy": [], "enhanced": [], "text": []}
     for i, (audio, text) in enumerate(tqdm(list(zip(audios, texts)), desc="AM data", unit="utt")):
         try:
             text = normalize_text(text)
-            ids = encode(text)
+            ids = units.encode(units.spell(text))
         except GrammarError:
             continue
         noise = make_babble(len(audio), babble_pool, rng)
@@ -188,8 +190,9 @@ class AMTrainer(ResumableRun):
         import keras
 
         logits = np.asarray(model.predict(self.val[0], batch_size=16, verbose=0))
-        hyps = [greedy_decode(np.asarray(keras.ops.log_softmax(lg))) for lg in logits]
-        return {"val_cer": round(char_error_rate(self.val_text, hyps), 4)}
+        units = self.cfg.am.unit_set  # val_cer: the unit error rate
+        hyps = [units.greedy(np.asarray(keras.ops.log_softmax(lg))) for lg in logits]
+        return {"val_cer": round(char_error_rate([units.spell(t) for t in self.val_text], hyps), 4)}
 
     def _model_config(self):
         return self.cfg.am

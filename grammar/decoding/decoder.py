@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.alphabet import NUM_SYMBOLS, check_posteriors, encode, normalize_text
+from grammar.alphabet import check_posteriors, normalize_text
 from grammar.errors import GrammarError, read_format, write_json
+from grammar.units import Units
 
 FORMAT = "stapes-grammar"
 FORMAT_VERSION = 1
@@ -233,6 +234,8 @@ class Grammar:
     means ``threshold``. ``score_kind`` is the confidence score both thresholds were calibrated
     with (spotting always scores ``len_norm``). ``int8_threshold`` replaces ``threshold`` for the
     int8 device chain (:meth:`for_backend`), whose posteriors score higher; None means the same.
+    ``units`` names the AM output units the expressions are spelled in (:mod:`grammar.units`):
+    expressions are unit strings, the command text itself for characters.
     """
 
     commands: tuple[str, ...]
@@ -243,8 +246,10 @@ class Grammar:
     spot_threshold: float | None = None
     score_kind: str = "len_norm"
     int8_threshold: float | None = None
+    units: str = "chars"
 
     def __post_init__(self) -> None:
+        Units(self.units)  # one-line error for an unknown unit set
         for name in ("commands", "expressions"):
             value = self.__dict__[name]
             if isinstance(value, str) or not isinstance(value, Iterable):
@@ -297,7 +302,7 @@ class Grammar:
             if not 0 <= c < n:
                 raise GrammarError(f"grammar: expression {i} ({expr!r}) maps to command {c}, outside 0..{n - 1}")
             try:
-                encode(expr)
+                Units(self.units).encode(expr)
             except GrammarError as exc:
                 raise GrammarError(f"grammar: expression {i}: {exc}") from None
             if expr in seen:
@@ -318,12 +323,16 @@ class Grammar:
     @classmethod
     def from_commands(
         cls, commands: Iterable[str], threshold: float = DEFAULT_THRESHOLD, provenance: dict | None = None,
-        score_kind: str = "len_norm", int8_threshold: float | None = None,
+        score_kind: str = "len_norm", int8_threshold: float | None = None, units: str = "chars",
     ) -> Grammar:
-        """One expression per command: the command text itself (normalised)."""
+        """The commands (normalised), each spelled in ``units``: the text itself for characters, every
+        cmudict pronunciation for phonemes (:meth:`grammar.units.Units.spellings`)."""
         cmds = tuple(normalize_text(c) for c in commands)
-        return cls(cmds, cmds, tuple(range(len(cmds))), threshold, dict(provenance or {}), score_kind=score_kind,
-                   int8_threshold=int8_threshold)  # fmt: skip
+        spelled = [Units(units).spellings(c) for c in cmds]
+        exprs = tuple(e for sp in spelled for e in sp)
+        command_of = tuple(i for i, sp in enumerate(spelled) for _ in sp)
+        return cls(cmds, exprs, command_of, threshold, dict(provenance or {}), score_kind=score_kind,
+                   int8_threshold=int8_threshold, units=units)  # fmt: skip
 
     def with_threshold(self, threshold: float) -> Grammar:
         return dataclasses.replace(self, threshold=threshold, provenance=dict(self.provenance))
@@ -352,11 +361,11 @@ class Grammar:
     @cached_property
     def labels(self) -> tuple[np.ndarray, ...]:
         """Encoded expressions (symbol ids), computed once."""
-        return tuple(encode(e) for e in self.expressions)
+        return tuple(Units(self.units).encode(e) for e in self.expressions)
 
     @cached_property
     def lengths(self) -> np.ndarray:
-        """Expression lengths in characters."""
+        """Expression lengths in units."""
         return np.array([len(e) for e in self.expressions], dtype=np.float64)
 
     # -- files
@@ -369,8 +378,9 @@ class Grammar:
             **({"spot_threshold": self.spot_threshold} if self.spot_threshold is not None else {}),
             **({"int8_threshold": self.int8_threshold} if self.int8_threshold is not None else {}),
             "score_kind": self.score_kind,
+            "units": self.units,
             "commands": list(self.commands),
-            "expressions": list(self.expressions),
+            "expressions": [Units(self.units).show(e) for e in self.expressions],
             "command_of": list(self.command_of),
             "provenance": self.provenance,
         }
@@ -398,10 +408,13 @@ class Grammar:
                 if isinstance(value, bool) or not isinstance(value, int | float | None):
                     raise GrammarError(f"grammar: {key!r} has the wrong type ({type(value).__name__})")
             kind = data.get("score_kind", "len_norm")  # files from before score kinds were stored
-            if not isinstance(kind, str):
-                raise GrammarError(f"grammar: 'score_kind' has the wrong type ({type(kind).__name__})")
-            return cls(data["commands"], data["expressions"], data["command_of"], data["threshold"], provenance, spot,
-                       kind, int8)  # fmt: skip
+            units = data.get("units", "chars")  # files from before phonemes
+            for key, value in (("score_kind", kind), ("units", units)):
+                if not isinstance(value, str):
+                    raise GrammarError(f"grammar: {key!r} has the wrong type ({type(value).__name__})")
+            exprs = [Units(units).parse(e) if isinstance(e, str) else e for e in data["expressions"]]
+            return cls(data["commands"], exprs, data["command_of"], data["threshold"], provenance, spot,
+                       kind, int8, units)  # fmt: skip
         except GrammarError as exc:
             raise GrammarError(f"{path}: {str(exc).removeprefix('grammar: ')}") from None
 
@@ -427,13 +440,13 @@ class Decision:
 
 
 def decode(logp: np.ndarray, grammar: Grammar, score_kind: str | ScoreFn | None = None, spot: bool = False) -> Decision:
-    """Most likely expression for (T, 29) log-posteriors; its command if its confidence >= threshold.
+    """Most likely expression for (T, symbols) log-posteriors; its command if its confidence >= threshold.
 
     ``spot=True``: keyword spotting (the expression anywhere in the frames, see
     :func:`ctc_log_likelihood`), judged against the grammar's spotting threshold.
     ``score_kind`` None: the grammar's own (``len_norm`` when spotting).
     """
-    logp = check_posteriors(logp, NUM_SYMBOLS)
+    logp = check_posteriors(logp, Units(grammar.units).size)
     if score_kind is None:
         score_kind = "len_norm" if spot else grammar.score_kind
     score_fn = _score_fn(score_kind)

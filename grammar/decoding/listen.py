@@ -39,10 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from grammar.acoustic.features import log_mel
-from grammar.alphabet import BLANK_ID, NUM_SYMBOLS
+from grammar.alphabet import BLANK_ID
 from grammar.decoding.decoder import Grammar, decode
 from grammar.decoding.recognizer import check_duration, log_softmax
 from grammar.errors import GrammarError
+from grammar.units import Units
 from rced.audio import resample, validate_audio
 from rced.denoiser import shape_gain
 from rced.frontend import window as analysis_window
@@ -131,6 +132,7 @@ class PosteriorStream:
                 raise GrammarError(f"listen: the denoiser's front-end {dfe} differs from the acoustic model's {fe}")
         self.ctx = den.config.frontend.context if den is not None else 1
         self.stride = cfg.stride
+        self.n_symbols = cfg.unit_set.size
         self.left, self.right = cfg.reach
         # a fixed-window AM (grammar.acoustic.int8.Int8AM, the device graph) runs overlapping windows, each on
         # its own: a window's outputs are final once all its frames are in
@@ -208,7 +210,7 @@ class PosteriorStream:
             keep = max(0, m.window_start(self._n_out // m.hop))  # drop features no later window needs
             self._feats = self._feats[keep - self._feat0 :]
             self._feat0 = keep
-        out = np.concatenate(outs) if outs else np.zeros((0, NUM_SYMBOLS), np.float32)
+        out = np.concatenate(outs) if outs else np.zeros((0, self.n_symbols), np.float32)
         if final:  # the last window's hop runs past the audio
             out = out[: len(out) - max(0, self._n_out - total)]
         out = log_softmax(out)  # as Recognizer.posteriors
@@ -229,7 +231,7 @@ class PosteriorStream:
         else:
             stop = self._n_feat // s - self.right
         if stop <= self._n_out:
-            return np.zeros((0, NUM_SYMBOLS), np.float32)
+            return np.zeros((0, self.n_symbols), np.float32)
         f0 = max(0, s * (self._n_out - self.left))
         f1 = self._n_feat if final else s * (stop + self.right)
         chunk = self._feats[f0 - self._feat0 : f1 - self._feat0]
@@ -257,7 +259,7 @@ class PosteriorStream:
     def flush(self) -> np.ndarray:
         """The remaining frames: the tail is zero-padded exactly as :func:`rced.frontend.stft` pads."""
         if self._done:
-            return np.zeros((0, NUM_SYMBOLS), np.float32)
+            return np.zeros((0, self.n_symbols), np.float32)
         if self.n_samples == 0:
             raise GrammarError("listen: empty audio (no samples)")
         fe = self.fe
@@ -371,7 +373,7 @@ class Spotter:
         self.hop = max(1, int(round(hop_s / frame_s)))
         self.events = Events(self.frame_s, refractory_s, min_windows)
         self.records: list[tuple[int, WindowHit | None]] | None = [] if record else None
-        self._buf = np.zeros((0, NUM_SYMBOLS), np.float32)
+        self._buf = np.zeros((0, Units(grammar.units).size), np.float32)
         self._buf0 = 0  # global frame index of _buf[0]
         self._n = 0
         self._next_end = self.hop  # windows grow from the start until they reach window_s

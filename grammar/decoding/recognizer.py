@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from grammar.acoustic.features import log_mel
-from grammar.alphabet import greedy_decode
 from grammar.config import AMConfig
 from grammar.decoding.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
@@ -136,7 +135,7 @@ class Recognizer:
         return self.norm.apply(log_mel(np.abs(spec), self.config))
 
     def posteriors(self, audio: np.ndarray, sr: int, name: str = "input", progress: Progress | None = None) -> np.ndarray:
-        """(T, 29) log-posteriors over the alphabet; ``progress(done, total)`` in the denoiser's frames."""
+        """(T, symbols) log-posteriors over the AM's units; ``progress(done, total)`` in the denoiser's frames."""
         feats = self.features(audio, sr, name, progress)
         pad = (-len(feats)) % self.config.stride
         if pad:
@@ -144,7 +143,7 @@ class Recognizer:
         return self.log_posteriors(feats)
 
     def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
-        """(frames, n_mels) normalised log-mel -> (ceil(frames / stride), 29) log-posteriors of the AM."""
+        """(frames, n_mels) normalised log-mel -> (ceil(frames / stride), symbols) log-posteriors of the AM."""
         return log_softmax(self._am(feats[None, :, None, :].astype(np.float32))[0])
 
     def _am(self, x: np.ndarray) -> np.ndarray:
@@ -165,10 +164,16 @@ class Recognizer:
     def decoding_grammar(self, grammar: Grammar | None = None) -> Grammar | None:
         """``grammar`` (default: the loaded one) with the threshold of this recognizer's backend."""
         g = grammar or self.grammar
+        am_units = self.config.unit_set.name if self.config is not None else None  # None: a test stand-in
+        if g is not None and am_units is not None and g.units != am_units:
+            raise GrammarError(f"the grammar is spelled in {g.units}, the acoustic model ({self.path or 'given'}) "
+                               f"outputs {am_units}: rebuild the grammar for this AM")  # fmt: skip
         return g.for_backend(self.backend) if g is not None else None
 
     def transcribe(self, audio: np.ndarray, sr: int, name: str = "input") -> str:
-        return greedy_decode(self.posteriors(audio, sr, name))
+        """Best-path transcript in the AM's units (phonemes as "V AA L Y UW M | AH P")."""
+        units = self.config.unit_set
+        return units.show(units.greedy(self.posteriors(audio, sr, name)))
 
     def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None,
                   progress: Progress | None = None) -> Decision:  # fmt: skip

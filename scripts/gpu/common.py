@@ -124,10 +124,21 @@ def check_model_folder(folder: Path) -> None:
             raise SystemExit(f"{folder}: not a model folder (no {name})")
 
 
-def load_init_weights(model, init: Path) -> None:
-    """Weights of ``init/model.keras`` into ``model`` (built from the same config); one-line exit if they differ."""
+def load_init_weights(model, init: Path, new_head: str | None = None) -> None:
+    """Weights of ``init/model.keras`` into ``model`` (built from the same config); one-line exit if they differ.
+
+    ``new_head``: the name of a layer whose shape differs (an output projection to other units), left
+    as initialised; every other layer takes the weights of the layer of its name."""
     try:
-        model.load_weights(init / "model.keras")
+        if new_head is None:
+            model.load_weights(init / "model.keras")
+            return
+        import keras
+
+        src = keras.saving.load_model(init / "model.keras", compile=False, safe_mode=True)
+        for layer in model.layers:
+            if layer.name != new_head and layer.weights:
+                layer.set_weights(src.get_layer(layer.name).get_weights())
     except Exception as exc:  # keras raises many types for a file of another network
         raise SystemExit(f"{init / 'model.keras'}: cannot load into the network of its config.json "
                          f"({str(exc).splitlines()[0][:160]})") from None  # fmt: skip
@@ -182,9 +193,11 @@ class Network:
         self.norm.save(folder / "norm.json")
 
 
-def network(build: Callable, config, args: argparse.Namespace, default: Path, n_features: int) -> Network:
-    """``build(config)`` with ``--init``'s weights (else initial ones drawn from ``--seed``) and the
-    normalisation of ``--norm`` (else ``--init``'s, else the shipped ``default`` folder's)."""
+def network(build: Callable, config, args: argparse.Namespace, default: Path, n_features: int,
+            new_head: str | None = None) -> Network:  # fmt: skip
+    """``build(config)`` with ``--init``'s weights (else initial ones drawn from ``--seed``; the layer
+    ``new_head`` always those) and the normalisation of ``--norm`` (else ``--init``'s, else the shipped
+    ``default`` folder's)."""
     from rced.errors import RcedError
     from rced.features import Normalizer
 
@@ -198,7 +211,7 @@ def network(build: Callable, config, args: argparse.Namespace, default: Path, n_
     seed_initializers(args.seed)
     model = build(config)
     if args.init is not None:
-        load_init_weights(model, args.init)
+        load_init_weights(model, args.init, new_head)
     return Network(model, config, norm)
 
 

@@ -13,6 +13,11 @@ is a model folder (``model.keras``, ``config.json``, ``norm.json``, ``training_l
 the best validation CER (the start included; ``--select last``: the last ones);
 ``checkpoint.npz`` beside it lets the same command resume a run that was stopped.
 
+Output units (``--units phones``): the packs' character transcripts are respelled in ARPAbet
+phonemes (:mod:`grammar.units`; utterances with a word outside the lexicon are dropped) and, from an
+``--init`` folder of other units, every layer but the output projection starts from its weights
+(a new head, drawn from ``--seed``). Validation then reports the unit error rate in ``cer``.
+
 Distillation (``--teacher FOLDER``): a larger AM's posteriors on the same augmented batch are soft
 targets. The loss is (1 - a) * CTC + a * T^2 * KL(teacher || student) at temperature T, the KL
 averaged over the real output frames (a = ``--distill-weight``, T = ``--temperature``). The teacher
@@ -56,6 +61,8 @@ from common import (
 )
 from pack_am_data import decode  # noqa: E402
 
+from grammar.units import UNIT_SETS  # noqa: E402
+
 DEFAULT_AM = ROOT / "grammar" / "default_am"
 MAX_LABEL = 96  # characters per transcript in a batch
 ARCH_FIELDS = ("channels", "blocks", "kernel", "stride", "lookahead")
@@ -95,6 +102,39 @@ def load_pack(path: Path, frames: int, max_label: int, with_val: bool = True) ->
     d["val_x"] = _pad_ragged(decode(z["val_feats"].tobytes(), n_mels), vlen, d["val_frames"])
     d["val_lens"] = vlen
     d["val_text"] = [str(t) for t in z["val_text"]]
+    return d
+
+
+def relabel(d: dict, units) -> dict:
+    """A character pack's labels and validation references in ``units`` (a :class:`grammar.units.Units`);
+    utterances with a word the lexicon cannot spell are dropped."""
+    from grammar.errors import GrammarError
+    from grammar.units import CHARS
+
+    def spell(text: str):
+        try:
+            return units.spell(text)
+        except GrammarError:
+            return None
+
+    d = dict(d)
+    d["val_ref"] = [spell(t) if units != CHARS else t for t in d["val_text"]]
+    if units == CHARS:
+        return d
+    spelled = [spell(CHARS.decode(row)) for row in d["y"]]
+    keep = np.array([u is not None for u in spelled])
+    width = d["y"].shape[1]
+    ys = [units.encode(u) for u in spelled if u is not None]
+    if max(map(len, ys), default=0) > width:
+        raise SystemExit(f"a respelled transcript is longer than {width} symbols")
+    for k in ("x", "lens", "kinds"):
+        d[k] = d[k][keep]
+    d["y"] = _pad_ragged(np.concatenate(ys).astype(np.int32), np.array([len(y) for y in ys]), width)
+    vkeep = np.array([r is not None for r in d["val_ref"]])
+    d["val_x"], d["val_lens"] = d["val_x"][vkeep], d["val_lens"][vkeep]
+    d["val_ref"] = [r for r in d["val_ref"] if r is not None]
+    print(f"respelled in {units.name}: kept {int(keep.sum())} of {len(keep)} utterances, "
+          f"{int(vkeep.sum())} of {len(vkeep)} for validation", flush=True)  # fmt: skip
     return d
 
 
@@ -205,6 +245,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tempo", type=float, default=0.1, help="tempo perturbation: rate in [1-t, 1+t]")
     ap.add_argument("--vtlp", type=float, default=0.1, help="mel-axis warp in [1-v, 1+v]")
     ap.add_argument("--seed", type=int, default=0, help="initial weights (from scratch) and batches")
+    ap.add_argument("--units", choices=UNIT_SETS, default=None,
+                    help="output units (default: the --init folder's, else the shipped AM's); other units than "
+                         "--init's: its trunk with a new output head")  # fmt: skip
     ap.add_argument("--teacher", type=Path, default=None, help="AM model folder whose posteriors are soft targets")
     ap.add_argument("--distill-weight", type=float, default=None,
                     help="a of (1 - a) * CTC + a * T^2 * KL (with --teacher; default 0.5)")  # fmt: skip
@@ -268,20 +311,23 @@ def main(argv: list[str] | None = None) -> None:
 
     from grammar.acoustic.am import build_am
     from grammar.acoustic.features import LOG_FLOOR
-    from grammar.alphabet import greedy_decode
     from grammar.config import AMConfig
     from grammar.metrics import char_error_rate
     from rced.config import load_json
 
     cfg = load_json(AMConfig, (args.init or DEFAULT_AM) / "config.json")
+    init_units = cfg.unit_set
     if args.init is None:
         cfg = dataclasses.replace(cfg, **{k: getattr(args, k) for k in ARCH_FIELDS if getattr(args, k) is not None})
-    d = load_packs(args.pack, args.frames, MAX_LABEL)
+    if args.units is not None:
+        cfg = dataclasses.replace(cfg, units=args.units)
+    units = cfg.unit_set
+    d = relabel(load_packs(args.pack, args.frames, MAX_LABEL), units)
     if d["n_mels"] != cfg.n_mels:
         raise SystemExit(f"{args.pack[0]}: {d['n_mels']} mel bands, the network reads {cfg.n_mels}")
     if args.frames % cfg.stride:
         raise SystemExit(f"--frames {args.frames} must be a multiple of the stride {cfg.stride}")
-    net = network(build_am, cfg, args, DEFAULT_AM, cfg.n_mels)
+    net = network(build_am, cfg, args, DEFAULT_AM, cfg.n_mels, new_head="logits" if units != init_units else None)
     model = net.model
     mean, std = net.mean_std()
     print(f"[{args.out.name}] {cfg.channels} channels x {cfg.blocks} blocks on {jax.devices()[0]} | "
@@ -327,8 +373,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def evaluate(tv, ntv) -> dict:
         lp = np.asarray(predict(tv, ntv, val_x))
-        hyps = [greedy_decode(lp[i, : out_len[i]]) for i in range(len(lp))]
-        return {"cer": char_error_rate(d["val_text"], hyps)}
+        hyps = [units.greedy(lp[i, : out_len[i]]) for i in range(len(lp))]
+        return {"cer": char_error_rate(d["val_ref"], hyps)}
 
     loop = Loop(net=net, tx=tx, step=lambda tv, ntv, o, k, lr: train_step(tv, ntv, o, k, lr, t_vars),
                 evaluate=evaluate, score=SELECT[args.select], lr=lr_schedule(args.lr, args.warmup, 0.0),

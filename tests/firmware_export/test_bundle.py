@@ -58,6 +58,21 @@ def test_bundle_holds_every_file_and_a_consistent_report(bundle):
     assert list(c_array(grammar_h, "kExpressionCommand").astype(int)) == [0, 0, 1]
 
 
+def test_grammar_header_of_a_phoneme_grammar():
+    """Tokens are phoneme symbol ids (1-based codes behind the word space), texts are ARPAbet for logs."""
+    from firmware_export import cgen
+    from grammar.decoding.decoder import Grammar
+    from grammar.units import Units
+
+    ph = Units("phones")
+    g = Grammar.from_commands(["mute", "volume up"], units="phones")
+    text = cgen.grammar_h(g, ph.symbols, 0)
+    tokens = c_array(text, "kExpressionTokens").astype(int)
+    offsets = c_array(text, "kExpressionOffsets").astype(int)
+    assert [ph.symbols[t] for t in tokens[offsets[1] : offsets[2]]] == ["V", "AA", "L", "Y", "UW", "M", " ", "AH", "P"]
+    assert '"V AA L Y UW M | AH P"' in text and "phonemes and word spaces" in text
+
+
 def test_settings_fold_normalisation_into_quantisation(bundle, tiny_denoiser):
     """q = round(gain * feature + offset) equals quantising the normalised feature (to 1 LSB)."""
     from rced.denoiser import Denoiser

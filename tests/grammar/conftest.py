@@ -8,8 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from grammar.alphabet import SYMBOLS
-
 
 @pytest.fixture(scope="session")
 def tiny_am(tmp_path_factory):
@@ -36,14 +34,17 @@ def tiny_grammar(tmp_path):
     return p
 
 
-def synthetic_posterior(text, frames_per_char=3, peak=0.9, rng=None):
-    """Synthetic (T, 29) log-posteriors of ``text``: blank, then each character's frames, blank..."""
-    seq = ["_"]
-    for c in text:
-        seq += [c] * frames_per_char + ["_"]
-    p = np.full((len(seq), len(SYMBOLS)), (1 - peak) / (len(SYMBOLS) - 1))
-    for t, c in enumerate(seq):
-        p[t, 0 if c == "_" else SYMBOLS.index(c)] = peak
+def synthetic_posterior(text, frames_per_char=3, peak=0.9, rng=None, units=None):
+    """Synthetic (T, symbols) log-posteriors of ``text`` (a unit string of ``units``, default characters):
+    blank, then each unit's frames, blank..."""
+    from grammar.units import CHARS
+
+    units = units or CHARS
+    seq = [0]
+    for i in units.encode(text):
+        seq += [int(i)] * frames_per_char + [0]
+    p = np.full((len(seq), units.size), (1 - peak) / (units.size - 1))
+    p[np.arange(len(seq)), seq] = peak
     if rng is not None:
         p *= np.exp(rng.normal(scale=0.3, size=p.shape))
         p /= p.sum(axis=1, keepdims=True)

@@ -40,6 +40,30 @@ def test_tiny_am_run_resumes_and_exports(tmp_path, data):
     assert isinstance(rec.transcribe(synthesize("mute", Voice("espeak", "en-us")), 16000), str)
 
 
+def test_phoneme_am_trains_on_respelled_transcripts(tmp_path):
+    """--units phones: labels are the cmudict spelling (a text it cannot spell is skipped), the network
+    has 41 outputs, validation reports the phoneme error rate, and transcripts read as ARPAbet."""
+    from dataclasses import replace
+
+    from grammar.decoding.recognizer import Recognizer
+    from grammar.units import Units
+
+    ph = Units("phones")
+    cfg = replace(TINY, am=replace(TINY.am, units="phones"), epochs=1)
+    texts = ["volume up", "turn qzxv on", "mute", "play music"]
+    audio = [synthesize(t, Voice("espeak", "en-us")) for t in texts]
+    d = prepare_utterances(audio, texts, cfg, None, audio, seed=0)
+    assert d["text"] == ["volume up", "mute", "play music"]
+    assert [ph.decode(y) for y in d["labels"]] == [ph.spell(t) for t in d["text"]]
+    AMTrainer(tmp_path / "am", cfg, data=d).run(verbose=0)
+    with open(tmp_path / "am" / "log.csv") as fh:
+        assert np.isfinite(float(list(csv.DictReader(fh))[-1]["val_cer"]))  # edit distance to the spelling
+    rec = Recognizer.load(AMTrainer(tmp_path / "am", data=d).export(tmp_path / "model"), denoiser=False, grammar=False)
+    assert rec.model.output_shape[-1] == 41 and rec.config.units == "phones"
+    out = rec.transcribe(audio[0], 16000)
+    assert ph.parse(out) == "" or ph.parse(out)  # ARPAbet or nothing: parse() refuses anything else
+
+
 def test_mirrored_strategy(tmp_path, data):
     cfg = AMTrainConfig(am=TINY.am, batch_utts=3, steps_per_epoch=1, epochs=1)
     assert AMTrainer(tmp_path / "m", cfg, data=data, strategy="mirrored").run(verbose=0)["epochs_done"] == 1

@@ -499,3 +499,49 @@ def test_spot_threshold_round_trip_and_use(tmp_path):
         g.with_spot_threshold(float("nan"))
     logp = synthetic_posterior("xx go yy")
     assert decode(logp, s, spot=True).command == "go"
+
+
+# ----------------------------------------------------------------------------- phoneme units
+
+
+def test_phoneme_grammar_decodes_and_round_trips(tmp_path):
+    from grammar.units import Units
+
+    ph = Units("phones")
+    g = Grammar.from_commands(["Mute", "unmute", "volume up", "what's up"], threshold=-0.5, units="phones")
+    assert g.units == "phones" and g.commands == ("mute", "unmute", "volume up", "what's up")
+    # every pronunciation is an expression of its command ("what's": W AH T S and HH W AH T S)
+    assert [ph.show(e) for e in g.expressions_of("what's up")] == ["W AH T S | AH P", "HH W AH T S | AH P"]
+    g.save(tmp_path / "g.json")
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert data["units"] == "phones" and data["expressions"][0] == "M Y UW T"  # readable ARPAbet
+    assert Grammar.load(tmp_path / "g.json") == g
+    for cmd in g.commands:
+        d = decode(synthetic_posterior(g.expressions_of(cmd)[0], rng=np.random.default_rng(1), units=ph), g)
+        assert d.command == cmd
+    with pytest.raises(GrammarError, match="expected 41 symbols per frame, got 29"):
+        decode(synthetic_posterior("mute"), g)
+    assert g != Grammar.from_commands(g.commands, threshold=-0.5)  # same commands in characters
+
+
+def test_grammar_file_without_units_holds_characters(tmp_path):
+    g = Grammar.from_commands(["mute", "volume up"])
+    data = g.to_dict()
+    assert data.pop("units") == "chars"
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert Grammar.load(tmp_path / "old.json") == g
+    data.update(units="phones")  # character expressions under a phoneme header: one line naming the file
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(GrammarError, match=r"bad\.json: 'mute': 'mute' is not an ARPAbet phoneme"):
+        Grammar.load(tmp_path / "bad.json")
+
+
+def test_recognizer_refuses_a_grammar_of_other_units(default_grammar):
+    from grammar.config import AMConfig
+    from grammar.decoding.recognizer import Recognizer
+
+    rec = Recognizer(object(), AMConfig(units="phones"), None, None, default_grammar)
+    with pytest.raises(GrammarError, match="grammar is spelled in chars, the acoustic model .* outputs phones"):
+        rec.decoding_grammar()
+    phones = Grammar.from_commands(default_grammar.commands, units="phones")
+    assert rec.decoding_grammar(phones) is phones
