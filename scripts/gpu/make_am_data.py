@@ -9,6 +9,7 @@ are made the way the AM to be fine-tuned reads them (``--am``, default the shipp
 Usage (repo root, on a machine with the TTS engines of ``scripts/setup.sh``):
     python scripts/gpu/make_am_data.py runs/am_more/am_data.npz --seeds 2 3 4 --n 4000
     python scripts/gpu/make_am_data.py runs/am_pico/am_data.npz --seeds 5 --n 3000 --pico 1500
+    python scripts/gpu/make_am_data.py runs/am_kokoro/am_data.npz --seeds 5 --n 3000 --kokoro 1500
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4000, help="utterances per seed")
     ap.add_argument("--pico", type=int, default=0,
                     help="SVOX Pico TRAIN-voice utterances added to each seed's plan (train_utterances(N, seed, pico=P))")  # fmt: skip
+    ap.add_argument("--kokoro", type=int, default=0,
+                    help="Kokoro TRAIN-speaker utterances added to each seed's plan (train_utterances(N, seed, kokoro=K))")  # fmt: skip
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the babble mixing")
     ap.add_argument("--am", type=Path, default=None,
                     help="AM folder whose config.json the features are for: its mel bands and its "
@@ -47,7 +50,7 @@ def main() -> None:
     am_cfg = load_json(AMConfig, (args.am or default_am_path()) / "config.json")
     cfg = dataclasses.replace(AMTrainConfig(), am=am_cfg)
     print(f"AM features for {args.am or default_am_path()}: input_mask_floor {am_cfg.input_mask_floor}", flush=True)
-    utts = [u for s in args.seeds for u in train_utterances(args.n, s, pico=args.pico)]
+    utts = [u for s in args.seeds for u in train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro)]
     audios = load_utterances(utts, desc="AM speech")
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
     den = am_front_end(Denoiser.load(None), cfg.am)

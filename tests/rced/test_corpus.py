@@ -18,7 +18,17 @@ from rced.corpus import (
 from rced.corpus import test_utterances as plan_test_utterances
 from rced.errors import RcedError
 from rced.text import common_words, random_sentence
-from rced.tts import Prosody, Voice, natural_test_voices, pico_voices, synthesize, train_voices
+from rced.tts import (
+    KOKORO_STYLES,
+    Prosody,
+    Voice,
+    kokoro_style_weights,
+    kokoro_voices,
+    natural_test_voices,
+    pico_voices,
+    synthesize,
+    train_voices,
+)
 from rced.tts import test_voices as list_test_voices
 
 
@@ -32,11 +42,13 @@ def test_voice_split_is_disjoint_and_complete():
     assert natural == {"hibari:heart"} and not natural & (train | test)  # TEST-ONLY, listed apart
     pico = {v.id for v in pico_voices()}
     assert pico == {"pico:en-US", "pico:en-GB"} and not pico & (test | natural)  # TRAIN, listed apart
+    kokoro = {v.id for v in kokoro_voices()}
+    assert len(kokoro) == 16 and not kokoro & (train | test | natural | pico)  # TRAIN, listed apart
 
 
 @pytest.mark.parametrize("voice", [Voice("espeak", "en-us+Alex"), Voice("flite", "kal16"), Voice("flite", "rms"),
                                    Voice("festival", "kal_diphone"), Voice("piper", "joe"), Voice("hibari", "heart"),
-                                   Voice("pico", "en-US"), Voice("pico", "en-GB")],
+                                   Voice("pico", "en-US"), Voice("pico", "en-GB"), Voice("kokoro", "blend03")],
                          ids=lambda v: v.id)  # fmt: skip
 def test_every_engine_speaks(voice):
     a = synthesize("volume up please", voice, Prosody(1.1, 1.0), seed=3)
@@ -64,6 +76,28 @@ def test_pico_utterances_come_after_the_unchanged_plan():
     assert more[:30] == base and len(more) == 40
     assert all(u.voice in pico_voices() for u in more[30:])
     assert len({u.voice for u in more[30:]}) == 2 and len({u.text for u in more[30:]}) == 10
+
+
+def test_kokoro_speakers_are_blends_of_the_five_styles():
+    w0, j0 = kokoro_style_weights("blend00")
+    assert w0.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0] and not j0.any()  # the man's voice alone
+    assert KOKORO_STYLES[0] == "jm_kumo"
+    ws = np.array([kokoro_style_weights(v.name)[0] for v in kokoro_voices()[1:]])
+    assert np.allclose(ws.sum(axis=1), 1) and (ws >= 0).all() and len({tuple(w) for w in ws}) == 15
+    assert ws[:, 0].mean() > ws[:, 1:].mean(axis=0).max()  # weighted toward the low-pitched voice
+    np.testing.assert_array_equal(kokoro_style_weights("blend07")[1], kokoro_style_weights("blend07")[1])
+    with pytest.raises(RcedError, match="expected blendNN"):
+        kokoro_style_weights("heart")
+
+
+def test_kokoro_is_deterministic_follows_the_rate_and_plans_after_the_others():
+    v = kokoro_voices()[5]
+    a = synthesize("open the door", v)
+    assert np.array_equal(a, synthesize("open the door", v, seed=4))  # no noise inside the model
+    assert not np.array_equal(a[:8000], synthesize("open the door", kokoro_voices()[6])[:8000])  # another speaker
+    assert len(synthesize("open the door", v, Prosody(1.3))) > len(a) > len(synthesize("open the door", v, Prosody(0.8)))
+    more = train_utterances(30, 2, pico=4, kokoro=10)
+    assert more[:34] == train_utterances(30, 2, pico=4) and all(u.voice.engine == "kokoro" for u in more[34:])
 
 
 def test_plans_are_deterministic_and_seed_dependent():
