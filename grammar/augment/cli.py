@@ -53,11 +53,23 @@ def _base_far(commands, posteriors, labels, shipped) -> float:
     return sum(decode(p, base).accepted for p in non) / max(1, len(non))
 
 
+def _character_recognizer(args: argparse.Namespace):
+    """The chain of ``--am``; the dictionary and the search spell words in characters, so an AM of
+    other units (benchmarks/units.py chose characters) is refused in one line."""
+    from grammar.cli import _recognizer
+
+    rec = _recognizer(args, grammar=False)
+    if rec.config.unit_set.name != "chars":
+        raise GrammarError(f"{rec.path}: the acoustic model outputs {rec.config.unit_set.name}; pronunciation "
+                           "dictionaries and augmentation work over characters")  # fmt: skip
+    return rec
+
+
 def cmd_augment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from grammar.augment.search import augment, check_cem_options
-    from grammar.cli import _emit, _recognizer
+    from grammar.cli import _emit
     from grammar.commands import load_commands
     from grammar.dataset import check_labels, load_manifest
     from rced.audio import load_audio
@@ -80,7 +92,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     dictionary = _load_dictionary(args.dictionary)
     shipped = None if args.target_far is not None else _shipped_grammar()
 
-    rec = _recognizer(args, grammar=False)
+    rec = _character_recognizer(args)
     posteriors = [rec.posteriors(load_audio(r.path), 16000, name=str(r.path))
                   for r in tqdm(rows, desc="acoustic model", unit="utt")]  # fmt: skip
     search_kwargs = ({"n_samples": args.samples, "iters": args.iters, "elite_frac": args.elite_frac,
@@ -111,12 +123,12 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 def cmd_dictionary_build(args: argparse.Namespace) -> int:
     from grammar.augment.dictionary import build_default_pairs, build_dictionary
-    from grammar.cli import _emit, _recognizer
+    from grammar.cli import _emit
     from rced.outputs import check_output_file
 
     _positive("n-utts", args.n_utts)
     check_output_file(args.output)
-    rec = _recognizer(args, grammar=False)
+    rec = _character_recognizer(args)
     pairs = build_default_pairs(rec, n_utts=args.n_utts, seed=args.seed)
     prov = {"source": "build_default_pairs", "n_utts": args.n_utts, "seed": args.seed,
             "am": str(rec.path) if rec.path else "shipped",

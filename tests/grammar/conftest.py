@@ -9,19 +9,28 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="session")
-def tiny_am(tmp_path_factory):
+def _tiny_am_folder(folder, units=None):
     from grammar.acoustic.am import build_am
     from grammar.config import AMConfig
     from rced.config import save_json
     from rced.features import Normalizer
 
-    folder = tmp_path_factory.mktemp("tiny_am")
-    cfg = AMConfig(channels=16, blocks=2)
+    cfg = AMConfig(channels=16, blocks=2, units=units)
     build_am(cfg).save(folder / "model.keras")
     save_json(cfg, folder / "config.json")
     Normalizer(tuple([-8.0] * cfg.n_mels), tuple([3.0] * cfg.n_mels)).save(folder / "norm.json")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_am(tmp_path_factory):
+    return _tiny_am_folder(tmp_path_factory.mktemp("tiny_am"))
+
+
+@pytest.fixture(scope="session")
+def tiny_phone_am(tmp_path_factory):
+    """The same, with ARPAbet phoneme outputs (41 symbols)."""
+    return _tiny_am_folder(tmp_path_factory.mktemp("tiny_phone_am"), units="phones")
 
 
 @pytest.fixture

@@ -35,6 +35,24 @@ def test_transcribe(tiny_am, wavs):
     assert set(json.loads(res.stdout)) == {"path", "text"}
 
 
+def test_a_phoneme_am_spells_the_commands_and_refuses_a_character_grammar(tiny_phone_am, tiny_grammar, wavs, tmp_path):
+    from grammar.units import Units
+
+    cmds = tmp_path / "commands.txt"
+    cmds.write_text("mute\nunmute\nvolume up\n")
+    res = grammar("recognize", wavs[0], "--am", tiny_phone_am, "--commands", cmds, "--no-denoiser", "--json")
+    assert res.returncode == 0, res.stderr
+    assert set(json.loads(res.stdout)) == {"path", "command", "score"}
+    res = grammar("transcribe", wavs[0], "--am", tiny_phone_am, "--json")
+    assert res.returncode == 0, res.stderr
+    Units("phones").parse(json.loads(res.stdout)["text"])  # ARPAbet (or nothing): parse refuses anything else
+    res = grammar("recognize", wavs[0], "--am", tiny_phone_am, "--grammar", tiny_grammar, "--no-denoiser")
+    one_line_error(res, "the grammar is spelled in chars, the acoustic model")
+    res = grammar("dictionary", "build", "-o", tmp_path / "d.json", "--am", tiny_phone_am, "--no-denoiser")
+    one_line_error(res, "outputs phones; pronunciation dictionaries and augmentation work over characters")
+    assert not (tmp_path / "d.json").exists()
+
+
 @pytest.mark.parametrize("content,needle", [
     ("", "no commands"),
     ("mute\nvolume up\nMute\n", "duplicate"),
