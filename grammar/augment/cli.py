@@ -55,7 +55,7 @@ def _base_far(commands, posteriors, labels, shipped) -> float:
 
 def _character_recognizer(args: argparse.Namespace):
     """The chain of ``--am``; the dictionary and the search spell words in characters, so an AM of
-    other units (benchmarks/units.py chose characters) is refused in one line."""
+    other units (benchmarks/am_levers.py chose characters) is refused in one line."""
     from grammar.cli import _recognizer
 
     rec = _recognizer(args, grammar=False)

@@ -1,15 +1,16 @@
-"""Output units, measured: acoustic models of different units (characters, phonemes) on the calibration set.
+"""Acoustic-model levers, measured one at a time: AMs compared on the calibration set, the natural voice and real speech.
 
 For each AM folder: the default commands spelled in the AM's units (``Grammar.from_commands(...,
 units=)``: the text for characters, every cmudict pronunciation for phonemes), the threshold set on
 the calibration set's non-commands to FAR <= ``--max-far`` (5 %), then the share of its commands
-right. The AM with more commands right is the one to ship (issue 17's rule). The natural TEST-ONLY
-voice's test set is reported beside it at the same threshold, for information only: nothing is
-chosen or calibrated on it.
+right: the number issue 17 ships by (e.g. characters against phonemes). At the same threshold, for
+information only (nothing is chosen or calibrated on them): the natural TEST-ONLY voice's test set,
+and the real phrases of ``real_commands.py`` (ALSA's speaker test, clean and in babble, with the
+two other real recordings as non-commands) under a grammar of their own.
 Data: the calibration set of benchmarks/recognition.py (TEST-ONLY voices, seed 101) behind the
 shipped denoiser, at each AM's own input mask floor.
-Writes benchmarks/results/units.{json,md}.
-Run: python benchmarks/units.py --am grammar/default_am runs/am_phones [--label NAME ...]
+Writes ``--out`` .json and .md (benchmarks/results/units: output units; results/voices: training voices).
+Run: python benchmarks/am_levers.py --am grammar/default_am runs/am_phones [--label NAME ...] --out ...
 """
 
 from __future__ import annotations
@@ -27,13 +28,27 @@ import numpy as np  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
-from grammar.decoding.decoder import Grammar, calibrate_threshold  # noqa: E402
+from grammar.decoding.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+from real_commands import PHRASES, trials  # noqa: E402
 from recognition import best_and_scores, datasets, natural_dataset  # noqa: E402
+
+
+def real_speech(rec: Recognizer, threshold: float, score_kind: str, real: list[dict]) -> dict:
+    """Accuracy on the real phrases under a grammar of their own at ``threshold``, and the share of
+    the other real recordings' trials accepted."""
+    g = Grammar.from_commands(PHRASES, threshold, score_kind=score_kind, units=rec.config.unit_set.name)
+    dec = [decode(rec.posteriors(r["audio"], 16000, r["name"]), g) for r in real]
+    cmd = [r["label"] is not None for r in real]
+    return {"accuracy": float(np.mean([d.command == r["label"] for d, r, c in zip(dec, real, cmd) if c])),
+            "far": float(np.mean([d.accepted for d, c in zip(dec, cmd) if not c])),
+            "accuracy_no_rejection": float(np.mean([g.commands[g.command_of[d.expression]] == r["label"]
+                                                    for d, r, c in zip(dec, real, cmd) if c])),
+            "n_commands": int(sum(cmd)), "n_non_commands": int(len(cmd) - sum(cmd))}  # fmt: skip
 
 
 def measure(rec: Recognizer, grammar: Grammar, calib, natural, max_far: float) -> dict:
@@ -61,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--denoiser", default=None, help="denoiser folder (default: the shipped one)")
     ap.add_argument("--max-far", type=float, default=0.05, help="FAR the threshold keeps on the calibration set")
     ap.add_argument("--score-kind", default="len_margin")
-    ap.add_argument("--out", default=str(ROOT / "results" / "units"))
+    ap.add_argument("--out", required=True, help="results path without suffix, e.g. benchmarks/results/units")
     args = ap.parse_args(argv)
     labels = args.label or [Path(a).name for a in args.am]
     if len(labels) != len(args.am):
@@ -70,31 +85,37 @@ def main(argv: list[str] | None = None) -> int:
     commands = load_commands(default_commands_path())
     calib = load_manifest(datasets(2)[0])
     natural = load_manifest(natural_dataset(2))
+    real = trials(5)
     results = []
     for label, folder in zip(labels, args.am, strict=True):
         rec = Recognizer.load(folder, denoiser=args.denoiser, grammar=False)
         grammar = Grammar.from_commands(commands, score_kind=args.score_kind, units=rec.config.unit_set.name)
-        results.append({"label": label, "am": str(folder), "units": rec.config.unit_set.name,
-                        "expressions": len(grammar.expressions),
-                        **measure(rec, grammar, calib, natural, args.max_far)})  # fmt: skip
+        r = {"label": label, "am": str(folder), "units": rec.config.unit_set.name,
+             "expressions": len(grammar.expressions), **measure(rec, grammar, calib, natural, args.max_far)}  # fmt: skip
+        r["real"] = real_speech(rec, r["threshold"], args.score_kind, real)
+        results.append(r)
+        print(label, {k: r[k]["accuracy"] for k in ("calibration", "natural", "real")}, flush=True)
     best = max(results, key=lambda r: r["calibration"]["accuracy"])["label"]
     payload = {"data": "calibration set of benchmarks/recognition.py (TEST-ONLY voices, seed 101); natural "
-                       "TEST-ONLY voice test set (hibari heart, seed 202), information only",
+                       "TEST-ONLY voice test set (hibari heart, seed 202) and the real phrases of "
+                       "real_commands.py, information only",
                "max_far": args.max_far, "score_kind": args.score_kind, "chosen": best, "results": results}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
-    c0 = results[0]["calibration"]
-    md = [f"Output units on the calibration set ({c0['n_commands']} commands, {c0['n_non_commands']} non-commands; "
-          f"TEST-ONLY voices, seed 101): threshold per AM at FAR <= {args.max_far:.0%} on its non-commands, "
-          f"commands right at it; the natural voice (hibari `heart`, {results[0]['natural']['n_commands']} commands, "
-          f"{results[0]['natural']['n_non_commands']} non-commands) at the same threshold, not used for the choice. "
+    c0, n0, r0 = (results[0][k] for k in ("calibration", "natural", "real"))
+    md = [f"AMs on the calibration set ({c0['n_commands']} commands, {c0['n_non_commands']} non-commands; TEST-ONLY "
+          f"voices, seed 101): threshold per AM at FAR <= {args.max_far:.0%} on its non-commands, commands right at "
+          f"it. At the same threshold, not used for any choice: the natural voice (hibari `heart`, "
+          f"{n0['n_commands']} commands, {n0['n_non_commands']} non-commands) and real speech (a grammar of the "
+          f"{len(PHRASES)} ALSA speaker-test phrases: {r0['n_commands']} trials, clean and in babble at 20/10/5 dB; "
+          f"{r0['n_non_commands']} trials of the two other real recordings as non-commands). "
           f"More commands right on the calibration set: **{best}**.", "",
-          "| AM | units | expressions | calibration: accuracy | FAR | no rejection | natural voice: accuracy | FAR | "
-          "no rejection |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+          "| AM | units | calibration: accuracy | FAR | no rejection | natural voice: accuracy | FAR | "
+          "no rejection | real phrases: accuracy | FAR | no rejection |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
-        c, n = r["calibration"], r["natural"]
-        md.append(f"| {r['label']} | {r['units']} | {r['expressions']} | {c['accuracy']:.3f} | {c['far']:.3f} | "
-                  f"{c['accuracy_no_rejection']:.3f} | {n['accuracy']:.3f} | {n['far']:.3f} | "
-                  f"{n['accuracy_no_rejection']:.3f} |")  # fmt: skip
+        cells = [f"{r[k][m]:.3f}" for k in ("calibration", "natural", "real")
+                 for m in ("accuracy", "far", "accuracy_no_rejection")]  # fmt: skip
+        md.append(f"| {r['label']} | {r['units']} | " + " | ".join(cells) + " |")
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
