@@ -304,6 +304,10 @@ def test_am_trainer_switches_units_keeping_the_trunk(tmp_path):
                 np.testing.assert_array_equal(a, b)
     rows = (tmp_path / "ph" / "training_log.csv").read_text().splitlines()
     assert float(rows[1].split(",")[-1]) > 0.5  # a new head: the unit error rate is far from 0
+    _run("train_am_jax.py", "--pack", tmp_path / "p.npz", "--batch", "4", "--frames", "160", "--eval-every-s", "0",
+         "--warmup", "2", "--channels", "16", "--blocks", "1", "--units", "phones", "--out", tmp_path / "s",
+         "--max-steps", "1")  # fmt: skip
+    assert _tf_model(tmp_path / "s", AMConfig).output_shape[-1] == 41  # from scratch in phonemes
 
 
 def test_relabel_respells_and_drops_what_the_lexicon_cannot_spell():
