@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh Debian machine: TTS engines and sox from Debian, the project
+# Idempotent set-up on a fresh Debian machine: TTS engines, sox and alsa-utils (its speaker-test
+# recordings are the real speech of benchmarks/real_commands.py) from Debian, the project
 # and its pinned Python dependencies from PyPI. Safe to run again: it only fills what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox"
+pkgs="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox alsa-utils"
 missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
