@@ -28,21 +28,20 @@ import numpy as np  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
-from grammar.decoding.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
+from grammar.decoding.decoder import Grammar, calibrate_threshold  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from real_commands import PHRASES, trials  # noqa: E402
+from real_commands import PHRASES, decide, trials  # noqa: E402
 from recognition import best_and_scores, datasets, natural_dataset  # noqa: E402
 
 
 def real_speech(rec: Recognizer, threshold: float, score_kind: str, real: list[dict]) -> dict:
     """Accuracy on the real phrases under a grammar of their own at ``threshold``, and the share of
     the other real recordings' trials accepted."""
-    g = Grammar.from_commands(PHRASES, threshold, score_kind=score_kind, units=rec.config.unit_set.name)
-    dec = [decode(rec.posteriors(r["audio"], 16000, r["name"]), g) for r in real]
+    g, dec = decide(rec, real, threshold, score_kind)
     cmd = [r["label"] is not None for r in real]
     return {"accuracy": float(np.mean([d.command == r["label"] for d, r, c in zip(dec, real, cmd) if c])),
             "far": float(np.mean([d.accepted for d, c in zip(dec, cmd) if not c])),

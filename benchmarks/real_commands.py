@@ -79,6 +79,12 @@ def shipped_threshold(rec: Recognizer, score_kind: str, max_far: float) -> float
     return calibrate_threshold(scores, far_target_for_bound(max_far, n_independent(calib)))
 
 
+def decide(rec: Recognizer, rows: list[dict], threshold: float, score_kind: str) -> tuple[Grammar, list]:
+    """The phrases' grammar, spelled in the AM's units at ``threshold``, and its decision on every trial."""
+    g = Grammar.from_commands(PHRASES, threshold, score_kind=score_kind, units=rec.config.unit_set.name)
+    return g, [decode(rec.posteriors(r["audio"], 16000, r["name"]), g) for r in rows]
+
+
 def table(labels, preds, snrs) -> dict:
     """Accuracy on the phrases and false alarms on the other recordings, per condition and overall."""
     out = {}
@@ -112,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for chain, den in (("denoiser + AM", None), ("AM only (no denoiser)", False)):
             rec = Recognizer.load(folder, denoiser=den, grammar=False)
             thr = shipped_threshold(rec, args.score_kind, args.max_far)
-            g = Grammar.from_commands(PHRASES, thr, score_kind=args.score_kind, units=rec.config.unit_set.name)
-            dec = [decode(rec.posteriors(r["audio"], 16000, r["name"]), g) for r in rows]
+            g, dec = decide(rec, rows, thr, args.score_kind)
             results[f"{name}: {chain}"] = {
                 "threshold": thr, "calibrated": table(labels, [d.command for d in dec], snrs),
                 "no_rejection": table(labels, [g.commands[g.command_of[d.expression]] for d in dec], snrs)}  # fmt: skip

@@ -123,9 +123,14 @@ def check_posteriors(logp: np.ndarray, n_symbols: int | None = NUM_SYMBOLS) -> n
     return logp
 
 
-def greedy_decode(logp: np.ndarray) -> str:
-    """Best-path transcript: argmax per frame, merge repeats, drop blanks."""
-    best = check_posteriors(logp).argmax(axis=1)
+def best_path_ids(logp: np.ndarray, n_symbols: int | None = NUM_SYMBOLS) -> np.ndarray:
+    """Symbol ids of the best path: argmax per frame, repeats merged (blanks kept, for the caller to drop)."""
+    best = check_posteriors(logp, n_symbols).argmax(axis=1)
     keep = np.ones(len(best), dtype=bool)
     keep[1:] = best[1:] != best[:-1]
-    return decode(best[keep])
+    return best[keep]
+
+
+def greedy_decode(logp: np.ndarray) -> str:
+    """Best-path transcript: argmax per frame, merge repeats, drop blanks."""
+    return decode(best_path_ids(logp))

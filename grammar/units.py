@@ -133,10 +133,7 @@ class Units:
 
     def greedy(self, logp: np.ndarray) -> str:
         """Best-path unit string: argmax per frame, repeats merged, blanks dropped."""
-        best = alphabet.check_posteriors(logp, self.size).argmax(axis=1)
-        keep = np.ones(len(best), dtype=bool)
-        keep[1:] = best[1:] != best[:-1]
-        return self.decode(best[keep])
+        return self.decode(alphabet.best_path_ids(logp, self.size))
 
     def show(self, units: str, strict: bool = True) -> str:
         """A unit string as people (and grammar files) read it: text, or "V AA L Y UW M | AH P"."""
