@@ -280,7 +280,7 @@ class PosteriorStream:
 #: the device lies whole in several successive windows; a stretch of other talk that looks like one
 #: seldom does, so asking for several lets each window accept more readily.
 LISTEN_MIN_WINDOWS = 3
-LISTEN_THRESHOLD_OFFSET = -0.6
+LISTEN_THRESHOLD_OFFSET = -0.2
 
 
 @dataclasses.dataclass(frozen=True)

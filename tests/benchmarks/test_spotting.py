@@ -80,3 +80,26 @@ def test_pocketsphinx_hears_clean_commands_and_knows_unmute():
     calls = [(a, b) for c, a, b in found if c == "call home"]
     assert len(calls) == 1  # placed on the stream's clock, within the utterance
     assert 1.0 - 0.1 <= calls[0][0] < calls[0][1] <= 1.0 + len(x) / SR + 0.1
+
+
+def test_pocketsphinx_rows_are_cached_by_stream_and_threshold(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import benchmarks.spotting as sp
+
+    calls = []
+
+    def spot(audio, commands, thr, block_s):
+        calls.append(thr)
+        return [("mute", 10.1, 10.4)] if thr == sp.PS_DEFAULT else []
+
+    monkeypatch.setitem(sys.modules, "pocketsphinx_peer", types.SimpleNamespace(spot=spot))
+    monkeypatch.setenv("STAPES_CACHE", str(tmp_path))
+    s = scene([Segment("mute", "mute", 10.0, 10.5, "flite:rms")], 60.0)
+    first = sp.pocketsphinx_rows(s, ["mute"], "test_k")
+    assert sorted(calls) == sorted(sp.PS_THRESHOLDS) and first[f"{sp.PS_DEFAULT:g}"]["found"] == 1
+    again = sp.pocketsphinx_rows(s, ["mute"], "test_k")  # from the cache: PocketSphinx is not run again
+    assert len(calls) == len(sp.PS_THRESHOLDS) and again == first
+    sp.pocketsphinx_rows(s, ["mute"], "test_other")  # another stream key runs it again
+    assert len(calls) == 2 * len(sp.PS_THRESHOLDS)
