@@ -253,12 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     commands = Grammar.load(default_grammar_path()).commands
     scenes = {k: make_conversation(commands, cfg) for k, cfg in STREAMS.items()}
+    keys = {k: f"{k}_{cfg.key(commands)}" for k, cfg in STREAMS.items()}  # the caches' name of each stream
     chains = {"float": Recognizer.load(), "int8": Recognizer.load(backend="int8")}
     frame_s = PosteriorStream(chains["float"]).frame_s
     runs: dict = {}
     for split, scene in scenes.items():
         for name, rec in chains.items():
-            logp = posteriors(rec, scene, f"{split}_{STREAMS[split].key(commands)}")
+            logp = posteriors(rec, scene, keys[split])
             g = rec.decoding_grammar()
             runs[split, name] = {"scene": scene, "records": window_records(logp, g, frame_s), "threshold": g.threshold}
     grid, chosen = choose({n: runs["dev", n] for n in chains}, frame_s)
@@ -276,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             det[f"stapes {name}, min {m} window{'s' if m > 1 else ''}"] = sweep(c["records"], c["scene"], frame_s, m)
     ps_choice = None
     if not args.no_pocketsphinx:
-        ps_dev = pocketsphinx_rows(scenes["dev"], commands, f"dev_{STREAMS['dev'].key(commands)}")
+        ps_dev = pocketsphinx_rows(scenes["dev"], commands, keys["dev"])
         ps_choice = pocketsphinx_choice(ps_dev)
-        ps = pocketsphinx_rows(scenes["test"], commands, f"test_{STREAMS['test'].key(commands)}")
+        ps = pocketsphinx_rows(scenes["test"], commands, keys["test"])
         rows[f"PocketSphinx kws, threshold {PS_DEFAULT:g} (its examples')"] = ps[f"{PS_DEFAULT:g}"]
         if ps_choice is not None:
             rows[f"PocketSphinx kws, threshold {ps_choice} (chosen on dev)"] = ps[ps_choice]
