@@ -70,3 +70,16 @@ def reverberate(x: np.ndarray, room: RoomResponse) -> tuple[np.ndarray, np.ndarr
 
     n = len(x)
     return (fftconvolve(x, room.full)[:n].astype(np.float32), fftconvolve(x, room.early)[:n].astype(np.float32))
+
+
+def in_rooms(audios: list[np.ndarray], share: float, sample_rate: int, seed: int,
+             n_rooms: int = 48) -> list[np.ndarray]:  # fmt: skip
+    """``share`` of the recordings as a microphone hears them in one of ``n_rooms`` simulated rooms
+    (the whole response: recognizers hear the tail too), the rest as they are; deterministic in ``seed``."""
+    if not 0.0 <= share <= 1.0:
+        raise RcedError(f"reverb share {share!r}: expected a number in [0, 1]")
+    if share == 0.0:
+        return list(audios)
+    rng = np.random.default_rng([seed, 11])
+    rooms = room_responses(n_rooms, sample_rate, seed=int(rng.integers(2**31)))
+    return [reverberate(a, rooms[int(rng.integers(n_rooms))])[0] if rng.random() < share else a for a in audios]

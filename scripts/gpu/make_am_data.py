@@ -10,6 +10,11 @@ Usage (repo root, on a machine with the TTS engines of ``scripts/setup.sh``):
     python scripts/gpu/make_am_data.py runs/am_more/am_data.npz --seeds 2 3 4 --n 4000
     python scripts/gpu/make_am_data.py runs/am_pico/am_data.npz --seeds 5 --n 3000 --pico 1500
     python scripts/gpu/make_am_data.py runs/am_kokoro/am_data.npz --seeds 5 --n 3000 --kokoro 1500
+    python scripts/gpu/make_am_data.py runs/am_rev/am_data.npz --seeds 6 --n 1000 --kokoro 1500 --reverb-share 0.5
+
+``--reverb-share`` puts that share of the speech, and of the babble talkers, in simulated rooms
+(``rced.rooms``, the whole response) before the babble is mixed in: real commands are spoken in
+rooms, and the TTS voices are dry.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ def main() -> None:
                     help="SVOX Pico TRAIN-voice utterances added to each seed's plan (train_utterances(N, seed, pico=P))")  # fmt: skip
     ap.add_argument("--kokoro", type=int, default=0,
                     help="Kokoro TRAIN-speaker utterances added to each seed's plan (train_utterances(N, seed, kokoro=K))")  # fmt: skip
+    ap.add_argument("--reverb-share", type=float, default=0.0,
+                    help="share of the utterances and babble talkers heard in simulated rooms (rced.rooms)")
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the babble mixing")
     ap.add_argument("--am", type=Path, default=None,
                     help="AM folder whose config.json the features are for: its mel bands and its "
@@ -46,6 +53,7 @@ def main() -> None:
     from rced.config import load_json
     from rced.corpus import load_utterances, train_utterances
     from rced.denoiser import Denoiser
+    from rced.rooms import in_rooms
 
     am_cfg = load_json(AMConfig, (args.am or default_am_path()) / "config.json")
     cfg = dataclasses.replace(AMTrainConfig(), am=am_cfg)
@@ -53,6 +61,10 @@ def main() -> None:
     utts = [u for s in args.seeds for u in train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro)]
     audios = load_utterances(utts, desc="AM speech")
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
+    if args.reverb_share:
+        sr = am_cfg.frontend.sample_rate
+        audios = in_rooms(audios, args.reverb_share, sr, seed=args.data_seed + 1000 * args.seeds[0])
+        pool = in_rooms(pool, args.reverb_share, sr, seed=args.data_seed + 1000 * args.seeds[0] + 1)
     den = am_front_end(Denoiser.load(None), cfg.am)
     data = prepare_utterances(audios, [u.text for u in utts], cfg, den, pool,
                               args.data_seed + 1000 * args.seeds[0])  # fmt: skip

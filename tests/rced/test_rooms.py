@@ -3,7 +3,7 @@ import pytest
 
 from rced.config import ModelConfig, TrainConfig
 from rced.errors import RcedError
-from rced.rooms import EARLY_MS, PRE_DIRECT, RT60_S, reverberate, room_responses
+from rced.rooms import EARLY_MS, PRE_DIRECT, RT60_S, in_rooms, reverberate, room_responses
 from rced.train import build_pool, sample_batch
 from tests.conftest import speechlike
 
@@ -70,3 +70,25 @@ def test_pool_in_rooms_keeps_the_dry_pool_and_targets_the_early_part(share):
 def test_bad_reverb_share_is_refused(share):
     with pytest.raises(RcedError, match="reverb share"):
         TrainConfig(reverb_share=share)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_in_rooms_reverberates_the_share_asked_deterministically(share):
+    rng = np.random.default_rng(0)
+    dry = [rng.standard_normal(3000).astype(np.float32) for _ in range(40)]
+    wet = in_rooms(dry, share, 16000, seed=3, n_rooms=2)
+    assert all(np.array_equal(a, b) for a, b in zip(wet, in_rooms(dry, share, 16000, seed=3, n_rooms=2)))
+    changed = [not np.array_equal(a, b) for a, b in zip(dry, wet)]
+    assert [len(a) for a in wet] == [len(a) for a in dry]
+    if share == 0.0:
+        assert not any(changed)
+    elif share == 1.0:
+        assert all(changed)
+    else:
+        assert 8 <= sum(changed) <= 32  # binomial(40, 0.5): far outside would be a wrong share
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_in_rooms_rejects_a_share_outside_0_1(share):
+    with pytest.raises(RcedError, match="reverb share"):
+        in_rooms([np.zeros(100, np.float32)], share, 16000, seed=0)
