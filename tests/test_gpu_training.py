@@ -119,6 +119,13 @@ def test_trainers_refuse_bad_inputs_before_any_work(tmp_path, script):
     assert r.returncode == 2 and "--batch" in r.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("share", ["-0.5", "1.5"])
+def test_am_data_script_refuses_a_reverb_share_outside_0_1_before_any_work(tmp_path, share):
+    r = _run("make_am_data.py", tmp_path / "d.npz", "--seeds", "1", "--reverb-share", share, check=False)
+    assert r.returncode == 2 and "--reverb-share" in r.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

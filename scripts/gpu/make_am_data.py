@@ -43,6 +43,8 @@ def main() -> None:
                     help="AM folder whose config.json the features are for: its mel bands and its "
                          "input_mask_floor (default: the shipped AM, the one a warm start fine-tunes)")  # fmt: skip
     args = ap.parse_args()
+    if not 0.0 <= args.reverb_share <= 1.0:
+        ap.error(f"--reverb-share {args.reverb_share}: expected a number in [0, 1]")
     check_output(args.out)
 
     import dataclasses
