@@ -120,6 +120,12 @@ class ModelConfig:
         return self.mask_release != 0.0 or self.mask_exponent != 1.0
 
 
+def check_reverb_share(share: float) -> None:
+    """A share of recordings heard in simulated rooms (rced.rooms) must be a number in [0, 1]."""
+    if not (isinstance(share, (int, float)) and math.isfinite(share) and 0.0 <= share <= 1.0):
+        raise RcedError(f"reverb share {share!r}: expected a number in [0, 1]")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one training run (saved beside its checkpoints)."""
@@ -137,9 +143,7 @@ class TrainConfig:
     reverb_share: float = 0.0  # share of utterances and babble tracks heard in simulated rooms (rced.rooms)
 
     def __post_init__(self) -> None:
-        r = self.reverb_share
-        if not (isinstance(r, (int, float)) and math.isfinite(r) and 0.0 <= r <= 1.0):
-            raise RcedError(f"reverb share {r!r}: expected a number in [0, 1]")
+        check_reverb_share(self.reverb_share)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from rced.config import check_reverb_share
 from rced.errors import RcedError
 
 RT60_S = (0.2, 0.7)  # reverberation times drawn uniformly (living rooms to halls)
@@ -76,8 +77,7 @@ def in_rooms(audios: list[np.ndarray], share: float, sample_rate: int, seed: int
              n_rooms: int = 48) -> list[np.ndarray]:  # fmt: skip
     """``share`` of the recordings as a microphone hears them in one of ``n_rooms`` simulated rooms
     (the whole response: recognizers hear the tail too), the rest as they are; deterministic in ``seed``."""
-    if not 0.0 <= share <= 1.0:
-        raise RcedError(f"reverb share {share!r}: expected a number in [0, 1]")
+    check_reverb_share(share)
     if share == 0.0:
         return list(audios)
     rng = np.random.default_rng([seed, 11])

@@ -63,13 +63,13 @@ def main() -> None:
     utts = [u for s in args.seeds for u in train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro)]
     audios = load_utterances(utts, desc="AM speech")
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
+    mix_seed = args.data_seed + 1000 * args.seeds[0]
     if args.reverb_share:
         sr = am_cfg.frontend.sample_rate
-        audios = in_rooms(audios, args.reverb_share, sr, seed=args.data_seed + 1000 * args.seeds[0])
-        pool = in_rooms(pool, args.reverb_share, sr, seed=args.data_seed + 1000 * args.seeds[0] + 1)
+        audios = in_rooms(audios, args.reverb_share, sr, seed=mix_seed)
+        pool = in_rooms(pool, args.reverb_share, sr, seed=mix_seed + 1)
     den = am_front_end(Denoiser.load(None), cfg.am)
-    data = prepare_utterances(audios, [u.text for u in utts], cfg, den, pool,
-                              args.data_seed + 1000 * args.seeds[0])  # fmt: skip
+    data = prepare_utterances(audios, [u.text for u in utts], cfg, den, pool, mix_seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _save_npz(args.out, data)
     print(f"wrote {args.out}: {len(data['labels'])} utterances")
