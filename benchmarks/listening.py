@@ -43,7 +43,13 @@ import numpy as np  # noqa: E402
 from grammar.acoustic.int8 import Int8AM  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.demo import Segment, make_scene, match, summary  # noqa: E402
-from grammar.decoding.listen import LISTEN_MIN_WINDOWS, listen_blocks, listening_grammar  # noqa: E402
+from grammar.decoding.listen import (  # noqa: E402
+    LISTEN_HOP_S,
+    LISTEN_MIN_WINDOWS,
+    LISTEN_WINDOW_S,
+    listen_blocks,
+    listening_grammar,
+)
 from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 
@@ -241,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         out.append({"name": st.name, "about": about[st.name], "seconds": round(st.seconds, 2),
                     "n_commands": sum(s.command is not None for s in st.segments),
                     "command_seconds": round(st.command_seconds, 2), "scenes": st.scenes, "chains": res})  # fmt: skip
-    payload = {"snr": SNR, "block_s": BLOCK_S, "window_s": 2.0, "hop_s": 0.25, "min_windows": LISTEN_MIN_WINDOWS,
+    payload = {"snr": SNR, "block_s": BLOCK_S, "window_s": LISTEN_WINDOW_S, "hop_s": LISTEN_HOP_S, "min_windows": LISTEN_MIN_WINDOWS,
                "streams": out,
                "zero_posterior": zero_posterior()}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=1) + "\n")

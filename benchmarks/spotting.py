@@ -40,8 +40,10 @@ from grammar.decoding.conversation import ConversationConfig, make_conversation 
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.demo import Scene, match, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
+    LISTEN_HOP_S,
     LISTEN_MIN_WINDOWS,
     LISTEN_THRESHOLD_OFFSET,
+    LISTEN_WINDOW_S,
     Detection,
     PosteriorStream,
     replay,
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"PocketSphinx kws, threshold {ps_choice} (chosen on dev)"] = ps[ps_choice]
         det["PocketSphinx kws"] = [{"threshold": float(k), "miss_rate": r["miss_rate"], "fa_per_hour": r["false_alarms_per_hour"]}
                                    for k, r in ps.items()]  # fmt: skip
-    payload = {"snr": STREAMS["test"].snr, "block_s": BLOCK_S, "window_s": 2.0, "hop_s": 0.25,
+    payload = {"snr": STREAMS["test"].snr, "block_s": BLOCK_S, "window_s": LISTEN_WINDOW_S, "hop_s": LISTEN_HOP_S,
                "shipped": {"min_windows": LISTEN_MIN_WINDOWS, "threshold_offset": LISTEN_THRESHOLD_OFFSET},
                "chosen_on_dev": None if chosen is None else {"min_windows": chosen[0], "threshold_offset": chosen[1]},
                "pocketsphinx_chosen_on_dev": ps_choice,

@@ -394,8 +394,10 @@ def build_bundle(out_dir: str | os.PathLike, denoiser: str | os.PathLike | None 
         files.update(am_files)
         reports.append(am_report)
         files["grammar_data.h"] = cgen.grammar_h(g, Units(g.units).symbols, BLANK_ID)
+        device_g = g.for_backend("int8")
         grammar_info = {"commands": len(g.commands), "expressions": len(g.expressions),
-                        "threshold": g.threshold, "source": g_desc}  # fmt: skip
+                        "threshold": device_g.threshold, "threshold_float": g.threshold,
+                        "score_kind": g.score_kind, "source": g_desc}  # fmt: skip
     for r, folder in zip(reports, [Path(den.path)] + ([Path(rec.path)] if rec is not None else [])):
         files[f"{r.name}_MODEL_CARD.md"] = _model_card(folder, _card(r, "R-CED denoiser" if r.name == "denoiser"
                                                                      else "CTC acoustic model"))  # fmt: skip

@@ -132,35 +132,77 @@ def op_resolver_h(model: str, methods: Sequence[str], ops: Sequence[str]) -> str
 # --------------------------------------------------------------------------- grammar
 
 
+_SCORE_TEXT = {
+    "len_norm": "(L[e] - B) / N[e]",
+    "frame_norm": "(L[e] - B) / T",
+    "len_margin": "(L[e] - B + kMarginWeight * (L[e] - max L[f] over the expressions f of any other command)) / N[e]",
+}
+
+
 def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
-    labels = [np.asarray(lab, np.int64) for lab in grammar.labels]
+    """``grammar_data.h``: the grammar as the device decodes it, behind the int8 AM.
+
+    The threshold is the grammar's int8 one (``Grammar.for_backend("int8")``: the int8 chain was
+    calibrated to it) when it has one, and the score the grammar's own kind, so the header and the
+    Python chain accept the same windows; the listener's rule (``grammar listen``) comes with it.
+    """
+    from grammar.decoding.decoder import MARGIN_WEIGHT
+    from grammar.decoding.listen import (
+        LISTEN_HOP_S,
+        LISTEN_MIN_WINDOWS,
+        LISTEN_REFRACTORY_S,
+        LISTEN_THRESHOLD_OFFSET,
+        LISTEN_WINDOW_S,
+    )
+
+    device = grammar.for_backend("int8")
+    if device.score_kind not in _SCORE_TEXT:
+        raise ExportError(f"grammar: score kind {device.score_kind!r} has no device formula "
+                          f"(known: {', '.join(_SCORE_TEXT)})")  # fmt: skip
+    which = "int8_threshold" if grammar.int8_threshold is not None else "threshold: it has no int8_threshold"
+    labels = [np.asarray(lab, np.int64) for lab in device.labels]
     offsets = np.concatenate([[0], np.cumsum([len(lab) for lab in labels])])
     tokens = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-    if len(alphabet) > 255 or len(grammar.commands) > 65535:
+    if len(alphabet) > 255 or len(device.commands) > 65535:
         raise ExportError("grammar: too many symbols or commands for the uint8/uint16 tables")
+    unit = "characters" if device.units == "chars" else "phonemes and word spaces"
     body = "".join([
-        f"constexpr int kNumCommands = {len(grammar.commands)};\n",
-        f"constexpr int kNumExpressions = {len(grammar.expressions)};\n",
+        f"constexpr int kNumCommands = {len(device.commands)};\n",
+        f"constexpr int kNumExpressions = {len(device.expressions)};\n",
         f"constexpr int kNumTokens = {len(tokens)};\n",
-        "// Accept the best expression's command when its confidence >= kThreshold; confidence =\n"
-        "// (CTC log-likelihood of the expression - log-prob of the best path) / expression length\n"
-        f"// in {'characters' if grammar.units == 'chars' else 'phonemes and word spaces'} (score kind \"len_norm\").\n",
-        f"constexpr float kThreshold = {c_float(grammar.threshold)};\n",
-        f"constexpr int kBlankId = {blank_id};\n\n",
+        "// Take the most likely expression e (largest L[e], the CTC forward log-likelihood of its tokens)\n"
+        "// and accept its command when its confidence >= kThreshold. With B the log-prob of the\n"
+        f"// unconstrained best path (the sum over frames of the largest log-posterior), N[e] the length in {unit}\n"
+        f"// and T the frames, the confidence (score kind \"{device.score_kind}\") is\n"
+        f"// {_SCORE_TEXT[device.score_kind]}.\n",
+        f"// kThreshold is the grammar's {which} (calibrated for the int8 chain: the posteriors of\n"
+        "// am_settings.h, read through kPosteriorFloor).\n",
+        f"constexpr float kThreshold = {c_float(device.threshold)};\n",
+        f"constexpr float kMarginWeight = {c_float(MARGIN_WEIGHT if device.score_kind == 'len_margin' else 0.0)};\n",
+        f"constexpr int kBlankId = {blank_id};\n",
+        "// Continuous listening (grammar listen): every kListenHopSeconds decode the last kListenWindowSeconds,\n"
+        "// each window accepting at kThreshold + kListenThresholdOffset; accepted windows whose command spans\n"
+        "// overlap (or, for one command, lie within kListenRefractorySeconds) are one event, acted on once\n"
+        "// kListenMinWindows windows accepted it.\n",
+        f"constexpr float kListenWindowSeconds = {c_float(LISTEN_WINDOW_S)};\n",
+        f"constexpr float kListenHopSeconds = {c_float(LISTEN_HOP_S)};\n",
+        f"constexpr float kListenRefractorySeconds = {c_float(LISTEN_REFRACTORY_S)};\n",
+        f"constexpr float kListenThresholdOffset = {c_float(LISTEN_THRESHOLD_OFFSET)};\n",
+        f"constexpr int kListenMinWindows = {LISTEN_MIN_WINDOWS};\n\n",
         "// Command texts (decisions report these).\n",
-        strings("kCommands", grammar.commands), "\n",
+        strings("kCommands", device.commands), "\n",
         "// Expression e spells kExpressionTokens[kExpressionOffsets[e] .. kExpressionOffsets[e + 1]),\n"
         "// symbol ids into the AM alphabet (stapes::am::kAlphabet; never the blank), and stands for\n"
         "// command kExpressionCommand[e].\n",
         ints("uint16_t", "kExpressionOffsets", offsets, size="kNumExpressions + 1"), "\n",
         ints("uint8_t", "kExpressionTokens", tokens if len(tokens) else [0], size=None), "\n",
-        ints("uint16_t", "kExpressionCommand", grammar.command_of, size="kNumExpressions"), "\n",
+        ints("uint16_t", "kExpressionCommand", device.command_of, size="kNumExpressions"), "\n",
         "// The expressions as text, for logs.\n",
-        strings("kExpressionText", [Units(grammar.units).show(e) for e in grammar.expressions]),
+        strings("kExpressionText", [Units(device.units).show(e) for e in device.expressions]),
     ])  # fmt: skip
     if offsets[-1] > 65535:
         raise ExportError("grammar: more than 65535 expression characters for the uint16 offset table")
-    doc = (f"The command grammar: {len(grammar.commands)} commands, {len(grammar.expressions)} expressions.\n"
+    doc = (f"The command grammar: {len(device.commands)} commands, {len(device.expressions)} expressions.\n"
            "Decode on the device: CTC forward log-likelihood of every expression over the AM's log-posteriors.")
     return header("grammar_data.h", doc, body, namespace="stapes::grammar")
 

@@ -170,8 +170,12 @@ class BuildReport:
             lines.append("")
         if self.grammar:
             g = self.grammar
-            lines += ["## grammar", "", f"{g['commands']} commands, {g['expressions']} expressions, threshold "
-                      f"{g['threshold']:g} ({g['source']}).", ""]  # fmt: skip
+            float_thr = g.get("threshold_float", g["threshold"])
+            calib = ("the int8 chain's" if float_thr != g["threshold"]
+                     else "no int8 threshold in the grammar: the float chain's")  # fmt: skip
+            lines += ["## grammar", "", f"{g['commands']} commands, {g['expressions']} expressions, score "
+                      f"{g.get('score_kind', 'len_norm')}, device threshold {g['threshold']:g} ({calib}; float "
+                      f"{float_thr:g}) ({g['source']}).", ""]  # fmt: skip
         lines += ["## Calibration", "", self.calibration, "", "## Versions", "",
                   ", ".join(f"{k} {v}" for k, v in sorted(self.versions.items())), ""]  # fmt: skip
         return "\n".join(lines)

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from grammar.decoding.listen import LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET
+from grammar.decoding.listen import LISTEN_HOP_S, LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET, LISTEN_WINDOW_S
 from grammar.errors import GrammarError
 from grammar.units import UNIT_SETS
 from rced.cli import quiet_tensorflow
@@ -426,8 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="listen to a live input device instead (name or index; needs the sounddevice module)")  # fmt: skip
     li.add_argument("--seconds", type=float, default=None, help="with --device: stop after this much audio "
                     "(default: until Ctrl-C)")  # fmt: skip
-    li.add_argument("--window-s", type=float, default=2.0, help="decoding window in seconds (default 2.0)")
-    li.add_argument("--hop-s", type=float, default=0.25, help="hop between windows, also the block size (default 0.25)")
+    li.add_argument("--window-s", type=float, default=LISTEN_WINDOW_S,
+                    help=f"decoding window in seconds (default {LISTEN_WINDOW_S})")
+    li.add_argument("--hop-s", type=float, default=LISTEN_HOP_S,
+                    help=f"hop between windows, also the block size (default {LISTEN_HOP_S})")
     li.add_argument("--min-windows", type=int, default=LISTEN_MIN_WINDOWS,
                     help="fewest windows that must accept a command before it is reported (default %(default)s; "
                          "1 reports every accepted event)")  # fmt: skip
@@ -451,8 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--seed", type=int, default=7, help="which commands, sentences and babble (default 7)")
     de.add_argument("--n-commands", type=int, default=4, choices=range(1, 9), metavar="{1..8}",
                     help="commands in the scene (default 4)")  # fmt: skip
-    de.add_argument("--window-s", type=float, default=2.0, help="decoding window in seconds (default 2.0)")
-    de.add_argument("--hop-s", type=float, default=0.25, help="hop between windows and block size (default 0.25)")
+    de.add_argument("--window-s", type=float, default=LISTEN_WINDOW_S,
+                    help=f"decoding window in seconds (default {LISTEN_WINDOW_S})")
+    de.add_argument("--hop-s", type=float, default=LISTEN_HOP_S,
+                    help=f"hop between windows and block size (default {LISTEN_HOP_S})")
     _add_chain_args(de)
     de.set_defaults(func=cmd_demo)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.decoding.listen import Detection, PosteriorStream, spot
+from grammar.decoding.listen import LISTEN_HOP_S, LISTEN_WINDOW_S, Detection, PosteriorStream, spot
 from grammar.errors import GrammarError
 from rced.demo import BABBLE_SEED, page_html, players_html, relative_to_page, write_demo_folder
 from rced.demo import spectrogram_png as _spectrogram_png
@@ -257,7 +257,7 @@ their scores on the enhanced panel; dashed lines: where each command was spoken;
 
 
 def run_demo(out_dir: str | Path, recognizer, *, snr: float = 20.0, seed: int = 7, n_commands: int = 4,
-             window_s: float = 2.0, hop_s: float = 0.25, backend: str = "float", babble_utterances: int = 24,
+             window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S, backend: str = "float", babble_utterances: int = 24,
              progress: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Synthesize a scene, stream it through ``recognizer``, compare with the truth, write the files.
 

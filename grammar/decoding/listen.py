@@ -281,6 +281,11 @@ class PosteriorStream:
 #: seldom does, so asking for several lets each window accept more readily.
 LISTEN_MIN_WINDOWS = 3
 LISTEN_THRESHOLD_OFFSET = -0.2
+#: The windows: the last ``LISTEN_WINDOW_S`` seconds decoded every ``LISTEN_HOP_S`` (also the block
+#: size); accepted windows of one command within ``LISTEN_REFRACTORY_S`` of each other are one event.
+LISTEN_WINDOW_S = 2.0
+LISTEN_HOP_S = 0.25
+LISTEN_REFRACTORY_S = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,8 +359,8 @@ class Spotter:
     :attr:`records`, from which :func:`replay` gives the detections at any other threshold.
     """
 
-    def __init__(self, grammar: Grammar, frame_s: float, window_s: float = 2.0, hop_s: float = 0.25,
-                 refractory_s: float = 0.3, score_kind: str | None = None, spot: bool = False,
+    def __init__(self, grammar: Grammar, frame_s: float, window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S,
+                 refractory_s: float = LISTEN_REFRACTORY_S, score_kind: str | None = None, spot: bool = False,
                  min_windows: int = 1, record: bool = False):  # fmt: skip
         if grammar is None:
             raise GrammarError("listen: no grammar loaded")
@@ -432,7 +437,7 @@ class Spotter:
         return out + self.events.flush()
 
 
-def window_records(logp: np.ndarray, grammar: Grammar, frame_s: float, window_s: float = 2.0, hop_s: float = 0.25,
+def window_records(logp: np.ndarray, grammar: Grammar, frame_s: float, window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S,
                    score_kind: str | None = None) -> list[tuple[int, WindowHit | None]]:  # fmt: skip
     """Every window's start and best hit over a whole stream of log-posteriors, whatever its score:
     what :func:`replay` needs to give the spotter's detections at any threshold without decoding again."""
@@ -443,7 +448,7 @@ def window_records(logp: np.ndarray, grammar: Grammar, frame_s: float, window_s:
 
 
 def replay(records: Sequence[tuple[int, WindowHit | None]], threshold: float, frame_s: float,
-           refractory_s: float = 0.3, min_windows: int = 1) -> list[Detection]:  # fmt: skip
+           refractory_s: float = LISTEN_REFRACTORY_S, min_windows: int = 1) -> list[Detection]:  # fmt: skip
     """The detections a :class:`Spotter` with this threshold (and these event settings) gives on
     the stream the ``records`` come from: a hit counts when its score is >= ``threshold``."""
     ev = Events(frame_s, refractory_s, min_windows)
@@ -465,8 +470,8 @@ def listening_grammar(recognizer, grammar: Grammar | None = None,
     return g.with_threshold(g.threshold + threshold_offset)
 
 
-def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.0, hop_s: float = 0.25, *,
-                  grammar: Grammar | None = None, refractory_s: float = 0.3, stream: PosteriorStream | None = None,
+def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S, *,
+                  grammar: Grammar | None = None, refractory_s: float = LISTEN_REFRACTORY_S, stream: PosteriorStream | None = None,
                   name: str = "input", stop: Callable[[], bool] | None = None, min_windows: int = LISTEN_MIN_WINDOWS,
                   threshold_offset: float = LISTEN_THRESHOLD_OFFSET) -> Iterator[Detection]:  # fmt: skip
     """Detections, each yielded as soon as it is final, from audio blocks at the recognizer's sample rate.
@@ -492,8 +497,8 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = 2.
     yield from spotter.flush()
 
 
-def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = 2.0, hop_s: float = 0.25, *,
-         grammar: Grammar | None = None, refractory_s: float = 0.3, block_s: float | None = None,
+def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S, *,
+         grammar: Grammar | None = None, refractory_s: float = LISTEN_REFRACTORY_S, block_s: float | None = None,
          stream: PosteriorStream | None = None, name: str = "input", min_windows: int = LISTEN_MIN_WINDOWS,
          threshold_offset: float = LISTEN_THRESHOLD_OFFSET) -> list[Detection]:  # fmt: skip
     """Spot the grammar's commands in a long recording, streamed through the chain in blocks.

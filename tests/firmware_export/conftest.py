@@ -66,7 +66,8 @@ def tiny_am_dir(tmp_path_factory):
 def tiny_grammar_file(tmp_path_factory):
     from grammar.decoding.decoder import Grammar
 
-    g = Grammar(("volume up", "mute"), ("volume up", "volume op", "mute"), (0, 0, 1), threshold=-0.75)
+    g = Grammar(("volume up", "mute"), ("volume up", "volume op", "mute"), (0, 0, 1), threshold=-0.75,
+                score_kind="len_margin", int8_threshold=-0.8)  # as the shipped grammar: its own int8 threshold
     p = tmp_path_factory.mktemp("fx_g") / "g.json"
     g.save(p)
     return p

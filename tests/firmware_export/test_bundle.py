@@ -29,6 +29,13 @@ def c_array(text: str, name: str) -> np.ndarray:
     return np.array([float(v.rstrip("f")) for v in m.group(1).replace("\n", " ").split(",") if v.strip()])
 
 
+def c_scalar(text: str, name: str) -> float:
+    """Value of ``constexpr <type> name = value;`` in generated C++."""
+    m = re.search(rf"\b{name} = ([^;]+);", text)
+    assert m, f"{name} not found"
+    return float(m.group(1).rstrip("f"))
+
+
 def test_bundle_holds_every_file_and_a_consistent_report(bundle):
     out, report = bundle
     assert {p.name for p in out.iterdir()} == EXPECTED_FILES == set(report.files)
@@ -48,7 +55,9 @@ def test_bundle_holds_every_file_and_a_consistent_report(bundle):
     md = (out / "report.md").read_text()
     for needle in ("Cortex-M4F", "Cortex-M7", "Cortex-M55", "MAC/cycle", "168 MHz", "480 MHz", "400 MHz"):
         assert needle in md
-    assert report.grammar == {"commands": 2, "expressions": 3, "threshold": -0.75, "source": "grammar file g.json"}
+    assert report.grammar == {"commands": 2, "expressions": 3, "threshold": -0.8, "threshold_float": -0.75,
+                              "score_kind": "len_margin", "source": "grammar file g.json"}
+    assert "score len_margin, device threshold -0.8 (the int8 chain's; float -0.75)" in md
     grammar_h = (out / "grammar_data.h").read_text()
     from grammar.alphabet import encode
 
@@ -56,6 +65,56 @@ def test_bundle_holds_every_file_and_a_consistent_report(bundle):
     offsets = c_array(grammar_h, "kExpressionOffsets").astype(int)
     assert list(tokens[offsets[1] : offsets[2]]) == list(encode("volume op"))
     assert list(c_array(grammar_h, "kExpressionCommand").astype(int)) == [0, 0, 1]
+
+
+@pytest.mark.parametrize("score_kind", ["len_norm", "frame_norm", "len_margin"])
+@pytest.mark.parametrize("with_int8_threshold", [False, True])
+def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshold):
+    """The header's rule (most likely expression, its confidence by the stated formula, kThreshold,
+    kMarginWeight) accepts exactly what ``decode`` accepts for the int8 backend: the grammar's int8
+    threshold when it has one."""
+    from firmware_export import cgen
+    from grammar.alphabet import BLANK_ID, SYMBOLS
+    from grammar.decoding.decoder import Grammar, best_path_log_prob, ctc_log_likelihood, decode
+
+    scale = 0.12 if score_kind == "frame_norm" else 1.0  # per frame: about 0.12 of per character here
+    int8_threshold = -1.3 * scale if with_int8_threshold else None
+    g = Grammar(("volume up", "mute", "call home"), ("volume up", "volume op", "mute", "call home"), (0, 0, 1, 2),
+                threshold=-1.1 * scale, score_kind=score_kind, int8_threshold=int8_threshold)  # fmt: skip
+    text = cgen.grammar_h(g, SYMBOLS, BLANK_ID)
+    assert f'score kind "{score_kind}"' in text
+    from grammar.decoding import listen
+
+    for name, value in (("kListenWindowSeconds", listen.LISTEN_WINDOW_S), ("kListenHopSeconds", listen.LISTEN_HOP_S),
+                        ("kListenRefractorySeconds", listen.LISTEN_REFRACTORY_S),
+                        ("kListenThresholdOffset", listen.LISTEN_THRESHOLD_OFFSET),
+                        ("kListenMinWindows", listen.LISTEN_MIN_WINDOWS)):  # fmt: skip
+        assert c_scalar(text, name) == pytest.approx(value), name
+    thr, weight = c_scalar(text, "kThreshold"), c_scalar(text, "kMarginWeight")
+    assert thr == pytest.approx(int8_threshold if with_int8_threshold else -1.1 * scale, abs=1e-6)
+    device = g.for_backend("int8")
+    rng = np.random.default_rng(3)
+    lengths = g.lengths
+    cmds = np.asarray(g.command_of)
+    n_accepted = 0
+    for i in range(60):
+        logits = rng.normal(size=(40, len(SYMBOLS)))
+        logits[:, BLANK_ID] += 2
+        for k, sym in enumerate(g.labels[i % 4]):  # one expression, spoken more or less clearly
+            logits[2 + 3 * k, sym] += 1 + i % 5
+        logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        ll = ctc_log_likelihood(logp, g.labels)
+        gap = ll - best_path_log_prob(logp)
+        other = np.array([max((ll[f] for f in range(len(ll)) if cmds[f] != cmds[e]), default=-np.inf)
+                          for e in range(len(ll))])  # fmt: skip
+        score = {"len_norm": gap / lengths, "frame_norm": gap / len(logp),
+                 "len_margin": (gap + weight * (ll - other)) / lengths}[score_kind]  # fmt: skip
+        best = int(np.argmax(ll))  # the most likely expression; its confidence decides
+        d = decode(logp, device)
+        assert d.expression == best and d.score == pytest.approx(score[best], abs=1e-5)
+        assert d.accepted == (score[best] >= thr)
+        n_accepted += d.accepted
+    assert 0 < n_accepted < 60  # both sides of the threshold were exercised
 
 
 def test_grammar_header_of_a_phoneme_grammar():
