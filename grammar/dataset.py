@@ -168,6 +168,36 @@ def make_near_miss(command: str, commands: Iterable[str], rng: np.random.Generat
     raise GrammarError(f"{command!r}: could not make a near miss that is not a command")
 
 
+def with_command_texts(utts: Sequence[Utterance], commands: Sequence[str], share: float,
+                       seed: int) -> list[Utterance]:  # fmt: skip
+    """``utts`` with a ``share`` of their texts replaced by a command: half of them alone, half
+    with one to three common words before, after or around it. Voices and prosody are kept.
+
+    Acoustic-model training data for a product's commands: TRAIN voices saying the command words,
+    which the Zipf-drawn sentences seldom hold ("volume" a few times in thousands, "mute" never).
+    Deterministic in ``seed``; the other utterances are unchanged.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise GrammarError(f"command share {share}: expected a number in [0, 1]")
+    if share and not commands:
+        raise GrammarError("command share > 0 but no commands given")
+    rng = np.random.default_rng([seed, 3])
+    out = []
+    for u in utts:
+        if rng.random() >= share:
+            out.append(u)
+            continue
+        text = commands[int(rng.integers(len(commands)))]
+        if rng.random() < 0.5:
+            where = int(rng.integers(3))  # 0: before, 1: after, 2: both
+            if where in (0, 2):
+                text = f"{random_sentence(rng, 1, 3)} {text}"
+            if where in (1, 2):
+                text = f"{text} {random_sentence(rng, 1, 3)}"
+        out.append(dataclasses.replace(u, text=text))
+    return out
+
+
 def _random_noncommand(rng: np.random.Generator, known: set[str]) -> str:
     for _ in range(200):
         text = normalize_text(random_sentence(rng, 2, 5))

@@ -129,6 +129,20 @@ def test_am_data_script_refuses_a_reverb_share_outside_0_1_before_any_work(tmp_p
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--command-share", "1.5", "--commands", "grammar/data/commands_default.txt"], "--command-share 1.5"),
+        (["--command-share", "0.5"], "--command-share needs --commands"),
+        (["--command-share", "0.5", "--commands", "no_such_commands.txt"], "no_such_commands.txt"),
+    ],
+)
+def test_am_data_script_refuses_bad_command_options_before_any_work(tmp_path, args, message):
+    r = _run("make_am_data.py", tmp_path / "d.npz", "--seeds", "1", *args, check=False)
+    assert r.returncode == 2 and message in r.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
         (["--init", "rced/default_model", "--width-mult", "2"], "for a start from scratch"),
         (["--arch", "rced", "--n-bands", "32"], "--n-bands needs --arch bced"),
         (["--arch", "bced", "--context", "0"], "must be positive"),

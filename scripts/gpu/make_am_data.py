@@ -11,10 +11,14 @@ Usage (repo root, on a machine with the TTS engines of ``scripts/setup.sh``):
     python scripts/gpu/make_am_data.py runs/am_pico/am_data.npz --seeds 5 --n 3000 --pico 1500
     python scripts/gpu/make_am_data.py runs/am_kokoro/am_data.npz --seeds 5 --n 3000 --kokoro 1500
     python scripts/gpu/make_am_data.py runs/am_rev/am_data.npz --seeds 6 --n 1000 --kokoro 1500 --reverb-share 0.5
+    python scripts/gpu/make_am_data.py runs/am_cmd/am_data.npz --seeds 7 --n 3000 --pico 1000 \
+        --commands grammar/data/commands_default.txt --command-share 0.5
 
 ``--reverb-share`` puts that share of the speech, and of the babble talkers, in simulated rooms
 (``rced.rooms``, the whole response) before the babble is mixed in: real commands are spoken in
-rooms, and the TTS voices are dry.
+rooms, and the TTS voices are dry. ``--commands FILE --command-share S`` makes that share of the
+texts one of the commands, alone or among common words: the TRAIN voices saying the product's
+command words, which the Zipf-drawn sentences seldom hold.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ def main() -> None:
                     help="Kokoro TRAIN-speaker utterances added to each seed's plan (train_utterances(N, seed, kokoro=K))")  # fmt: skip
     ap.add_argument("--reverb-share", type=float, default=0.0,
                     help="share of the utterances and babble talkers heard in simulated rooms (rced.rooms)")
+    ap.add_argument("--commands", type=Path, default=None,
+                    help="command file (one a line) whose phrases --command-share of the texts become")
+    ap.add_argument("--command-share", type=float, default=0.0,
+                    help="share of the utterances that say a command, alone or among common words "
+                         "(grammar.dataset.with_command_texts)")  # fmt: skip
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the babble mixing")
     ap.add_argument("--am", type=Path, default=None,
                     help="AM folder whose config.json the features are for: its mel bands and its "
@@ -45,6 +54,19 @@ def main() -> None:
     args = ap.parse_args()
     if not 0.0 <= args.reverb_share <= 1.0:
         ap.error(f"--reverb-share {args.reverb_share}: expected a number in [0, 1]")
+    if not 0.0 <= args.command_share <= 1.0:
+        ap.error(f"--command-share {args.command_share}: expected a number in [0, 1]")
+    if args.command_share and args.commands is None:
+        ap.error("--command-share needs --commands FILE")
+    commands = []
+    if args.commands is not None:
+        from grammar.commands import load_commands
+        from grammar.errors import GrammarError
+
+        try:
+            commands = load_commands(args.commands)
+        except GrammarError as exc:
+            ap.error(str(exc))
     check_output(args.out)
 
     import dataclasses
@@ -60,7 +82,11 @@ def main() -> None:
     am_cfg = load_json(AMConfig, (args.am or default_am_path()) / "config.json")
     cfg = dataclasses.replace(AMTrainConfig(), am=am_cfg)
     print(f"AM features for {args.am or default_am_path()}: input_mask_floor {am_cfg.input_mask_floor}", flush=True)
-    utts = [u for s in args.seeds for u in train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro)]
+    from grammar.dataset import with_command_texts
+
+    utts = [u for s in args.seeds
+            for u in with_command_texts(train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro),
+                                        commands, args.command_share, s)]  # fmt: skip
     audios = load_utterances(utts, desc="AM speech")
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
     mix_seed = args.data_seed + 1000 * args.seeds[0]

@@ -282,3 +282,31 @@ def test_n_independent_counts_each_voice_and_text_once(tmp_path):
     # without voice and text columns every file counts
     assert n_independent([ManifestRow(tmp_path / f"{i}.wav", None) for i in range(5)]) == 5
     assert n_independent([]) == 0
+
+
+# --------------------------------------------------------------------------- AM training texts
+
+
+def test_with_command_texts_replaces_a_share_of_the_texts_with_commands():
+    from rced.corpus import train_utterances
+
+    utts = train_utterances(400, 3)
+    cmds = load_commands(default_commands_path())
+    out = dataset.with_command_texts(utts, cmds, 0.5, seed=3)
+    assert out == dataset.with_command_texts(utts, cmds, 0.5, seed=3)  # deterministic
+    changed = [(u, v) for u, v in zip(utts, out, strict=True) if u.text != v.text]
+    assert 0.4 < len(changed) / len(utts) < 0.6
+    for u, v in changed:
+        assert (v.voice, v.prosody, v.seed) == (u.voice, u.prosody, u.seed)
+        assert any(c == v.text or f" {c} " in f" {v.text} " for c in cmds)  # the command, whole
+    alone = sum(v.text in cmds for _, v in changed)
+    assert 0.3 < alone / len(changed) < 0.7  # about half alone, half among common words
+    assert {c for _, v in changed for c in cmds if c in v.text} >= set(cmds[:5])
+    assert dataset.with_command_texts(utts, cmds, 0.0, seed=3) == list(utts)
+
+
+@pytest.mark.parametrize("share,cmds,match", [(1.5, ["mute"], "expected a number in"), (-0.1, ["mute"], "expected"),
+                                               (0.3, [], "no commands")])  # fmt: skip
+def test_with_command_texts_refuses_a_bad_share(share, cmds, match):
+    with pytest.raises(GrammarError, match=match):
+        dataset.with_command_texts([], cmds, share, seed=0)
