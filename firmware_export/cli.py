@@ -104,8 +104,9 @@ def cmd_int8(args: argparse.Namespace) -> int:
 def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     """The AM's device window and where int8 calibration audio comes from, as build and int8 take them."""
     from firmware_export.convert import AM_FRAMES
+    from rced.cli import positive_int
 
-    p.add_argument("--am-frames", type=int, default=AM_FRAMES,
+    p.add_argument("--am-frames", type=positive_int, default=AM_FRAMES,
                    help="fixed AM window in STFT frames (default %(default)s = 1 s)")
     p.add_argument("--calibration-utterances", type=int, default=48,
                    help="TRAIN-voice utterances to calibrate on, in babble (default %(default)s)")
@@ -115,7 +116,7 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rced.cli import add_command, add_commands
+    from rced.cli import add_command, add_commands, output_path
 
     p = argparse.ArgumentParser(prog=PROG, description="int8 conversion, TFLM verification and the C bundle.")
     sub = add_commands(p)
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs them bit for bit as LiteRT does, and write the bundle: the models as C arrays, the "
                     "front-end and grammar as C headers, golden vectors and report.json (flash, measured arena, "
                     "MACs). An existing bundle in the folder is replaced whole.")  # fmt: skip
-    b.add_argument("-o", "--output", required=True, type=Path,
+    b.add_argument("-o", "--output", required=True, type=output_path,
                    help="bundle folder: new, empty, or an earlier bundle (replaced whole)")
     b.add_argument("--denoiser", default=None, help="denoiser model folder (default: the shipped model)")
     b.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped model)")

@@ -109,27 +109,50 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     with AudioProgress([len(a) / 16000 for _, a in audios], "recognizing") as bar:
         for path, audio in audios:
             d = rec.recognize(audio, 16000, name=path, progress=bar.file(len(audio) / 16000))
-            payload = {"path": path, "command": d.command, "score": round(float(d.score), 4)}
+            score = round(float(d.score), 4) if math.isfinite(d.score) else None  # -inf is not JSON: null
+            payload = {"path": path, "command": d.command, "score": score}
             bar.write(json.dumps(payload) if args.json else f"{path}\t{d.command or '(rejected)'}\t{d.score:.3f}")
     return 0
 
 
 def score_manifest(rec, rows) -> list:
-    """Decision for every manifest row (with a progress bar)."""
+    """Decision for every manifest row (with a progress bar, closed before an error is printed)."""
     from tqdm import tqdm
 
     from rced.audio import load_audio
 
-    return [rec.recognize(load_audio(r.path), 16000, name=str(r.path)) for r in tqdm(rows, desc="recognizing", unit="utt")]
+    with tqdm(rows, desc="recognizing", unit="utt") as bar:
+        return [rec.recognize(load_audio(r.path), 16000, name=str(r.path)) for r in bar]
+
+
+def check_rate(option: str, value: float | None, closed: bool = True) -> None:
+    """A rate option (``--target-far``...) lies in [0, 1] (``closed``) or in (0, 1): one line naming
+    the option, before any work; None (not given) passes."""
+    if value is not None and not (0.0 <= value <= 1.0 if closed else 0.0 < value < 1.0):
+        raise GrammarError(f"--{option} must lie in {'[0, 1]' if closed else '(0, 1)'}, got {value}")
+
+
+def checked_manifest(args: argparse.Namespace, output: Path | None) -> list:
+    """The rows of ``--dataset``, before any model loads: ``output`` (when given) is checked and may be
+    none of the inputs (the manifest, --commands, --grammar, the audio it lists), and every audio file
+    passes the checks ``load_audio`` makes (read once, not kept)."""
+    from grammar.dataset import load_manifest
+    from rced.audio import AudioBlocks
+
+    rows = load_manifest(args.dataset)
+    if output is not None:
+        given = [p for p in (args.dataset, args.commands, args.grammar) if p]
+        check_output_file(output, [*given, *(r.path for r in rows)])
+    for r in rows:
+        AudioBlocks(r.path)
+    return rows
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from grammar.dataset import check_labels, load_manifest
+    from grammar.dataset import check_labels
     from grammar.metrics import det_curve, metrics_by_group, plot_det
 
-    if args.det:
-        check_output_file(args.det, [args.dataset])
-    rows = load_manifest(args.dataset)
+    rows = checked_manifest(args, args.det)
     rec = _recognizer(args)
     check_labels(rows, rec.grammar.commands, source=args.dataset)
     decisions = score_manifest(rec, rows)
@@ -155,11 +178,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from grammar.dataset import check_labels, load_manifest, n_independent
+    from grammar.dataset import check_labels, n_independent
     from grammar.decoding.decoder import calibrate_threshold, far_target_for_bound
 
-    check_output_file(args.output)
-    rows = load_manifest(args.dataset)
+    check_rate("target-far", args.target_far)
+    check_rate("max-far", args.max_far, closed=False)
+    check_rate("confidence", args.confidence, closed=False)
+    rows = checked_manifest(args, args.output)
     rec = _recognizer(args)
     check_labels(rows, rec.grammar.commands, source=args.dataset)
     non = [r for r in rows if r.label is None]
@@ -209,7 +234,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                            "microphone")  # fmt: skip
     for name in ("window_s", "hop_s"):
         v = getattr(args, name)
-        if not v > 0:
+        if not (math.isfinite(v) and v > 0):  # before anything is printed (the table header)
             raise GrammarError(f"listen: --{name.replace('_', '-')} {v}: must be a positive number of seconds")
     if args.hop_s > args.window_s:
         raise GrammarError(f"listen: --hop-s {args.hop_s} is longer than --window-s {args.window_s}")
@@ -246,8 +271,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from grammar.decoding.demo import run_demo, table
 
-    if args.output.exists() and not args.output.is_dir():
-        raise GrammarError(f"{args.output}: output path exists and is not a folder")
+    check_output_folder(args.output)  # before the models load and the scene is synthesised
     rec = _recognizer(args)  # fails fast when --backend int8 finds no model_int8.tflite
 
     def say(msg: str) -> None:
@@ -305,7 +329,7 @@ def _shipped_am_config():
 
 def build_parser() -> argparse.ArgumentParser:
     from grammar.config import AMTrainConfig
-    from rced.cli import add_command, add_commands, add_run_args, add_schedule_args
+    from rced.cli import add_command, add_commands, add_run_args, add_schedule_args, output_path
 
     p = argparse.ArgumentParser(prog="grammar", description="CTC command recognizer with grammar augmentation.")
     sub = add_commands(p)
@@ -368,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", required=True, type=Path,
                     help="manifest CSV with path,label columns (paths relative to it; empty label = non-command; "
                          "an snr column groups the results)")  # fmt: skip
-    ev.add_argument("--det", default=None, help="also write a DET-style PNG: FAR against MDR + MCR over the threshold")
+    ev.add_argument("--det", default=None, type=output_path, help="also write a DET-style PNG: FAR against MDR + MCR over the threshold")
     _add_chain_args(ev, json_help="print the metrics as one JSON object")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -386,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead: keep the true FAR <= this with --confidence (a lower target on small sets)")
     ca.add_argument("--confidence", type=float, default=0.95,
                     help="confidence of the --max-far bound (default %(default)s)")
-    ca.add_argument("-o", "--output", required=True, type=Path, help="grammar JSON to write")
+    ca.add_argument("-o", "--output", required=True, type=output_path, help="grammar JSON to write")
     _add_chain_args(ca, json_help="print output, threshold and field as one JSON object")
     ca.set_defaults(func=cmd_calibrate)
 
@@ -396,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Synthesize each command and non-command speech (random word sequences and near misses of "
                     "the commands) with every voice of a split, mixed with babble at each SNR, and write the WAVs "
                     "and manifest.csv (path,label,snr,...) into the output folder.")  # fmt: skip
-    md.add_argument("-o", "--output", required=True, type=Path, help="output folder (manifest.csv and the WAVs)")
+    md.add_argument("-o", "--output", required=True, type=output_path, help="output folder (manifest.csv and the WAVs)")
     md.add_argument("--commands", default=None,
                     help="command file, one a line (default: grammar/data/commands_default.txt)")
     md.add_argument("--voices", default="test", choices=["test", "train"],
@@ -446,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "babble), stream it through the chain as `grammar listen` does, and print each detection "
                     "against the truth; writes the clean, noisy and enhanced WAVs, a spectrogram with the "
                     "detections marked, result.json and index.html.")  # fmt: skip
-    de.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    de.add_argument("-o", "--output", required=True, type=output_path, help="output folder")
     de.add_argument("--snr", type=float, default=20.0,
                     help="speech-to-babble ratio in dB over the speech (default 20: where the shipped AM "
                          "finds most commands; at 5-10 dB it finds few, see the README)")  # fmt: skip

@@ -7,6 +7,7 @@ half-written file behind (temporary name in the same folder, then ``os.replace``
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,6 +29,15 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(audio, sr_in, sr_out, quality="HQ").astype(np.float32)
 
 
+STREAMING_DATA_SIZES = (0, 0xFFFFFFFF)
+"""WAV data-chunk sizes that promise nothing: a writer that did not know the length (a pipe, a live recording)."""
+
+
+def truncated_wav(name: str, promised: int, held: int, holds: str = "file holds") -> RcedError:
+    """The one-line error of a WAV that ends before the data size its header promised."""
+    return RcedError(f"{name}: truncated WAV (header promises {promised} data bytes, {holds} {held})")
+
+
 def _check_wav_truncation(path: Path) -> None:
     """libsndfile silently reads a truncated WAV; compare the data chunk with the file size."""
     with open(path, "rb") as fh:
@@ -43,11 +53,8 @@ def _check_wav_truncation(path: Path) -> None:
                 break
             cid, clen = chunk[:4], int.from_bytes(chunk[4:], "little")
             if cid == b"data":
-                if clen not in (0, 0xFFFFFFFF) and pos + 8 + clen > size:
-                    raise RcedError(
-                        f"{path}: truncated WAV (header promises {clen} data bytes, "
-                        f"file holds {size - pos - 8})"
-                    )
+                if clen not in STREAMING_DATA_SIZES and pos + 8 + clen > size:
+                    raise truncated_wav(str(path), clen, size - pos - 8)
                 return
             pos += 8 + clen + (clen & 1)
 
@@ -169,12 +176,35 @@ def blocking_ancestor(path: str | os.PathLike) -> Path | None:
     return None
 
 
+_SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def refuse_special_file(path: str | os.PathLike) -> None:
+    """Refuse an output path that exists and is neither a regular file nor a folder (a device such as
+    /dev/null, a FIFO, a socket): a write renames a new file over its target, which would replace it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing (or a dangling link): a new file is made
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((k for test, k in _SPECIAL_KINDS if test(mode)), "a special file")
+    raise RcedError(f"{path}: output path is {kind}, not a regular file; it is never replaced")
+
+
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
+    """The output checked (no folder, no special file) and a temporary file beside it; an OS error
+    names ``path``, never the temporary name."""
     path = Path(path)
     if path.is_dir():
         raise RcedError(f"{path}: output path is an existing folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    refuse_special_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise RcedError(f"{path}: cannot write here ({exc.strerror or type(exc).__name__})") from None
     os.close(fd)
     return path, tmp
 

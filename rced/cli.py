@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections import Counter
@@ -25,6 +26,44 @@ def quiet_tensorflow(keep_onednn: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not keep_onednn:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _number(text: str, kind: type, positive: bool) -> float | int:
+    """``text`` as a finite ``kind`` (and > 0 when ``positive``), or argparse's one-line error."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {'integer' if kind is int else 'number'}: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number")
+    if positive and value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be positive")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (nan and inf are refused when the arguments are parsed)."""
+    return _number(text, float, positive=False)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above zero."""
+    return _number(text, float, positive=True)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer above zero."""
+    return _number(text, int, positive=True)
+
+
+def output_path(text: str) -> Path:
+    """argparse type of an output path: an empty one (``-o ''``, which would mean the current folder) is refused."""
+    from rced.outputs import given_path
+
+    try:
+        return given_path(text)
+    except RcedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _set_threads(n: int | None) -> None:
@@ -113,18 +152,22 @@ def run_and_export(trainer, args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_outputs(inputs: list[Path], out: Path) -> list[Path]:
-    """Output path for each input, every one checked before any work: OUT itself for one input, or
-    OUT/<input name>.wav when OUT is a folder (an existing one; with several inputs also a new path
-    without an audio suffix)."""
+def _resolve_outputs(inputs: list[Path], given: str) -> list[Path]:
+    """Output path for each input, every one checked before any work: OUT itself for one input (a
+    .wav name), or OUT/<input name>.wav when OUT is a folder (an existing one, a path ending in
+    ``/``; with several inputs also a new path without an audio suffix)."""
     from rced.outputs import check_output_file, check_output_folder, output_is_folder
 
-    if output_is_folder(out, len(inputs)):
+    out = Path(given)
+    if output_is_folder(given, len(inputs)):
         check_output_folder(out)
         outs = [out / p.with_suffix(".wav").name for p in inputs]
         dup = sorted({o for o in outs if outs.count(o) > 1})
         if dup:
             raise RcedError(f"{dup[0]}: several inputs would write this output (same name before the extension)")
+    elif out.suffix.lower() != ".wav":
+        raise RcedError(f"{given}: outputs are written as WAV; name the output file with a .wav suffix "
+                        "(or end a folder name with /)")  # fmt: skip
     else:
         outs = [out]
     for dst in outs:
@@ -205,7 +248,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from rced.audio import load_audio, write_audio
 
     inputs = [Path(p) for p in args.inputs]
-    outs = _resolve_outputs(inputs, Path(args.output))
+    outs = _resolve_outputs(inputs, args.output)
     audios = [load_audio(p) for p in inputs]  # validate every input before writing anything
     den = _load_denoiser(args)
     seconds = [len(a) / 16000 for a in audios]
@@ -251,7 +294,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from rced.audio import AudioBlocks, AudioWriter, rechunk
 
     src = Path(args.input)
-    (dst,) = _resolve_outputs([src], Path(args.output))  # a folder gets the input's name, as for `denoise`
+    (dst,) = _resolve_outputs([src], args.output)  # a folder gets the input's name, as for `denoise`
     reader = AudioBlocks(src)  # file-level checks before the model loads; samples are read block by block
     den = _load_denoiser(args)
     reader.sr = den.sample_rate  # read (and resampled) at the model's rate, as `denoise` does
@@ -434,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "a failed run leaves no partial file.")  # fmt: skip
     d.add_argument("inputs", nargs="+", help="audio files (any rate/channels libsndfile reads)")
     d.add_argument("-o", "--output", required=True,
-                   help="output file for one input; a folder (existing, or a new name without an audio suffix) "
-                        "for several: each output takes its input's name, as .wav")  # fmt: skip
+                   help="output .wav file for one input; or a folder (existing, a name ending in /, or for several "
+                        "inputs a new name without an audio suffix): each output takes its input's name, as .wav")  # fmt: skip
     _add_model_args(d)
     d.add_argument("--json", action="store_true", help="one JSON line per file: input, output, seconds")
     d.set_defaults(func=cmd_denoise)
@@ -448,8 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "block by block, so memory does not grow with its length.")  # fmt: skip
     st.add_argument("input", help="audio file (any rate/channels libsndfile reads)")
     st.add_argument("-o", "--output", required=True,
-                    help="output WAV, or an existing folder (the output then takes the input's name, as .wav)")
-    st.add_argument("--block-ms", type=float, default=8.0, help="block size in milliseconds (default %(default)s)")
+                    help="output .wav file, or a folder: an existing one or a name ending in / (the output then "
+                         "takes the input's name, as .wav)")  # fmt: skip
+    st.add_argument("--block-ms", type=positive_float, default=8.0, help="block size in milliseconds (default %(default)s)")
     _add_model_args(st)
     st.add_argument("--json", action="store_true", help="print the latency report as one JSON line")
     st.set_defaults(func=cmd_stream)
@@ -462,10 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "subtraction, the oracle ideal ratio mask, the model and, with --dtln, the DTLN peer.")  # fmt: skip
     _add_model_args(e)
     e.add_argument("--n-per-voice", type=int, default=6, help="utterances per TEST-ONLY voice (default %(default)s)")
-    e.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0],
+    e.add_argument("--snrs", type=finite_float, nargs="+", default=[-5.0, 0.0, 5.0, 10.0],
                    help="speech-to-babble ratios in dB (default: -5 0 5 10)")
     e.add_argument("--dtln", default=None, help="folder of the DTLN peer models (adds a peer row)")
-    e.add_argument("-o", "--output", default=None, help="also write the table as <OUTPUT>.json and <OUTPUT>.md")
+    e.add_argument("-o", "--output", default=None, type=output_path, help="also write the table as <OUTPUT>.json and <OUTPUT>.md")
     e.add_argument("--json", action="store_true", help="print the rows as one JSON line instead of a table")
     e.set_defaults(func=cmd_evaluate)
 
@@ -477,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the output folder clean/noisy/enhanced WAVs, spectrograms before and after, result.json and "
                     "index.html: a page with players and the numbers (PESQ, STOI and SI-SDR before and after, "
                     "real-time factor, per-block compute time, algorithmic latency).")  # fmt: skip
-    m.add_argument("-o", "--output", default="demo_out", type=Path,
+    m.add_argument("-o", "--output", default="demo_out", type=output_path,
                    help="output folder; open its index.html in a browser (default %(default)s)")
     _add_model_args(m)
     m.add_argument("--snr", type=float, default=5.0, help="speech-to-babble ratio in dB (default %(default)s)")

@@ -4,16 +4,18 @@ A command that loads models, synthesises speech or denoises a long file first ma
 write its results: each check raises a one-line :class:`RcedError` naming the path the user gave
 and why it cannot be written (an existing folder where a file goes, a file where a folder goes, a
 path below a regular file, a read-only or unwritable folder, an output that is one of the
-inputs). ``grammar`` and ``firmware_export`` call the same functions (this is the lowest package).
+inputs, a device, FIFO or socket, an empty path). ``grammar`` and ``firmware_export`` call the same
+functions (this is the lowest package).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from rced.audio import blocking_ancestor
+from rced.audio import blocking_ancestor, refuse_special_file
 from rced.errors import RcedError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64")
@@ -38,6 +40,26 @@ def _check_can_create_in(folder: Path, shown: Path) -> None:
         read_only = bool(os.statvfs(base).f_flag & os.ST_RDONLY)
         raise RcedError(f"{shown}: cannot write here, {base} is "
                         + ("on a read-only file system" if read_only else "not writable (permission denied)"))
+    _probe_create(base, shown)
+
+
+def _probe_create(base: Path, shown: Path) -> None:
+    """Create and delete a file in the folder ``base``, as the write will: permission bits do not
+    tell everything (nothing can be created in /proc, even by root)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".", suffix=".probe", dir=base)
+    except OSError as exc:
+        raise RcedError(f"{shown}: cannot write here, no file can be created in {base} "
+                        f"({exc.strerror or type(exc).__name__})") from None  # fmt: skip
+    os.close(fd)
+    os.unlink(probe)
+
+
+def given_path(path: str | os.PathLike) -> Path:
+    """The output path as a Path; an empty one (``-o ''``, which Path would read as the current folder) is refused."""
+    if not os.fspath(path):
+        raise RcedError("output path is empty (''): give a file or folder name")
+    return Path(path)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -53,9 +75,10 @@ def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
     nearest existing one above it, which the write creates folders in) must be writable; an
     existing file there is replaced. ``inputs`` are never overwritten.
     """
-    path = Path(path)
+    path = given_path(path)
     if path.is_dir():
         raise RcedError(f"{path}: output path is an existing folder")
+    refuse_special_file(path)
     _check_can_create_in(path.parent, path)
     for src in inputs:
         if _same_file(path, Path(src)):
@@ -69,7 +92,7 @@ def check_output_folder(path: str | os.PathLike, replaced_whole: bool = False) -
     ``replaced_whole``: the folder is written as a temporary sibling and swapped in, so it is the
     folder that holds it (the real one, past symbolic links) that must be writable.
     """
-    path = Path(path)
+    path = given_path(path)
     if path.exists() and not path.is_dir():
         raise RcedError(f"{path}: output path exists and is not a folder")
     if not replaced_whole:
@@ -85,11 +108,13 @@ def check_output_folder(path: str | os.PathLike, replaced_whole: bool = False) -
 def output_is_folder(out: str | os.PathLike, n_inputs: int) -> bool:
     """Whether ``-o OUT`` names a folder (each input's output then takes the input's file name).
 
-    An existing folder always is one; with several inputs OUT must be a folder: an existing one,
-    or a new path without an audio suffix (``x.wav`` is refused rather than made a folder).
+    An existing folder always is one, and so is a path written with a trailing ``/``; with several
+    inputs OUT must be a folder: an existing one, or a new path without an audio suffix (``x.wav``
+    is refused rather than made a folder).
     """
-    out = Path(out)
-    if out.is_dir():
+    text = os.fspath(out)
+    out = given_path(out)
+    if out.is_dir() or text.endswith(("/", os.sep)):
         return True
     if n_inputs <= 1:
         return False

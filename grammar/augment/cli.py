@@ -69,7 +69,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from grammar.augment.search import augment, check_cem_options
-    from grammar.cli import _emit
+    from grammar.cli import _emit, check_rate
     from grammar.commands import load_commands
     from grammar.dataset import check_labels, load_manifest
     from rced.audio import load_audio
@@ -77,8 +77,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
     _positive("budget", args.budget)
     _positive("top-k", args.top_k)
-    if args.target_far is not None and not 0.0 <= args.target_far <= 1.0:
-        raise GrammarError(f"--target-far must lie in [0, 1], got {args.target_far}")
+    check_rate("target-far", args.target_far)
     check_output_file(args.output, [p for p in (args.commands, args.dataset, args.dictionary) if p])
     commands = load_commands(args.commands)
     rows = load_manifest(args.dataset)  # empty manifest: GrammarError naming it
@@ -148,7 +147,7 @@ def cmd_dictionary_build(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     """Add ``augment`` and ``dictionary build`` to the ``grammar`` sub-command parsers."""
     from grammar.cli import _add_chain_args
-    from rced.cli import add_command
+    from rced.cli import add_command, output_path
 
     a = add_command(sub, "augment", "add alternate expressions that match the AM's errors (greedy or CEM)", [
         "grammar augment --commands my_commands.txt --dataset data/train/manifest.csv -o my_grammar.json",
@@ -175,7 +174,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--elite-frac", type=float, default=0.1, help="CEM: elite fraction (default %(default)s)")
     a.add_argument("--smoothing", type=float, default=0.7,
                    help="CEM: weight of the elite mean in the update (default %(default)s)")
-    a.add_argument("-o", "--output", required=True, type=Path, help="augmented grammar JSON to write")
+    a.add_argument("-o", "--output", required=True, type=output_path, help="augmented grammar JSON to write")
     _add_chain_args(a, grammar=False, backend=False, json_help="print the search's result as one JSON object")
     a.set_defaults(func=cmd_augment)
 
@@ -192,7 +191,7 @@ def add_parsers(sub) -> None:
         description="Decode synthetic TRAIN-voice utterances, each clean and in babble at 5-20 dB, with the "
                     "acoustic model (greedy CTC) and count, for every word, the spellings it comes out as: the "
                     "statistical pronunciation dictionary `grammar augment` draws candidates from.")  # fmt: skip
-    b.add_argument("-o", "--output", required=True, type=Path, help="dictionary JSON to write")
+    b.add_argument("-o", "--output", required=True, type=output_path, help="dictionary JSON to write")
     b.add_argument("--n-utts", type=int, default=2000,
                    help="utterances, each decoded clean and in babble (default %(default)s)")
     b.add_argument("--seed", type=int, default=DICTIONARY_SEED,

@@ -44,7 +44,7 @@ from grammar.decoding.decoder import Grammar, decode
 from grammar.decoding.recognizer import check_duration, log_softmax
 from grammar.errors import GrammarError
 from grammar.units import Units
-from rced.audio import resample, validate_audio
+from rced.audio import resample, truncated_wav, validate_audio
 from rced.denoiser import shape_gain
 from rced.frontend import window as analysis_window
 
@@ -564,19 +564,38 @@ def stdin_source() -> Source:
         msg = str(exc).splitlines()[0].replace("Error opening 0: ", "") if str(exc) else type(exc).__name__
         raise GrammarError(f"{name}: not a WAV stream libsndfile can read from a pipe ({msg})") from None
 
+    promised = _promised_data_bytes(fh)
+
     def blocks(sr: int, block_s: float) -> Iterator[np.ndarray]:
         import soxr
 
         rs = None if fh.samplerate == sr else soxr.ResampleStream(fh.samplerate, sr, 1, dtype="float32", quality="HQ")
         step = max(1, int(round(block_s * fh.samplerate)))
+        n = 0
         with fh:
             while len(data := fh.read(step, dtype="float32", always_2d=True)):
+                n += len(data)
                 x = validate_audio(data, name).mean(axis=1)
                 yield x if rs is None else rs.resample_chunk(x).astype(np.float32, copy=False)
+        if promised is not None and n < fh.frames:  # as a truncated file is refused
+            raise truncated_wav(name, promised, n * promised // fh.frames, "the stream ended after")
         if rs is not None:
             yield rs.resample_chunk(np.zeros(0, np.float32), last=True).astype(np.float32, copy=False)
 
     return Source(name, blocks)
+
+
+def _promised_data_bytes(fh) -> int | None:
+    """The data size the header of a WAV stream promised (libsndfile's header log names it); None for
+    another format or a size that promises nothing (:data:`rced.audio.STREAMING_DATA_SIZES`)."""
+    import re
+
+    from rced.audio import STREAMING_DATA_SIZES
+
+    sizes = re.findall(r"^data : (\d+)", fh.extra_info, re.MULTILINE) if fh.format in ("WAV", "WAVEX") else []
+    if not sizes or int(sizes[-1]) in STREAMING_DATA_SIZES or fh.frames <= 0:
+        return None
+    return int(sizes[-1])
 
 
 def device_source(device, max_seconds: float | None = None) -> Source:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import soundfile as sf
 
 from firmware_export.cli import main
@@ -128,3 +129,28 @@ def test_read_only_outputs_fail_before_any_work(tmp_path, tiny_denoiser):
         assert res.returncode == 2 and len(err) == 1, res.stderr
         assert err[0].startswith(f"firmware-export: error: {out}: cannot write here, {ro} is ") and reason in err[0]
     assert sorted(p.name for p in ro.iterdir()) == before
+
+
+@pytest.mark.parametrize("command", ["build", "int8"])
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "x"])
+def test_bad_am_frames_are_refused_when_the_arguments_are_parsed(tmp_path, capsys, command, value):
+    """Before any conversion (a negative window crashed in numpy after 10 s, 0 was found after 18 s)."""
+    argv = [command, "--am-frames", value, "--quiet"] + (["-o", str(tmp_path / "b")] if command == "build" else [])
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and last.startswith(f"firmware-export {command}: error: argument --am-frames: ")
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_bundle_where_no_file_can_be_created_is_refused_first(tmp_path, capsys):
+    """/proc takes no new folder, not even root's: refused before the models load (--denoiser is
+    missing), naming the path given rather than the temporary folder."""
+    msg = _error(capsys, ["build", "-o", "/proc/b", "--denoiser", str(tmp_path / "no_model"), "--quiet"])
+    assert msg.startswith("firmware-export: error: /proc/b: cannot write here") and ".tmp-" not in msg
+
+
+def test_an_empty_output_path_has_its_own_message(capsys):
+    with pytest.raises(SystemExit):
+        main(["build", "-o", ""])
+    assert "output path is empty ('')" in capsys.readouterr().err.strip().splitlines()[-1]

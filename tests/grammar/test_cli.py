@@ -185,3 +185,114 @@ def test_transcribe_shows_progress_on_long_audio_and_keeps_stdout_clean(tiny_am,
     assert res.returncode == 0, res.stderr
     assert set(json.loads(res.stdout)) == {"path", "text"}
     assert "transcribing: 100%" in res.stderr and "61/61 s of audio" in res.stderr
+
+
+@pytest.fixture
+def manifest(wavs, tmp_path):
+    """A manifest of the two wavs (a command, a non-command), a commands file and a grammar file."""
+    m = tmp_path / "manifest.csv"
+    m.write_text("path,label\nu0.wav,mute\nu1.wav,\n")
+    cmds = tmp_path / "commands.txt"
+    cmds.write_text("mute\n")
+    g = tmp_path / "g_in.json"
+    g.write_text("{}\n")  # never read: the output check comes first
+    return m, cmds, g
+
+
+@pytest.mark.parametrize("command,option", [("calibrate", "-o"), ("evaluate", "--det")])
+@pytest.mark.parametrize("which", ["manifest", "commands", "grammar", "audio"])
+def test_an_output_that_is_an_input_is_refused(manifest, wavs, tmp_path, command, option, which):
+    """The manifest, --commands, --grammar and every audio file the manifest lists are inputs: never
+    overwritten, refused before any model loads (--am names a missing folder)."""
+    m, cmds, g = manifest
+    target = {"manifest": m, "commands": cmds, "grammar": g, "audio": wavs[1]}[which]
+    source = ["--grammar", g] if which == "grammar" else ["--commands", cmds]
+    before = target.read_bytes()
+    res = grammar(command, "--dataset", m, option, target, *source, "--am", tmp_path / "no_am")
+    one_line_error(res, f"{target}: output path equals the input")
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("command,option", [("calibrate", "-o"), ("evaluate", "--det")])
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_a_special_file_output_is_never_replaced(manifest, tmp_path, command, option, kind):
+    import os
+    import socket
+    import stat
+
+    out = tmp_path / "special"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(out))
+    res = grammar(command, "--dataset", manifest[0], option, out, "--am", tmp_path / "no_am")
+    one_line_error(res, f"{out}: output path is a {'named pipe' if kind == 'fifo' else 'socket'}")
+    assert not stat.S_ISREG(os.stat(out).st_mode)
+
+
+@pytest.mark.parametrize("argv,out", [
+    (["calibrate", "--dataset", "{m}", "-o", "/proc/cal.json"], "/proc/cal.json"),
+    (["evaluate", "--dataset", "{m}", "--det", "/proc/det.png"], "/proc/det.png"),
+    (["demo", "-o", "{wav}/demo"], "{wav}/demo"),
+])  # fmt: skip
+def test_output_locations_are_checked_first_and_named_as_given(manifest, wavs, tmp_path, argv, out):
+    """/proc takes no new file (not even root's) and a path below a file takes nothing: each refusal
+    names the user's path (never a temporary one) before any model loads (--am names a missing folder)."""
+    fill = {"m": manifest[0], "wav": wavs[0]}
+    out = out.format(**fill)
+    res = grammar(*(a.format(**fill) for a in argv), "--am", tmp_path / "no_am")
+    one_line_error(res, f"{out}: cannot write here")
+    assert ".part" not in res.stderr and not (tmp_path / "no_am").exists()
+
+
+@pytest.mark.parametrize("command", ["calibrate", "evaluate"])
+@pytest.mark.parametrize("kind,needle", [("empty", "empty file"), ("nan", "NaN"), ("truncated", "truncated")])
+def test_manifest_audio_is_checked_before_any_model_loads(bad_files, tmp_path, command, kind, needle):
+    m = tmp_path / "bad_audio.csv"
+    m.write_text(f"path,label\n{bad_files[kind].name},\n")
+    out = ["-o", tmp_path / "g.json"] if command == "calibrate" else []
+    res = grammar(command, "--dataset", m, *out, "--am", tmp_path / "no_am")
+    one_line_error(res, f"{bad_files[kind].resolve()}: ")
+    assert needle in res.stderr and not (tmp_path / "g.json").exists()
+
+
+@pytest.mark.parametrize("option,value,needle", [
+    ("--target-far", "1.5", "[0, 1]"), ("--target-far", "-1", "[0, 1]"), ("--target-far", "nan", "[0, 1]"),
+    ("--max-far", "nan", "(0, 1)"), ("--max-far", "1", "(0, 1)"), ("--confidence", "2", "(0, 1)"),
+])  # fmt: skip
+def test_calibrate_option_ranges_are_checked_first(manifest, tmp_path, option, value, needle):
+    res = grammar("calibrate", "--dataset", manifest[0], "-o", tmp_path / "g.json", option, value,
+                  "--am", tmp_path / "no_am")  # fmt: skip
+    one_line_error(res, f"{option} must lie in {needle}, got ")
+
+
+def test_an_error_while_scoring_is_not_on_the_progress_bar_line(tiny_am, tiny_grammar, tmp_path):
+    """An utterance too short for the AM is found while scoring: the bar is closed first, so the
+    error is a line of its own."""
+    sf.write(tmp_path / "short.wav", tone(0.05), 16000)
+    m = tmp_path / "short.csv"
+    m.write_text("path,label\nshort.wav,\n")
+    out = tmp_path / "calibrated.json"
+    res = grammar("calibrate", "--dataset", m, "-o", out, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser")
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("grammar: error: ") and "receptive field" in last, res.stderr
+    assert not out.exists()
+
+
+def test_recognize_json_has_null_for_a_score_that_is_not_finite(tiny_am, wavs, tmp_path):
+    """A command too long for the audio cannot be aligned at all (score -inf): null, as strict JSON needs."""
+    cmds = tmp_path / "long.txt"
+    cmds.write_text("abcdefghij" * 50 + "\n")
+    res = grammar("recognize", wavs[0], "--am", tiny_am, "--commands", cmds, "--no-denoiser", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout, parse_constant=pytest.fail)
+    assert out["score"] is None and out["command"] is None
+
+
+@pytest.mark.parametrize("argv", [["calibrate", "--dataset", "m.csv", "-o", ""], ["evaluate", "--dataset", "m.csv", "--det", ""],
+                                  ["demo", "-o", ""]])  # fmt: skip
+def test_an_empty_output_path_has_its_own_message(argv):
+    res = grammar(*argv)
+    assert res.returncode == 2 and "output path is empty ('')" in res.stderr.strip().splitlines()[-1], res.stderr

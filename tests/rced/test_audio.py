@@ -79,3 +79,24 @@ def test_blocking_ancestor(tmp_path):
     assert blocking_ancestor(tmp_path / "out.wav") is None
     assert blocking_ancestor(f / "out.wav") == f
     assert blocking_ancestor(f / "deeper" / "out.wav") == f
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_the_atomic_writer_never_replaces_a_special_file(tmp_path, kind):
+    """Every output goes through it: a device, FIFO or socket is refused, not renamed over."""
+    import os
+    import stat
+
+    from tests.rced.test_cli import make_special_file
+
+    out = tmp_path / "special"
+    make_special_file(out, kind)
+    with pytest.raises(RcedError, match="not a regular file"):
+        atomic_write_text(out, "x")
+    assert not stat.S_ISREG(os.stat(out).st_mode) and not list(tmp_path.glob(".*.part"))
+
+
+def test_a_failed_write_names_the_output_not_the_temporary_file():
+    with pytest.raises(RcedError) as exc:
+        atomic_write_text("/proc/x.json", "x")  # nothing can be created in /proc, not even by root
+    assert str(exc.value).startswith("/proc/x.json: cannot write here") and ".part" not in str(exc.value)

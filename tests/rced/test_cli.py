@@ -229,3 +229,85 @@ def test_audio_progress_follows_the_frame_hooks(monkeypatch):
     with AudioProgress([5.0], "short") as bar:
         bar.file(5.0)(1, 1)
     assert "short" not in sys.stderr.getvalue()
+
+
+def make_special_file(path, kind: str) -> None:
+    """A named pipe or a socket at ``path`` (never a real device: mknod needs root, and /dev/null is shared)."""
+    import os
+    import socket
+
+    if kind == "fifo":
+        os.mkfifo(path)
+        return
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))  # the socket file stays when the socket closes
+
+
+@pytest.mark.parametrize("command", ["denoise", "stream"])
+@pytest.mark.parametrize("kind,needle", [("fifo", "a named pipe (FIFO)"), ("socket", "a socket")])
+def test_a_special_file_output_is_never_replaced(wav_16k, tmp_path, command, kind, needle):
+    """A device, FIFO or socket as -o (think /dev/null) is refused before the model loads, not renamed over."""
+    import os
+    import stat
+
+    out = tmp_path / "special.wav"
+    make_special_file(out, kind)
+    res = rced(command, wav_16k, "-o", out, "--model", tmp_path / "no_model")
+    assert_one_line_error(res, f"{out}: output path is {needle}, not a regular file")
+    assert not stat.S_ISREG(os.stat(out).st_mode)
+
+
+@pytest.mark.parametrize("command", ["denoise", "stream"])
+def test_a_trailing_slash_names_a_new_folder(wav_16k, tmp_path, command):
+    res = rced(command, wav_16k, "-o", f"{tmp_path / 'new'}/", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["output"] == str(tmp_path / "new" / wav_16k.name)
+    assert (tmp_path / "new").is_dir() and sf.info(tmp_path / "new" / wav_16k.name).frames == 16000
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["stream", "{wav}", "-o", "{tmp}/b.wav", "--block-ms", "nan"], "--block-ms"),
+    (["stream", "{wav}", "-o", "{tmp}/b.wav", "--block-ms", "inf"], "--block-ms"),
+    (["stream", "{wav}", "-o", "{tmp}/b.wav", "--block-ms", "0"], "--block-ms"),
+    (["stream", "{wav}", "-o", "{tmp}/b.wav", "--block-ms", "-5"], "--block-ms"),
+    (["evaluate", "--n-per-voice", "1", "--snrs", "0", "nan", "--json"], "--snrs"),
+    (["evaluate", "--n-per-voice", "1", "--snrs", "inf", "--json"], "--snrs"),
+])  # fmt: skip
+def test_bad_numbers_are_refused_when_the_arguments_are_parsed(wav_16k, tmp_path, argv, option):
+    res = rced(*(a.format(wav=wav_16k, tmp=tmp_path) for a in argv))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rced {argv[0]}: error: argument {option}: ") and "must be" in last, res.stderr
+    assert not (tmp_path / "b.wav").exists()
+
+
+@pytest.mark.parametrize("command", ["denoise", "stream"])
+def test_an_output_where_no_file_can_be_created_is_named_as_given(wav_16k, tmp_path, command):
+    """Nothing can be created in /proc, not even by root: found before the model loads, and the error
+    names the user's path, never the temporary one."""
+    out = "/proc/x.wav"
+    res = rced(command, wav_16k, "-o", out, "--model", tmp_path / "no_model")
+    assert_one_line_error(res, f"{out}: cannot write here")
+    assert ".part" not in res.stderr
+
+
+@pytest.mark.parametrize("command", ["denoise", "stream"])
+@pytest.mark.parametrize("name", ["out.flac", "out.mp3", "out"])
+def test_an_output_file_name_must_say_wav(wav_16k, tmp_path, command, name):
+    res = rced(command, wav_16k, "-o", tmp_path / name)
+    assert_one_line_error(res, f"{tmp_path / name}: outputs are written as WAV")
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("command", ["denoise", "stream"])
+def test_an_empty_output_path_has_its_own_message(wav_16k, command):
+    before = wav_16k.read_bytes()
+    res = rced(command, wav_16k, "-o", "", cwd=wav_16k.parent)
+    assert_one_line_error(res, "output path is empty ('')")
+    assert wav_16k.read_bytes() == before
+
+
+def test_an_empty_results_stem_is_refused_when_the_arguments_are_parsed():
+    res = rced("evaluate", "-o", "")
+    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].endswith("output path is empty (''): give a "
+                                                                                 "file or folder name")  # fmt: skip

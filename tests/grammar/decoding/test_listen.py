@@ -356,9 +356,14 @@ def test_listen_bad_input_is_one_line(tiny_am, tiny_grammar, bad_files, kind, ne
     (("x.wav", "--device"), "not both"),
     (("x.wav", "--hop-s", "3"), "longer than --window-s"),
     (("x.wav", "--window-s", "0"), "positive"),
+    (("x.wav", "--window-s", "inf"), "--window-s inf: must be a positive number"),
+    (("x.wav", "--hop-s", "nan"), "--hop-s nan: must be a positive number"),
 ])  # fmt: skip
 def test_listen_bad_arguments(args, needle):
-    one_line_error(grammar("listen", *args), needle)
+    """Refused before anything is printed: stdout (the table header) stays empty."""
+    res = grammar("listen", *args)
+    one_line_error(res, needle)
+    assert res.stdout == ""
 
 
 def test_device_without_sounddevice_is_one_line(tiny_am, tiny_grammar):
@@ -570,6 +575,27 @@ def test_bad_standard_input_is_one_line(tiny_am, tiny_grammar):
                               "--no-denoiser"], input=data, capture_output=True)  # fmt: skip
         one_line_error(subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(), res.stderr.decode()),
                        needle)  # fmt: skip
+
+
+def _listen_stdin(data: bytes, *args) -> subprocess.CompletedProcess:
+    code = "import sys; from grammar.cli import main; sys.exit(main(sys.argv[1:]))"
+    res = subprocess.run([sys.executable, "-c", code, "listen", "-", *map(str, args)], input=data, capture_output=True)
+    return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(), res.stderr.decode())
+
+
+def test_truncated_wav_on_standard_input_is_refused_as_a_file_is(tiny_am, tiny_grammar):
+    """A stream that ends before the data size its header promised is truncated, as a file is; the
+    sizes that promise nothing (0xFFFFFFFF: a writer that did not know the length) are streams."""
+    data, header = wav_bytes(tone(3.0))
+    cut = data[: header + 2 * 24000 + 1]  # 1.5 s of the 3 s promised, and half a sample
+    chain = ["--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json"]
+    res = _listen_stdin(cut, *chain)
+    one_line_error(res, f"standard input: truncated WAV (header promises {2 * 48000} data bytes, the stream ended "
+                        f"after {2 * 24000}")  # fmt: skip
+    streaming = bytearray(cut)
+    streaming[4:8] = streaming[header - 4 : header] = b"\xff\xff\xff\xff"  # RIFF and data sizes unknown
+    res = _listen_stdin(bytes(streaming), *chain)
+    assert res.returncode == 0, res.stderr
 
 
 def test_short_input_is_the_same_error_for_recognize_and_listen(tiny_am, tiny_grammar, tmp_path):
