@@ -132,16 +132,19 @@ def check_rate(option: str, value: float | None, closed: bool = True) -> None:
         raise GrammarError(f"--{option} must lie in {'[0, 1]' if closed else '(0, 1)'}, got {value}")
 
 
-def checked_manifest(args: argparse.Namespace, output: Path | None) -> list:
+def checked_manifest(args: argparse.Namespace, output: Path | None, updates_grammar: bool = False) -> list:
     """The rows of ``--dataset``, before any model loads: ``output`` (when given) is checked and may be
     none of the inputs (the manifest, --commands, --grammar, the audio it lists), and every audio file
-    passes the checks ``load_audio`` makes (read once, not kept)."""
+    passes the checks ``load_audio`` makes (read once, not kept). ``updates_grammar``: the output is a
+    grammar, which may be --grammar itself (``calibrate --grammar g.json -o g.json`` sets a threshold
+    in place: the file is read whole before the new one is renamed over it)."""
     from grammar.dataset import load_manifest
     from rced.audio import AudioBlocks
 
     rows = load_manifest(args.dataset)
     if output is not None:
-        given = [p for p in (args.dataset, args.commands, args.grammar) if p]
+        grammar_in = None if updates_grammar else args.grammar
+        given = [p for p in (args.dataset, args.commands, grammar_in) if p]
         check_output_file(output, [*given, *(r.path for r in rows)])
     for r in rows:
         AudioBlocks(r.path)
@@ -184,7 +187,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     check_rate("target-far", args.target_far)
     check_rate("max-far", args.max_far, closed=False)
     check_rate("confidence", args.confidence, closed=False)
-    rows = checked_manifest(args, args.output)
+    rows = checked_manifest(args, args.output, updates_grammar=True)
     rec = _recognizer(args)
     check_labels(rows, rec.grammar.commands, source=args.dataset)
     non = [r for r in rows if r.label is None]

@@ -199,11 +199,13 @@ def manifest(wavs, tmp_path):
     return m, cmds, g
 
 
-@pytest.mark.parametrize("command,option", [("calibrate", "-o"), ("evaluate", "--det")])
-@pytest.mark.parametrize("which", ["manifest", "commands", "grammar", "audio"])
+@pytest.mark.parametrize("command,option,which", [(c, o, w) for c, o in (("calibrate", "-o"), ("evaluate", "--det"))
+                                                   for w in ("manifest", "commands", "grammar", "audio")
+                                                   if (c, w) != ("calibrate", "grammar")])  # fmt: skip
 def test_an_output_that_is_an_input_is_refused(manifest, wavs, tmp_path, command, option, which):
     """The manifest, --commands, --grammar and every audio file the manifest lists are inputs: never
-    overwritten, refused before any model loads (--am names a missing folder)."""
+    overwritten, refused before any model loads (--am names a missing folder). ``calibrate --grammar
+    g.json -o g.json`` updates the grammar in place (tests/grammar/acoustic/test_int8.py)."""
     m, cmds, g = manifest
     target = {"manifest": m, "commands": cmds, "grammar": g, "audio": wavs[1]}[which]
     source = ["--grammar", g] if which == "grammar" else ["--commands", cmds]
