@@ -427,6 +427,15 @@ plain = m.stateless_call(tv, ntv, x, training=True)
 ones = masked_bn_call(m, tv, ntv, x, jnp.ones((2, 8, 1)), True)
 assert float(jnp.abs(plain[0] - ones[0]).max()) < 1e-6
 assert max(float(jnp.abs(a - b).max()) for a, b in zip(plain[1], ones[1])) < 1e-6
+# the blocks' depthwise convolutions run as shifted products (common._depthwise_by_shifts): same
+# outputs (above) and the same gradients as Keras' grouped convolution
+import common
+assert common._time_depthwise(m.get_layer("b0_dw")) and not common._time_depthwise(m.get_layer("in_conv"))
+g_keras = jax.grad(lambda tv: (m.stateless_call(tv, ntv, x, training=True)[0] ** 2).sum())(tv)
+g_fast = jax.grad(lambda tv: (masked_bn_call(m, tv, ntv, x, jnp.ones((2, 8, 1)), True)[0] ** 2).sum())(tv)
+names = [v.path for v in m.trainable_variables]
+assert "b0_dw/kernel" in names
+assert max(float(jnp.abs(a - b).max() / (jnp.abs(a).max() + 1e-9)) for a, b in zip(g_keras, g_fast)) < 1e-4
 # the first BatchNorm's statistics with the second utterance's last 3 frames masked: those of the rest
 mask = jnp.asarray(np.array([[1] * 8, [1] * 5 + [0] * 3], np.float32)[:, :, None])
 _, new = masked_bn_call(m, tv, ntv, x, mask, True)
@@ -441,7 +450,8 @@ print("ok")
 
 
 def test_masked_batchnorm_statistics():
-    """The AM trainer's BatchNorm statistics see the real frames only (common.masked_bn_call)."""
+    """The AM trainer's BatchNorm statistics see the real frames only, and its depthwise convolutions
+    match Keras' in outputs and gradients (common.masked_bn_call)."""
     pytest.importorskip("jax")
     r = subprocess.run([sys.executable, "-c", MASKED_BN, str(GPU)], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
