@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         ctc = optax.ctc_loss(logits, 1.0 - mask, y, ypad, blank_id=0).mean()
         if t_vars is None:
             return ctc, (ntv, ctc, 0.0)
-        t_logits, _ = teacher.stateless_call(*t_vars, x * to_teacher[0] + to_teacher[1], training=False)
+        t_logits, _ = masked_bn_call(teacher, *t_vars, x * to_teacher[0] + to_teacher[1], None, training=False)
         kl = distill_kl(logits, jax.lax.stop_gradient(t_logits), mask, temp)
         return (kl if a == 1 else (1 - a) * ctc + a * kl), (ntv, ctc, kl)  # a CTC of inf must not make NaN
 
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
 
     @jax.jit
     def predict(tv, ntv, x):
-        logits, _ = model.stateless_call(tv, ntv, x, training=False)
+        logits, _ = masked_bn_call(model, tv, ntv, x, None, training=False)  # the fast depthwise path
         return jax.nn.log_softmax(logits)
 
     def evaluate(tv, ntv) -> dict:
