@@ -13,12 +13,7 @@ from pathlib import Path
 
 from grammar.augment.dictionary import DICTIONARY_SEED
 from grammar.errors import GrammarError
-
-
-def _positive(name: str, value: int) -> int:
-    if value is None or value < 1:
-        raise GrammarError(f"--{name} must be a positive integer, got {value}")
-    return value
+from rced.cli import positive_int
 
 
 def _load_dictionary(path: str | None):
@@ -75,8 +70,6 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from rced.audio import load_audio
     from rced.outputs import check_output_file
 
-    _positive("budget", args.budget)
-    _positive("top-k", args.top_k)
     check_rate("target-far", args.target_far)
     check_output_file(args.output, [p for p in (args.commands, args.dataset, args.dictionary) if p])
     commands = load_commands(args.commands)
@@ -125,7 +118,6 @@ def cmd_dictionary_build(args: argparse.Namespace) -> int:
     from grammar.cli import _emit
     from rced.outputs import check_output_file
 
-    _positive("n-utts", args.n_utts)
     check_output_file(args.output)
     rec = _character_recognizer(args)
     pairs = build_default_pairs(rec, n_utts=args.n_utts, seed=args.seed)
@@ -162,10 +154,10 @@ def add_parsers(sub) -> None:
     a.add_argument("--method", choices=["cem", "greedy"], default="cem",
                    help="cem: cross-entropy method over grammars; greedy: add the best candidate while it helps "
                         "(default %(default)s)")  # fmt: skip
-    a.add_argument("--budget", type=int, default=5,
+    a.add_argument("--budget", type=positive_int, default=5,
                    help="extra expressions per command, at most; the base one is not counted (default %(default)s)")
     a.add_argument("--dictionary", default=None, help="pronunciation dictionary JSON (default: the shipped one)")
-    a.add_argument("--top-k", type=int, default=10, help="candidates per command (default %(default)s)")
+    a.add_argument("--top-k", type=positive_int, default=10, help="candidates per command (default %(default)s)")
     a.add_argument("--target-far", type=float, default=None,
                    help="false-alarm target (default: the base grammar's FAR at the shipped threshold)")
     a.add_argument("--seed", type=int, default=0, help="CEM's random draws (default %(default)s)")
@@ -192,7 +184,7 @@ def add_parsers(sub) -> None:
                     "acoustic model (greedy CTC) and count, for every word, the spellings it comes out as: the "
                     "statistical pronunciation dictionary `grammar augment` draws candidates from.")  # fmt: skip
     b.add_argument("-o", "--output", required=True, type=output_path, help="dictionary JSON to write")
-    b.add_argument("--n-utts", type=int, default=2000,
+    b.add_argument("--n-utts", type=positive_int, default=2000,
                    help="utterances, each decoded clean and in babble (default %(default)s)")
     b.add_argument("--seed", type=int, default=DICTIONARY_SEED,
                    help="speech seed (default %(default)s: utterances the acoustic model never trained on)")
