@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "after every epoch; rerunning resumes. The architecture defaults to the shipped model's "
                     f"(grammar/default_am/config.json: {am.channels} channels, {am.blocks} blocks), which was "
                     "trained on a GPU with scripts/gpu/train_am_jax.py (see its MODEL_CARD.md).")  # fmt: skip
-    t.add_argument("run_dir", type=Path, help="run folder: prepared data, checkpoints, log.csv; rerun to resume")
+    t.add_argument("run_dir", type=output_path, help="run folder: prepared data, checkpoints, log.csv; rerun to resume")
     t.add_argument("--channels", type=int, default=am.channels,
                    help="channels of every convolution (default %(default)s, as the shipped AM)")
     t.add_argument("--blocks", type=int, default=am.blocks,

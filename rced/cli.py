@@ -393,9 +393,9 @@ def add_commands(parser: argparse.ArgumentParser):
 
 def add_schedule_args(p: argparse.ArgumentParser, tc) -> None:
     """The training schedule every trainer's command takes, defaults from its train config ``tc``."""
-    p.add_argument("--steps-per-epoch", type=int, default=tc.steps_per_epoch, help="batches per epoch (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=tc.epochs, help="epochs in all (default %(default)s)")
-    p.add_argument("--lr", type=float, default=tc.learning_rate, help="Adam learning rate (default %(default)s)")
+    p.add_argument("--steps-per-epoch", type=positive_int, default=tc.steps_per_epoch, help="batches per epoch (default %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=tc.epochs, help="epochs in all (default %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=tc.learning_rate, help="Adam learning rate (default %(default)s)")
     p.add_argument("--seed", type=int, default=tc.seed, help="weights and batch order (default %(default)s)")
 
 
@@ -404,11 +404,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
                    help="tf.distribute strategy: default (one device), mirrored (the GPUs of this machine), "
                         "multiworker (several machines, TF_CONFIG) (default %(default)s)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
-    p.add_argument("--max-epochs-this-run", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for TensorFlow (default: all cores)")
+    p.add_argument("--max-epochs-this-run", type=positive_int, default=None,
                    help="stop after N epochs; run again to resume (default: until --epochs)")
     p.add_argument("--init-from", type=Path, default=None, help="warm start: weights of this .keras checkpoint")
-    p.add_argument("--export", type=Path, default=None,
+    p.add_argument("--export", type=output_path, default=None,
                    help="model folder to write when training ends (default: RUN_DIR/model)")
     p.add_argument("--json", action="store_true", help="print the run's state as one JSON line")
 
@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the configuration it started with. The model folder (config.json, norm.json, "
                     "model.keras) is written when the last epoch ends; give it to --model of denoise, stream "
                     "and evaluate.")  # fmt: skip
-    t.add_argument("run_dir", type=Path, help="run folder: prepared data, checkpoints, log.csv; rerun to resume")
+    t.add_argument("run_dir", type=output_path, help="run folder: prepared data, checkpoints, log.csv; rerun to resume")
     t.add_argument("--arch", default=mc.arch, choices=["rced", "crced", "bced"],
                    help="rced: the R-CED network (shipped); crced: its cascaded variant; bced: R-CED on bands "
                         "(see --n-bands) (default %(default)s)")  # fmt: skip

@@ -311,3 +311,23 @@ def test_an_empty_results_stem_is_refused_when_the_arguments_are_parsed():
     res = rced("evaluate", "-o", "")
     assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].endswith("output path is empty (''): give a "
                                                                                  "file or folder name")  # fmt: skip
+
+
+@pytest.mark.parametrize("module,argv,needle", [
+    ("rced.cli", ["train", ""], "argument run_dir: output path is empty ('')"),
+    ("rced.cli", ["train", "r", "--epochs", "0"], "argument --epochs: '0': must be positive"),
+    ("rced.cli", ["train", "r", "--steps-per-epoch", "-3"], "argument --steps-per-epoch: '-3': must be positive"),
+    ("rced.cli", ["train", "r", "--lr", "nan"], "argument --lr: 'nan': must be a finite number"),
+    ("rced.cli", ["train", "r", "--max-epochs-this-run", "0"], "argument --max-epochs-this-run: '0': must be positive"),
+    ("rced.cli", ["train", "r", "--export", ""], "argument --export: output path is empty ('')"),
+    ("grammar.cli", ["train-am", ""], "argument run_dir: output path is empty ('')"),
+    ("grammar.cli", ["train-am", "r", "--threads", "0"], "argument --threads: '0': must be positive"),
+])  # fmt: skip
+def test_training_options_are_checked_when_parsed(module, argv, needle, capsys):
+    """A trainer's run folder, export folder and numbers are refused before any data is prepared."""
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(argv)
+    assert exc.value.code == 2 and needle in capsys.readouterr().err.strip().splitlines()[-1]
