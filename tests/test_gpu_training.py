@@ -302,6 +302,15 @@ def test_am_trainer_warm_start_and_backend_parity(tmp_path):
     assert (cfg["channels"], cfg["blocks"], cfg["n_mels"]) == (16, 1, 40)
     tf_out = np.asarray(_tf_model(tmp_path / "s", AMConfig)(x))
     np.testing.assert_allclose(tf_out, _jax_outputs(tmp_path / "s", x, tmp_path), rtol=0, atol=1e-5)
+    # --select last kept the last weights: last_weights.py writes the same network from the checkpoint
+    r = _run("last_weights.py", tmp_path / "s", "-o", tmp_path / "last")
+    assert "the weights of step 2 of" in r.stdout
+    assert sorted(f.name for f in (tmp_path / "last").iterdir()) == ["config.json", "model.keras", "norm.json",
+                                                                    "training_log.csv"]  # fmt: skip
+    np.testing.assert_array_equal(_tf_model(tmp_path / "last", AMConfig)(x), tf_out)
+    r = _run("last_weights.py", tmp_path / "s", "-o", tmp_path / "last", check=False)
+    assert r.returncode and r.stderr.strip().splitlines()[-1].endswith("last: already exists (the folder is written "
+                                                                       "whole, never over another)")  # fmt: skip
 
 
 def test_am_trainer_switches_units_keeping_the_trunk(tmp_path):
