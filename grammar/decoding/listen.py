@@ -279,8 +279,8 @@ class PosteriorStream:
 #: window accepting at the grammar's threshold plus ``LISTEN_THRESHOLD_OFFSET``. A command said to
 #: the device lies whole in several successive windows; a stretch of other talk that looks like one
 #: seldom does, so asking for several lets each window accept more readily.
-LISTEN_MIN_WINDOWS = 3
-LISTEN_THRESHOLD_OFFSET = -0.2
+LISTEN_MIN_WINDOWS = 5
+LISTEN_THRESHOLD_OFFSET = -0.8
 #: The windows: the last ``LISTEN_WINDOW_S`` seconds decoded every ``LISTEN_HOP_S`` (also the block
 #: size); accepted windows of one command within ``LISTEN_REFRACTORY_S`` of each other are one event.
 LISTEN_WINDOW_S = 2.0
