@@ -150,7 +150,8 @@ def masked_bn_call(model, trainable: list, non_trainable: list, x, bn_mask, trai
 
     A functional model does not carry a mask through convolutions, so this runs the model's
     graph itself (Keras' own ``Functional.call`` does the same) and hands the mask to every
-    BatchNormalization; the mask is not passed on to later layers. Keras 3.15 API.
+    BatchNormalization; the mask is not passed on to later layers. The acoustic model's depthwise
+    convolutions run as shifted products (:func:`_depthwise_by_shifts`). Keras 3.15 API.
     """
     import keras
     from keras.src.backend import set_keras_mask

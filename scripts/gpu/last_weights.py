@@ -4,8 +4,8 @@ A run's ``--select`` keeps the weights with the best validation metric; when the
 is not the target (TRAIN voices, while the product is judged on the calibration set), the last
 weights of the cosine schedule are the ones to measure. This writes them beside the run's
 ``config.json``, ``norm.json`` and ``training_log.csv``, for ``benchmarks/am_levers.py``,
-``merge_models.py`` or ``ship_am.sh``. Works for both trainers (acoustic model or denoiser: the
-network is the one ``config.json`` describes). Works on any Keras backend.
+``merge_models.py`` or ``ship_am.sh``. Works for both trainers: the network is the run's own
+``model.keras`` (safe mode), whose weights are replaced. Works on any Keras backend.
 
 Usage (repo root):
     python scripts/gpu/last_weights.py runs/am_long -o runs/am_long_last
@@ -27,22 +27,6 @@ from common import check_model_folder, check_output, parser, restore  # noqa: E4
 COPIED = ("config.json", "norm.json", "training_log.csv")
 
 
-def build_network(folder: Path):
-    """The Keras network ``folder/config.json`` describes: an acoustic model's or a denoiser's."""
-    from rced.config import load_json
-
-    data = json.loads((folder / "config.json").read_text())
-    if "units" in data or "blocks" in data:
-        from grammar.acoustic.am import build_am
-        from grammar.config import AMConfig
-
-        return build_am(load_json(AMConfig, folder / "config.json"))
-    from rced.config import ModelConfig
-    from rced.models import build_model
-
-    return build_model(load_json(ModelConfig, folder / "config.json"))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
     ap.add_argument("run", type=Path, help="a trainer's --out folder (checkpoint.npz, config.json, norm.json)")
@@ -60,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         step = json.loads(str(z.pop("meta")))["step"]
     except Exception as exc:  # a damaged file: say which, do not guess
         raise SystemExit(f"{ckpt}: cannot read the checkpoint ({str(exc).splitlines()[0][:120]})") from None
-    model = build_network(args.run)
+    import keras
+
+    model = keras.saving.load_model(args.run / "model.keras", compile=False, safe_mode=True)
     tv, ntv = restore(model, z)
     for v, a in zip(model.trainable_variables + model.non_trainable_variables, tv + ntv):
         v.assign(np.asarray(a))
