@@ -81,6 +81,7 @@ def pico_voices() -> list[Voice]:
 
 KOKORO_STYLES = ("jm_kumo", "jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro")
 KOKORO_SPEAKERS = 16
+KOKORO_DEV_SPEAKERS = 8  # blend16..blend23: never trained on; the spotter's development talkers
 _KOKORO_ALPHA = (3.0, 1.0, 1.0, 1.0, 1.0)  # Dirichlet concentration: the one man's voice weighs most
 _KOKORO_JITTER = 0.03  # perturbation, in standard deviations of each style dimension across the five
 
@@ -92,7 +93,16 @@ def kokoro_voices(n: int = KOKORO_SPEAKERS) -> list[Voice]:
     Kept out of :func:`train_voices`, as the Pico voices are; a run adds them with
     ``train_utterances(..., kokoro=N)``. The natural TEST-ONLY voice (hibari ``heart``) was distilled
     from a Kokoro voice: a model trained on these is judged on the real recordings."""
+    if not 0 <= n <= KOKORO_SPEAKERS:
+        raise RcedError(f"kokoro voices: {n} speakers asked, {KOKORO_SPEAKERS} are TRAIN (the rest are dev)")
     return [Voice("kokoro", f"blend{k:02d}") for k in range(n)]
+
+
+def kokoro_dev_voices() -> list[Voice]:
+    """Kokoro speakers that no training saw (blends after the TRAIN ones): the development talkers
+    on which the spotter's settings are chosen. Unseen speakers, like the TEST-ONLY voices, so a
+    setting chosen on them does not lean on the AM's familiarity with its own training voices."""
+    return [Voice("kokoro", f"blend{k:02d}") for k in range(KOKORO_SPEAKERS, KOKORO_SPEAKERS + KOKORO_DEV_SPEAKERS)]
 
 
 def kokoro_style_weights(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -67,6 +67,31 @@ def _am_pack(path: Path) -> None:
                                             [utt(50), utt(70)], labels[:2], texts[:2], utt(400)))  # fmt: skip
 
 
+def test_an_empty_label_is_ctcs_all_blank_path(tmp_path):
+    """A non-speech negative (label length 0) loads as a row of padding, and the trainer's CTC then
+    costs exactly -sum of log p(blank) over the frames (the closed form of the one empty path)."""
+    pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    import train_am_jax
+
+    rng = np.random.default_rng(0)
+    feats = [(rng.standard_normal((40 + 10 * i, 40)) - 4).astype(np.float32) for i in range(3)]
+    labels = [np.zeros(0, np.int32), np.array([3, 4, 5], np.int32), np.zeros(0, np.int32)]
+    save_npz(tmp_path / "n.npz", pack_am_data.pack_arrays(feats, [0, 0, 0], labels, feats[:1], labels[1:2], ["abc"],
+                                                         feats[0]))  # fmt: skip
+    d = train_am_jax.load_pack(tmp_path / "n.npz", 64, 8)
+    assert d["y"].tolist()[0] == [0] * 8 and d["y"].tolist()[1][:3] == [3, 4, 5]
+    logits = rng.standard_normal((3, 20, 6)).astype(np.float32)
+    pad = np.zeros((3, 20), np.float32)
+    pad[2, 15:] = 1  # a shorter utterance
+    ypad = (d["y"] == 0).astype(np.float32)
+    loss = np.asarray(optax.ctc_loss(logits, pad, d["y"], ypad, blank_id=0))
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert loss[0] == pytest.approx(-logp[0, :, 0].sum(), rel=1e-5)
+    assert loss[2] == pytest.approx(-logp[2, :15, 0].sum(), rel=1e-5)
+    assert np.isfinite(loss[1])
+
+
 def test_rced_pack_round_trip(tmp_path):
     audio = _rced_pack(tmp_path / "p.npz")
     z = np.load(tmp_path / "p.npz", allow_pickle=False)

@@ -26,8 +26,9 @@ from rced.train import ResumableRun
 
 def prepare_utterances(audios: list[np.ndarray], texts: list[str], cfg: AMTrainConfig, denoiser,
                        babble_pool: list[np.ndarray], seed: int) -> dict:  # fmt: skip
-    """Per utterance: label ids (in the AM's units; an utterance they cannot spell is skipped) and
-    log-mel of clean, noisy and (for half) enhanced versions."""
+    """Per utterance: label ids (in the AM's units; an utterance they cannot spell is skipped; an
+    empty text is a non-speech negative, all blank) and log-mel of clean, noisy and (for half)
+    enhanced versions."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
@@ -36,8 +37,8 @@ def prepare_utterances(audios: list[np.ndarray], texts: list[str], cfg: AMTrainC
     out: dict = {"labels": [], "clean": [], "noisy": [], "enhanced": [], "text": []}
     for i, (audio, text) in enumerate(tqdm(list(zip(audios, texts)), desc="AM data", unit="utt")):
         try:
-            text = normalize_text(text)
-            ids = units.encode(units.spell(text))
+            text = normalize_text(text) if text else ""
+            ids = units.encode(units.spell(text)) if text else np.zeros(0, np.int32)
         except GrammarError:
             continue
         noise = make_babble(len(audio), babble_pool, rng)

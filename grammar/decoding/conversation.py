@@ -49,18 +49,19 @@ class ConversationConfig:
             raise GrammarError(f"conversation: command_every {self.command_every} must be at least 1 sentence")
 
     def key(self, commands: Sequence[str]) -> str:
-        blob = json.dumps([dataclasses.asdict(self), list(commands)], sort_keys=True)
+        voices = [v.id for v in split_voices(self.split)]
+        blob = json.dumps([dataclasses.asdict(self), list(commands), voices], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def split_voices(split: str):
-    """The talkers of a split: ``test`` the TEST-ONLY voices and the natural one; ``dev`` the
-    TRAIN voices that are not espeak-ng."""
-    from rced.tts import natural_test_voices, natural_train_voices, test_voices
+    """The talkers of a split: ``test`` the TEST-ONLY voices and the natural one; ``dev`` Kokoro
+    speakers that no training saw (:func:`rced.tts.kokoro_dev_voices`)."""
+    from rced.tts import kokoro_dev_voices, natural_test_voices, test_voices
 
     if split == "test":
         return test_voices() + natural_test_voices()
-    return natural_train_voices()
+    return kokoro_dev_voices()
 
 
 def plan(commands: Sequence[str], cfg: ConversationConfig) -> list[tuple[str, str | None, int, float]]:

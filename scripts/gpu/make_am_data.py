@@ -47,6 +47,9 @@ def main() -> None:
     ap.add_argument("--command-share", type=float, default=0.0,
                     help="share of the utterances that say a command, alone or among common words "
                          "(grammar.dataset.with_command_texts)")  # fmt: skip
+    ap.add_argument("--nonspeech", type=int, default=0,
+                    help="non-speech clips (rced.nonspeech: hum, noise, beeps, music; 1-4 s) added as negatives "
+                         "with an empty transcript (all blank)")  # fmt: skip
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the babble mixing")
     ap.add_argument("--am", type=Path, default=None,
                     help="AM folder whose config.json the features are for: its mel bands and its "
@@ -71,6 +74,8 @@ def main() -> None:
 
     import dataclasses
 
+    import numpy as np
+
     from grammar.acoustic.train_am import _save_npz, prepare_utterances
     from grammar.config import AMConfig, AMTrainConfig
     from grammar.decoding.recognizer import am_front_end, default_am_path
@@ -88,6 +93,14 @@ def main() -> None:
             for u in with_command_texts(train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro),
                                         commands, args.command_share, s)]  # fmt: skip
     audios = load_utterances(utts, desc="AM speech")
+    texts = [u.text for u in utts]
+    if args.nonspeech:
+        from rced.nonspeech import nonspeech_clip
+
+        seed0 = 100_000 * (args.data_seed % 10) + 1000 * args.seeds[0]  # below benchmarks/nonspeech.py's seeds
+        rng = np.random.default_rng(seed0)
+        audios += [nonspeech_clip(seed0 + i, float(rng.uniform(1, 4)))[0] for i in range(args.nonspeech)]
+        texts += [""] * args.nonspeech
     pool = load_utterances(train_utterances(200, 777), desc="AM babble")
     mix_seed = args.data_seed + 1000 * args.seeds[0]
     if args.reverb_share:
@@ -95,7 +108,7 @@ def main() -> None:
         audios = in_rooms(audios, args.reverb_share, sr, seed=mix_seed)
         pool = in_rooms(pool, args.reverb_share, sr, seed=mix_seed + 1)
     den = am_front_end(Denoiser.load(None), cfg.am)
-    data = prepare_utterances(audios, [u.text for u in utts], cfg, den, pool, mix_seed)
+    data = prepare_utterances(audios, texts, cfg, den, pool, mix_seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _save_npz(args.out, data)
     print(f"wrote {args.out}: {len(data['labels'])} utterances")

@@ -19,9 +19,12 @@ from rced.corpus import test_utterances as plan_test_utterances
 from rced.errors import RcedError
 from rced.text import common_words, random_sentence
 from rced.tts import (
+    KOKORO_DEV_SPEAKERS,
+    KOKORO_SPEAKERS,
     KOKORO_STYLES,
     Prosody,
     Voice,
+    kokoro_dev_voices,
     kokoro_style_weights,
     kokoro_voices,
     natural_test_voices,
@@ -76,6 +79,13 @@ def test_pico_utterances_come_after_the_unchanged_plan():
     assert more[:30] == base and len(more) == 40
     assert all(u.voice in pico_voices() for u in more[30:])
     assert len({u.voice for u in more[30:]}) == 2 and len({u.text for u in more[30:]}) == 10
+
+
+def test_kokoro_dev_speakers_are_not_train_speakers():
+    dev = {v.id for v in kokoro_dev_voices()}
+    assert len(dev) == KOKORO_DEV_SPEAKERS and not dev & {v.id for v in kokoro_voices()}
+    with pytest.raises(RcedError, match="TRAIN"):
+        kokoro_voices(KOKORO_SPEAKERS + 1)
 
 
 def test_kokoro_speakers_are_blends_of_the_five_styles():

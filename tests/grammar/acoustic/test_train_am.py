@@ -64,6 +64,16 @@ def test_phoneme_am_trains_on_respelled_transcripts(tmp_path):
     assert ph.parse(out) == "" or ph.parse(out)  # ARPAbet or nothing: parse() refuses anything else
 
 
+def test_an_empty_transcript_is_a_non_speech_negative():
+    """Non-speech clips (rced.nonspeech) train with an empty label: CTC's all-blank path."""
+    from rced.nonspeech import nonspeech_clip
+
+    audio = [nonspeech_clip(3, 1.0)[0], synthesize("mute", Voice("espeak", "en-us"))]
+    d = prepare_utterances(audio, ["", "mute"], TINY, None, audio, seed=0)
+    assert d["text"] == ["", "mute"] and len(d["labels"][0]) == 0 and len(d["labels"][1]) == 4
+    assert d["clean"][0].shape[0] > 0
+
+
 def test_mirrored_strategy(tmp_path, data):
     cfg = AMTrainConfig(am=TINY.am, batch_utts=3, steps_per_epoch=1, epochs=1)
     assert AMTrainer(tmp_path / "m", cfg, data=data, strategy="mirrored").run(verbose=0)["epochs_done"] == 1

@@ -47,7 +47,19 @@ def test_voice_split_keeps_test_voices_out_of_dev():
     test_ids = {v.id for v in tts.test_voices() + tts.natural_test_voices()}
     assert {v.id for v in split_voices("test")} == test_ids
     dev = {v.id for v in split_voices("dev")}
-    assert dev and not dev & test_ids and dev <= {v.id for v in tts.train_voices()}
+    trained = {v.id for v in tts.train_voices() + tts.pico_voices() + tts.kokoro_voices()}
+    assert dev and not dev & test_ids and not dev & trained
+    assert all(v.engine == "kokoro" for v in split_voices("dev"))
+
+
+def test_a_streams_key_names_its_talkers(monkeypatch):
+    import grammar.decoding.conversation as conv
+
+    cfg = ConversationConfig(split="dev")
+    before = cfg.key(COMMANDS)
+    assert before == ConversationConfig(split="dev").key(COMMANDS)
+    monkeypatch.setattr(conv, "split_voices", lambda split: tts.kokoro_voices(2))
+    assert cfg.key(COMMANDS) != before  # other talkers, another stream: its caches must not be reused
 
 
 @pytest.mark.parametrize("kw", [{"split": "train"}, {"minutes": 0}, {"minutes": float("nan")}, {"command_every": 0.5}])
