@@ -35,7 +35,7 @@ from grammar.dataset import load_manifest, make_dataset, n_independent  # noqa: 
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
-from rced.audio import atomic_write_text, load_audio  # noqa: E402
+from rced.audio import atomic_write_bytes, atomic_write_text, load_audio  # noqa: E402
 from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_utterances, train_utterances  # noqa: E402
 from rced.tts import natural_test_voices, test_voices  # noqa: E402
 
@@ -109,9 +109,7 @@ def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **{f"p{i}": p for i, p in enumerate(out)})
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())  # a unique temporary name: benchmarks may run side by side
     return out
 
 

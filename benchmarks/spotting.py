@@ -81,10 +81,11 @@ def posteriors(rec: Recognizer, scene: Scene, key: str) -> np.ndarray:
     out = [stream.push(scene.noisy[i : i + block]) for i in tqdm(range(0, len(scene.noisy), block), desc=f"{key} {rec.backend}")]
     out.append(stream.flush())
     logp = np.concatenate(out).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part.npy")
-    np.save(tmp, logp)
-    os.replace(tmp, path)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, logp)
+    atomic_write_bytes(path, buf.getvalue())  # a unique temporary name: benchmarks may run side by side
     return logp
 
 
@@ -149,8 +150,8 @@ def pocketsphinx_rows(scene: Scene, commands, key: str) -> dict:
 
 # --------------------------------------------------------------------------- choosing on dev
 
-MIN_WINDOWS_GRID = range(1, 6)
-OFFSET_GRID = np.round(np.arange(-1.0, 0.301, 0.05), 2)
+MIN_WINDOWS_GRID = range(1, 9)
+OFFSET_GRID = np.round(np.arange(-1.6, 0.301, 0.05), 2)
 CHOOSE_FA_PER_HOUR = 10.0  # half the target: room for a new stream's spread
 CHOOSE_MISCLASSIFIED = 0.10  # at most 2 in 20 commands taken for another
 

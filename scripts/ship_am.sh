@@ -49,7 +49,7 @@ fi
 if [ "$first" -le 4 ]; then
   step 4 "tables"
   lane "python benchmarks/export.py --manifest $(manifest 1); python benchmarks/spotting.py"
-  lane "python benchmarks/real_commands.py; python benchmarks/listening.py --factors; python benchmarks/augmentation.py"
+  lane "python benchmarks/real_commands.py; python benchmarks/nonspeech.py; python benchmarks/listening.py --factors; python benchmarks/augmentation.py"
   wait -n && wait -n || { echo "ship_am: a step-4 lane failed (logs above)" >&2; wait; exit 1; }
   tmp=$(mktemp -d)
   python -m firmware_export build -o "$tmp/bundle" && cp "$tmp/bundle/report.md" benchmarks/results/bundle_report.md

@@ -20,7 +20,7 @@ Three causal stages, each fed block by block:
    command, span and score of its best-scoring window once no later window can overlap it, so a
    command spoken once triggers once. The listener decodes at the grammar's threshold plus
    :data:`LISTEN_THRESHOLD_OFFSET` and keeps only events that :data:`LISTEN_MIN_WINDOWS` windows
-   accepted (chosen on TRAIN voices by benchmarks/spotting.py).
+   accepted (chosen by benchmarks/spotting.py on a stream of Kokoro speakers no training saw).
 3. :func:`spot` / :func:`listen_blocks` tie them together; ``grammar listen`` is the CLI
    (:func:`run_listen`): a file read block by block, standard input, or a live input device
    (:class:`Source`), each detection printed the moment it is final, Ctrl-C ending the input.
@@ -273,14 +273,15 @@ class PosteriorStream:
 # --------------------------------------------------------------------------- spotting
 
 
-#: How ``grammar listen`` turns windows into detections, chosen on a development stream of TRAIN
-#: voices (``python benchmarks/spotting.py``, its ``choose``; benchmarks/results/spotting.md): an event
+#: How ``grammar listen`` turns windows into detections, chosen on a development stream of eight
+#: Kokoro speakers no training saw (``python benchmarks/spotting.py``, its ``choose``;
+#: benchmarks/results/spotting.md): an event
 #: becomes a detection when at least ``LISTEN_MIN_WINDOWS`` windows accepted its command, each
 #: window accepting at the grammar's threshold plus ``LISTEN_THRESHOLD_OFFSET``. A command said to
 #: the device lies whole in several successive windows; a stretch of other talk that looks like one
 #: seldom does, so asking for several lets each window accept more readily.
 LISTEN_MIN_WINDOWS = 5
-LISTEN_THRESHOLD_OFFSET = -0.8
+LISTEN_THRESHOLD_OFFSET = -1.15
 #: The windows: the last ``LISTEN_WINDOW_S`` seconds decoded every ``LISTEN_HOP_S`` (also the block
 #: size); accepted windows of one command within ``LISTEN_REFRACTORY_S`` of each other are one event.
 LISTEN_WINDOW_S = 2.0
