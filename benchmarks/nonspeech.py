@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = clips(args.per_kind)
     results = {}
+    g = Grammar.load(default_grammar_path())
     if args.am is None:
-        g = Grammar.load(default_grammar_path())
         for backend in ("float", "int8"):
             rec = Recognizer.load(backend=backend, grammar=False)
             results[f"stapes {backend}"] = table(rows, accepted(rec, rows, g.for_backend(backend)))
@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         names = args.label or [Path(a).name for a in args.am]
         if len(names) != len(args.am):
             ap.error(f"{len(args.am)} folders but {len(names)} labels")
-        g = Grammar.load(default_grammar_path())
         for name, folder in zip(names, args.am):
             rec = Recognizer.load(folder, grammar=False)
             thr = shipped_threshold(rec, g.score_kind, args.max_far)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import os
@@ -35,7 +34,7 @@ from grammar.dataset import load_manifest, make_dataset, n_independent  # noqa: 
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
-from rced.audio import atomic_write_bytes, atomic_write_text, load_audio  # noqa: E402
+from rced.audio import atomic_save_npz, atomic_write_text, load_audio  # noqa: E402
 from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_utterances, train_utterances  # noqa: E402
 from rced.tts import natural_test_voices, test_voices  # noqa: E402
 
@@ -106,10 +105,7 @@ def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
         z = np.load(path, allow_pickle=False)
         return [z[f"p{i}"] for i in range(len(rows))]
     out = [rec.posteriors(load_audio(r.path), 16000, str(r.path)) for r in tqdm(rows, desc=f"posteriors {tag}")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **{f"p{i}": p for i, p in enumerate(out)})
-    atomic_write_bytes(path, buf.getvalue())  # a unique temporary name: benchmarks may run side by side
+    atomic_save_npz(path, {f"p{i}": p for i, p in enumerate(out)})
     return out
 
 

@@ -50,7 +50,7 @@ from grammar.decoding.listen import (  # noqa: E402
     window_records,
 )
 from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
-from rced.audio import atomic_write_bytes, atomic_write_text  # noqa: E402
+from rced.audio import atomic_save_npy, atomic_write_bytes, atomic_write_text  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
 from rced.tts import natural_test_voices  # noqa: E402
 
@@ -81,11 +81,7 @@ def posteriors(rec: Recognizer, scene: Scene, key: str) -> np.ndarray:
     out = [stream.push(scene.noisy[i : i + block]) for i in tqdm(range(0, len(scene.noisy), block), desc=f"{key} {rec.backend}")]
     out.append(stream.flush())
     logp = np.concatenate(out).astype(np.float32)
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, logp)
-    atomic_write_bytes(path, buf.getvalue())  # a unique temporary name: benchmarks may run side by side
+    atomic_save_npy(path, logp)
     return logp
 
 

@@ -6,6 +6,7 @@ half-written file behind (temporary name in the same folder, then ``os.replace``
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tempfile
@@ -298,3 +299,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` to memory, then :func:`atomic_write_bytes`: never half a file, and processes
+    writing the same cache side by side never share a temporary name."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` of named arrays, written as :func:`atomic_save_npy` writes one."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())

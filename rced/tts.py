@@ -95,14 +95,18 @@ def kokoro_voices(n: int = KOKORO_SPEAKERS) -> list[Voice]:
     from a Kokoro voice: a model trained on these is judged on the real recordings."""
     if not 0 <= n <= KOKORO_SPEAKERS:
         raise RcedError(f"kokoro voices: {n} speakers asked, {KOKORO_SPEAKERS} are TRAIN (the rest are dev)")
-    return [Voice("kokoro", f"blend{k:02d}") for k in range(n)]
+    return _kokoro_blends(range(n))
+
+
+def _kokoro_blends(ks: range) -> list[Voice]:
+    return [Voice("kokoro", f"blend{k:02d}") for k in ks]
 
 
 def kokoro_dev_voices() -> list[Voice]:
     """Kokoro speakers that no training saw (blends after the TRAIN ones): the development talkers
     on which the spotter's settings are chosen. Unseen speakers, like the TEST-ONLY voices, so a
     setting chosen on them does not lean on the AM's familiarity with its own training voices."""
-    return [Voice("kokoro", f"blend{k:02d}") for k in range(KOKORO_SPEAKERS, KOKORO_SPEAKERS + KOKORO_DEV_SPEAKERS)]
+    return _kokoro_blends(range(KOKORO_SPEAKERS, KOKORO_SPEAKERS + KOKORO_DEV_SPEAKERS))
 
 
 def kokoro_style_weights(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,8 @@ sys.path.insert(0, str(GPU))
 import merge_models  # noqa: E402
 import pack_am_data  # noqa: E402
 import pack_rced_data  # noqa: E402
-from common import save_npz  # noqa: E402
+
+from rced.audio import atomic_save_npz  # noqa: E402
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
@@ -49,7 +50,7 @@ def _rced_pack(path: Path, n: int = 10, n_val: int = 3) -> list[np.ndarray]:
     audio = [speechlike(seconds=0.6 + 0.1 * i, seed=i) for i in range(n)]
     blob, coded = pack_rced_data.encode_chunk(audio, 7)
     meta = [(0, i, i < n_val, m, sc) for i, (m, sc) in enumerate(coded)]
-    save_npz(path, pack_rced_data.pack_arrays([blob], meta, 7))
+    atomic_save_npz(path, pack_rced_data.pack_arrays([blob], meta, 7))
     return audio
 
 
@@ -63,7 +64,7 @@ def _am_pack(path: Path) -> None:
 
     texts = ["volume up", "mute", "next song", "call home"]
     labels = [encode(texts[i % 4]) for i in range(8)]
-    save_npz(path, pack_am_data.pack_arrays([utt(60 + 10 * i) for i in range(8)], [0, 2] * 4, labels,
+    atomic_save_npz(path, pack_am_data.pack_arrays([utt(60 + 10 * i) for i in range(8)], [0, 2] * 4, labels,
                                             [utt(50), utt(70)], labels[:2], texts[:2], utt(400)))  # fmt: skip
 
 
@@ -77,7 +78,7 @@ def test_an_empty_label_is_ctcs_all_blank_path(tmp_path):
     rng = np.random.default_rng(0)
     feats = [(rng.standard_normal((40 + 10 * i, 40)) - 4).astype(np.float32) for i in range(3)]
     labels = [np.zeros(0, np.int32), np.array([3, 4, 5], np.int32), np.zeros(0, np.int32)]
-    save_npz(tmp_path / "n.npz", pack_am_data.pack_arrays(feats, [0, 0, 0], labels, feats[:1], labels[1:2], ["abc"],
+    atomic_save_npz(tmp_path / "n.npz", pack_am_data.pack_arrays(feats, [0, 0, 0], labels, feats[:1], labels[1:2], ["abc"],
                                                          feats[0]))  # fmt: skip
     d = train_am_jax.load_pack(tmp_path / "n.npz", 64, 8)
     assert d["y"].tolist()[0] == [0] * 8 and d["y"].tolist()[1][:3] == [3, 4, 5]
@@ -190,7 +191,7 @@ def test_run_folder_resumes_a_run_older_than_an_option(tmp_path):
     from common import RunFolder
 
     old = {"lr": 0.001, "out": str(tmp_path), "minutes": 5.0}
-    save_npz(tmp_path / "checkpoint.npz", {"w": np.zeros(2), "meta": np.array(json.dumps({"args": old}))})
+    atomic_save_npz(tmp_path / "checkpoint.npz", {"w": np.zeros(2), "meta": np.array(json.dumps({"args": old}))})
     args = {"lr": 0.001, "out": tmp_path, "minutes": 9.0, "context": None}
     assert RunFolder(tmp_path, argparse.Namespace(**args)).load()["meta"]["args"] == old
     for change in ({"context": 16}, {"lr": 0.01}):

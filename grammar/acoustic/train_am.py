@@ -9,8 +9,6 @@ level and SpecAugment perturbations on the fly. The epoch loop, checkpoints, res
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from grammar.acoustic.features import LOG_FLOOR, log_mel
@@ -18,6 +16,7 @@ from grammar.alphabet import normalize_text
 from grammar.config import AMTrainConfig
 from grammar.errors import GrammarError
 from grammar.metrics import char_error_rate
+from rced.audio import atomic_save_npz
 from rced.corpus import load_utterances, make_babble, mix, train_utterances
 from rced.features import Normalizer
 from rced.frontend import stft
@@ -215,9 +214,7 @@ def _save_npz(path, data: dict) -> None:
     arrays["enhanced_len"] = np.array([len(e) if e is not None else 0 for e in data["enhanced"]])
     arrays["enhanced_has"] = has
     arrays["text"] = np.array(data["text"], dtype=np.str_)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_save_npz(path, arrays)
 
 
 def _load_npz(path) -> dict:

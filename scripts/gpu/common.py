@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rced.audio import atomic_write_bytes, atomic_write_text  # noqa: E402
+from rced.audio import atomic_save_npz, atomic_write_text  # noqa: E402
 
 INSTALL_HINT = "pip install -e '.[gpu]' (CUDA 12) or '.[train-jax]' (CPU)"
 #: arguments that may change when a run is resumed (how long it runs, how often it reports, where)
@@ -59,13 +59,6 @@ def add_run_arguments(ap: argparse.ArgumentParser, pack_help: str, init_example:
     ap.add_argument("--norm", type=Path, default=None, help=f"norm.json (default: --init's, else {init_example}'s)")
     ap.add_argument("--minutes", type=float, default=7.0, help="training wall time (after compilation)")
     ap.add_argument("--max-steps", type=int, default=10**9, help="stop after this many steps")
-
-
-def save_npz(path: Path, arrays: dict) -> None:
-    """``np.savez`` to memory, then an atomic write: never half a file under ``path``."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def keras_on_jax():
@@ -296,7 +289,7 @@ class RunFolder:
         meta = {"step": st["step"], "elapsed_s": st["elapsed"], "rows": rows, "args": self.args,
                 "best": {k: best[k] for k in ("score", "step", "metrics")}}  # fmt: skip
         arrays["meta"] = np.array(json.dumps(meta))
-        save_npz(self.ckpt, arrays)
+        atomic_save_npz(self.ckpt, arrays)
         atomic_write_text(self.out / "run.json", json.dumps(
             {"args": self.args, "steps": st["step"], "training_s": round(st["elapsed"], 1),
              "kept": {"step": best["step"], **best["metrics"]}}, indent=2) + "\n")  # fmt: skip

@@ -27,7 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import check_output, parser, save_npz  # noqa: E402
+from common import check_output, parser  # noqa: E402
+
+from rced.audio import atomic_save_npz  # noqa: E402
 
 LO, HI, LEVELS = -13.9, 8.3, 128
 STEP = (HI - LO) / (LEVELS - 1)
@@ -149,7 +151,7 @@ def main() -> None:
         raise SystemExit(f"{args.out}: no utterance to pack (all longer than --max-frames, or --budget-mb too small)")
     arrays = pack_arrays(feats, kinds, [lab(i) for i in keep], val, val_lab, [str(t) for t in z["text"][:n_val]],
                          _babble_logmel(args.babble_frames, seed=5))  # fmt: skip
-    save_npz(args.out, arrays)
+    atomic_save_npz(args.out, arrays)
     print(f"{args.out}: {len(keep)} train utterances ({np.mean(np.array(kinds) == 2):.0%} enhanced), "
           f"{total} frames, {n_val} val, {args.out.stat().st_size / 1e6:.1f} MB")  # fmt: skip
 

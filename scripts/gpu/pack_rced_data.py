@@ -48,7 +48,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import check_output, parser, save_npz  # noqa: E402
+from common import check_output, parser  # noqa: E402
+
+from rced.audio import atomic_save_npz  # noqa: E402
 
 MU = 255.0
 PREEMPH = 0.85
@@ -177,7 +179,7 @@ def main() -> None:
     if not meta:
         raise SystemExit(f"{args.out}: nothing to pack (empty plan, or --budget-mb below one chunk)")
     arrays = pack_arrays(chunks, meta, args.bits, (args.vocode, args.warp, args.f0_spread))
-    save_npz(args.out, arrays)
+    atomic_save_npz(args.out, arrays)
     secs = arrays["lens"].sum() / 16000
     n_val = int(arrays["is_val"].sum())
     print(f"{args.out}: {len(meta)} utterances ({n_val} val), {secs / 3600:.2f} h, "

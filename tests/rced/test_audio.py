@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rced.audio import atomic_write_text, blocking_ancestor, load_audio, write_audio
+from rced.audio import atomic_save_npy, atomic_save_npz, atomic_write_text, blocking_ancestor, load_audio, write_audio
 from rced.errors import RcedError
 from tests.conftest import speechlike
 
@@ -69,6 +69,16 @@ def test_atomic_text_overwrites_whole(tmp_path):
     atomic_write_text(p, "first")
     atomic_write_text(p, "second")
     assert p.read_text() == "second"
+
+
+def test_arrays_are_saved_whole_without_pickles_or_temporaries(tmp_path):
+    a, b = np.arange(12, dtype=np.float32).reshape(3, 4), np.array([1, 2], np.int8)
+    atomic_save_npy(tmp_path / "c" / "a.npy", a)
+    atomic_save_npz(tmp_path / "c" / "ab.npz", {"a": a, "b": b})
+    assert np.array_equal(np.load(tmp_path / "c" / "a.npy", allow_pickle=False), a)
+    z = np.load(tmp_path / "c" / "ab.npz", allow_pickle=False)
+    assert sorted(z.files) == ["a", "b"] and np.array_equal(z["a"], a) and np.array_equal(z["b"], b)
+    assert sorted(q.name for q in (tmp_path / "c").iterdir()) == ["a.npy", "ab.npz"]
 
 
 def test_blocking_ancestor(tmp_path):
