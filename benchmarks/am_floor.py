@@ -35,7 +35,7 @@ from rced.config import load_json, save_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from recognition import best_and_scores, datasets  # noqa: E402
+from recognition import accuracy_at, best_and_scores, datasets  # noqa: E402
 
 FLOORS = (0.18, 0.22, 0.26, 0.30, 0.34, 0.42, 0.50)
 
@@ -64,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         best, scores = best_and_scores(rec, rows, base, f"calib_amfloor_{f:.3f}")
         ok = np.array([b == r.label for b, r in zip(best, rows)])
         thr = calibrate_threshold(scores[~is_cmd], target)
-        results.append({"floor": f, "accuracy": float(np.mean(ok[is_cmd] & (scores[is_cmd] >= thr))),
-                        "far": float(np.mean(scores[~is_cmd] >= thr)),
-                        "accuracy_no_rejection": float(np.mean(ok[is_cmd]))})  # fmt: skip
+        r = accuracy_at(ok, scores, is_cmd, thr)
+        results.append({"floor": f, **{k: r[k] for k in ("accuracy", "far", "accuracy_no_rejection")}})
     chosen = max(results, key=lambda r: (r["accuracy"], -r["floor"]))["floor"]
     payload = {"data": "calibration set of benchmarks/recognition.py (TEST-ONLY voices, seed 101)",
                "n_commands": int(is_cmd.sum()), "n_non_commands": int((~is_cmd).sum()), "far_target": target,

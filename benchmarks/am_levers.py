@@ -35,7 +35,7 @@ from rced.audio import atomic_write_text  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from real_commands import PHRASES, decide, trials  # noqa: E402
-from recognition import best_and_scores, datasets, natural_dataset  # noqa: E402
+from recognition import accuracy_at, best_and_scores, datasets, natural_dataset  # noqa: E402
 
 
 def real_speech(rec: Recognizer, threshold: float, score_kind: str, real: list[dict]) -> dict:
@@ -60,10 +60,7 @@ def measure(rec: Recognizer, grammar: Grammar, calib, natural, max_far: float) -
         ok = np.array([b == r.label for b, r in zip(best, rows, strict=True)])
         if thr is None:
             thr = calibrate_threshold(scores[~is_cmd], max_far)
-        out[name] = {"accuracy": float(np.mean(ok[is_cmd] & (scores[is_cmd] >= thr))),
-                     "far": float(np.mean(scores[~is_cmd] >= thr)),
-                     "accuracy_no_rejection": float(np.mean(ok[is_cmd])),
-                     "n_commands": int(is_cmd.sum()), "n_non_commands": int((~is_cmd).sum())}  # fmt: skip
+        out[name] = accuracy_at(ok, scores, is_cmd, thr)
     out["threshold"] = float(thr)
     return out
 

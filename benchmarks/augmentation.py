@@ -35,7 +35,7 @@ from grammar.dataset import load_manifest  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_save_png, atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -196,9 +196,7 @@ def _plot(histories: dict, path: Path) -> None:
     ax.set_ylabel("search-set MDR + MCR")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    atomic_save_png(path, fig, dpi=120)
 
 
 if __name__ == "__main__":

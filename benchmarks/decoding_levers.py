@@ -44,7 +44,7 @@ from rced.audio import atomic_write_text, load_audio  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from real_commands import PHRASES, trials  # noqa: E402
-from recognition import datasets, natural_dataset  # noqa: E402
+from recognition import accuracy_at, datasets, natural_dataset  # noqa: E402
 
 LOUD_SHARE = 0.6  # frames whose mean log-mel is above the 40th percentile of the utterance's
 
@@ -100,21 +100,13 @@ def evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far: float |
     out = {"threshold": float(thr)}
     for name, (labels, _) in sets.items():
         g = grammars[name]
-        best = [g.commands[g.command_of[d.expression]] for d in decided[name]]
-        ok = np.array([b == lab for b, lab in zip(best, labels)])
-        acc = np.array([d.score >= thr for d in decided[name]])
+        ok = [g.commands[g.command_of[d.expression]] == lab for d, lab in zip(decided[name], labels)]
+        s = np.array([d.score for d in decided[name]])
         cmd = np.array([lab is not None for lab in labels])
-        out[name] = {"accuracy": float(np.mean(ok[cmd] & acc[cmd])), "far": float(np.mean(acc[~cmd])),
-                     "accuracy_no_rejection": float(np.mean(ok[cmd])),
-                     "n_commands": int(cmd.sum()), "n_non_commands": int((~cmd).sum())}  # fmt: skip
-    if test_far is not None:
-        labels = sets["test"][0]
-        s = np.array([d.score for d in decided["test"]])
-        cmd = np.array([lab is not None for lab in labels])
-        g = grammars["test"]
-        ok = np.array([g.commands[g.command_of[d.expression]] == lab for d, lab in zip(decided["test"], labels)])
-        t = calibrate_threshold(s[~cmd], test_far)
-        out["test_at_equal_far"] = {"accuracy": float(np.mean(ok[cmd] & (s[cmd] >= t))), "far": float(np.mean(s[~cmd] >= t))}
+        out[name] = accuracy_at(ok, s, cmd, thr)
+        if name == "test" and test_far is not None:
+            r = accuracy_at(ok, s, cmd, calibrate_threshold(s[~cmd], test_far))
+            out["test_at_equal_far"] = {"accuracy": r["accuracy"], "far": r["far"]}
     return out
 
 

@@ -10,7 +10,6 @@ through the LiteRT interpreter, run without delegates so that every op is listed
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,7 +155,7 @@ def plot_quality_vs_compute(rows: list[dict], compute: dict[str, Compute], path:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from rced.audio import atomic_write_bytes
+    from rced.audio import atomic_save_png
 
     fig = Figure(figsize=(14, 5.2), dpi=110)
     FigureCanvasAgg(fig)
@@ -184,6 +183,4 @@ def plot_quality_vs_compute(rows: list[dict], compute: dict[str, Compute], path:
                fontsize=9, title_fontsize=9, frameon=False)  # fmt: skip
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.17, 1, 0.95))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_png(path, fig)

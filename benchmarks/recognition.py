@@ -129,6 +129,16 @@ def cer_table(recs: dict[str, Recognizer], n_per_voice: int) -> list[dict]:
     return rows
 
 
+def accuracy_at(ok, scores, is_cmd, threshold: float) -> dict:
+    """At ``threshold``: the share of commands right and accepted, of non-commands accepted, and of
+    commands right with no rejection (``ok``: the best command is the row's label)."""
+    ok, is_cmd = np.asarray(ok, bool), np.asarray(is_cmd, bool)
+    accepted = np.asarray(scores) >= threshold
+    return {"accuracy": float(np.mean(ok[is_cmd] & accepted[is_cmd])), "far": float(np.mean(accepted[~is_cmd])),
+            "accuracy_no_rejection": float(np.mean(ok[is_cmd])),
+            "n_commands": int(is_cmd.sum()), "n_non_commands": int((~is_cmd).sum())}  # fmt: skip
+
+
 def best_and_scores(rec: Recognizer, rows, grammar: Grammar, tag: str) -> tuple[list[str], np.ndarray]:
     """Best command and confidence score of every row, open grammar (posteriors cached)."""
     open_g = grammar.with_threshold(-math.inf)

@@ -50,7 +50,7 @@ from grammar.decoding.listen import (  # noqa: E402
     window_records,
 )
 from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
-from rced.audio import atomic_save_npy, atomic_write_bytes, atomic_write_text  # noqa: E402
+from rced.audio import atomic_save_npy, atomic_save_png, atomic_write_text  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
 from rced.tts import natural_test_voices  # noqa: E402
 
@@ -238,11 +238,7 @@ def plot(payload: dict, path: Path) -> None:
     ax.set_title("Spotting in conversation, 10 dB babble (TEST-ONLY voices)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_png(path, fig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ A prediction of None means "rejected". Rates whose denominator is 0 are NaN.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Hashable, Mapping, Sequence
@@ -137,7 +136,7 @@ def plot_det(curves: Mapping[str, Mapping], path: str | os.PathLike,
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from rced.audio import atomic_write_bytes
+    from rced.audio import atomic_save_png
 
     if not curves and not operating_points:
         raise GrammarError(f"{path}: nothing to plot (no curves, no operating points)")
@@ -158,9 +157,7 @@ def plot_det(curves: Mapping[str, Mapping], path: str | os.PathLike,
     ax.set_title(title or "Command recognition: rejection-threshold sweep")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_png(path, fig)
 
 
 def char_error_rate(refs: list[str], hyps: list[str]) -> float:

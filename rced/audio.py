@@ -314,3 +314,15 @@ def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> N
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def figure_png(fig, dpi: float | None = None) -> bytes:
+    """A matplotlib figure as PNG bytes (``dpi`` None: the figure's own)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **({} if dpi is None else {"dpi": dpi}))
+    return buf.getvalue()
+
+
+def atomic_save_png(path: str | os.PathLike, fig, dpi: float | None = None) -> None:
+    """A matplotlib figure written as PNG by :func:`atomic_write_bytes` (a plot is never half-drawn on disk)."""
+    atomic_write_bytes(path, figure_png(fig, dpi))

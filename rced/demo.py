@@ -15,7 +15,6 @@ path a hearing aid runs), scored with PESQ, STOI and SI-SDR against the clean sp
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rced.audio import atomic_write_bytes, atomic_write_text, write_audio
+from rced.audio import atomic_write_bytes, atomic_write_text, figure_png, write_audio
 
 BABBLE_SEED = 4242  # the babble talkers of both demos (one synthesis cache)
 BABBLE_UTTERANCES = 24
@@ -83,10 +82,9 @@ def spectrogram_png(panels: Sequence[tuple[str, np.ndarray]], sr: int, hop: int,
         fig.colorbar(im, ax=list(axes), label=f"dB re the {panels[0][0]} peak", pad=0.01, aspect=40)
         if title:
             axes[0].set_title(title)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=PNG_DPI)
+        png = figure_png(fig, PNG_DPI)
         plt.close(fig)
-    return buf.getvalue()
+    return png
 
 
 # --------------------------------------------------------------------------- page

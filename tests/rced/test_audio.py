@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rced.audio import atomic_save_npy, atomic_save_npz, atomic_write_text, blocking_ancestor, load_audio, write_audio
+from rced.audio import (
+    atomic_save_npy,
+    atomic_save_npz,
+    atomic_save_png,
+    atomic_write_text,
+    blocking_ancestor,
+    load_audio,
+    write_audio,
+)
 from rced.errors import RcedError
 from tests.conftest import speechlike
 
@@ -79,6 +87,24 @@ def test_arrays_are_saved_whole_without_pickles_or_temporaries(tmp_path):
     z = np.load(tmp_path / "c" / "ab.npz", allow_pickle=False)
     assert sorted(z.files) == ["a", "b"] and np.array_equal(z["a"], a) and np.array_equal(z["b"], b)
     assert sorted(q.name for q in (tmp_path / "c").iterdir()) == ["a.npy", "ab.npz"]
+
+
+@pytest.mark.parametrize("dpi", [None, 50, 100])
+def test_figure_is_saved_as_a_png_of_its_size(tmp_path, dpi):
+    """A 2 x 1 inch figure: a PNG of 2*dpi x dpi pixels (the figure's own dpi when None), no temporaries."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2, 1), dpi=80)
+    atomic_save_png(tmp_path / "p" / "f.png", fig, dpi=dpi)
+    plt.close(fig)
+    data = (tmp_path / "p" / "f.png").read_bytes()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # the IHDR chunk
+    d = dpi or 80
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (2 * d, d)
+    assert [q.name for q in (tmp_path / "p").iterdir()] == ["f.png"]
 
 
 def test_blocking_ancestor(tmp_path):
