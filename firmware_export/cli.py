@@ -50,9 +50,12 @@ def _calibration(args: argparse.Namespace, say):
 
 def cmd_build(args: argparse.Namespace) -> int:
     from firmware_export.bundle import build_bundle, check_output
+    from firmware_export.convert import check_am_folder_window
 
     say = _progress(args)
     check_output(Path(args.output))  # before the calibration audio, which may take long; a non-empty folder must hold a bundle
+    if not args.no_am:
+        check_am_folder_window(args.am, args.am_frames)
     report = build_bundle(args.output, denoiser=args.denoiser, am=args.am, grammar=args.grammar,
                           include_am=not args.no_am, am_frames=args.am_frames, calibration=_calibration(args, say),
                           measure_latency=not args.no_timing, progress=say)  # fmt: skip
@@ -83,10 +86,12 @@ def _check_int8_outputs(args: argparse.Namespace) -> None:
 
 def cmd_int8(args: argparse.Namespace) -> int:
     """model_int8.tflite beside the float weights of the denoiser, the AM, or both (denoiser first)."""
-    from firmware_export.convert import write_am_int8_beside, write_int8_beside
+    from firmware_export.convert import check_am_folder_window, write_am_int8_beside, write_int8_beside
 
     say = _progress(args)
     _check_int8_outputs(args)
+    if args.model in ("am", "all"):
+        check_am_folder_window(args.am, args.am_frames)
     cal = _calibration(args, say)
     paths = []
     if args.model in ("denoiser", "all"):

@@ -369,14 +369,35 @@ def device_denoiser(den):
     return device_model(model, den.config)
 
 
+def check_am_window(frames: int, stride: int) -> None:
+    """The device AM's window must hold whole output frames: a positive multiple of its stride."""
+    if frames <= 0 or frames % stride:
+        raise ExportError(f"AM window: {frames} frames is not a positive multiple of the stride {stride}")
+
+
+def check_am_folder_window(am_dir: str | os.PathLike | None, frames: int) -> None:
+    """:func:`check_am_window` against the stride in the AM folder's config.json (None = shipped AM),
+    before any slow step; a folder whose config cannot be read is left to the model loader's error."""
+    from grammar.config import AMConfig
+    from grammar.decoding.recognizer import default_am_path
+    from grammar.errors import GrammarError
+    from rced.config import load_json
+    from rced.errors import RcedError
+
+    try:
+        cfg = load_json(AMConfig, Path(am_dir or default_am_path()) / "config.json")
+    except (RcedError, GrammarError):
+        return
+    check_am_window(frames, cfg.stride)
+
+
 def device_am(am_model, am_cfg, frames: int = AM_FRAMES):
     """Batch-1, fixed-window AM (``grammar.acoustic.am.build_am``, weights copied) with a Softmax on the output."""
     import keras
 
     from grammar.acoustic.am import build_am
 
-    if frames <= 0 or frames % am_cfg.stride:
-        raise ExportError(f"AM window: {frames} frames is not a positive multiple of the stride {am_cfg.stride}")
+    check_am_window(frames, am_cfg.stride)
     base = build_am(am_cfg, frames=frames, batch_size=1)
     base.set_weights(am_model.get_weights())
     return keras.Model(base.input, keras.layers.Softmax(name="posteriors")(base.output), name="ctc_am_device")

@@ -143,6 +143,17 @@ def test_bad_am_frames_are_refused_when_the_arguments_are_parsed(tmp_path, capsy
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("command", ["build", "int8"])
+def test_an_am_window_off_the_stride_is_refused_before_calibration(tmp_path, capsys, monkeypatch, command):
+    """125 frames against the shipped AM's stride 2: refused from its config.json, before any audio is made."""
+    import firmware_export.cli as cli
+
+    monkeypatch.setattr(cli, "_calibration", lambda *a, **k: pytest.fail("calibration audio made before the check"))
+    argv = [command, "--am-frames", "125", "--quiet"] + (["-o", str(tmp_path / "b")] if command == "build" else ["am"])
+    assert _error(capsys, argv) == "firmware-export: error: AM window: 125 frames is not a positive multiple of the stride 2"
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_bundle_where_no_file_can_be_created_is_refused_first(tmp_path, capsys):
     """/proc takes no new folder, not even root's: refused before the models load (--denoiser is
     missing), naming the path given rather than the temporary folder."""
