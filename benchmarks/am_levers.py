@@ -10,6 +10,8 @@ two other real recordings as non-commands) under a grammar of their own.
 Data: the calibration set of benchmarks/recognition.py (TEST-ONLY voices, seed 101) behind the
 shipped denoiser, at each AM's own input mask floor.
 Writes ``--out`` .json and .md (benchmarks/results/units: output units; results/voices: training voices).
+An entry ``A+B`` is the ensemble of folders A and B (:class:`recognition.Ensemble`, the mean of their
+posteriors frame by frame): how much a teacher made of AMs already trained would know.
 Run: python benchmarks/am_levers.py --am grammar/default_am runs/am_phones [--label NAME ...] --out ...
 """
 
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,10 +38,10 @@ from rced.audio import atomic_write_text  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from real_commands import PHRASES, decide, trials  # noqa: E402
-from recognition import accuracy_at, best_and_scores, datasets, natural_dataset  # noqa: E402
+from recognition import Ensemble, accuracy_at, best_and_scores, datasets, natural_dataset  # noqa: E402
 
 
-def real_speech(rec: Recognizer, threshold: float, score_kind: str, real: list[dict]) -> dict:
+def real_speech(rec: Recognizer | Ensemble, threshold: float, score_kind: str, real: list[dict]) -> dict:
     """Accuracy on the real phrases under a grammar of their own at ``threshold``, and the share of
     the other real recordings' trials accepted."""
     g, dec = decide(rec, real, threshold, score_kind)
@@ -50,7 +53,18 @@ def real_speech(rec: Recognizer, threshold: float, score_kind: str, real: list[d
             "n_commands": int(sum(cmd)), "n_non_commands": int(len(cmd) - sum(cmd))}  # fmt: skip
 
 
-def measure(rec: Recognizer, grammar: Grammar, calib, natural, max_far: float) -> dict:
+def ensemble_losses(ens: Ensemble, grammar: Grammar, rows) -> dict[str, int]:
+    """What the ensemble decodes (no rejection) the calibration commands that every member gets right
+    and it does not: where averaging the posteriors loses."""
+    tag = "units_calibration"  # the posteriors measure() cached
+    each = [best_and_scores(m, rows, grammar, tag)[0] for m in ens.members]
+    mixed = best_and_scores(ens, rows, grammar, tag)[0]
+    lost = Counter(e for i, (e, r) in enumerate(zip(mixed, rows)) if r.label is not None and e != r.label
+                   and all(b[i] == r.label for b in each))  # fmt: skip
+    return dict(lost.most_common())
+
+
+def measure(rec: Recognizer | Ensemble, grammar: Grammar, calib, natural, max_far: float) -> dict:
     """Calibration accuracy at FAR <= max_far (threshold from its non-commands), and the natural set's at it."""
     out = {}
     thr = None
@@ -67,7 +81,8 @@ def measure(rec: Recognizer, grammar: Grammar, calib, natural, max_far: float) -
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--am", nargs="+", required=True, help="acoustic-model folders to compare")
+    ap.add_argument("--am", nargs="+", required=True,
+                    help="acoustic-model folders to compare; A+B+...: the mean of their posteriors (an ensemble)")
     ap.add_argument("--label", nargs="+", default=None, help="a name per folder (default: the folder's)")
     ap.add_argument("--denoiser", default=None, help="denoiser folder (default: the shipped one)")
     ap.add_argument("--max-far", type=float, default=0.05, help="FAR the threshold keeps on the calibration set")
@@ -84,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     real = trials(5)
     results = []
     for label, folder in zip(labels, args.am, strict=True):
-        rec = Recognizer.load(folder, denoiser=args.denoiser, grammar=False)
+        members = [Recognizer.load(f, denoiser=args.denoiser, grammar=False) for f in folder.split("+")]
+        rec = members[0] if len(members) == 1 else Ensemble(members)
         grammar = Grammar.from_commands(commands, score_kind=args.score_kind, units=rec.config.unit_set.name)
         r = {"label": label, "am": str(folder), "units": rec.config.unit_set.name,
              "expressions": len(grammar.expressions), **measure(rec, grammar, calib, natural, args.max_far)}  # fmt: skip
         r["real"] = real_speech(rec, r["threshold"], args.score_kind, real)
+        if isinstance(rec, Ensemble):
+            r["ensemble_losses"] = ensemble_losses(rec, grammar, calib)
         results.append(r)
         print(label, {k: r[k]["accuracy"] for k in ("calibration", "natural", "real")}, flush=True)
     best = max(results, key=lambda r: r["calibration"]["accuracy"])["label"]
@@ -112,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{r[k][m]:.3f}" for k in ("calibration", "natural", "real")
                  for m in ("accuracy", "far", "accuracy_no_rejection")]  # fmt: skip
         md.append(f"| {r['label']} | {r['units']} | " + " | ".join(cells) + " |")
+    lost = [r for r in results if "ensemble_losses" in r]
+    if lost:
+        md += ["", "Ensembles: calibration commands that every member decodes right and the ensemble does not "
+                   "(no rejection), by what the ensemble takes them for:", ""]  # fmt: skip
+        md += [f"- {r['label']}: {sum(r['ensemble_losses'].values())} "
+               f"({', '.join(f'{c} {n}' for c, n in r['ensemble_losses'].items())})" for r in lost]  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -94,10 +94,34 @@ def chain_digest(rec: Recognizer) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_posteriors(rec: Recognizer, rows, tag: str) -> list[np.ndarray]:
-    """Log-posteriors of every row, cached by :func:`chain_digest` and the file list."""
+def mean_posteriors(logps: list[np.ndarray]) -> np.ndarray:
+    """Log of the mean posteriors of several AMs on one input (frames cut to the shortest)."""
+    n = min(len(p) for p in logps)
+    return np.logaddexp.reduce(np.stack([p[:n] for p in logps]), axis=0) - np.log(len(logps))
+
+
+class Ensemble:
+    """Several AMs in one chain, read as the mean of their posteriors frame by frame: a teacher made
+    of models already trained (no device runs it). Each member keeps its own front end."""
+
+    def __init__(self, members: list[Recognizer]):
+        units = {m.config.unit_set.name for m in members}
+        if len(units) != 1 or len({m.config.stride for m in members}) != 1:
+            raise SystemExit(f"an ensemble needs one unit set and stride, got {sorted(units)}")
+        self.members, self.config = members, members[0].config
+
+    def posteriors(self, audio: np.ndarray, sr: int, name: str = "input") -> np.ndarray:
+        return mean_posteriors([m.posteriors(audio, sr, name) for m in self.members])
+
+
+def cached_posteriors(rec: Recognizer | Ensemble, rows, tag: str) -> list[np.ndarray]:
+    """Log-posteriors of every row, cached by :func:`chain_digest` and the file list (an ensemble's
+    from its members' caches)."""
     from tqdm import tqdm
 
+    if isinstance(rec, Ensemble):
+        per_member = [cached_posteriors(m, rows, tag) for m in rec.members]
+        return [mean_posteriors(list(ps)) for ps in zip(*per_member, strict=True)]
     h = hashlib.sha256(chain_digest(rec).encode())
     h.update("\n".join(str(r.path) for r in rows).encode())
     path = cache_dir() / "posteriors" / f"{tag}_{h.hexdigest()[:16]}.npz"

@@ -1,10 +1,13 @@
-"""Command-recognition benchmark (benchmarks/recognition.py): counting at a threshold."""
+"""Command-recognition benchmark (benchmarks/recognition.py): counting at a threshold, ensembles of AMs."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
-from benchmarks.recognition import accuracy_at
+from benchmarks.recognition import Ensemble, accuracy_at, mean_posteriors
 
 
 @pytest.mark.parametrize("threshold,accuracy,far", [(-9.0, 0.75, 1.0), (-1.0, 0.5, 0.5), (0.5, 0.0, 0.0)])
@@ -19,3 +22,30 @@ def test_accuracy_counts_right_and_accepted_commands_and_accepted_non_commands(t
 
 def test_a_score_equal_to_the_threshold_is_accepted():
     assert accuracy_at([True, False], [-1.0, -1.0], [True, False], -1.0)["far"] == 1.0
+
+
+class FixedAM:
+    """Stand-in chain: the same log-posteriors whatever it hears."""
+
+    def __init__(self, probs, units: str = "chars", stride: int = 2):
+        self.logp = np.log(np.asarray(probs, dtype=np.float64))
+        self.config = SimpleNamespace(unit_set=SimpleNamespace(name=units), stride=stride)
+
+    def posteriors(self, audio, sr, name="input"):
+        return self.logp
+
+
+def test_an_ensemble_averages_the_members_posteriors_over_their_common_frames():
+    a = FixedAM([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]])
+    b = FixedAM([[0.1, 0.9], [0.3, 0.7]])  # one frame shorter
+    out = Ensemble([a, b]).posteriors(np.zeros(10), 16000)
+    np.testing.assert_allclose(np.exp(out), [[0.3, 0.7], [0.6, 0.4]], atol=1e-12)
+    np.testing.assert_allclose(Ensemble([a]).posteriors(None, 16000), a.logp)
+    np.testing.assert_allclose(mean_posteriors([a.logp, a.logp]), a.logp, atol=1e-12)
+
+
+def test_an_ensemble_refuses_members_of_other_units_or_strides():
+    with pytest.raises(SystemExit, match="one unit set and stride"):
+        Ensemble([FixedAM([[1.0]]), FixedAM([[1.0]], units="phones")])
+    with pytest.raises(SystemExit, match="one unit set and stride"):
+        Ensemble([FixedAM([[1.0]]), FixedAM([[1.0]], stride=4)])
