@@ -53,30 +53,35 @@ def real_speech(rec: Recognizer | Ensemble, threshold: float, score_kind: str, r
             "n_commands": int(sum(cmd)), "n_non_commands": int(len(cmd) - sum(cmd))}  # fmt: skip
 
 
-def ensemble_losses(ens: Ensemble, grammar: Grammar, rows) -> dict[str, int]:
-    """What the ensemble decodes (no rejection) the calibration commands that every member gets right
-    and it does not: where averaging the posteriors loses."""
-    tag = "units_calibration"  # the posteriors measure() cached
-    each = [best_and_scores(m, rows, grammar, tag)[0] for m in ens.members]
-    mixed = best_and_scores(ens, rows, grammar, tag)[0]
+def posterior_tag(name: str) -> str:
+    """The posterior-cache tag of a data set (one per set, whatever the AM: the cache key adds the chain)."""
+    return f"units_{name}"
+
+
+def ensemble_losses(ens: Ensemble, grammar: Grammar, rows, mixed: list[str]) -> dict[str, int]:
+    """What the ensemble decodes (``mixed``, no rejection) the calibration commands that every member
+    gets right and it does not: where averaging the posteriors loses."""
+    each = [best_and_scores(m, rows, grammar, posterior_tag("calibration"))[0] for m in ens.members]
     lost = Counter(e for i, (e, r) in enumerate(zip(mixed, rows)) if r.label is not None and e != r.label
                    and all(b[i] == r.label for b in each))  # fmt: skip
     return dict(lost.most_common())
 
 
-def measure(rec: Recognizer | Ensemble, grammar: Grammar, calib, natural, max_far: float) -> dict:
-    """Calibration accuracy at FAR <= max_far (threshold from its non-commands), and the natural set's at it."""
-    out = {}
+def measure(rec: Recognizer | Ensemble, grammar: Grammar, calib, natural, max_far: float) -> tuple[dict, dict]:
+    """Calibration accuracy at FAR <= max_far (threshold from its non-commands), and the natural set's at
+    it; beside them each set's best commands (no rejection)."""
+    out, bests = {}, {}
     thr = None
     for name, rows in (("calibration", calib), ("natural", natural)):
-        best, scores = best_and_scores(rec, rows, grammar, f"units_{name}")
+        best, scores = best_and_scores(rec, rows, grammar, posterior_tag(name))
+        bests[name] = best
         is_cmd = np.array([r.label is not None for r in rows])
         ok = np.array([b == r.label for b, r in zip(best, rows, strict=True)])
         if thr is None:
             thr = calibrate_threshold(scores[~is_cmd], max_far)
         out[name] = accuracy_at(ok, scores, is_cmd, thr)
     out["threshold"] = float(thr)
-    return out
+    return out, bests
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         members = [Recognizer.load(f, denoiser=args.denoiser, grammar=False) for f in folder.split("+")]
         rec = members[0] if len(members) == 1 else Ensemble(members)
         grammar = Grammar.from_commands(commands, score_kind=args.score_kind, units=rec.config.unit_set.name)
+        measured, bests = measure(rec, grammar, calib, natural, args.max_far)
         r = {"label": label, "am": str(folder), "units": rec.config.unit_set.name,
-             "expressions": len(grammar.expressions), **measure(rec, grammar, calib, natural, args.max_far)}  # fmt: skip
+             "expressions": len(grammar.expressions), **measured}  # fmt: skip
         r["real"] = real_speech(rec, r["threshold"], args.score_kind, real)
         if isinstance(rec, Ensemble):
-            r["ensemble_losses"] = ensemble_losses(rec, grammar, calib)
+            r["ensemble_losses"] = ensemble_losses(rec, grammar, calib, bests["calibration"])
         results.append(r)
         print(label, {k: r[k]["accuracy"] for k in ("calibration", "natural", "real")}, flush=True)
     best = max(results, key=lambda r: r["calibration"]["accuracy"])["label"]

@@ -105,9 +105,9 @@ class Ensemble:
     of models already trained (no device runs it). Each member keeps its own front end."""
 
     def __init__(self, members: list[Recognizer]):
-        units = {m.config.unit_set.name for m in members}
-        if len(units) != 1 or len({m.config.stride for m in members}) != 1:
-            raise SystemExit(f"an ensemble needs one unit set and stride, got {sorted(units)}")
+        units, strides = {m.config.unit_set.name for m in members}, {m.config.stride for m in members}
+        if len(units) != 1 or len(strides) != 1:
+            raise SystemExit(f"an ensemble needs one unit set and stride, got units {sorted(units)}, strides {sorted(strides)}")
         self.members, self.config = members, members[0].config
 
     def posteriors(self, audio: np.ndarray, sr: int, name: str = "input") -> np.ndarray:

@@ -65,7 +65,7 @@ def _am_pack(path: Path) -> None:
     texts = ["volume up", "mute", "next song", "call home"]
     labels = [encode(texts[i % 4]) for i in range(8)]
     atomic_save_npz(path, pack_am_data.pack_arrays([utt(60 + 10 * i) for i in range(8)], [0, 2] * 4, labels,
-                                            [utt(50), utt(70)], labels[:2], texts[:2], utt(400)))  # fmt: skip
+                                                   [utt(50), utt(70)], labels[:2], texts[:2], utt(400)))  # fmt: skip
 
 
 def test_an_empty_label_is_ctcs_all_blank_path(tmp_path):
@@ -78,8 +78,8 @@ def test_an_empty_label_is_ctcs_all_blank_path(tmp_path):
     rng = np.random.default_rng(0)
     feats = [(rng.standard_normal((40 + 10 * i, 40)) - 4).astype(np.float32) for i in range(3)]
     labels = [np.zeros(0, np.int32), np.array([3, 4, 5], np.int32), np.zeros(0, np.int32)]
-    atomic_save_npz(tmp_path / "n.npz", pack_am_data.pack_arrays(feats, [0, 0, 0], labels, feats[:1], labels[1:2], ["abc"],
-                                                         feats[0]))  # fmt: skip
+    atomic_save_npz(tmp_path / "n.npz", pack_am_data.pack_arrays(feats, [0, 0, 0], labels, feats[:1], labels[1:2],
+                                                                 ["abc"], feats[0]))  # fmt: skip
     d = train_am_jax.load_pack(tmp_path / "n.npz", 64, 8)
     assert d["y"].tolist()[0] == [0] * 8 and d["y"].tolist()[1][:3] == [3, 4, 5]
     logits = rng.standard_normal((3, 20, 6)).astype(np.float32)
