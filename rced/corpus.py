@@ -24,6 +24,7 @@ from rced.text import random_sentence
 from rced.tts import (
     Prosody,
     Voice,
+    kokoro_more_voices,
     kokoro_voices,
     natural_test_voices,
     natural_train_voices,
@@ -71,15 +72,18 @@ def plan_utterances(voices: list[Voice], n: int, seed: int, *, natural_share: fl
     return out
 
 
-def train_utterances(n: int, seed: int, pico: int = 0, kokoro: int = 0) -> list[Utterance]:
+def train_utterances(n: int, seed: int, pico: int = 0, kokoro: int = 0, kokoro_more: int = 0) -> list[Utterance]:
     """TRAIN-voice utterances: half natural-sounding voices (flite, festival, Piper), half espeak-ng,
-    then ``pico`` more from the SVOX Pico voices and ``kokoro`` more from the Kokoro speakers (each
-    planned apart, so the utterances before them never change)."""
+    then ``pico`` more from the SVOX Pico voices, ``kokoro`` more from the first Kokoro speakers and
+    ``kokoro_more`` from the Kokoro speakers numbered after the dev block (each planned apart, so
+    the utterances before them never change)."""
     utts = plan_utterances(train_voices(), n, seed, natural=natural_train_voices())
     if pico:
         utts += plan_utterances(pico_voices(), pico, seed * 7919 + 17)
     if kokoro:
         utts += plan_utterances(kokoro_voices(), kokoro, seed * 7919 + 29)
+    if kokoro_more:
+        utts += plan_utterances(kokoro_more_voices(), kokoro_more, seed * 7919 + 31)
     return utts
 
 

@@ -80,8 +80,9 @@ def pico_voices() -> list[Voice]:
 
 
 KOKORO_STYLES = ("jm_kumo", "jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro")
-KOKORO_SPEAKERS = 16
+KOKORO_SPEAKERS = 16  # the first TRAIN speakers: blend00..blend15 (the plans of train_utterances' kokoro=)
 KOKORO_DEV_SPEAKERS = 8  # blend16..blend23: never trained on; the spotter's development talkers
+KOKORO_MORE_SPEAKERS = 32  # more TRAIN speakers after the dev block: blend24..blend55
 _KOKORO_ALPHA = (3.0, 1.0, 1.0, 1.0, 1.0)  # Dirichlet concentration: the one man's voice weighs most
 _KOKORO_JITTER = 0.03  # perturbation, in standard deviations of each style dimension across the five
 
@@ -98,14 +99,25 @@ def kokoro_voices(n: int = KOKORO_SPEAKERS) -> list[Voice]:
     return _kokoro_blends(range(n))
 
 
+def kokoro_more_voices(n: int = KOKORO_MORE_SPEAKERS) -> list[Voice]:
+    """The next ``n`` TRAIN speakers of Kokoro, numbered after the dev block (blend24 on), so that
+    neither the dev speakers nor the plans made with the first 16 move when they are added
+    (``train_utterances(..., kokoro_more=N)``)."""
+    if not 0 <= n <= KOKORO_MORE_SPEAKERS:
+        raise RcedError(f"kokoro voices: {n} more speakers asked, {KOKORO_MORE_SPEAKERS} are TRAIN")
+    first = KOKORO_SPEAKERS + KOKORO_DEV_SPEAKERS
+    return _kokoro_blends(range(first, first + n))
+
+
 def _kokoro_blends(ks: range) -> list[Voice]:
     return [Voice("kokoro", f"blend{k:02d}") for k in ks]
 
 
 def kokoro_dev_voices() -> list[Voice]:
-    """Kokoro speakers that no training saw (blends after the TRAIN ones): the development talkers
-    on which the spotter's settings are chosen. Unseen speakers, like the TEST-ONLY voices, so a
-    setting chosen on them does not lean on the AM's familiarity with its own training voices."""
+    """Kokoro speakers that no training saw (blends between the first TRAIN ones and the more ones):
+    the development talkers on which the spotter's settings are chosen. Unseen speakers, like the
+    TEST-ONLY voices, so a setting chosen on them does not lean on the AM's familiarity with its
+    own training voices."""
     return _kokoro_blends(range(KOKORO_SPEAKERS, KOKORO_SPEAKERS + KOKORO_DEV_SPEAKERS))
 
 

@@ -11,6 +11,7 @@ Usage (repo root, on a machine with the TTS engines of ``scripts/setup.sh``):
     python scripts/gpu/make_am_data.py runs/am_pico/am_data.npz --seeds 5 --n 3000 --pico 1500
     python scripts/gpu/make_am_data.py runs/am_kokoro/am_data.npz --seeds 5 --n 3000 --kokoro 1500
     python scripts/gpu/make_am_data.py runs/am_rev/am_data.npz --seeds 6 --n 1000 --kokoro 1500 --reverb-share 0.5
+    python scripts/gpu/make_am_data.py runs/am_k32/am_data.npz --seeds 11 --n 0 --kokoro-more 2000 --reverb-share 0.3
     python scripts/gpu/make_am_data.py runs/am_cmd/am_data.npz --seeds 7 --n 3000 --pico 1000 \
         --commands grammar/data/commands_default.txt --command-share 0.5
 
@@ -40,6 +41,9 @@ def main() -> None:
                     help="SVOX Pico TRAIN-voice utterances added to each seed's plan (train_utterances(N, seed, pico=P))")  # fmt: skip
     ap.add_argument("--kokoro", type=int, default=0,
                     help="Kokoro TRAIN-speaker utterances added to each seed's plan (train_utterances(N, seed, kokoro=K))")  # fmt: skip
+    ap.add_argument("--kokoro-more", type=int, default=0,
+                    help="utterances of the 32 Kokoro TRAIN speakers numbered after the dev block "
+                         "(train_utterances(N, seed, kokoro_more=K))")  # fmt: skip
     ap.add_argument("--reverb-share", type=float, default=0.0,
                     help="share of the utterances and babble talkers heard in simulated rooms (rced.rooms)")
     ap.add_argument("--commands", type=Path, default=None,
@@ -90,7 +94,8 @@ def main() -> None:
     from grammar.dataset import with_command_texts
 
     utts = [u for s in args.seeds
-            for u in with_command_texts(train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro),
+            for u in with_command_texts(train_utterances(args.n, s, pico=args.pico, kokoro=args.kokoro,
+                                                         kokoro_more=args.kokoro_more),
                                         commands, args.command_share, s)]  # fmt: skip
     audios = load_utterances(utts, desc="AM speech")
     texts = [u.text for u in utts]

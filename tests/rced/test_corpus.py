@@ -20,11 +20,13 @@ from rced.errors import RcedError
 from rced.text import common_words, random_sentence
 from rced.tts import (
     KOKORO_DEV_SPEAKERS,
+    KOKORO_MORE_SPEAKERS,
     KOKORO_SPEAKERS,
     KOKORO_STYLES,
     Prosody,
     Voice,
     kokoro_dev_voices,
+    kokoro_more_voices,
     kokoro_style_weights,
     kokoro_voices,
     natural_test_voices,
@@ -86,6 +88,18 @@ def test_kokoro_dev_speakers_are_not_train_speakers():
     assert len(dev) == KOKORO_DEV_SPEAKERS and not dev & {v.id for v in kokoro_voices()}
     with pytest.raises(RcedError, match="TRAIN"):
         kokoro_voices(KOKORO_SPEAKERS + 1)
+    more = [v.id for v in kokoro_more_voices()]
+    assert len(set(more)) == KOKORO_MORE_SPEAKERS and not set(more) & (dev | {v.id for v in kokoro_voices()})
+    assert more[0] == f"kokoro:blend{KOKORO_SPEAKERS + KOKORO_DEV_SPEAKERS:02d}"  # numbered after the dev block
+    with pytest.raises(RcedError, match="TRAIN"):
+        kokoro_more_voices(KOKORO_MORE_SPEAKERS + 1)
+
+
+def test_more_kokoro_speakers_plan_after_the_unchanged_plan():
+    base = train_utterances(30, 2, pico=4, kokoro=10)
+    more = train_utterances(30, 2, pico=4, kokoro=10, kokoro_more=64)
+    assert more[:44] == base and len(more) == 108
+    assert {u.voice for u in more[44:]} <= set(kokoro_more_voices()) and len({u.voice for u in more[44:]}) > 16
 
 
 def test_kokoro_speakers_are_blends_of_the_five_styles():

@@ -47,7 +47,7 @@ def test_voice_split_keeps_test_voices_out_of_dev():
     test_ids = {v.id for v in tts.test_voices() + tts.natural_test_voices()}
     assert {v.id for v in split_voices("test")} == test_ids
     dev = {v.id for v in split_voices("dev")}
-    trained = {v.id for v in tts.train_voices() + tts.pico_voices() + tts.kokoro_voices()}
+    trained = {v.id for v in tts.train_voices() + tts.pico_voices() + tts.kokoro_voices() + tts.kokoro_more_voices()}
     assert dev and not dev & test_ids and not dev & trained
     assert all(v.engine == "kokoro" for v in split_voices("dev"))
 
