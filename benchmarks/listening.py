@@ -7,7 +7,7 @@ TEST-ONLY voice, in babble of TRAIN-voice talkers at 20 dB, 1 s of babble before
   times: 120 commands in 10.2 minutes; each repeat meets the int8 AM's fixed windows at another phase;
 - ``30 scenes``: scenes of seeds 1000..1029, the voice going round the three TEST-ONLY voices.
 Each chain listens as ``grammar listen`` does (:func:`grammar.decoding.listen.listen_blocks`: 0.25-s blocks,
-2-s windows every 0.25 s, the grammar's threshold for its backend moved by
+``LISTEN_WINDOW_S`` windows every 0.25 s, the grammar's threshold for its backend moved by
 ``grammar.decoding.listen.LISTEN_THRESHOLD_OFFSET``, events that ``LISTEN_MIN_WINDOWS`` windows accepted);
 detections are matched to the
 truth as the demo does (:func:`grammar.decoding.demo.match`). Reported per chain: commands found,
@@ -81,13 +81,13 @@ class Stream:
         return sum(s.end - s.start for s in self.segments if s.command is not None)
 
 
-def make_stream(name: str, commands, seeds: list[int], voices: list[int], snr: float = SNR) -> Stream:
-    """Demo scenes of ``seeds`` (spoken by TEST-ONLY ``voices``) one after the other; segment times
-    on the stream's clock."""
+def make_stream(name: str, commands, seeds: list[int], voices: list[int], snr: float = SNR, split: str = "test") -> Stream:
+    """Demo scenes of ``seeds`` (spoken by TEST-ONLY ``voices``, or with ``split="dev"`` the Kokoro
+    dev speakers) one after the other; segment times on the stream's clock."""
     audio, segments, scenes, t = [], [], [], 0
     cache: dict = {}
     for seed, voice in zip(seeds, voices):
-        sc = cache.get((seed, voice)) or make_scene(commands, snr, seed, 4, voice=voice)
+        sc = cache.get((seed, voice)) or make_scene(commands, snr, seed, 4, voice=voice, split=split)
         cache[(seed, voice)] = sc
         off = t / sc.sr
         segments += [dataclasses.replace(s, start=round(s.start + off, 3), end=round(s.end + off, 3)) for s in sc.segments]
@@ -203,9 +203,9 @@ def zero_posterior() -> dict:
 
 def markdown(payload: dict) -> str:
     lines = [f"Continuous listening, TEST-ONLY voices among other speech in {payload['snr']:g} dB babble "
-             f"(benchmarks/listening.py): each stream through `grammar listen`'s path (0.25-s blocks, 2-s windows "
-             f"every 0.25 s, events that {payload.get('min_windows', 1)} windows accepted at the threshold below). Found / misclassified / missed out of the stream's commands; false alarms per hour "
-             f"of the stream less its commands. Nothing was tuned on these streams.", ""]  # fmt: skip
+             f"(benchmarks/listening.py): each stream through `grammar listen`'s path (0.25-s blocks, "
+             f"{payload.get('window_s', 2.0):g}-s windows every 0.25 s, events that {payload.get('min_windows', 1)} windows accepted at the threshold below). Found / misclassified / missed out of the stream's commands; false alarms per hour "
+             "of the stream less its commands. Nothing was tuned on these streams.", ""]  # fmt: skip
     for st in payload["streams"]:
         lines += [f"**{st['name']}** ({st['seconds'] / 60:.1f} min, {st['n_commands']} commands; {st['about']})", "",
                   "| chain | found | misclassified | missed | false alarms | per hour | threshold | real-time factor |",

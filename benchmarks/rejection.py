@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     md = [f"Rejection scores on TEST-ONLY voices, shipped chain (denoiser -> AM -> base grammar): threshold "
           f"calibrated on {len(cal_nc)} calibration non-commands to each target FAR, measured on {len(test)} test "
           "utterances (clean, 20, 10, 5 dB in equal parts). Score kinds are those of `grammar.decoding.decoder.SCORE_KINDS`; spotting decodes "
-          "as `grammar listen` does (the command anywhere in the window, a best-path filler around it).",
+          "with a filler path (`decode(..., spot=True)`: the command anywhere in the window, a best-path filler "
+          "around it; a lever of the spotting section, which `grammar listen` does not use).",
           "", "| score | target FAR | accuracy | FAR | accuracy clean | 20 dB | 10 dB | 5 dB |",
           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:

@@ -4,12 +4,16 @@ The benchmark stream (:mod:`grammar.decoding.conversation`, split ``test``): 33 
 TEST-ONLY voices (flite rms, festival ked and slt, and the natural voice hibari ``heart``), turn
 after turn of ordinary sentences, with 95 commands of the default grammar among them (each set
 apart by a 1-2 s pause, every voice saying its share), all in babble of TRAIN-voice talkers at
-10 dB. A development stream of the same make (split ``dev``: eight Kokoro speakers that no training
-saw, :func:`rced.tts.kokoro_dev_voices`; 20 minutes) is where the spotter's settings (:data:`grammar.decoding.listen.LISTEN_MIN_WINDOWS`,
-``LISTEN_THRESHOLD_OFFSET``) and PocketSphinx's threshold are chosen (:func:`choose`); nothing is
-chosen on the benchmark stream.
+10 dB. Two development streams of eight Kokoro speakers that no training saw
+(:func:`rced.tts.kokoro_dev_voices`): a conversation of the same make (split ``dev``, 20 minutes)
+and `grammar demo`'s kind of scene at 20 dB (30 scenes, :data:`DEV_SCENES`). There the spotter's
+levers (window length, a filler path, a second, stricter check of each event) are measured one at
+a time, each with its setting chosen by one rule (:func:`choose`), and the lever the rule puts first
+is what ``grammar listen`` ships (:data:`grammar.decoding.listen.LISTEN_WINDOW_S`,
+``LISTEN_MIN_WINDOWS``, ``LISTEN_THRESHOLD_OFFSET``); PocketSphinx's threshold is chosen on the dev
+conversation. Nothing is chosen on the benchmark stream.
 
-Each chain hears the stream as ``grammar listen`` does (0.25-s blocks, 2-s windows every 0.25 s):
+Each chain hears the stream as ``grammar listen`` does (0.25-s blocks, windows every 0.25 s):
 the float chain and the int8 device chain. Every window's best hit is recorded once
 (:func:`grammar.decoding.listen.window_records`) and :func:`grammar.decoding.listen.replay` gives the detections at
 any threshold: the DET curve (missed commands, wrong command included, against false alarms per
@@ -29,6 +33,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,6 +63,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 BLOCK_S = 0.25
 STREAMS = {"test": ConversationConfig(), "dev": ConversationConfig(split="dev", seed=3030, minutes=20.0)}
+#: The second development stream: `grammar demo`'s kind of scene (4 commands among other sentences of
+#: one speaker, 20 dB babble) by the eight Kokoro dev speakers in turn, seeds 3000..3029: the listener
+#: serves both, so its settings are chosen on both.
+DEV_SCENES = {"seeds": list(range(3000, 3030)), "snr": 20.0}
+DEV_SPLITS = ("dev", "dev scenes")
 PS_THRESHOLDS = (1e-40, 1e-30, 1e-20, 1e-15, 1e-10, 1e-5, 1e0, 1e5, 1e10)
 PS_DEFAULT = 1e-20  # the keyphrase threshold of PocketSphinx's keyword-spotting examples
 MAX_FA_PER_HOUR = 20.0  # the listening target: at most 20 false alarms an hour (a line on the plot)
@@ -108,15 +118,22 @@ def score(scene: Scene, dets: list[Detection]) -> dict:
     return out
 
 
-def sweep(records, scene: Scene, frame_s: float, min_windows: int) -> list[dict]:
-    """The DET curve: the score at every distinct threshold among the windows' best hits."""
+def sweep(records, scene: Scene, frame_s: float, setting: tuple) -> list[dict]:
+    """The DET curve of a setting (min windows, offset[, confirm offset]): its windows' threshold
+    moved through the windows' best scores (61 quantiles), the stricter check moved with it."""
     scores = np.unique([h.score for _, h in records if h is not None])
     grid = np.quantile(scores, np.linspace(0, 1, 61)) if len(scores) > 61 else scores
     out = []
-    for t in grid:
-        r = score(scene, replay(records, float(t), frame_s, min_windows=min_windows))
+    for t in grid:  # a grammar threshold that puts the windows' threshold at t
+        r = score(scene, detections({"records": records, "threshold": float(t) - setting[1]}, frame_s, setting))
         out.append({"threshold": round(float(t), 4), "miss_rate": r["miss_rate"], "fa_per_hour": r["false_alarms_per_hour"]})
     return out
+
+
+def describe(setting: tuple) -> str:
+    m, off, *conf = setting
+    text = f"min {m} window{'s' if m > 1 else ''}, threshold {off:+g}"
+    return text + (f", best window {conf[0]:+g}" if conf else "")
 
 
 def pocketsphinx_rows(scene: Scene, commands, key: str) -> dict:
@@ -147,31 +164,143 @@ def pocketsphinx_rows(scene: Scene, commands, key: str) -> dict:
 # --------------------------------------------------------------------------- choosing on dev
 
 MIN_WINDOWS_GRID = range(1, 9)
-OFFSET_GRID = np.round(np.arange(-1.6, 0.301, 0.05), 2)
+OFFSET_GRID = np.round(np.arange(-3.0, 1.001, 0.05), 2)
+CONFIRM_STEP = 0.1  # the stricter check's offsets: above the windows' offset, up to the grid's top
+BEFORE_WINDOW_S, BEFORE = 2.0, (5, -1.15)  # grammar listen's windows and setting before the levers were measured
 CHOOSE_FA_PER_HOUR = 10.0  # half the target: room for a new stream's spread
 CHOOSE_MISCLASSIFIED = 0.10  # at most 2 in 20 commands taken for another
 
 
-def choose(dev: dict, frame_s: float) -> tuple[dict, tuple[int, float] | None]:
-    """The spotter settings (min windows, threshold offset) that find the most commands on the dev
-    stream, counted on the worse of the chains, with every chain at most ``CHOOSE_FA_PER_HOUR``
-    false alarms per hour and ``CHOOSE_MISCLASSIFIED`` of its commands misclassified; ties: fewer
-    false alarms, then the offset nearest 0. Returns every grid point's counts and the choice."""
-    grid: dict = {}
-    best_key, best = None, None
+def setting_key(setting: tuple) -> str:
+    return " ".join([str(setting[0])] + [f"{v:+.2f}" for v in setting[1:]])
+
+
+def settings_grid(confirm: bool = False) -> Iterator[tuple]:
+    """(min windows, threshold offset) and, with ``confirm``, also (min windows, offset, confirm
+    offset) for every confirm offset above the windows' one."""
     for m in MIN_WINDOWS_GRID:
         for off in OFFSET_GRID:
-            res = {n: score(c["scene"], replay(c["records"], c["threshold"] + off, frame_s, min_windows=m))
-                   for n, c in dev.items()}  # fmt: skip
-            grid[f"{m} {off:+.2f}"] = res
-            ok = all(r["false_alarms_per_hour"] <= CHOOSE_FA_PER_HOUR
-                     and r["misclassified"] <= CHOOSE_MISCLASSIFIED * r["n_commands"] for r in res.values())  # fmt: skip
-            if not ok:
-                continue
-            key = (min(r["found"] for r in res.values()), -sum(r["false_alarms"] for r in res.values()), -abs(off))
-            if best_key is None or key > best_key:
-                best_key, best = key, (m, float(off))
+            yield m, float(off)
+            if confirm:
+                for conf in np.arange(off + CONFIRM_STEP, OFFSET_GRID[-1] + 1e-9, CONFIRM_STEP):
+                    yield m, float(off), round(float(conf), 2)
+
+
+def detections(c: dict, frame_s: float, setting: tuple, cache: dict | None = None) -> list[Detection]:
+    """One chain's detections at a setting: events that ``min windows`` windows accepted at the
+    threshold plus the offset; with a third value, a second, stricter check: the event's best
+    window must also reach the threshold plus that confirm offset."""
+    m, off, *confirm = setting
+    cache = {} if cache is None else cache
+    if (m, off) not in cache:
+        cache[m, off] = replay(c["records"], c["threshold"] + off, frame_s, min_windows=m)
+    dets = cache[m, off]
+    return [d for d in dets if d.score >= c["threshold"] + confirm[0]] if confirm else dets
+
+
+def choose(dev: dict, frame_s: float, confirm: bool = False) -> tuple[dict, tuple | None]:
+    """The spotter setting (min windows, threshold offset[, confirm offset]) that finds the most
+    commands on the dev streams (``{stream: {chain: run}}``), each stream counted on the worse of
+    its chains, with every chain of every stream at most ``CHOOSE_FA_PER_HOUR`` false alarms per
+    hour and ``CHOOSE_MISCLASSIFIED`` of its commands misclassified; ties: fewer false alarms, then
+    the offset nearest 0, then the first in :func:`settings_grid` (no stricter check before one).
+    Returns every setting's counts ``{key: {stream: {chain: counts}}}`` and the choice."""
+    grid: dict = {}
+    best_key, best = None, None
+    caches: dict = {(st, n): {} for st, chains in dev.items() for n in chains}
+    for setting in settings_grid(confirm):
+        res = {st: {n: score(c["scene"], detections(c, frame_s, setting, caches[st, n])) for n, c in chains.items()}
+               for st, chains in dev.items()}  # fmt: skip
+        grid[setting_key(setting)] = res
+        rk = rule_key(res)
+        if rk is None:
+            continue
+        key = (*rk, -abs(setting[1]))
+        if best_key is None or key > best_key:
+            best_key, best = key, setting
     return grid, best
+
+
+def rule_key(res: dict) -> tuple[int, int] | None:
+    """The rule's order of one setting's counts ``{stream: {chain: counts}}``: (commands found,
+    each stream counted on its worse chain; minus the false alarms), None where a chain of a
+    stream breaks the rule's bounds."""
+    flat = [r for per in res.values() for r in per.values()]
+    if not all(r["false_alarms_per_hour"] <= CHOOSE_FA_PER_HOUR
+               and r["misclassified"] <= CHOOSE_MISCLASSIFIED * r["n_commands"] for r in flat):  # fmt: skip
+        return None
+    return sum(min(r["found"] for r in per.values()) for per in res.values()), -sum(r["false_alarms"] for r in flat)
+
+
+def dev_runs(runs: dict, chains) -> dict:
+    """``{stream: {chain: run}}`` of the dev streams, as :func:`choose` takes them."""
+    return {st: {n: runs[st, n] for n in chains} for st in DEV_SPLITS}
+
+
+def dev_scenes(commands) -> tuple[Scene, str]:
+    """The demo-like dev stream as one Scene, and its cache key (from its audio)."""
+    import hashlib
+
+    from listening import make_stream
+
+    from rced.tts import kokoro_dev_voices
+
+    k = len(kokoro_dev_voices())
+    st = make_stream("dev scenes", commands, DEV_SCENES["seeds"], [i % k for i in range(len(DEV_SCENES["seeds"]))],
+                     DEV_SCENES["snr"], split="dev")  # fmt: skip
+    key = "devscenes_" + hashlib.sha256(st.audio.tobytes()).hexdigest()[:16]
+    return Scene(np.zeros(0, np.float32), st.audio, st.segments, st.sr, "kokoro dev", DEV_SCENES["snr"], 0), key
+
+
+LEVERS = {  # name: (window seconds, keyword-spotting decoding, a stricter check of each event)
+    "2-s windows (before)": (BEFORE_WINDOW_S, False, False),
+    "a filler path (keyword-spotting decoding, its own threshold)": (BEFORE_WINDOW_S, True, False),
+    "1.5-s windows": (1.5, False, False),
+    "2.5-s windows": (2.5, False, False),
+    "2-s windows, a second, stricter check of each event's best window": (BEFORE_WINDOW_S, False, True),
+}
+
+
+class Runs:
+    """Every stream's window records per chain, window length and decoding, made once on demand
+    from the streams' cached log-posteriors."""
+
+    def __init__(self, scenes: dict, logps: dict, grammars: dict, frame_s: float):
+        self.scenes, self.logps, self.grammars, self.frame_s = scenes, logps, grammars, frame_s
+        self._memo: dict = {}
+
+    def __call__(self, split: str, chain: str, window_s: float, spot: bool = False) -> dict:
+        key = (split, chain, window_s, spot)
+        if key not in self._memo:
+            g = self.grammars[chain]
+            recs = window_records(self.logps[split, chain], g, self.frame_s, window_s, spot=spot)
+            self._memo[key] = {"scene": self.scenes[split], "threshold": g.threshold_for(spot), "records": recs}
+        return self._memo[key]
+
+    def of(self, window_s: float, spot: bool = False) -> dict:
+        return {(split, chain): self(split, chain, window_s, spot) for split in self.scenes for chain in self.grammars}
+
+
+def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
+    """Each spotter lever alone: its setting chosen on the dev streams by :func:`choose` (both
+    chains), then counted at that setting on every stream. Returns the rows, the lever the rule
+    puts first (ties: the first in :data:`LEVERS`), and that lever's grid of plain settings."""
+    out, best, best_key, best_grid = {}, None, None, {}
+    for name, (window_s, spot, confirm) in LEVERS.items():
+        c = runs.of(window_s, spot)
+        grid, chosen = choose(dev_runs(c, runs.grammars), runs.frame_s, confirm)
+        row: dict = {"window_s": window_s, "spot": spot, "confirm": confirm,
+                     "chosen": None if chosen is None else list(chosen)}  # fmt: skip
+        if chosen is not None:
+            for split in runs.scenes:
+                row[split] = {n: score(c[split, n]["scene"], detections(c[split, n], runs.frame_s, chosen))
+                              for n in runs.grammars}  # fmt: skip
+            key = rule_key(grid[setting_key(chosen)])
+            if best_key is None or key > best_key:
+                best, best_key, best_grid = name, key, {k: v for k, v in grid.items() if len(k.split()) == 2}
+        print("lever", name, row.get("chosen"), {k: row[k] for k in runs.scenes if k in row}, flush=True)
+        out[name] = row
+    return out, best, best_grid
 
 
 def pocketsphinx_choice(dev: dict) -> str | None:
@@ -185,17 +314,20 @@ def pocketsphinx_choice(dev: dict) -> str | None:
 
 
 def markdown(payload: dict) -> str:
-    st, dev = payload["streams"]["test"], payload["streams"]["dev"]
+    st, dev, dsc = (payload["streams"][k] for k in ("test", "dev", "dev scenes"))
     ch, sh = payload["chosen_on_dev"], payload["shipped"]
     lines = [f"Spotting in conversation (benchmarks/spotting.py): {st['seconds'] / 60:.1f} minutes of ordinary "
              f"sentences by the TEST-ONLY voices (flite rms, festival ked and slt, and the natural voice hibari "
              f"`heart`), {st['n_commands']} commands among them (each after a 1-2 s pause, every voice saying its "
-             f"share), in babble at {payload['snr']:g} dB; `grammar listen`'s path (0.25-s blocks, 2-s windows every "
+             f"share), in babble at {payload['snr']:g} dB; `grammar listen`'s path (0.25-s blocks, windows every "
              f"0.25 s). Found / misclassified / missed out of the commands; false alarms per hour of non-command "
              f"time. Nothing was tuned on this stream: the spotter's settings and PocketSphinx's threshold were "
-             f"chosen on a development stream of eight Kokoro speakers no training saw ({dev['seconds'] / 60:.1f} min, {dev['n_commands']} "
-             f"commands; the most commands found on the worse chain at <= {CHOOSE_FA_PER_HOUR:g} false alarms per "
-             f"hour and <= {CHOOSE_MISCLASSIFIED:.0%} misclassified).", "",
+             f"chosen on development streams of eight Kokoro speakers no training saw: a conversation of the same make "
+             f"({dev['seconds'] / 60:.1f} min, {dev['n_commands']} commands) and, for the spotter, `grammar demo`'s "
+             f"kind of scene at {DEV_SCENES['snr']:g} dB ({dsc['seconds'] / 60:.1f} min, {dsc['n_commands']} commands); "
+             f"the most commands found, each stream counted on its worse chain, with every chain at <= "
+             f"{CHOOSE_FA_PER_HOUR:g} false alarms per hour and <= {CHOOSE_MISCLASSIFIED:.0%} misclassified "
+             f"(PocketSphinx: on the conversation).", "",
              "| system | found | natural voice | misclassified | missed | false alarms | per hour |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in payload["rows"].items():
@@ -205,15 +337,43 @@ def markdown(payload: dict) -> str:
     if ch is None:
         lines += ["", "On the development stream no setting met the rule; the shipped ones are kept."]
     else:
-        same = (ch["min_windows"], ch["threshold_offset"]) == (sh["min_windows"], sh["threshold_offset"])
-        lines += ["", f"Chosen on the development stream: min {ch['min_windows']} windows, threshold offset "
-                  f"{ch['threshold_offset']:+g}" + (" (what `grammar listen` ships)." if same else
-                  f"; `grammar listen` ships min {sh['min_windows']}, {sh['threshold_offset']:+g}: update "
-                  f"grammar.decoding.listen.LISTEN_MIN_WINDOWS / LISTEN_THRESHOLD_OFFSET.")]  # fmt: skip
+        same = len(ch["setting"]) == 2 and (ch["window_s"], *ch["setting"]) == (sh["window_s"], *sh["setting"])
+        lines += ["", f"Chosen on the development streams, among the levers below: {ch['lever']}, "
+                  f"{describe(tuple(ch['setting']))}" + (" (what `grammar listen` ships)." if same else
+                  f"; `grammar listen` ships {sh['window_s']:g}-s windows, {describe(tuple(sh['setting']))}: update "
+                  f"grammar.decoding.listen.LISTEN_WINDOW_S / _MIN_WINDOWS / _THRESHOLD_OFFSET.")]  # fmt: skip
+    lines += lever_markdown(payload.get("levers", {}))
     lines += ["", "DET curves (missed commands, wrong command included, against false alarms per hour, sweeping "
               "the threshold; + marks the rows above, 0 per hour drawn at 0.5): `benchmarks/results/spotting_det.png`. "
               "Speed of the chains: the speed section."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def lever_markdown(levers: dict) -> list[str]:
+    if not levers:
+        return []
+    lines = ["", "Spotter levers, one at a time: each lever's setting (min windows, threshold offset, and for the "
+             "stricter check the offset the event's best window must also reach) chosen on the development streams "
+             "by the rule above, then counted on every stream. A filler path decodes each window by keyword "
+             "spotting (`decode(..., spot=True)`: the command anywhere in the window, a best-path filler around "
+             "it) against the grammar's spotting threshold. Found / misclassified / false alarms per hour.", "",
+             "| lever | chosen on dev | dev conversation, float / int8 | dev scenes, float / int8 | float | int8 | natural voice, float |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def cell(r: dict) -> str:
+        return f"{r['found']}/{r['n_commands']}, {r['misclassified']}, {r['false_alarms_per_hour']:.1f}"
+
+    for name, row in levers.items():
+        if row["chosen"] is None:
+            lines.append(f"| {name} | no setting met the rule | - | - | - | - | - |")
+            continue
+        m, off, *conf = row["chosen"]
+        chosen = f"{m}, {off:+g}" + (f", best {conf[0]:+g}" if conf else "")
+        test = row["test"]
+        nat = f"{test['float']['natural_found']}/{test['float']['natural_commands']}" if "natural_found" in test["float"] else "-"
+        devs = " | ".join(f"{cell(row[k]['float'])} / {cell(row[k]['int8'])}" for k in DEV_SPLITS)
+        lines.append(f"| {name} | {chosen} | {devs} | {cell(test['float'])} | {cell(test['int8'])} | {nat} |")
+    return lines
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -249,27 +409,29 @@ def main(argv: list[str] | None = None) -> int:
     commands = Grammar.load(default_grammar_path()).commands
     scenes = {k: make_conversation(commands, cfg) for k, cfg in STREAMS.items()}
     keys = {k: f"{k}_{cfg.key(commands)}" for k, cfg in STREAMS.items()}  # the caches' name of each stream
+    scenes["dev scenes"], keys["dev scenes"] = dev_scenes(commands)
     chains = {"float": Recognizer.load(), "int8": Recognizer.load(backend="int8")}
     frame_s = PosteriorStream(chains["float"]).frame_s
-    runs: dict = {}
-    for split, scene in scenes.items():
-        for name, rec in chains.items():
-            logp = posteriors(rec, scene, keys[split])
-            g = rec.decoding_grammar()
-            runs[split, name] = {"scene": scene, "records": window_records(logp, g, frame_s), "threshold": g.threshold}
-    grid, chosen = choose({n: runs["dev", n] for n in chains}, frame_s)
-    print("chosen on dev (min windows, threshold offset):", chosen, flush=True)
-    settings = {"every accepted event at the grammar's threshold (before)": (1, 0.0),
-                f"`grammar listen`: min {LISTEN_MIN_WINDOWS} windows, threshold {LISTEN_THRESHOLD_OFFSET:+g}":
-                    (LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET)}  # fmt: skip
+    grammars = {name: rec.decoding_grammar() for name, rec in chains.items()}
+    logps = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
+    runs = Runs(scenes, logps, grammars, frame_s)
+    levers, best, grid = lever_rows(runs)
+    chosen = None if best is None else {"lever": best, "window_s": LEVERS[best][0], "setting": levers[best]["chosen"]}
+    print("chosen on dev:", chosen, flush=True)
+    shipped = {"window_s": LISTEN_WINDOW_S, "setting": [LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET]}
+    settings = {"every accepted event at the grammar's threshold, 2-s windows (before)": (BEFORE_WINDOW_S, (1, 0.0)),
+                f"2-s windows, {describe(BEFORE)} (before)": (BEFORE_WINDOW_S, BEFORE),
+                f"`grammar listen`: {LISTEN_WINDOW_S:g}-s windows, {describe(tuple(shipped['setting']))}":
+                    (LISTEN_WINDOW_S, tuple(shipped["setting"]))}  # fmt: skip
     rows, det = {}, {}
     for name in chains:
-        c = runs["test", name]
-        for label, (m, off) in settings.items():
-            r = score(c["scene"], replay(c["records"], c["threshold"] + off, frame_s, min_windows=m))
-            r["threshold"] = round(c["threshold"] + off, 4)
+        for label, (window_s, setting) in settings.items():
+            c = runs("test", name, window_s)
+            r = score(c["scene"], detections(c, frame_s, setting))
+            r["threshold"] = round(c["threshold"] + setting[1], 4)
             rows[f"stapes {name}, {label}"] = r
-            det[f"stapes {name}, min {m} window{'s' if m > 1 else ''}"] = sweep(c["records"], c["scene"], frame_s, m)
+            curve = f"stapes {name}, {window_s:g}-s windows, min {setting[0]}"
+            det[curve] = sweep(c["records"], c["scene"], frame_s, setting)
     ps_choice = None
     if not args.no_pocketsphinx:
         ps_dev = pocketsphinx_rows(scenes["dev"], commands, keys["dev"])
@@ -281,12 +443,12 @@ def main(argv: list[str] | None = None) -> int:
         det["PocketSphinx kws"] = [{"threshold": float(k), "miss_rate": r["miss_rate"], "fa_per_hour": r["false_alarms_per_hour"]}
                                    for k, r in ps.items()]  # fmt: skip
     payload = {"snr": STREAMS["test"].snr, "block_s": BLOCK_S, "window_s": LISTEN_WINDOW_S, "hop_s": LISTEN_HOP_S,
-               "shipped": {"min_windows": LISTEN_MIN_WINDOWS, "threshold_offset": LISTEN_THRESHOLD_OFFSET},
-               "chosen_on_dev": None if chosen is None else {"min_windows": chosen[0], "threshold_offset": chosen[1]},
+               "shipped": shipped, "chosen_on_dev": chosen,
                "pocketsphinx_chosen_on_dev": ps_choice,
-               "streams": {k: {"config": dataclasses.asdict(STREAMS[k]), "seconds": round(len(s.noisy) / s.sr, 2),
+               "streams": {k: {"config": dataclasses.asdict(STREAMS[k]) if k in STREAMS else DEV_SCENES, "seconds": round(len(s.noisy) / s.sr, 2),
                                "n_commands": sum(g.command is not None for g in s.segments)} for k, s in scenes.items()},
-               "rows": rows, "det": det, "dev_grid": grid}  # fmt: skip
+               "rows": rows, "levers": levers, "det": det,
+               "dev_grid": grid}  # fmt: skip
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     plot(payload, out.with_name(out.name + "_det.png"))

@@ -68,13 +68,14 @@ def _active(x: np.ndarray, sr: int, floor_db: float = -35.0) -> tuple[int, int]:
 
 
 def make_scene(commands: Sequence[str], snr: float = 5.0, seed: int = 7, n_commands: int = 4,
-               babble_utterances: int = 24, workers: int | None = None, voice: int = 0) -> Scene:  # fmt: skip
+               babble_utterances: int = 24, workers: int | None = None, voice: int = 0, split: str = "test") -> Scene:  # fmt: skip
     """``n_commands`` of ``commands`` (drawn by ``seed``) and non-command sentences between them,
     spoken by TEST-ONLY voice number ``voice`` (the demo: the first), in babble of
-    ``babble_utterances`` TRAIN-voice utterances."""
+    ``babble_utterances`` TRAIN-voice utterances. ``split="dev"``: by the Kokoro dev speakers
+    instead (:func:`rced.tts.kokoro_dev_voices`), for choosing listener settings."""
     from rced.corpus import Utterance, load_utterances, train_utterances
     from rced.text import random_sentence
-    from rced.tts import Prosody, test_voices
+    from rced.tts import Prosody, kokoro_dev_voices, test_voices
 
     if not commands:
         raise GrammarError("demo: the grammar has no commands")
@@ -85,9 +86,11 @@ def make_scene(commands: Sequence[str], snr: float = 5.0, seed: int = 7, n_comma
         texts.append((c, c))
         if i < len(picked) - 1:
             texts.append((random_sentence(rng, 3, 6), None))
-    voices = test_voices()
+    if split not in ("test", "dev"):
+        raise GrammarError(f"demo: split {split!r}: expected 'test' or 'dev'")
+    voices = test_voices() if split == "test" else kokoro_dev_voices()
     if not 0 <= voice < len(voices):
-        raise GrammarError(f"demo: voice {voice}: there are {len(voices)} TEST-ONLY voices (0..{len(voices) - 1})")
+        raise GrammarError(f"demo: voice {voice}: there are {len(voices)} {split} voices (0..{len(voices) - 1})")
     voice = voices[voice]
     utts = [Utterance(t, voice, Prosody(), seed * 1000 + i) for i, (t, _) in enumerate(texts)]
     speech = load_utterances(utts, workers=workers, desc="demo speech")

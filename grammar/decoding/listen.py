@@ -20,7 +20,7 @@ Three causal stages, each fed block by block:
    command, span and score of its best-scoring window once no later window can overlap it, so a
    command spoken once triggers once. The listener decodes at the grammar's threshold plus
    :data:`LISTEN_THRESHOLD_OFFSET` and keeps only events that :data:`LISTEN_MIN_WINDOWS` windows
-   accepted (chosen by benchmarks/spotting.py on a stream of Kokoro speakers no training saw).
+   accepted (chosen by benchmarks/spotting.py on streams of Kokoro speakers no training saw).
 3. :func:`spot` / :func:`listen_blocks` tie them together; ``grammar listen`` is the CLI
    (:func:`run_listen`): a file read block by block, standard input, or a live input device
    (:class:`Source`), each detection printed the moment it is final, Ctrl-C ending the input.
@@ -273,18 +273,20 @@ class PosteriorStream:
 # --------------------------------------------------------------------------- spotting
 
 
-#: How ``grammar listen`` turns windows into detections, chosen on a development stream of eight
-#: Kokoro speakers no training saw (``python benchmarks/spotting.py``, its ``choose``;
-#: benchmarks/results/spotting.md): an event
+#: How ``grammar listen`` turns windows into detections, chosen with the window length on two
+#: development streams of eight Kokoro speakers no training saw, a conversation and demo scenes
+#: (``python benchmarks/spotting.py``, its ``choose`` and levers; benchmarks/results/spotting.md): an event
 #: becomes a detection when at least ``LISTEN_MIN_WINDOWS`` windows accepted its command, each
 #: window accepting at the grammar's threshold plus ``LISTEN_THRESHOLD_OFFSET``. A command said to
 #: the device lies whole in several successive windows; a stretch of other talk that looks like one
 #: seldom does, so asking for several lets each window accept more readily.
-LISTEN_MIN_WINDOWS = 5
-LISTEN_THRESHOLD_OFFSET = -1.15
+LISTEN_MIN_WINDOWS = 4
+LISTEN_THRESHOLD_OFFSET = -0.75
 #: The windows: the last ``LISTEN_WINDOW_S`` seconds decoded every ``LISTEN_HOP_S`` (also the block
 #: size); accepted windows of one command within ``LISTEN_REFRACTORY_S`` of each other are one event.
-LISTEN_WINDOW_S = 2.0
+#: 2.5 s holds a command with its pauses more often than 2 s (the spotting levers); an event is
+#: final a window plus the refractory time after the command ends.
+LISTEN_WINDOW_S = 2.5
 LISTEN_HOP_S = 0.25
 LISTEN_REFRACTORY_S = 0.3
 
@@ -309,13 +311,15 @@ class Events:
     plus the refractory time. The detection is the best hit's command, span and score; events with
     fewer than ``min_windows`` hits of that command are dropped (a command said to the device is
     seen whole by several successive windows; a fragment of other speech that looks like one
-    seldom is).
+    seldom is), and so are events whose best score is below ``min_best``.
     """
 
-    def __init__(self, frame_s: float, refractory_s: float, min_windows: int = 1):
+    def __init__(self, frame_s: float, refractory_s: float, min_windows: int = 1, min_best: float = -np.inf):
         if min_windows < 1:
             raise GrammarError(f"listen: min_windows {min_windows} must be at least 1")
-        self.frame_s, self.min_windows = float(frame_s), min_windows
+        if np.isnan(min_best):
+            raise GrammarError("listen: the events' best-score floor must be a number, got NaN")
+        self.frame_s, self.min_windows, self.min_best = float(frame_s), min_windows, float(min_best)
         self.refractory = int(round(refractory_s / frame_s))  # in AM frames
         self._group: list[WindowHit] = []
 
@@ -346,7 +350,7 @@ class Events:
         best = self._best()
         n = sum(h.command == best.command for h in self._group)
         self._group = []
-        if n < self.min_windows:
+        if n < self.min_windows or best.score < self.min_best:
             return []
         return [Detection(best.command, best.first * self.frame_s, (best.last + 1) * self.frame_s, best.score,
                           best.expression, n)]  # fmt: skip
@@ -355,14 +359,15 @@ class Events:
 class Spotter:
     """Sliding-window grammar decoding over a stream of log-posterior frames; merges windows into detections.
 
-    ``push(frames)`` returns the detections that became final; ``flush()`` the rest. With
+    ``push(frames)`` returns the detections that became final; ``flush()`` the rest. Windows accept
+    at the grammar's threshold; ``min_windows`` and ``min_best``: see :class:`Events`. With
     ``record`` every decoded window's start and best hit (accepted or not) is kept in
     :attr:`records`, from which :func:`replay` gives the detections at any other threshold.
     """
 
     def __init__(self, grammar: Grammar, frame_s: float, window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S,
                  refractory_s: float = LISTEN_REFRACTORY_S, score_kind: str | None = None, spot: bool = False,
-                 min_windows: int = 1, record: bool = False):  # fmt: skip
+                 min_windows: int = 1, min_best: float = -np.inf, record: bool = False):  # fmt: skip
         if grammar is None:
             raise GrammarError("listen: no grammar loaded")
         for name, v in (("window", window_s), ("hop", hop_s)):
@@ -373,11 +378,12 @@ class Spotter:
         if refractory_s < 0:
             raise GrammarError(f"listen: refractory time {refractory_s} s must not be negative")
         # spot: keyword-spotting decoding (other speech in a window costs a command nothing); off by
-        # default: on isolated utterances it loses to whole-window decoding (benchmarks/rejection.py)
+        # default: it loses to whole-window decoding on isolated utterances (benchmarks/rejection.py)
+        # and in conversation (benchmarks/spotting.py's levers)
         self.grammar, self.frame_s, self.score_kind, self.spot = grammar, float(frame_s), score_kind, spot
         self.win = max(1, int(round(window_s / frame_s)))
         self.hop = max(1, int(round(hop_s / frame_s)))
-        self.events = Events(self.frame_s, refractory_s, min_windows)
+        self.events = Events(self.frame_s, refractory_s, min_windows, min_best)
         self.records: list[tuple[int, WindowHit | None]] | None = [] if record else None
         self._buf = np.zeros((0, Units(grammar.units).size), np.float32)
         self._buf0 = 0  # global frame index of _buf[0]
@@ -439,20 +445,20 @@ class Spotter:
 
 
 def window_records(logp: np.ndarray, grammar: Grammar, frame_s: float, window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S,
-                   score_kind: str | None = None) -> list[tuple[int, WindowHit | None]]:  # fmt: skip
+                   score_kind: str | None = None, spot: bool = False) -> list[tuple[int, WindowHit | None]]:  # fmt: skip
     """Every window's start and best hit over a whole stream of log-posteriors, whatever its score:
     what :func:`replay` needs to give the spotter's detections at any threshold without decoding again."""
-    sp = Spotter(grammar, frame_s, window_s, hop_s, score_kind=score_kind, record=True)
+    sp = Spotter(grammar, frame_s, window_s, hop_s, score_kind=score_kind, spot=spot, record=True)
     sp.push(logp)
     sp.flush()
     return sp.records
 
 
 def replay(records: Sequence[tuple[int, WindowHit | None]], threshold: float, frame_s: float,
-           refractory_s: float = LISTEN_REFRACTORY_S, min_windows: int = 1) -> list[Detection]:  # fmt: skip
+           refractory_s: float = LISTEN_REFRACTORY_S, min_windows: int = 1, min_best: float = -np.inf) -> list[Detection]:  # fmt: skip
     """The detections a :class:`Spotter` with this threshold (and these event settings) gives on
     the stream the ``records`` come from: a hit counts when its score is >= ``threshold``."""
-    ev = Events(frame_s, refractory_s, min_windows)
+    ev = Events(frame_s, refractory_s, min_windows, min_best)
     out: list[Detection] = []
     for start, hit in records:
         out += ev.window(start, hit if hit is not None and hit.score >= threshold else None)

@@ -15,6 +15,7 @@ import soundfile as sf
 from grammar.decoding.decoder import Grammar
 from grammar.decoding.demo import Segment, make_scene, match, summary, table
 from grammar.decoding.listen import Detection
+from grammar.errors import GrammarError
 from rced.corpus import rms
 from tests.grammar.conftest import grammar_cli, one_line_error
 from tests.rced.test_demo import check_demo_page
@@ -72,6 +73,17 @@ def test_scene_layout_voice_and_snr():
     assert snr == pytest.approx(0.0, abs=0.1)
     again = make_scene(COMMANDS, snr=0.0, seed=3, n_commands=3, babble_utterances=6)
     np.testing.assert_array_equal(again.noisy, sc.noisy)  # deterministic in the seed
+
+
+def test_dev_scenes_are_spoken_by_the_dev_speakers_only():
+    from rced.tts import kokoro_dev_voices
+
+    sc = make_scene(COMMANDS, snr=20.0, seed=4, n_commands=1, babble_utterances=4, voice=3, split="dev")
+    assert sc.voice == kokoro_dev_voices()[3].id and [s.command for s in sc.segments] == [sc.commands[0].command]
+    with pytest.raises(GrammarError, match="split 'train'"):
+        make_scene(COMMANDS, split="train")
+    with pytest.raises(GrammarError, match="8 dev voices"):
+        make_scene(COMMANDS, voice=8, split="dev")
 
 
 def test_match_hits_wrong_missed_and_false_alarms():
