@@ -221,13 +221,17 @@ def choose(dev: dict, frame_s: float, confirm: bool = False) -> tuple[dict, tupl
     return grid, best
 
 
+def within_bounds(r: dict) -> bool:
+    """One chain's counts on one stream keep the rule's bounds: false alarms per hour and the share misclassified."""
+    return r["false_alarms_per_hour"] <= CHOOSE_FA_PER_HOUR and r["misclassified"] <= CHOOSE_MISCLASSIFIED * r["n_commands"]
+
+
 def rule_key(res: dict) -> tuple[int, int] | None:
     """The rule's order of one setting's counts ``{stream: {chain: counts}}``: (commands found,
     each stream counted on its worse chain; minus the false alarms), None where a chain of a
     stream breaks the rule's bounds."""
     flat = [r for per in res.values() for r in per.values()]
-    if not all(r["false_alarms_per_hour"] <= CHOOSE_FA_PER_HOUR
-               and r["misclassified"] <= CHOOSE_MISCLASSIFIED * r["n_commands"] for r in flat):  # fmt: skip
+    if not all(map(within_bounds, flat)):
         return None
     return sum(min(r["found"] for r in per.values()) for per in res.values()), -sum(r["false_alarms"] for r in flat)
 
@@ -305,8 +309,7 @@ def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
 
 def pocketsphinx_choice(dev: dict) -> str | None:
     """PocketSphinx's keyphrase threshold chosen on the dev stream by the same rule."""
-    ok = {k: r for k, r in dev.items() if r["false_alarms_per_hour"] <= CHOOSE_FA_PER_HOUR
-          and r["misclassified"] <= CHOOSE_MISCLASSIFIED * r["n_commands"]}  # fmt: skip
+    ok = {k: r for k, r in dev.items() if within_bounds(r)}
     return max(ok, key=lambda k: (ok[k]["found"], -ok[k]["false_alarms"]), default=None)
 
 
