@@ -44,6 +44,7 @@ from grammar.acoustic.int8 import Int8AM  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.demo import Segment, make_scene, match, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
+    LISTEN_COMMAND_OFFSETS,
     LISTEN_HOP_S,
     LISTEN_MIN_WINDOWS,
     LISTEN_WINDOW_S,
@@ -202,9 +203,11 @@ def zero_posterior() -> dict:
 
 
 def markdown(payload: dict) -> str:
+    per_command = ", each command's moved by its per-command offset" if payload.get("command_offsets") else ""
     lines = [f"Continuous listening, TEST-ONLY voices among other speech in {payload['snr']:g} dB babble "
              f"(benchmarks/listening.py): each stream through `grammar listen`'s path (0.25-s blocks, "
-             f"{payload.get('window_s', 2.0):g}-s windows every 0.25 s, events that {payload.get('min_windows', 1)} windows accepted at the threshold below). Found / misclassified / missed out of the stream's commands; false alarms per hour "
+             f"{payload.get('window_s', 2.0):g}-s windows every 0.25 s, events that {payload.get('min_windows', 1)} windows accepted at the threshold below"
+             f"{per_command}). Found / misclassified / missed out of the stream's commands; false alarms per hour "
              "of the stream less its commands. Nothing was tuned on these streams.", ""]  # fmt: skip
     for st in payload["streams"]:
         lines += [f"**{st['name']}** ({st['seconds'] / 60:.1f} min, {st['n_commands']} commands; {st['about']})", "",
@@ -248,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                     "n_commands": sum(s.command is not None for s in st.segments),
                     "command_seconds": round(st.command_seconds, 2), "scenes": st.scenes, "chains": res})  # fmt: skip
     payload = {"snr": SNR, "block_s": BLOCK_S, "window_s": LISTEN_WINDOW_S, "hop_s": LISTEN_HOP_S, "min_windows": LISTEN_MIN_WINDOWS,
+               "command_offsets": dict(LISTEN_COMMAND_OFFSETS),
                "streams": out,
                "zero_posterior": zero_posterior()}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=1) + "\n")

@@ -7,8 +7,8 @@ apart by a 1-2 s pause, every voice saying its share), all in babble of TRAIN-vo
 10 dB. Two development streams of eight Kokoro speakers that no training saw
 (:func:`rced.tts.kokoro_dev_voices`): a conversation of the same make (split ``dev``, 20 minutes)
 and `grammar demo`'s kind of scene at 20 dB (30 scenes, :data:`DEV_SCENES`). There the spotter's
-levers (window length, a filler path, a second, stricter check of each event) are measured one at
-a time, each with its setting chosen by one rule (:func:`choose`), and the lever the rule puts first
+levers (window length, a filler path, a second, stricter check of each event, per-command thresholds
+from the dev streams' windows of other talk) are measured one at a time, each with its setting chosen by one rule (:func:`choose`), and the lever the rule puts first
 is what ``grammar listen`` ships (:data:`grammar.decoding.listen.LISTEN_WINDOW_S`,
 ``LISTEN_MIN_WINDOWS``, ``LISTEN_THRESHOLD_OFFSET``); PocketSphinx's threshold is chosen on the dev
 conversation. Nothing is chosen on the benchmark stream.
@@ -43,8 +43,9 @@ import numpy as np  # noqa: E402
 
 from grammar.decoding.conversation import ConversationConfig, make_conversation  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
-from grammar.decoding.demo import Scene, match, summary  # noqa: E402
+from grammar.decoding.demo import MATCH_TOLERANCE_S, Scene, match, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
+    LISTEN_COMMAND_OFFSETS,
     LISTEN_HOP_S,
     LISTEN_MIN_WINDOWS,
     LISTEN_THRESHOLD_OFFSET,
@@ -118,14 +119,15 @@ def score(scene: Scene, dets: list[Detection]) -> dict:
     return out
 
 
-def sweep(records, scene: Scene, frame_s: float, setting: tuple) -> list[dict]:
-    """The DET curve of a setting (min windows, offset[, confirm offset]): its windows' threshold
-    moved through the windows' best scores (61 quantiles), the stricter check moved with it."""
-    scores = np.unique([h.score for _, h in records if h is not None])
+def sweep(c: dict, frame_s: float, setting: tuple) -> list[dict]:
+    """The DET curve of a run at a setting (min windows, offset[, confirm offset]): its windows'
+    threshold moved through the windows' best scores (61 quantiles), the stricter check and the
+    per-command offsets moved with it."""
+    scores = np.unique([h.score for _, h in c["records"] if h is not None])
     grid = np.quantile(scores, np.linspace(0, 1, 61)) if len(scores) > 61 else scores
     out = []
     for t in grid:  # a grammar threshold that puts the windows' threshold at t
-        r = score(scene, detections({"records": records, "threshold": float(t) - setting[1]}, frame_s, setting))
+        r = score(c["scene"], detections({**c, "threshold": float(t) - setting[1]}, frame_s, setting))
         out.append({"threshold": round(float(t), 4), "miss_rate": r["miss_rate"], "fa_per_hour": r["false_alarms_per_hour"]})
     return out
 
@@ -167,6 +169,7 @@ MIN_WINDOWS_GRID = range(1, 9)
 OFFSET_GRID = np.round(np.arange(-3.0, 1.001, 0.05), 2)
 CONFIRM_STEP = 0.1  # the stricter check's offsets: above the windows' offset, up to the grid's top
 BEFORE_WINDOW_S, BEFORE = 2.0, (5, -1.15)  # grammar listen's windows and setting before the levers were measured
+PREVIOUS_WINDOW_S, PREVIOUS = 2.5, (4, -0.75)  # and before the per-command lever (one threshold for all)
 CHOOSE_FA_PER_HOUR = 10.0  # half the target: room for a new stream's spread
 CHOOSE_MISCLASSIFIED = 0.10  # at most 2 in 20 commands taken for another
 
@@ -188,12 +191,13 @@ def settings_grid(confirm: bool = False) -> Iterator[tuple]:
 
 def detections(c: dict, frame_s: float, setting: tuple, cache: dict | None = None) -> list[Detection]:
     """One chain's detections at a setting: events that ``min windows`` windows accepted at the
-    threshold plus the offset; with a third value, a second, stricter check: the event's best
-    window must also reach the threshold plus that confirm offset."""
+    threshold plus the offset (plus the run's per-command ``offsets``, if it has them); with a
+    third value, a second, stricter check: the event's best window must also reach the threshold
+    plus that confirm offset."""
     m, off, *confirm = setting
     cache = {} if cache is None else cache
     if (m, off) not in cache:
-        cache[m, off] = replay(c["records"], c["threshold"] + off, frame_s, min_windows=m)
+        cache[m, off] = replay(c["records"], c["threshold"] + off, frame_s, min_windows=m, offsets=c.get("offsets"))
     dets = cache[m, off]
     return [d for d in dets if d.score >= c["threshold"] + confirm[0]] if confirm else dets
 
@@ -256,13 +260,51 @@ def dev_scenes(commands) -> tuple[Scene, str]:
     return Scene(np.zeros(0, np.float32), st.audio, st.segments, st.sr, "kokoro dev", DEV_SCENES["snr"], 0), key
 
 
-LEVERS = {  # name: (window seconds, keyword-spotting decoding, a stricter check of each event)
-    "2-s windows (before)": (BEFORE_WINDOW_S, False, False),
-    "a filler path (keyword-spotting decoding, its own threshold)": (BEFORE_WINDOW_S, True, False),
-    "1.5-s windows": (1.5, False, False),
-    "2.5-s windows": (2.5, False, False),
-    "2-s windows, a second, stricter check of each event's best window": (BEFORE_WINDOW_S, False, True),
+#: Per-command thresholds: how far each command's threshold moves is estimated from the dev streams'
+#: windows of other talk alone (no command said there), never from the commands' own windows: a
+#: command whose impostor windows score high (a short word like "mute" that other talk resembles)
+#: has its threshold raised, one that other talk seldom resembles has it lowered. The level of a
+#: command is the IMPOSTOR_QUANTILE of its impostor windows' scores, shrunk towards the level of all
+#: of them as if IMPOSTOR_PRIOR more windows at that level were added (some commands win few windows
+#: of other talk); its offset is LAMBDA times its level less the median level, LAMBDA chosen by the rule.
+IMPOSTOR_QUANTILE = 0.99
+IMPOSTOR_PRIOR = 20
+LAMBDA_GRID = (0.25, 0.5, 0.75, 1.0)
+
+LEVERS = {  # name: (window seconds, keyword-spotting decoding, a stricter check of each event, per-command thresholds)
+    "2-s windows (before)": (BEFORE_WINDOW_S, False, False, False),
+    "a filler path (keyword-spotting decoding, its own threshold)": (BEFORE_WINDOW_S, True, False, False),
+    "1.5-s windows": (1.5, False, False, False),
+    "2.5-s windows": (2.5, False, False, False),
+    "2-s windows, a second, stricter check of each event's best window": (BEFORE_WINDOW_S, False, True, False),
+    "2.5-s windows, per-command thresholds": (2.5, False, False, True),
 }
+
+
+def impostor_levels(runs: list[dict], commands, frame_s: float, tolerance: float = MATCH_TOLERANCE_S) -> dict[str, float]:
+    """Per command of ``commands``: the level of its impostor windows' scores over the grammar's threshold (windows it
+    wins whose span lies, widened by ``tolerance``, on no command said in the stream), shrunk as
+    :data:`IMPOSTOR_PRIOR` says; commands of the grammar that win none get the level of all."""
+    scores: dict[str, list[float]] = {}
+    for c in runs:
+        spans = [(g.start - tolerance, g.end + tolerance) for g in c["scene"].segments if g.command is not None]
+        for _, h in c["records"]:
+            if h is None:
+                continue
+            t0, t1 = h.first * frame_s, (h.last + 1) * frame_s
+            if not any(t0 <= b and t1 >= a for a, b in spans):
+                scores.setdefault(h.command, []).append(h.score - c["threshold"])
+    if not scores:
+        raise ValueError("impostor_levels: no window of other talk won any command")
+    everything = float(np.quantile(np.concatenate([np.asarray(v) for v in scores.values()]), IMPOSTOR_QUANTILE))
+    return {cmd: (len(v) * float(np.quantile(v, IMPOSTOR_QUANTILE)) + IMPOSTOR_PRIOR * everything) / (len(v) + IMPOSTOR_PRIOR)
+            if (v := scores.get(cmd)) else everything for cmd in commands}  # fmt: skip
+
+
+def command_offsets(levels: dict[str, float], lam: float) -> dict[str, float]:
+    """Per-command threshold offsets: ``lam`` times each level less the median level (rounded to 0.01)."""
+    med = float(np.median(list(levels.values())))
+    return {cmd: round(lam * (v - med), 2) + 0.0 for cmd, v in levels.items()}  # + 0.0: no -0.0
 
 
 class Runs:
@@ -285,23 +327,54 @@ class Runs:
         return {(split, chain): self(split, chain, window_s, spot) for split in self.scenes for chain in self.grammars}
 
 
+def with_offsets(c: dict, offsets: dict[str, float]) -> dict:
+    """Every run of ``c`` (``{(split, chain): run}``) with these per-command offsets."""
+    return {k: {**run, "offsets": offsets} for k, run in c.items()}
+
+
+def per_command_choice(c: dict, grammars: dict, frame_s: float) -> tuple[dict, tuple | None, dict]:
+    """Per-command thresholds: the offsets from the dev streams' impostor windows (float chain), and
+    the (lambda, setting) the rule ranks first, each lambda's setting chosen by :func:`choose`.
+    Returns the runs with the chosen offsets (``{}`` where no lambda met the rule), the setting and
+    its grid, with ``lambda`` and ``offsets`` in the grid's ``"per-command"`` entry."""
+    dev = dev_runs(c, grammars)
+    levels = impostor_levels([dev[st]["float"] for st in DEV_SPLITS], grammars["float"].commands, frame_s)
+    best: tuple | None = None
+    for lam in LAMBDA_GRID:
+        offsets = command_offsets(levels, lam)
+        cl = with_offsets(c, offsets)
+        grid, chosen = choose(dev_runs(cl, grammars), frame_s)
+        if chosen is None:
+            continue
+        key = rule_key(grid[setting_key(chosen)])
+        if best is None or key > best[0]:
+            best = (key, cl, chosen, {**grid, "per-command": {"lambda": lam, "offsets": offsets}})
+    return ({}, None, {}) if best is None else best[1:]
+
+
 def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
     """Each spotter lever alone: its setting chosen on the dev streams by :func:`choose` (both
     chains), then counted at that setting on every stream. Returns the rows, the lever the rule
     puts first (ties: the first in :data:`LEVERS`), and that lever's grid of plain settings."""
     out, best, best_key, best_grid = {}, None, None, {}
-    for name, (window_s, spot, confirm) in LEVERS.items():
+    for name, (window_s, spot, confirm, per_command) in LEVERS.items():
         c = runs.of(window_s, spot)
-        grid, chosen = choose(dev_runs(c, runs.grammars), runs.frame_s, confirm)
+        if per_command:
+            c, chosen, grid = per_command_choice(c, runs.grammars, runs.frame_s)
+        else:
+            grid, chosen = choose(dev_runs(c, runs.grammars), runs.frame_s, confirm)
         row: dict = {"window_s": window_s, "spot": spot, "confirm": confirm,
                      "chosen": None if chosen is None else list(chosen)}  # fmt: skip
+        if per_command and chosen is not None:
+            row["per_command"] = grid["per-command"]
         if chosen is not None:
             for split in runs.scenes:
                 row[split] = {n: score(c[split, n]["scene"], detections(c[split, n], runs.frame_s, chosen))
                               for n in runs.grammars}  # fmt: skip
             key = rule_key(grid[setting_key(chosen)])
             if best_key is None or key > best_key:
-                best, best_key, best_grid = name, key, {k: v for k, v in grid.items() if len(k.split()) == 2}
+                best, best_key = name, key
+                best_grid = {k: v for k, v in grid.items() if len(k.split()) == 2 and k != "per-command"}
         print("lever", name, row.get("chosen"), {k: row[k] for k in runs.scenes if k in row}, flush=True)
         out[name] = row
     return out, best, best_grid
@@ -340,11 +413,12 @@ def markdown(payload: dict) -> str:
     if ch is None:
         lines += ["", "On the development stream no setting met the rule; the shipped ones are kept."]
     else:
-        same = len(ch["setting"]) == 2 and (ch["window_s"], *ch["setting"]) == (sh["window_s"], *sh["setting"])
+        same = (len(ch["setting"]) == 2 and (ch["window_s"], *ch["setting"]) == (sh["window_s"], *sh["setting"])
+                and ch.get("offsets", {}) == sh.get("offsets", {}))  # fmt: skip
         lines += ["", f"Chosen on the development streams, among the levers below: {ch['lever']}, "
                   f"{describe(tuple(ch['setting']))}" + (" (what `grammar listen` ships)." if same else
                   f"; `grammar listen` ships {sh['window_s']:g}-s windows, {describe(tuple(sh['setting']))}: update "
-                  f"grammar.decoding.listen.LISTEN_WINDOW_S / _MIN_WINDOWS / _THRESHOLD_OFFSET.")]  # fmt: skip
+                  f"grammar.decoding.listen.LISTEN_WINDOW_S / _MIN_WINDOWS / _THRESHOLD_OFFSET / _COMMAND_OFFSETS.")]  # fmt: skip
     lines += lever_markdown(payload.get("levers", {}))
     lines += ["", "DET curves (missed commands, wrong command included, against false alarms per hour, sweeping "
               "the threshold; + marks the rows above, 0 per hour drawn at 0.5): `benchmarks/results/spotting_det.png`. "
@@ -359,7 +433,10 @@ def lever_markdown(levers: dict) -> list[str]:
              "stricter check the offset the event's best window must also reach) chosen on the development streams "
              "by the rule above, then counted on every stream. A filler path decodes each window by keyword "
              "spotting (`decode(..., spot=True)`: the command anywhere in the window, a best-path filler around "
-             "it) against the grammar's spotting threshold. Found / misclassified / false alarms per hour.", "",
+             "it) against the grammar's spotting threshold. Per-command thresholds move each command's threshold by "
+             f"lambda times how high the dev streams' windows of other talk score for it (their {IMPOSTOR_QUANTILE:.0%} "
+             f"quantile, shrunk towards all commands' as if {IMPOSTOR_PRIOR} more windows were added) less the median "
+             "command's; lambda is chosen with the setting. Found / misclassified / false alarms per hour.", "",
              "| lever | chosen on dev | dev conversation, float / int8 | dev scenes, float / int8 | float | int8 | natural voice, float |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
 
@@ -372,6 +449,8 @@ def lever_markdown(levers: dict) -> list[str]:
             continue
         m, off, *conf = row["chosen"]
         chosen = f"{m}, {off:+g}" + (f", best {conf[0]:+g}" if conf else "")
+        if "per_command" in row:
+            chosen += f", lambda {row['per_command']['lambda']:g}"
         test = row["test"]
         nat = f"{test['float']['natural_found']}/{test['float']['natural_commands']}" if "natural_found" in test["float"] else "-"
         devs = " | ".join(f"{cell(row[k]['float'])} / {cell(row[k]['int8'])}" for k in DEV_SPLITS)
@@ -419,22 +498,27 @@ def main(argv: list[str] | None = None) -> int:
     logps = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
     runs = Runs(scenes, logps, grammars, frame_s)
     levers, best, grid = lever_rows(runs)
-    chosen = None if best is None else {"lever": best, "window_s": LEVERS[best][0], "setting": levers[best]["chosen"]}
+    chosen = None if best is None else {"lever": best, "window_s": LEVERS[best][0], "setting": levers[best]["chosen"],
+                                        "offsets": levers[best].get("per_command", {}).get("offsets", {})}  # fmt: skip
     print("chosen on dev:", chosen, flush=True)
-    shipped = {"window_s": LISTEN_WINDOW_S, "setting": [LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET]}
-    settings = {"every accepted event at the grammar's threshold, 2-s windows (before)": (BEFORE_WINDOW_S, (1, 0.0)),
-                f"2-s windows, {describe(BEFORE)} (before)": (BEFORE_WINDOW_S, BEFORE),
-                f"`grammar listen`: {LISTEN_WINDOW_S:g}-s windows, {describe(tuple(shipped['setting']))}":
-                    (LISTEN_WINDOW_S, tuple(shipped["setting"]))}  # fmt: skip
+    shipped = {"window_s": LISTEN_WINDOW_S, "setting": [LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET],
+               "offsets": dict(LISTEN_COMMAND_OFFSETS)}  # fmt: skip
+    per_cmd = ", per-command thresholds" if LISTEN_COMMAND_OFFSETS else ""
+    settings = {"every accepted event at the grammar's threshold, 2-s windows (before)": (BEFORE_WINDOW_S, (1, 0.0), {}),
+                f"2-s windows, {describe(BEFORE)} (before)": (BEFORE_WINDOW_S, BEFORE, {}),
+                f"{PREVIOUS_WINDOW_S:g}-s windows, {describe(PREVIOUS)} (before per-command thresholds)":
+                    (PREVIOUS_WINDOW_S, PREVIOUS, {}),
+                f"`grammar listen`: {LISTEN_WINDOW_S:g}-s windows, {describe(tuple(shipped['setting']))}{per_cmd}":
+                    (LISTEN_WINDOW_S, tuple(shipped["setting"]), shipped["offsets"])}  # fmt: skip
     rows, det = {}, {}
     for name in chains:
-        for label, (window_s, setting) in settings.items():
-            c = runs("test", name, window_s)
+        for label, (window_s, setting, offsets) in settings.items():
+            c = {**runs("test", name, window_s), "offsets": offsets}
             r = score(c["scene"], detections(c, frame_s, setting))
             r["threshold"] = round(c["threshold"] + setting[1], 4)
             rows[f"stapes {name}, {label}"] = r
             curve = f"stapes {name}, {window_s:g}-s windows, min {setting[0]}"
-            det[curve] = sweep(c["records"], c["scene"], frame_s, setting)
+            det[curve] = sweep(c, frame_s, setting)
     ps_choice = None
     if not args.no_pocketsphinx:
         ps_dev = pocketsphinx_rows(scenes["dev"], commands, keys["dev"])

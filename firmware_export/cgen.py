@@ -148,6 +148,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
     """
     from grammar.decoding.decoder import MARGIN_WEIGHT
     from grammar.decoding.listen import (
+        LISTEN_COMMAND_OFFSETS,
         LISTEN_HOP_S,
         LISTEN_MIN_WINDOWS,
         LISTEN_REFRACTORY_S,
@@ -181,14 +182,17 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         f"constexpr float kMarginWeight = {c_float(MARGIN_WEIGHT if device.score_kind == 'len_margin' else 0.0)};\n",
         f"constexpr int kBlankId = {blank_id};\n",
         "// Continuous listening (grammar listen): every kListenHopSeconds decode the last kListenWindowSeconds,\n"
-        "// each window accepting at kThreshold + kListenThresholdOffset; accepted windows whose command spans\n"
-        "// overlap (or, for one command, lie within kListenRefractorySeconds) are one event, acted on once\n"
-        "// kListenMinWindows windows accepted it.\n",
+        "// each window accepting at kThreshold + kListenThresholdOffset + kListenCommandOffset[its command];\n"
+        "// accepted windows whose command spans overlap (or, for one command, lie within\n"
+        "// kListenRefractorySeconds) are one event, acted on once kListenMinWindows windows accepted it.\n",
         f"constexpr float kListenWindowSeconds = {c_float(LISTEN_WINDOW_S)};\n",
         f"constexpr float kListenHopSeconds = {c_float(LISTEN_HOP_S)};\n",
         f"constexpr float kListenRefractorySeconds = {c_float(LISTEN_REFRACTORY_S)};\n",
         f"constexpr float kListenThresholdOffset = {c_float(LISTEN_THRESHOLD_OFFSET)};\n",
-        f"constexpr int kListenMinWindows = {LISTEN_MIN_WINDOWS};\n\n",
+        f"constexpr int kListenMinWindows = {LISTEN_MIN_WINDOWS};\n",
+        "// Per-command threshold offsets of the listener, in kCommands' order (0: none).\n",
+        floats("kListenCommandOffset", [LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in device.commands], size="kNumCommands"),
+        "\n",
         "// Command texts (decisions report these).\n",
         strings("kCommands", device.commands), "\n",
         "// Expression e spells kExpressionTokens[kExpressionOffsets[e] .. kExpressionOffsets[e + 1]),\n"

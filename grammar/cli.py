@@ -260,6 +260,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         print(f"{'start':>7}  {'end':>7}  {'score':>8}  command", flush=True)
     n, interrupted = listen.run_listen(rec, source, window_s=args.window_s, hop_s=args.hop_s, progress=True,
                                        min_windows=args.min_windows, threshold_offset=args.threshold_offset,
+                                       offsets=None if args.no_command_offsets else listen.LISTEN_COMMAND_OFFSETS,
                                        emit=lambda d: _emit(args, d.to_json(), listen.format_detection(d)))  # fmt: skip
     count = f"{n} detection{'s' if n != 1 else ''}"
     if not args.json:
@@ -463,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--threshold-offset", type=float, default=LISTEN_THRESHOLD_OFFSET,
                     help="added to the grammar's threshold for each window (default %(default)s; negative: each "
                          "window accepts more readily)")  # fmt: skip
+    li.add_argument("--no-command-offsets", action="store_true",
+                    help="one threshold for every command (default: the per-command offsets that "
+                         "benchmarks/spotting.py chose for the default commands; other commands get 0)")  # fmt: skip
     _add_chain_args(li)
     li.set_defaults(func=cmd_listen)
 

@@ -146,3 +146,50 @@ def test_pocketsphinx_rows_are_cached_by_stream_and_threshold(tmp_path, monkeypa
     assert len(calls) == len(sp.PS_THRESHOLDS) and again == first
     sp.pocketsphinx_rows(s, ["mute"], "test_other")  # another stream key runs it again
     assert len(calls) == 2 * len(sp.PS_THRESHOLDS)
+
+
+def test_impostor_levels_come_from_windows_of_other_talk_only():
+    from benchmarks.spotting import IMPOSTOR_PRIOR, IMPOSTOR_QUANTILE, command_offsets, impostor_levels
+
+    # "mute" wins 100 windows of other talk at -0.5 (threshold -1.0: level +0.5), "call home" 100 at
+    # -1.5 (level -0.5); windows on the command said there are not impostors, whatever their score
+    segs = [Segment("mute", "mute", 50.0, 50.5)]
+    recs = [(i, WindowHit("mute", "mute", int((100 + i) / FRAME_S), int((100.5 + i) / FRAME_S), -0.5)) for i in range(100)]
+    recs += [(i, WindowHit("call home", "call home", int((300 + i) / FRAME_S), int((300.5 + i) / FRAME_S), -1.5)) for i in range(100)]
+    recs += hits("mute", 50.0, [5.0, 5.0]) + [(0, None)]
+    run = {"scene": scene(segs), "records": recs, "threshold": -1.0}
+    levels = impostor_levels([run], ("mute", "call home", "next song"), FRAME_S)
+    everything = float(np.quantile([0.5] * 100 + [-0.5] * 100, IMPOSTOR_QUANTILE))
+    assert everything == pytest.approx(0.5)
+    shrunk = (100 * -0.5 + IMPOSTOR_PRIOR * everything) / (100 + IMPOSTOR_PRIOR)
+    assert levels == pytest.approx({"mute": 0.5, "call home": shrunk, "next song": everything})
+    offsets = command_offsets(levels, 1.0)  # the median level is 0.5: mute and next song stay
+    assert offsets == pytest.approx({"mute": 0.0, "next song": 0.0, "call home": round(shrunk - 0.5, 2)})
+    assert command_offsets(levels, 0.5)["call home"] == pytest.approx(round(0.5 * (shrunk - 0.5), 2))
+    with pytest.raises(ValueError):
+        impostor_levels([{**run, "records": hits("mute", 50.0, [1.0])}], ("mute",), FRAME_S)
+
+
+def test_per_command_choice_lowers_the_threshold_of_a_command_other_talk_never_resembles():
+    from benchmarks.spotting import DEV_SPLITS, per_command_choice
+
+    # "mute" is said 3 times, each seen by 3 windows at -1.7; other talk makes "stop listening"
+    # windows at -1.2 (never "mute"): with one threshold, "mute" cannot be found without those false
+    # alarms; per-command thresholds lower mute's and raise stop listening's
+    def stream(t0: float) -> dict:
+        segs = [Segment("mute", "mute", t0 + 100.0 * k, t0 + 100.0 * k + 0.5) for k in range(3)]
+        recs = [r for k in range(3) for r in hits("mute", t0 + 100.0 * k, [-1.7, -1.7, -1.7])]
+        recs += [r for k in range(40) for r in hits("stop listening", t0 + 400.0 + 10.0 * k, [-1.2, -1.2, -1.2])]
+        recs += [r for k in range(20) for r in hits("mute", t0 + 900.0 + 10.0 * k, [-2.6])]
+        recs.sort(key=lambda r: r[0])
+        return {"scene": scene(segs, 3600.0), "records": recs, "threshold": -1.0}
+
+    runs = {(st, ch): stream(0.0) for st in DEV_SPLITS for ch in ("float", "int8")}
+    grammars = {"float": type("G", (), {"commands": ("mute", "stop listening")})(), "int8": None}
+    chosen_runs, setting, grid = per_command_choice(runs, grammars, FRAME_S)
+    assert setting is not None
+    offsets = grid["per-command"]["offsets"]
+    assert offsets["mute"] < 0 < offsets["stop listening"]
+    for st in DEV_SPLITS:
+        r = score(runs[st, "float"]["scene"], detections(chosen_runs[st, "float"], FRAME_S, setting))
+        assert (r["found"], r["false_alarms"]) == (3, 0)

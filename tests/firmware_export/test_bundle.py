@@ -90,6 +90,8 @@ def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshol
                         ("kListenThresholdOffset", listen.LISTEN_THRESHOLD_OFFSET),
                         ("kListenMinWindows", listen.LISTEN_MIN_WINDOWS)):  # fmt: skip
         assert c_scalar(text, name) == pytest.approx(value), name
+    want = [listen.LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in g.commands]  # in kCommands' order
+    np.testing.assert_allclose(c_array(text, "kListenCommandOffset"), want, atol=1e-6)
     thr, weight = c_scalar(text, "kThreshold"), c_scalar(text, "kMarginWeight")
     assert thr == pytest.approx(int8_threshold if with_int8_threshold else -1.1 * scale, abs=1e-6)
     device = g.for_backend("int8")

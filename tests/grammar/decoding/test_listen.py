@@ -21,6 +21,7 @@ from grammar.decoding.listen import (
     Spotter,
     ctc_align,
     replay,
+    silent_frames,
     spot,
     window_records,
 )
@@ -148,6 +149,40 @@ def test_replay_of_window_records_equals_a_spotter_at_that_threshold(threshold, 
     if np.isfinite(min_best):  # the check drops exactly the events whose best window is below it
         loose = replay(records, threshold, FRAME_S, min_windows=min_windows)
         assert want == [d for d in loose if d.score >= min_best]
+
+
+@pytest.mark.parametrize("offsets", [{"mute": 0.4}, {"call home": -0.5, "volume up": 0.3}, {"hello": 9.0}, {}])
+def test_per_command_offsets_move_only_their_commands_thresholds(offsets):
+    logp, _ = spelled(int(14 / FRAME_S), [("volume up", 1.0), ("mute", 5.0), ("call home", 9.0)], np.random.default_rng(5))
+    logp = np.log(np.clip(np.exp(logp) + np.random.default_rng(6).uniform(0, 0.3, logp.shape), 1e-6, None))
+    logp -= np.logaddexp.reduce(logp, axis=1, keepdims=True)
+    g = Grammar.from_commands(COMMANDS, threshold=-1.0)
+    records = window_records(logp, g, FRAME_S)
+    sp = Spotter(g, FRAME_S, min_windows=2, offsets=offsets)
+    live = sp.push(logp) + sp.flush()
+    assert replay(records, -1.0, FRAME_S, min_windows=2, offsets=offsets) == live
+    # a command's offset is its own threshold moved: the same as the plain spotter at that threshold
+    for cmd in {"volume up", "mute", "call home"}:
+        alone = replay(records, -1.0 + offsets.get(cmd, 0.0), FRAME_S, min_windows=2)
+        assert [d for d in live if d.command == cmd] == [d for d in alone if d.command == cmd]
+
+
+@pytest.mark.parametrize("bad", [{"mute": float("nan")}, {"mute": "high"}, {"mute": float("inf")}, [("mute", 1.0)]])
+def test_per_command_offsets_are_checked(bad):
+    with pytest.raises(GrammarError, match="offset"):
+        Spotter(Grammar.from_commands(COMMANDS), FRAME_S, offsets=bad)
+    with pytest.raises(GrammarError, match="offset"):
+        replay([], -1.0, FRAME_S, offsets=bad)
+
+
+def test_a_command_just_before_the_end_is_seen_by_as_many_windows_as_mid_stream():
+    mid, _ = spelled(int(8 / FRAME_S), [("mute", 3.0)])
+    (d,), _ = run_spotter(mid)
+    end, truth = spelled(int(8 / FRAME_S), [("mute", 7.4)])
+    assert 8.0 - truth[0][2] < 0.5  # the input ends within half a second of the command
+    (e,), _ = run_spotter(end, min_windows=d.windows)  # the windows past the end hear silence
+    assert e.command == "mute" and e.windows == d.windows and e.score == pytest.approx(d.score, abs=1e-6)
+    np.testing.assert_array_equal(silent_frames(2, 4), [[0, -np.inf, -np.inf, -np.inf]] * 2)
 
 
 def test_the_stricter_check_drops_weak_events_only():
@@ -353,13 +388,14 @@ def long_wav(tmp_path):
 
 def test_listen_json_lines(tiny_am, tiny_grammar, long_wav):
     res = grammar("listen", long_wav, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json",
-                  "--window-s", "1.5", "--hop-s", "0.5")  # fmt: skip
+                  "--window-s", "1.5", "--hop-s", "0.5", "--min-windows", "1")  # fmt: skip
     assert res.returncode == 0, res.stderr
     lines = [json.loads(x) for x in res.stdout.strip().splitlines()]
     assert lines, "threshold -1e9 accepts every window: something must be detected"
     for d in lines:
         assert set(d) == {"command", "start", "end", "score"}
-        assert d["command"] in COMMANDS and 0 <= d["start"] < d["end"] <= 5.0 and isinstance(d["score"], float)
+        # the last AM frame reaches past the audio's end by less than a frame
+        assert d["command"] in COMMANDS and 0 <= d["start"] < d["end"] <= 5.0 + 0.016 and isinstance(d["score"], float)
     assert [d["start"] for d in lines] == sorted(d["start"] for d in lines)
 
 
@@ -576,6 +612,21 @@ def test_listen_prints_each_detection_while_standard_input_flows(tone_chain):
     assert rc == 0, err
     assert [json.loads(x)["command"] for x in rest] == ["call home"]
     assert "listening" not in err  # no progress bar on a pipe, nor for a stream of unknown length
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-command-offsets"]])
+def test_listen_applies_the_per_command_offsets_unless_told_not_to(tone_chain, tmp_path, flag):
+    _, freq = tone_chain
+    audio, _ = tone_speech(freq, [("mute", 0.5), ("call home", 6.0)], 8.0)
+    path = tmp_path / "two.wav"
+    sf.write(path, audio, 16000)
+    # mute's threshold raised out of reach: only call home is left, unless the offsets are off
+    code = (f"import sys; {TONE_AM}; import grammar.decoding.listen as L; L.LISTEN_COMMAND_OFFSETS = {{'mute': 1e6}}; "
+            "from grammar.cli import main; sys.exit(main(sys.argv[1:]))")  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code, "listen", str(path), "--json", *flag], capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()
+    found = [json.loads(x)["command"] for x in res.stdout.decode().split("\n") if x.strip()]
+    assert found == (["mute", "call home"] if flag else ["call home"])
 
 
 def test_ctrl_c_keeps_the_detections_and_prints_the_count(tone_chain):
