@@ -19,8 +19,10 @@ Three causal stages, each fed block by block:
    ``refractory_s`` of each other) are one event; the event becomes a :class:`Detection` with the
    command, span and score of its best-scoring window once no later window can overlap it, so a
    command spoken once triggers once. The listener decodes at the grammar's threshold plus
-   :data:`LISTEN_THRESHOLD_OFFSET` and keeps only events that :data:`LISTEN_MIN_WINDOWS` windows
-   accepted (chosen by benchmarks/spotting.py on streams of Kokoro speakers no training saw).
+   :data:`LISTEN_THRESHOLD_OFFSET` plus the command's :data:`LISTEN_COMMAND_OFFSETS` entry and keeps
+   only events that :data:`LISTEN_MIN_WINDOWS` windows accepted (chosen by benchmarks/spotting.py on
+   streams of Kokoro speakers no training saw). At the end of the input the windows that reach past
+   it hear silence, so a command said just before the end is not cut short of windows.
 3. :func:`spot` / :func:`listen_blocks` tie them together; ``grammar listen`` is the CLI
    (:func:`run_listen`): a file read block by block, standard input, or a live input device
    (:class:`Source`), each detection printed the moment it is final, Ctrl-C ending the input.
