@@ -10,7 +10,7 @@ and `grammar demo`'s kind of scene at 20 dB (30 scenes, :data:`DEV_SCENES`). The
 levers (window length, a filler path, a second, stricter check of each event, per-command thresholds
 from the dev streams' windows of other talk) are measured one at a time, each with its setting chosen by one rule (:func:`choose`), and the lever the rule puts first
 is what ``grammar listen`` ships (:data:`grammar.decoding.listen.LISTEN_WINDOW_S`,
-``LISTEN_MIN_WINDOWS``, ``LISTEN_THRESHOLD_OFFSET``); PocketSphinx's threshold is chosen on the dev
+``LISTEN_MIN_WINDOWS``, ``LISTEN_THRESHOLD_OFFSET``, ``LISTEN_COMMAND_OFFSETS``); PocketSphinx's threshold is chosen on the dev
 conversation. Nothing is chosen on the benchmark stream.
 
 Each chain hears the stream as ``grammar listen`` does (0.25-s blocks, windows every 0.25 s):
@@ -332,11 +332,11 @@ def with_offsets(c: dict, offsets: dict[str, float]) -> dict:
     return {k: {**run, "offsets": offsets} for k, run in c.items()}
 
 
-def per_command_choice(c: dict, grammars: dict, frame_s: float) -> tuple[dict, tuple | None, dict]:
+def per_command_choice(c: dict, grammars: dict, frame_s: float) -> tuple[dict, tuple | None, dict, dict | None]:
     """Per-command thresholds: the offsets from the dev streams' impostor windows (float chain), and
     the (lambda, setting) the rule ranks first, each lambda's setting chosen by :func:`choose`.
-    Returns the runs with the chosen offsets (``{}`` where no lambda met the rule), the setting and
-    its grid, with ``lambda`` and ``offsets`` in the grid's ``"per-command"`` entry."""
+    Returns the runs with the chosen offsets (``{}`` where no lambda met the rule), the setting, its
+    grid, and ``{"lambda", "offsets"}`` of the choice (None where none)."""
     dev = dev_runs(c, grammars)
     levels = impostor_levels([dev[st]["float"] for st in DEV_SPLITS], grammars["float"].commands, frame_s)
     best: tuple | None = None
@@ -348,8 +348,8 @@ def per_command_choice(c: dict, grammars: dict, frame_s: float) -> tuple[dict, t
             continue
         key = rule_key(grid[setting_key(chosen)])
         if best is None or key > best[0]:
-            best = (key, cl, chosen, {**grid, "per-command": {"lambda": lam, "offsets": offsets}})
-    return ({}, None, {}) if best is None else best[1:]
+            best = (key, cl, chosen, grid, {"lambda": lam, "offsets": offsets})
+    return ({}, None, {}, None) if best is None else best[1:]
 
 
 def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
@@ -359,14 +359,15 @@ def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
     out, best, best_key, best_grid = {}, None, None, {}
     for name, (window_s, spot, confirm, per_command) in LEVERS.items():
         c = runs.of(window_s, spot)
+        meta = None
         if per_command:
-            c, chosen, grid = per_command_choice(c, runs.grammars, runs.frame_s)
+            c, chosen, grid, meta = per_command_choice(c, runs.grammars, runs.frame_s)
         else:
             grid, chosen = choose(dev_runs(c, runs.grammars), runs.frame_s, confirm)
         row: dict = {"window_s": window_s, "spot": spot, "confirm": confirm,
                      "chosen": None if chosen is None else list(chosen)}  # fmt: skip
-        if per_command and chosen is not None:
-            row["per_command"] = grid["per-command"]
+        if meta is not None:
+            row["per_command"] = meta
         if chosen is not None:
             for split in runs.scenes:
                 row[split] = {n: score(c[split, n]["scene"], detections(c[split, n], runs.frame_s, chosen))
@@ -374,7 +375,7 @@ def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
             key = rule_key(grid[setting_key(chosen)])
             if best_key is None or key > best_key:
                 best, best_key = name, key
-                best_grid = {k: v for k, v in grid.items() if len(k.split()) == 2 and k != "per-command"}
+                best_grid = {k: v for k, v in grid.items() if len(k.split()) == 2}
         print("lever", name, row.get("chosen"), {k: row[k] for k in runs.scenes if k in row}, flush=True)
         out[name] = row
     return out, best, best_grid

@@ -186,9 +186,9 @@ def test_per_command_choice_lowers_the_threshold_of_a_command_other_talk_never_r
 
     runs = {(st, ch): stream(0.0) for st in DEV_SPLITS for ch in ("float", "int8")}
     grammars = {"float": type("G", (), {"commands": ("mute", "stop listening")})(), "int8": None}
-    chosen_runs, setting, grid = per_command_choice(runs, grammars, FRAME_S)
-    assert setting is not None
-    offsets = grid["per-command"]["offsets"]
+    chosen_runs, setting, grid, meta = per_command_choice(runs, grammars, FRAME_S)
+    assert setting is not None and setting_key(setting) in grid
+    offsets = meta["offsets"]
     assert offsets["mute"] < 0 < offsets["stop listening"]
     for st in DEV_SPLITS:
         r = score(runs[st, "float"]["scene"], detections(chosen_runs[st, "float"], FRAME_S, setting))
