@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = [r.label for r in rows]
     extra = [] if args.no_calib_non_commands else [r for r in load_manifest(calib_m) if r.label is None]
     extra_post = cached_posteriors(rec, extra, "calib_nc") if extra else []
-    base = Grammar.from_commands(commands)
+    base = Grammar.from_commands(commands, once="")  # the search's base: each command once, as written
     open_base = base.with_threshold(-np.inf)
     dictionary = PronDict.load(args.dictionary)
     cand_kw = {k: v for k, v in (("top_k", args.top_k), ("per_word", args.per_word)) if v is not None}

@@ -352,12 +352,12 @@ def per_command_choice(c: dict, grammars: dict, frame_s: float) -> tuple[dict, t
     return ({}, None, {}, None) if best is None else best[1:]
 
 
-def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
-    """Each spotter lever alone: its setting chosen on the dev streams by :func:`choose` (both
-    chains), then counted at that setting on every stream. Returns the rows, the lever the rule
-    puts first (ties: the first in :data:`LEVERS`), and that lever's grid of plain settings."""
+def lever_rows(runs: Runs, levers: dict = LEVERS) -> tuple[dict, str | None, dict]:
+    """Each spotter lever of ``levers`` alone: its setting chosen on the dev streams by :func:`choose`
+    (both chains), then counted at that setting on every stream. Returns the rows, the lever the rule
+    puts first (ties: the first in ``levers``), and that lever's grid of plain settings."""
     out, best, best_key, best_grid = {}, None, None, {}
-    for name, (window_s, spot, confirm, per_command) in LEVERS.items():
+    for name, (window_s, spot, confirm, per_command) in levers.items():
         c = runs.of(window_s, spot)
         meta = None
         if per_command:
@@ -379,6 +379,20 @@ def lever_rows(runs: Runs) -> tuple[dict, str | None, dict]:
         print("lever", name, row.get("chosen"), {k: row[k] for k in runs.scenes if k in row}, flush=True)
         out[name] = row
     return out, best, best_grid
+
+
+def load_streams() -> tuple[tuple[str, ...], dict, dict, dict, Runs]:
+    """The shipped grammar's commands; the test and dev streams (made or read from the cache) and their
+    cache keys; the float and int8 chains; and :class:`Runs` over their cached log-posteriors."""
+    commands = Grammar.load(default_grammar_path()).commands
+    scenes = {k: make_conversation(commands, cfg) for k, cfg in STREAMS.items()}
+    keys = {k: f"{k}_{cfg.key(commands)}" for k, cfg in STREAMS.items()}  # the caches' name of each stream
+    scenes["dev scenes"], keys["dev scenes"] = dev_scenes(commands)
+    chains = {"float": Recognizer.load(), "int8": Recognizer.load(backend="int8")}
+    frame_s = PosteriorStream(chains["float"]).frame_s
+    grammars = {name: rec.decoding_grammar() for name, rec in chains.items()}
+    logps = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
+    return commands, scenes, keys, chains, Runs(scenes, logps, grammars, frame_s)
 
 
 def pocketsphinx_choice(dev: dict) -> str | None:
@@ -489,15 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pocketsphinx", action="store_true", help="leave out the PocketSphinx rows")
     ap.add_argument("--out", default=str(ROOT / "results" / "spotting"))
     args = ap.parse_args(argv)
-    commands = Grammar.load(default_grammar_path()).commands
-    scenes = {k: make_conversation(commands, cfg) for k, cfg in STREAMS.items()}
-    keys = {k: f"{k}_{cfg.key(commands)}" for k, cfg in STREAMS.items()}  # the caches' name of each stream
-    scenes["dev scenes"], keys["dev scenes"] = dev_scenes(commands)
-    chains = {"float": Recognizer.load(), "int8": Recognizer.load(backend="int8")}
-    frame_s = PosteriorStream(chains["float"]).frame_s
-    grammars = {name: rec.decoding_grammar() for name, rec in chains.items()}
-    logps = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
-    runs = Runs(scenes, logps, grammars, frame_s)
+    commands, scenes, keys, chains, runs = load_streams()
+    frame_s = runs.frame_s
     levers, best, grid = lever_rows(runs)
     chosen = None if best is None else {"lever": best, "window_s": LEVERS[best][0], "setting": levers[best]["chosen"],
                                         "offsets": levers[best].get("per_command", {}).get("offsets", {})}  # fmt: skip

@@ -465,8 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="added to the grammar's threshold for each window (default %(default)s; negative: each "
                          "window accepts more readily)")  # fmt: skip
     li.add_argument("--no-command-offsets", action="store_true",
-                    help="one threshold for every command (default: the per-command offsets that "
-                         "benchmarks/spotting.py chose for the default commands; other commands get 0)")  # fmt: skip
+                    help="one threshold for every command (default: the per-command offsets of "
+                         "grammar.decoding.listen.LISTEN_COMMAND_OFFSETS, where benchmarks/spotting.py puts them; "
+                         "commands not named there get 0; none ship now)")  # fmt: skip
     _add_chain_args(li)
     li.set_defaults(func=cmd_listen)
 

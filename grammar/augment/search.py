@@ -2,7 +2,8 @@
 many grammars at once, greedy search and the cross-entropy method (Yang et al. 2019).
 
 **Score matrix.** For a search data set (utterances with labels: a command or non-command)
-and every expression (the base expressions of the commands, then all candidates), the CTC
+and every expression (the base expressions, each command once as written, then all candidates:
+a spelling with a letter once, as ``Grammar.from_commands`` adds, is a candidate here), the CTC
 log-likelihood ``L[u, e]`` and the confidence ``S[u, e]`` (the decoder's ``len_norm``:
 ``(L - best path) / len(e)``) are computed once with the decoder's own functions. A grammar
 is a boolean inclusion mask over the candidates; base expressions are always included.

@@ -27,7 +27,7 @@ import numpy as np
 
 from grammar.alphabet import check_posteriors, normalize_text
 from grammar.errors import GrammarError, read_format, write_json
-from grammar.units import Units
+from grammar.units import SPELLED_ONCE, Units
 
 FORMAT = "stapes-grammar"
 FORMAT_VERSION = 1
@@ -324,11 +324,13 @@ class Grammar:
     def from_commands(
         cls, commands: Iterable[str], threshold: float = DEFAULT_THRESHOLD, provenance: dict | None = None,
         score_kind: str = "len_norm", int8_threshold: float | None = None, units: str = "chars",
+        once: str = SPELLED_ONCE,
     ) -> Grammar:
-        """The commands (normalised), each spelled in ``units``: the text itself for characters, every
-        cmudict pronunciation for phonemes (:meth:`grammar.units.Units.spellings`)."""
+        """The commands (normalised), each spelled in ``units``: for characters the text itself and,
+        where it doubles a letter of ``once``, with that letter once; every cmudict pronunciation
+        for phonemes (:meth:`grammar.units.Units.spellings`)."""
         cmds = tuple(normalize_text(c) for c in commands)
-        spelled = [Units(units).spellings(c) for c in cmds]
+        spelled = [Units(units).spellings(c, once) for c in cmds]
         exprs = tuple(e for sp in spelled for e in sp)
         command_of = tuple(i for i, sp in enumerate(spelled) for _ in sp)
         return cls(cmds, exprs, command_of, threshold, dict(provenance or {}), score_kind=score_kind,

@@ -20,6 +20,23 @@ def test_unknown_unit_set():
         Units("graphemes")
 
 
+@pytest.mark.parametrize("text, once, expected", [
+    ("turn off the lights", "f", ("turn off the lights", "turn of the lights")),
+    ("call home", "f", ("call home",)),  # l is not in once
+    ("call off", "fl", ("call off", "call of", "cal off", "cal of")),  # each double on its own, written first
+    ("mute", "f", ("mute",)),
+    ("off", "", ("off",)),
+    ("fff", "f", ("fff", "ff")),  # a run of three: one double, then a single
+])  # fmt: skip
+def test_chars_doubled_letters_spelled_once(text, once, expected):
+    assert CHARS.spellings(text, once) == expected
+
+
+def test_spelled_once_caps_and_phonemes():
+    assert len(CHARS.spellings("off " * 6, "f")) == MAX_SPELLINGS  # 2**6 combinations, capped
+    assert PH.spellings("off", "f") == PH.spellings("off")  # phonemes are not letters
+
+
 def test_chars_are_the_alphabet():
     assert CHARS.spellings("what's up") == ("what's up",)
     np.testing.assert_array_equal(CHARS.encode("what's up"), alphabet.encode("what's up"))

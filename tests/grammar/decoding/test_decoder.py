@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from grammar.alphabet import encode
+from grammar.alphabet import NUM_SYMBOLS, encode
 from grammar.commands import default_commands_path, load_commands
 from grammar.decoding.decoder import (
     MARGIN_WEIGHT,
@@ -220,7 +220,7 @@ def test_decode_picks_the_spoken_command(default_grammar, command):
     assert d.command == command
     assert default_grammar.expressions[d.expression] == command
     assert d.command_index == default_grammar.commands.index(command)
-    assert d.scores.shape == d.log_likelihoods.shape == (20,)
+    assert d.scores.shape == d.log_likelihoods.shape == (len(default_grammar.expressions),)
     assert d.score == d.scores[d.expression] >= default_grammar.threshold
     assert int(np.argmax(d.log_likelihoods)) == d.expression
 
@@ -397,10 +397,33 @@ def test_far_target_for_bound_bad_input(max_far, n, conf):
 
 
 def test_from_commands(default_grammar):
-    assert default_grammar.commands == default_grammar.expressions
-    assert default_grammar.command_of == tuple(range(20))
+    # every command spelled as written, the two with "off" also with one f (SPELLED_ONCE), beside it
+    ones = {"noise reduction of": "noise reduction off", "turn of the lights": "turn off the lights"}
+    assert tuple(e for e in default_grammar.expressions if e not in ones) == default_grammar.commands
+    for e, c in zip(default_grammar.expressions, default_grammar.command_of, strict=True):
+        assert default_grammar.commands[c] == ones.get(e, e)
+    assert len(default_grammar.expressions) == 22
+    plain = Grammar.from_commands(default_grammar.commands, once="")
+    assert plain.expressions == plain.commands and plain.command_of == tuple(range(20))
     g = Grammar.from_commands(["Volume-Up", "MUTE"], threshold=-0.5)
     assert g.commands == ("volume up", "mute") and g.threshold == -0.5
+
+
+def test_a_doubled_letter_spelled_once_decodes_as_its_command():
+    # posteriors that say "of" (one f segment, no blank between two f's): with "off" spelled only as
+    # written the grammar must explain the single f otherwise and picks "on"; spelled once, "off"
+    frames = [{"o": 0.9}, {"o": 0.9}, {"f": 0.9}, {"f": 0.6, "n": 0.3}, {"-": 0.9}]
+    logp = np.full((len(frames), NUM_SYMBOLS), np.log(0.002))
+    for t, probs in enumerate(frames):
+        for ch, prob in probs.items():
+            logp[t, 0 if ch == "-" else encode(ch)[0]] = np.log(prob)
+    logp -= np.logaddexp.reduce(logp, axis=1, keepdims=True)
+    written = Grammar.from_commands(["off", "on"], threshold=-np.inf, once="")
+    once = Grammar.from_commands(["off", "on"], threshold=-np.inf)
+    assert once.expressions == ("off", "of", "on") and once.command_of == (0, 0, 1)
+    assert decode(logp, written).command == "on"
+    d = decode(logp, once)
+    assert d.command == "off" and once.expressions[d.expression] == "of"
 
 
 def test_save_load_round_trip(tmp_path):
