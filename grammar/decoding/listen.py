@@ -285,13 +285,34 @@ class PosteriorStream:
 #: windows; a stretch of other talk that looks like one seldom does, so asking for several lets each
 #: window accept more readily.
 LISTEN_MIN_WINDOWS = 4
-LISTEN_THRESHOLD_OFFSET = -0.85
+LISTEN_THRESHOLD_OFFSET = -1.15
 #: Per-command thresholds (a command not named here: 0), from the same benchmark's per-command lever:
-#: lambda times how high the dev streams' windows of other talk score for each command, less the
-#: median command's (``impostor_levels``, ``command_offsets``). With the default grammar's "off"
-#: commands also spelled "of" (:data:`grammar.units.SPELLED_ONCE`) the lever found no more commands on
-#: the dev streams than one threshold for all, and the rule puts the simpler lever first: none ship.
-LISTEN_COMMAND_OFFSETS: Mapping[str, float] = types.MappingProxyType({})
+#: lambda (0.5) times how high the dev streams' windows of other talk score for each command of the
+#: default grammar, less the median command's (``impostor_levels``, ``command_offsets``). Commands
+#: that other talk resembles (the "on" commands, "end the call") get a higher threshold, the others
+#: ("unmute", "volume down", "next program") a lower one.
+LISTEN_COMMAND_OFFSETS: Mapping[str, float] = types.MappingProxyType({
+    "volume up": -0.09,
+    "volume down": -0.25,
+    "mute": -0.1,
+    "unmute": -0.29,
+    "next program": -0.17,
+    "previous program": 0.02,
+    "noise reduction on": 0.08,
+    "noise reduction off": 0.05,
+    "battery level": -0.02,
+    "answer the call": 0.07,
+    "end the call": 0.12,
+    "play music": -0.16,
+    "pause music": -0.08,
+    "next song": -0.1,
+    "turn on the lights": 0.13,
+    "turn off the lights": 0.02,
+    "what time is it": 0.03,
+    "call home": -0.02,
+    "open the door": 0.04,
+    "stop listening": 0.02,
+})
 #: The windows: the last ``LISTEN_WINDOW_S`` seconds decoded every ``LISTEN_HOP_S`` (also the block
 #: size); accepted windows of one command within ``LISTEN_REFRACTORY_S`` of each other are one event.
 #: 2.5 s holds a command with its pauses more often than 2 s (the spotting levers); an event is
