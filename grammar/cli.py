@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--no-command-offsets", action="store_true",
                     help="one threshold for every command (default: the per-command offsets of "
                          "grammar.decoding.listen.LISTEN_COMMAND_OFFSETS, where benchmarks/spotting.py puts them; "
-                         "commands not named there get 0; none ship now)")  # fmt: skip
+                         "commands not named there get 0)")  # fmt: skip
     _add_chain_args(li)
     li.set_defaults(func=cmd_listen)
 
