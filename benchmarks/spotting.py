@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from grammar.decoding.conversation import ConversationConfig, make_conversation  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
-from grammar.decoding.demo import MATCH_TOLERANCE_S, Scene, match, summary  # noqa: E402
+from grammar.decoding.demo import MATCH_TOLERANCE_S, Scene, match, near, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
     LISTEN_COMMAND_OFFSETS,
     LISTEN_HOP_S,
@@ -289,12 +289,12 @@ def impostor_levels(runs: list[dict], commands, frame_s: float, tolerance: float
     :data:`IMPOSTOR_PRIOR` says; commands of the grammar that win none get the level of all."""
     scores: dict[str, list[float]] = {}
     for c in runs:
-        spans = [(g.start - tolerance, g.end + tolerance) for g in c["scene"].segments if g.command is not None]
+        said = [g for g in c["scene"].segments if g.command is not None]
         for _, h in c["records"]:
             if h is None:
                 continue
             t0, t1 = h.first * frame_s, (h.last + 1) * frame_s
-            if not any(t0 <= b and t1 >= a for a, b in spans):
+            if not any(near(g, t0, t1, tolerance) for g in said):
                 scores.setdefault(h.command, []).append(h.score - c["threshold"])
     if not scores:
         raise ValueError("impostor_levels: no window of other talk won any command")

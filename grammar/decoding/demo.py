@@ -136,6 +136,11 @@ def assemble(items: Sequence[tuple[str, str | None, str, np.ndarray, float]], po
 # --------------------------------------------------------------------------- truth vs detections
 
 
+def near(seg: Segment, start: float, end: float, tolerance: float = MATCH_TOLERANCE_S) -> bool:
+    """Whether the span ``start``..``end`` (seconds) overlaps ``seg`` widened by ``tolerance`` on each side."""
+    return start <= seg.end + tolerance and end >= seg.start - tolerance
+
+
 def match(scene_segments: Sequence[Segment], detections: Sequence[Detection],
           tolerance: float = MATCH_TOLERANCE_S) -> list[dict]:  # fmt: skip
     """Rows of truth vs detection. Each command segment takes the detection overlapping it
@@ -146,10 +151,9 @@ def match(scene_segments: Sequence[Segment], detections: Sequence[Detection],
     for seg in scene_segments:
         if seg.command is None:
             continue
-        near = [i for i, d in enumerate(detections)
-                if i not in used and d.start <= seg.end + tolerance and d.end >= seg.start - tolerance]  # fmt: skip
-        same = [i for i in near if detections[i].command == seg.command]
-        pick = (same or near or [None])[0]
+        close = [i for i, d in enumerate(detections) if i not in used and near(seg, d.start, d.end, tolerance)]
+        same = [i for i in close if detections[i].command == seg.command]
+        pick = (same or close or [None])[0]
         row = {"truth": dataclasses.asdict(seg), "detection": None, "status": "missed"}
         if pick is not None:
             used.add(pick)
