@@ -16,10 +16,14 @@ Run (from the repository root) after ``firmware-export int8 ...`` has written th
 
     python scripts/record_calibration.py                      # the shipped models (below)
     python scripts/record_calibration.py --denoiser DIR ... --am DIR ... [--am-denoiser DIR]
+    python scripts/record_calibration.py --update --am grammar/default_am   # only the AM's record
 
 The file holds exactly the models of the run (default: rced/default_model, every rced/presets/*
-folder with an int8 file, and grammar/default_am behind the shipped denoiser). Exits 1 with a
-one-line error, writing nothing, if a model's rebuild differs from its int8 file.
+folder with an int8 file, and grammar/default_am behind the shipped denoiser). With ``--update`` it
+keeps the file's other records and records only the folders named (``--am`` alone: no denoiser),
+for a model converted again while the others stay as shipped (a converter on another CPU may not
+rebuild them byte for byte). Exits 1 with a one-line error, writing nothing, if a model's rebuild
+differs from its int8 file.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from firmware_export.convert import (  # noqa: E402
     denoiser_key,
     device_am,
     device_denoiser,
+    load_records,
 )
 from firmware_export.errors import ExportError  # noqa: E402
 from firmware_export.flatbuffer import inspect  # noqa: E402
@@ -138,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--am-denoiser", type=Path, default=None, help="the float denoiser in front of the AMs, as in "
                     "`firmware-export int8 am --denoiser` (default: the shipped model)")  # fmt: skip
     ap.add_argument("-o", "--output", type=Path, default=RANGES_FILE, help=f"default: {RANGES_FILE}")
+    ap.add_argument("--update", action="store_true", help="keep the output file's records of other models and "
+                    "record only the folders named")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.update:
+        if not (args.denoiser or args.am):
+            ap.error("--update: name the folders to record (--denoiser, --am)")
+        args.denoiser, args.am = args.denoiser or [], args.am or []
     if args.denoiser is None:
         presets = sorted(p.parent for p in (default_model_path().parent / "presets").glob(f"*/{INT8_MODEL_NAME}"))
         args.denoiser = [default_model_path(), *presets]
@@ -157,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             frames = inspect((folder / INT8_MODEL_NAME).read_bytes(), str(folder)).inputs[0].shape[1]
             key = am_key(rec.model, rec.config, rec.norm, rec.denoiser, cal, frames=frames)
             records.append(record(_name(folder), device_am(rec.model, rec.config, frames), key, folder / INT8_MODEL_NAME))
+        if args.update:
+            names = {r["name"] for r in records}
+            records = [r for r in load_records(args.output)["records"] if r.get("name") not in names] + records
     except (ExportError, GrammarError, RcedError) as exc:
         print(f"record_calibration: error: {exc}", file=sys.stderr)
         return 1

@@ -38,7 +38,7 @@ fi
 if [ "$first" -le 2 ]; then
   step 2 "int8 export and calibration ranges"
   python -m firmware_export int8 am
-  python scripts/record_calibration.py
+  python scripts/record_calibration.py --update --am $am  # the denoisers' records stay as shipped
 fi
 if [ "$first" -le 3 ]; then
   step 3 "thresholds; dictionary and floor report beside them"

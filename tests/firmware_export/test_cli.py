@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from firmware_export.cli import main
+from firmware_export.convert import AM_FRAMES
 from tests.firmware_export.conftest import calibration_audio
 from tests.readonly import run_read_only
 
@@ -87,7 +88,7 @@ def test_int8_all_writes_both_models_beside_their_weights(tmp_path, tiny_denoise
                  "--quiet"]) == 0  # fmt: skip
     lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
     assert [x["output"] for x in lines] == [str(den / "model_int8.tflite"), str(am / "model_int8.tflite")]
-    assert Int8Denoiser.load(den).path == den and Int8AM.load(am).frames == 126
+    assert Int8Denoiser.load(den).path == den and Int8AM.load(am).frames == AM_FRAMES
     assert "model_int8.tflite" not in {p.name for p in tiny_am_dir.iterdir()}  # the copy, not the fixture
 
 

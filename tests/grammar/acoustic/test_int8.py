@@ -1,7 +1,7 @@
 """The int8 recognition chain: grammar.acoustic.int8.Int8AM, Recognizer.load(backend="int8"), --backend int8 on the CLI.
 
 The int8 AM is the device graph (``firmware-export int8 am`` writes it): a fixed window of
-126 STFT frames with a Softmax, int8 in and out, run by LiteRT's reference kernels. Its output
+``firmware_export.convert.AM_FRAMES`` STFT frames with a Softmax, int8 in and out, run by LiteRT's reference kernels. Its output
 is a posterior quantised to 1/256 (one LSB = 0.0039), so the bounds below are in probability.
 """
 
@@ -19,7 +19,7 @@ from grammar.errors import GrammarError
 from tests.conftest import speechlike
 from tests.grammar.conftest import grammar_cli, one_line_error
 
-# Bounds on the int8 AM's posteriors against the float AM's, one 126-frame window (no window boundary
+# Bounds on the int8 AM's posteriors against the float AM's, one device window (no window boundary
 # inside), the same features for both. Measured:
 # - shipped AM, 120 windows (20 clean commands x 3 voices, as they are and through the float denoiser):
 #   mean |p_int8 - p_float| <= 0.0011 (0.3 LSB: mostly the output rounding), mean per-frame total-variation
@@ -96,8 +96,10 @@ def test_shipped_int8_am_matches_the_float_weights():
 
     assert (default_am_path() / "model_int8.tflite").exists(), "regenerate it with `firmware-export int8 am`"
     rec = Recognizer.load(denoiser=False, grammar=False)
+    from firmware_export.convert import AM_FRAMES
+
     q = Int8AM.load(default_am_path())
-    assert q.frames == 126 and q.model.input_shape == (1, 126, 1, rec.config.n_mels)
+    assert q.frames == AM_FRAMES and q.model.input_shape == (1, AM_FRAMES, 1, rec.config.n_mels)
     pad = np.zeros(4800, np.float32)  # 0.3 s of silence each side, as a spoken command has
     for text in ("next program", "battery level"):
         audio = np.concatenate([pad, synthesize(text, Voice("espeak", "en-us")), pad])
@@ -119,7 +121,7 @@ def test_int8_am_posteriors_close_to_float(int8_am):
 
 
 def test_int8_recognizer_runs_overlapping_windows(int8_am):
-    """Any length: windows of 126 frames, each keeping hop output frames after its context, the first
+    """Any length: windows of the model's frames, each keeping hop output frames after its context, the first
     starting on zero padding before the audio, the last padded with zeros; each window on its own (the
     device chain), so a window's posteriors depend only on its own frames."""
     from grammar.decoding.recognizer import Recognizer
@@ -127,18 +129,54 @@ def test_int8_recognizer_runs_overlapping_windows(int8_am):
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="int8")
     fl = Recognizer.load(int8_am, denoiser=False, grammar=False)
     assert rec.model.backend == "int8" and rec.denoiser is None and rec.path == int8_am
-    x = speechlike(16000, 2.7, seed=4)
+    x = speechlike(16000, 4.5, seed=4)  # three windows and more
     logp = rec.posteriors(x, 16000)
     assert logp.shape == fl.posteriors(x, 16000).shape and np.all(np.isfinite(logp))
     assert np.allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
     feats = rec.features(x, 16000)
     q = rec.model
-    assert q.hop + q.context + q.tail == 63 and q.context > 0 and q.window_start(0) < 0
+    assert q.hop + q.context + q.tail == q.frames // 2 and q.context > 0 and q.window_start(0) < 0
     full = q(feats[None, :, None, :])[0]
     for j in (1, 2):
         a = q.window_start(j)
-        alone = q.window_logp(feats[a : a + 126], 0)  # the window's frames and nothing else
+        alone = q.window_logp(feats[a : a + q.frames], 0)  # the window's frames and nothing else
         assert np.array_equal(full[j * q.hop : (j + 1) * q.hop], alone)
+
+
+def test_windows_of_the_float_weights_equal_the_whole_input(int8_am, monkeypatch):
+    """A window's context is the AM's left reach and its tail the look-ahead: run with the float weights in
+    the device windows, the posteriors are the whole-input model's (a shorter context is not), except within
+    the reach of either end of the input, where the model pads its inner layers with zeros and a window
+    pads its input."""
+    from firmware_export.convert import device_am
+    from grammar.acoustic import int8
+    from grammar.decoding.recognizer import Recognizer
+
+    fl = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="keras")
+    dev = device_am(fl.model, fl.config, int8.Int8AM.load(int8_am).frames)  # the device graph, float
+
+    def windowed(schedule):
+        monkeypatch.setattr(int8, "window_schedule", schedule)
+        q = int8.Int8AM.load(int8_am)
+        q.probabilities = lambda win: np.asarray(dev(win[None, :, None, :], training=False))[0]
+        q.floor = 0.0
+        return q
+
+    x = speechlike(16000, 3.3, seed=5)
+    feats = fl.features(x, 16000)
+    whole = fl.log_posteriors(feats)  # (T, symbols), compared as probabilities
+    exact = windowed(int8.window_schedule)
+    assert exact.context == fl.config.reach[0] and exact.tail == fl.config.reach[1]
+    assert -(-len(whole) // exact.hop) >= 3  # several windows, so the boundaries are inside
+    left, right = fl.config.reach
+    inner = slice(left, len(whole) - right)  # at the ends the model's own padding is of its inner layers
+    assert np.allclose(np.exp(exact(feats[None, :, None, :])[0])[inner], np.exp(whole)[inner], atol=1e-5)
+
+    def short(cfg, frames, schedule=int8.window_schedule):
+        context, tail, _ = schedule(cfg, frames)
+        return context // 2, tail, frames // cfg.stride - context // 2 - tail
+
+    assert not np.allclose(np.exp(windowed(short)(feats[None, :, None, :])[0])[inner], np.exp(whole)[inner], atol=1e-3)
 
 
 @pytest.mark.parametrize("block", [1000, 4000, 12345])
