@@ -197,12 +197,41 @@ def test_load_records_rejects_a_broken_file(tmp_path):
     assert load_records(tmp_path / "missing.json")["records"] == []
 
 
-def test_recovered_ranges_give_back_each_scale_and_zero_point():
-    """For ranges the calibrator could report (random, ReLU-like from 0 too), the range recovered from
-    the resulting (scale, zero point) gives back exactly that pair."""
+def _record_script():
     spec = importlib.util.spec_from_file_location("record_calibration", ROOT / "scripts/record_calibration.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_update_records_the_named_am_and_keeps_the_other_records(tmp_path, tiny_am_dir, calibration, capsys):
+    """`record_calibration.py --update --am DIR`: that AM's record replaces its old one (checked by a rebuild),
+    every other record stays as it was, no denoiser is recorded; --update with no folder is a usage error."""
+    import json
+
+    from firmware_export.convert import load_records, write_am_int8_beside
+
+    am = tmp_path / "am"
+    shutil.copytree(tiny_am_dir, am)
+    write_am_int8_beside(am, denoiser=False, calibration=calibration, n_windows=4)
+    out = tmp_path / "ranges.json"
+    other = {"name": "rced/other", "key": {"kind": "denoiser"}, "int8_sha256": "0" * 64, "ranges": {}}
+    out.write_text(json.dumps({"tensorflow": "0", "records": [other, {**other, "name": am.as_posix()}]}))
+    script = _record_script()
+    assert script.main(["--update", "--am", str(am), "-o", str(out)]) == 0
+    records = load_records(out)["records"]
+    assert [r["name"] for r in records] == ["rced/other", am.as_posix()] and records[0] == other
+    assert records[1]["int8_sha256"] == hashlib.sha256((am / "model_int8.tflite").read_bytes()).hexdigest()
+    assert records[1]["key"]["kind"] == "am" and records[1]["ranges"]
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--update", "-o", str(out)])
+    assert exc.value.code == 2 and "--update: name the folders to record" in capsys.readouterr().err
+
+
+def test_recovered_ranges_give_back_each_scale_and_zero_point():
+    """For ranges the calibrator could report (random, ReLU-like from 0 too), the range recovered from
+    the resulting (scale, zero point) gives back exactly that pair."""
+    script = _record_script()
     rng = np.random.default_rng(0)
     for i in range(3000):
         lo = np.float32(0.0 if i % 3 == 0 else -(10 ** rng.uniform(-3, 1.5)))
