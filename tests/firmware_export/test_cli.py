@@ -155,6 +155,18 @@ def test_an_am_window_off_the_stride_is_refused_before_calibration(tmp_path, cap
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("command", ["build", "int8"])
+def test_an_am_window_shorter_than_the_reach_is_refused_before_calibration(tmp_path, capsys, monkeypatch, command):
+    """100 frames = 50 output frames, all of them the shipped AM's context (44) and look-ahead (6)."""
+    import firmware_export.cli as cli
+
+    monkeypatch.setattr(cli, "_calibration", lambda *a, **k: pytest.fail("calibration audio made before the check"))
+    argv = [command, "--am-frames", "100", "--quiet"] + (["-o", str(tmp_path / "b")] if command == "build" else ["am"])
+    assert _error(capsys, argv) == ("firmware-export: error: AM window: 100 frames give 50 output frames, none left "
+                                    "after the AM's 44 of context and 6 of look-ahead (use more than 100 frames)")
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_bundle_where_no_file_can_be_created_is_refused_first(tmp_path, capsys):
     """/proc takes no new folder, not even root's: refused before the models load (--denoiser is
     missing), naming the path given rather than the temporary folder."""
