@@ -8,7 +8,8 @@ TEST-ONLY voice, in babble of TRAIN-voice talkers at 20 dB, 1 s of babble before
 - ``30 scenes``: scenes of seeds 1000..1029, the voice going round the three TEST-ONLY voices.
 Each chain listens as ``grammar listen`` does (:func:`grammar.decoding.listen.listen_blocks`: 0.25-s blocks,
 ``LISTEN_WINDOW_S`` windows every 0.25 s, the grammar's threshold for its backend moved by
-``grammar.decoding.listen.LISTEN_THRESHOLD_OFFSET``, events that ``LISTEN_MIN_WINDOWS`` windows accepted);
+``grammar.decoding.listen.LISTEN_THRESHOLD_OFFSET``, events that ``LISTEN_MIN_WINDOWS`` windows accepted
+and whose best window reaches the threshold plus ``LISTEN_BEST_OFFSET``);
 detections are matched to the
 truth as the demo does (:func:`grammar.decoding.demo.match`). Reported per chain: commands found,
 misclassified (another command detected on one), missed, false alarms (detections on no command)
@@ -44,6 +45,7 @@ from grammar.acoustic.int8 import Int8AM  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.demo import Segment, make_scene, match, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
+    LISTEN_BEST_OFFSET,
     LISTEN_COMMAND_OFFSETS,
     LISTEN_HOP_S,
     LISTEN_MIN_WINDOWS,
@@ -204,6 +206,8 @@ def zero_posterior() -> dict:
 
 def markdown(payload: dict) -> str:
     per_command = ", each command's moved by its per-command offset" if payload.get("command_offsets") else ""
+    if payload.get("best_offset") is not None:
+        per_command += f", and whose best window reaches the grammar's threshold {payload['best_offset']:+g}"
     lines = [f"Continuous listening, TEST-ONLY voices among other speech in {payload['snr']:g} dB babble "
              f"(benchmarks/listening.py): each stream through `grammar listen`'s path (0.25-s blocks, "
              f"{payload.get('window_s', 2.0):g}-s windows every 0.25 s, events that {payload.get('min_windows', 1)} windows accepted at the threshold below"
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     "n_commands": sum(s.command is not None for s in st.segments),
                     "command_seconds": round(st.command_seconds, 2), "scenes": st.scenes, "chains": res})  # fmt: skip
     payload = {"snr": SNR, "block_s": BLOCK_S, "window_s": LISTEN_WINDOW_S, "hop_s": LISTEN_HOP_S, "min_windows": LISTEN_MIN_WINDOWS,
-               "command_offsets": dict(LISTEN_COMMAND_OFFSETS),
+               "command_offsets": dict(LISTEN_COMMAND_OFFSETS), "best_offset": LISTEN_BEST_OFFSET,
                "streams": out,
                "zero_posterior": zero_posterior()}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=1) + "\n")

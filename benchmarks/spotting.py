@@ -10,7 +10,7 @@ and `grammar demo`'s kind of scene at 20 dB (30 scenes, :data:`DEV_SCENES`). The
 levers (window length, a filler path, a second, stricter check of each event, per-command thresholds
 from the dev streams' windows of other talk) are measured one at a time, each with its setting chosen by one rule (:func:`choose`), and the lever the rule puts first
 is what ``grammar listen`` ships (:data:`grammar.decoding.listen.LISTEN_WINDOW_S`,
-``LISTEN_MIN_WINDOWS``, ``LISTEN_THRESHOLD_OFFSET``, ``LISTEN_COMMAND_OFFSETS``); PocketSphinx's threshold is chosen on the dev
+``LISTEN_MIN_WINDOWS``, ``LISTEN_THRESHOLD_OFFSET``, ``LISTEN_BEST_OFFSET``, ``LISTEN_COMMAND_OFFSETS``); PocketSphinx's threshold is chosen on the dev
 conversation. Nothing is chosen on the benchmark stream.
 
 Each chain hears the stream as ``grammar listen`` does (0.25-s blocks, windows every 0.25 s):
@@ -45,6 +45,7 @@ from grammar.decoding.conversation import ConversationConfig, make_conversation 
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.demo import MATCH_TOLERANCE_S, Scene, match, near, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
+    LISTEN_BEST_OFFSET,
     LISTEN_COMMAND_OFFSETS,
     LISTEN_HOP_S,
     LISTEN_MIN_WINDOWS,
@@ -430,12 +431,13 @@ def markdown(payload: dict) -> str:
     if ch is None:
         lines += ["", "On the development stream no setting met the rule; the shipped ones are kept."]
     else:
-        same = (len(ch["setting"]) == 2 and (ch["window_s"], *ch["setting"]) == (sh["window_s"], *sh["setting"])
+        same = ((ch["window_s"], *ch["setting"]) == (sh["window_s"], *sh["setting"])
                 and ch.get("offsets", {}) == sh.get("offsets", {}))  # fmt: skip
         lines += ["", f"Chosen on the development streams, among the levers below: {ch['lever']}, "
                   f"{describe(tuple(ch['setting']))}" + (" (what `grammar listen` ships)." if same else
                   f"; `grammar listen` ships {sh['window_s']:g}-s windows, {describe(tuple(sh['setting']))}: update "
-                  f"grammar.decoding.listen.LISTEN_WINDOW_S / _MIN_WINDOWS / _THRESHOLD_OFFSET / _COMMAND_OFFSETS.")]  # fmt: skip
+                  f"grammar.decoding.listen.LISTEN_WINDOW_S / _MIN_WINDOWS / _THRESHOLD_OFFSET / _BEST_OFFSET / "
+                  f"_COMMAND_OFFSETS.")]  # fmt: skip
     lines += lever_markdown(payload.get("levers", {}))
     lines += ["", "DET curves (missed commands, wrong command included, against false alarms per hour, sweeping "
               "the threshold; + marks the rows above, 0 per hour drawn at 0.5): `benchmarks/results/spotting_det.png`. "
@@ -511,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = None if best is None else {"lever": best, "window_s": LEVERS[best][0], "setting": levers[best]["chosen"],
                                         "offsets": levers[best].get("per_command", {}).get("offsets", {})}  # fmt: skip
     print("chosen on dev:", chosen, flush=True)
-    shipped = {"window_s": LISTEN_WINDOW_S, "setting": [LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET],
+    best = [] if LISTEN_BEST_OFFSET is None else [LISTEN_BEST_OFFSET]
+    shipped = {"window_s": LISTEN_WINDOW_S, "setting": [LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET, *best],
                "offsets": dict(LISTEN_COMMAND_OFFSETS)}  # fmt: skip
     per_cmd = ", per-command thresholds" if LISTEN_COMMAND_OFFSETS else ""
     settings = {"every accepted event at the grammar's threshold, 2-s windows (before)": (BEFORE_WINDOW_S, (1, 0.0), {}),

@@ -148,6 +148,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
     """
     from grammar.decoding.decoder import MARGIN_WEIGHT
     from grammar.decoding.listen import (
+        LISTEN_BEST_OFFSET,
         LISTEN_COMMAND_OFFSETS,
         LISTEN_HOP_S,
         LISTEN_MIN_WINDOWS,
@@ -184,12 +185,15 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         "// Continuous listening (grammar listen): every kListenHopSeconds decode the last kListenWindowSeconds,\n"
         "// each window accepting at kThreshold + kListenThresholdOffset + kListenCommandOffset[its command];\n"
         "// accepted windows whose command spans overlap (or, for one command, lie within\n"
-        "// kListenRefractorySeconds) are one event, acted on once kListenMinWindows windows accepted it.\n",
+        "// kListenRefractorySeconds) are one event, acted on once kListenMinWindows windows accepted it and,\n"
+        "// when kListenBestCheck, its best window's confidence >= kThreshold + kListenBestOffset.\n",
         f"constexpr float kListenWindowSeconds = {c_float(LISTEN_WINDOW_S)};\n",
         f"constexpr float kListenHopSeconds = {c_float(LISTEN_HOP_S)};\n",
         f"constexpr float kListenRefractorySeconds = {c_float(LISTEN_REFRACTORY_S)};\n",
         f"constexpr float kListenThresholdOffset = {c_float(LISTEN_THRESHOLD_OFFSET)};\n",
         f"constexpr int kListenMinWindows = {LISTEN_MIN_WINDOWS};\n",
+        f"constexpr bool kListenBestCheck = {'true' if LISTEN_BEST_OFFSET is not None else 'false'};\n",
+        f"constexpr float kListenBestOffset = {c_float(LISTEN_BEST_OFFSET or 0.0)};\n",
         "// Per-command threshold offsets of the listener, in kCommands' order (0: none).\n",
         floats("kListenCommandOffset", [LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in device.commands], size="kNumCommands"),
         "\n",

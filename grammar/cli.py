@@ -11,7 +11,13 @@ import math
 import sys
 from pathlib import Path
 
-from grammar.decoding.listen import LISTEN_HOP_S, LISTEN_MIN_WINDOWS, LISTEN_THRESHOLD_OFFSET, LISTEN_WINDOW_S
+from grammar.decoding.listen import (
+    LISTEN_BEST_OFFSET,
+    LISTEN_HOP_S,
+    LISTEN_MIN_WINDOWS,
+    LISTEN_THRESHOLD_OFFSET,
+    LISTEN_WINDOW_S,
+)
 from grammar.errors import GrammarError
 from grammar.units import UNIT_SETS
 from rced.cli import quiet_tensorflow
@@ -261,6 +267,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     n, interrupted = listen.run_listen(rec, source, window_s=args.window_s, hop_s=args.hop_s, progress=True,
                                        min_windows=args.min_windows, threshold_offset=args.threshold_offset,
                                        offsets=None if args.no_command_offsets else listen.LISTEN_COMMAND_OFFSETS,
+                                       best_offset=None if args.no_best_check else args.best_offset,
                                        emit=lambda d: _emit(args, d.to_json(), listen.format_detection(d)))  # fmt: skip
     count = f"{n} detection{'s' if n != 1 else ''}"
     if not args.json:
@@ -464,10 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--threshold-offset", type=float, default=LISTEN_THRESHOLD_OFFSET,
                     help="added to the grammar's threshold for each window (default %(default)s; negative: each "
                          "window accepts more readily)")  # fmt: skip
+    li.add_argument("--best-offset", type=float, default=LISTEN_BEST_OFFSET,
+                    help="a second, stricter check: an event is reported only if its best window reaches the "
+                         "grammar's threshold plus this (default %(default)s)")  # fmt: skip
+    li.add_argument("--no-best-check", action="store_true", help="no stricter check of an event's best window")
     li.add_argument("--no-command-offsets", action="store_true",
                     help="one threshold for every command (default: the per-command offsets of "
                          "grammar.decoding.listen.LISTEN_COMMAND_OFFSETS, where benchmarks/spotting.py puts them; "
-                         "commands not named there get 0)")  # fmt: skip
+                         "commands not named there get 0; none ship now)")  # fmt: skip
     _add_chain_args(li)
     li.set_defaults(func=cmd_listen)
 

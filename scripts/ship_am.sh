@@ -56,5 +56,5 @@ if [ "$first" -le 4 ]; then
   rm -rf "$tmp"
   python benchmarks/readme.py
 fi
-grep -q "update grammar.decoding.listen" benchmarks/results/spotting.md && echo "ship_am: the dev stream chose other spotter settings (benchmarks/results/spotting.md): set grammar.decoding.listen.LISTEN_MIN_WINDOWS / LISTEN_THRESHOLD_OFFSET, rerun spotting.py and listening.py --factors, then readme.py" >&2
+grep -q "update grammar.decoding.listen" benchmarks/results/spotting.md && echo "ship_am: the dev stream chose other spotter settings (benchmarks/results/spotting.md): set grammar.decoding.listen.LISTEN_WINDOW_S / LISTEN_MIN_WINDOWS / LISTEN_THRESHOLD_OFFSET / LISTEN_BEST_OFFSET / LISTEN_COMMAND_OFFSETS, rerun spotting.py and listening.py --factors, then readme.py" >&2
 step done "review git diff, then the model card's prose and the README's status"

@@ -79,6 +79,7 @@ def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshol
 
     # per-command offsets as a release may ship them (this one ships none): in kCommands' order
     monkeypatch.setattr(listen, "LISTEN_COMMAND_OFFSETS", {"mute": 0.4, "call home": -0.25, "not a command": 9.0})
+    monkeypatch.setattr(listen, "LISTEN_BEST_OFFSET", -0.4)  # not the shipped value, so the check can fail
     from grammar.alphabet import BLANK_ID, SYMBOLS
     from grammar.decoding.decoder import Grammar, best_path_log_prob, ctc_log_likelihood, decode
 
@@ -91,8 +92,11 @@ def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshol
     for name, value in (("kListenWindowSeconds", listen.LISTEN_WINDOW_S), ("kListenHopSeconds", listen.LISTEN_HOP_S),
                         ("kListenRefractorySeconds", listen.LISTEN_REFRACTORY_S),
                         ("kListenThresholdOffset", listen.LISTEN_THRESHOLD_OFFSET),
-                        ("kListenMinWindows", listen.LISTEN_MIN_WINDOWS)):  # fmt: skip
+                        ("kListenMinWindows", listen.LISTEN_MIN_WINDOWS), ("kListenBestOffset", -0.4)):  # fmt: skip
         assert c_scalar(text, name) == pytest.approx(value), name
+    assert "constexpr bool kListenBestCheck = true;" in text
+    monkeypatch.setattr(listen, "LISTEN_BEST_OFFSET", None)
+    assert "constexpr bool kListenBestCheck = false;" in cgen.grammar_h(g, SYMBOLS, BLANK_ID)
     want = [listen.LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in g.commands]  # in kCommands' order
     np.testing.assert_allclose(c_array(text, "kListenCommandOffset"), want, atol=1e-6)
     thr, weight = c_scalar(text, "kThreshold"), c_scalar(text, "kMarginWeight")

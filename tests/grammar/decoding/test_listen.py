@@ -629,6 +629,22 @@ def test_listen_applies_the_per_command_offsets_unless_told_not_to(tone_chain, t
     assert found == (["mute", "call home"] if flag else ["call home"])
 
 
+@pytest.mark.parametrize(("flags", "want"), [([], ["mute", "call home"]), (["--best-offset", "1e6"], []),
+                                           (["--best-offset", "1e6", "--no-best-check"], ["mute", "call home"])])
+def test_listen_checks_each_events_best_window_unless_told_not_to(tone_chain, tmp_path, flags, want):
+    """The stricter check: an event is reported only if its best window reaches the threshold plus
+    --best-offset (out of reach at 1e6); --no-best-check turns it off."""
+    _, freq = tone_chain
+    audio, _ = tone_speech(freq, [("mute", 0.5), ("call home", 6.0)], 8.0)
+    path = tmp_path / "two.wav"
+    sf.write(path, audio, 16000)
+    code = f"import sys; {TONE_AM}; from grammar.cli import main; sys.exit(main(sys.argv[1:]))"
+    res = subprocess.run([sys.executable, "-c", code, "listen", str(path), "--json", *flags], capture_output=True,
+                         timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr.decode()
+    assert [json.loads(x)["command"] for x in res.stdout.decode().split("\n") if x.strip()] == want
+
+
 def test_ctrl_c_keeps_the_detections_and_prints_the_count(tone_chain):
     import signal
 
