@@ -515,16 +515,23 @@ def replay(records: Sequence[tuple[int, WindowHit | None]], threshold: float, fr
     return out + ev.flush()
 
 
+def _moved_threshold(recognizer, grammar: Grammar | None, offset: float, what: str) -> tuple[Grammar, float]:
+    """The recognizer's grammar (for its backend) and its threshold moved by ``offset`` (``what``
+    names the offset in the error when it is not a finite number)."""
+    if not np.isfinite(offset):
+        raise GrammarError(f"listen: {what} {offset} must be a finite number")
+    g = recognizer.decoding_grammar(grammar)
+    if g is None:
+        raise GrammarError("listen: no grammar loaded")
+    return g, g.threshold + offset
+
+
 def listening_grammar(recognizer, grammar: Grammar | None = None,
                       threshold_offset: float = LISTEN_THRESHOLD_OFFSET) -> Grammar:  # fmt: skip
     """The grammar a listener's windows are decoded with: the recognizer's (for its backend), its
     threshold moved by ``threshold_offset``."""
-    if not np.isfinite(threshold_offset):
-        raise GrammarError(f"listen: threshold offset {threshold_offset} must be a finite number")
-    g = recognizer.decoding_grammar(grammar)
-    if g is None:
-        raise GrammarError("listen: no grammar loaded")
-    return g.with_threshold(g.threshold + threshold_offset)
+    g, threshold = _moved_threshold(recognizer, grammar, threshold_offset, "threshold offset")
+    return g.with_threshold(threshold)
 
 
 def best_floor(recognizer, grammar: Grammar | None, best_offset: float | None) -> float:
@@ -532,12 +539,7 @@ def best_floor(recognizer, grammar: Grammar | None, best_offset: float | None) -
     backend) plus ``best_offset``; -inf for None (no stricter check)."""
     if best_offset is None:
         return -np.inf
-    if not np.isfinite(best_offset):
-        raise GrammarError(f"listen: best-window offset {best_offset} must be a finite number")
-    g = recognizer.decoding_grammar(grammar)
-    if g is None:
-        raise GrammarError("listen: no grammar loaded")
-    return g.threshold + best_offset
+    return _moved_threshold(recognizer, grammar, best_offset, "best-window offset")[1]
 
 
 def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S, *,
