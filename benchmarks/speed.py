@@ -121,6 +121,35 @@ def peer_rtfs(files: list[Path], seconds: float) -> dict:
     return out
 
 
+def decoder_ms(repeats: int) -> dict:
+    """Milliseconds of the grammar decoder's CTC scoring (the best of ``repeats``): the shipped
+    grammar on one 2-s listening window, and 200 random expressions on 300 frames (an augmented grammar)."""
+    from grammar.alphabet import NUM_SYMBOLS
+    from grammar.decoding.decoder import Grammar, ctc_log_likelihood
+    from grammar.decoding.recognizer import default_grammar_path
+
+    rng = np.random.default_rng(3)
+
+    def logp(n_frames: int) -> np.ndarray:
+        x = rng.normal(size=(n_frames, NUM_SYMBOLS)) * 1.5
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    shipped = Grammar.load(default_grammar_path())
+    cases = {f"shipped grammar ({len(shipped.labels)} expressions), 125 frames (one 2-s window)": (logp(125), shipped.labels),
+             "200 random expressions of 4-19 symbols, 300 frames": (
+                 logp(300), [rng.integers(1, NUM_SYMBOLS, size=rng.integers(4, 20)) for _ in range(200)])}  # fmt: skip
+    out = {}
+    for name, (lp, labels) in cases.items():
+        ctc_log_likelihood(lp, labels)
+        best = np.inf
+        for _ in range(max(3, repeats)):
+            t0 = time.perf_counter()
+            ctc_log_likelihood(lp, labels)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = round(1e3 * best, 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-per-voice", type=int, default=10, help="sentences per TEST-ONLY voice (default 10: about 190 s)")
@@ -166,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         start, _ = best_of([py, "-c", "import rced.denoiser, grammar.decoding.recognizer"], args.repeats)
         res["import_s"] = round(start, 3)
         res["peers"] = peer_rtfs(files, seconds)
+    res["decoder_ms"] = decoder_ms(args.repeats)
     res["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -193,6 +223,10 @@ def to_markdown(res: dict) -> str:
     if res.get("peers"):
         lines += ["", "Peers on the same files (compute only, models loaded before timing):", ""]
         lines += [f"- {k}: real-time factor {v:.3f}" for k, v in res["peers"].items()]
+    if res.get("decoder_ms"):
+        lines += ["", "Grammar decoder, CTC scoring of every expression (`ctc_log_likelihood`, in process, best of "
+                  "the runs):", ""]  # fmt: skip
+        lines += [f"- {k}: {v:.2f} ms" for k, v in res["decoder_ms"].items()]
     return "\n".join(lines) + "\n"
 
 
