@@ -78,7 +78,7 @@ def spotting_rows(runs0: Runs, grammar: Grammar) -> dict:
     the dev streams, the one the rule puts first counted on every stream."""
     grammars = {n: dataclasses.replace(g, expressions=grammar.expressions, command_of=grammar.command_of)
                 for n, g in runs0.grammars.items()}  # fmt: skip
-    runs = Runs(runs0.scenes, runs0.logps, grammars, runs0.frame_s)
+    runs = runs0.with_grammars(grammars)
     levers = {k: v for k, v in LEVERS.items() if v[0] == LISTEN_WINDOW_S and not v[1] and not v[2]}
     rows, best, _ = lever_rows(runs, levers)
     if best is None:

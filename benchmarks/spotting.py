@@ -13,8 +13,8 @@ is what ``grammar listen`` ships (:data:`grammar.decoding.listen.LISTEN_WINDOW_S
 ``LISTEN_MIN_WINDOWS``, ``LISTEN_THRESHOLD_OFFSET``, ``LISTEN_BEST_OFFSET``, ``LISTEN_COMMAND_OFFSETS``); PocketSphinx's threshold is chosen on the dev
 conversation. Nothing is chosen on the benchmark stream.
 
-Each chain hears the stream as ``grammar listen`` does (0.25-s blocks, windows every 0.25 s):
-the float chain and the int8 device chain. Every window's best hit is recorded once
+Each chain hears the stream as ``grammar listen`` does (0.25-s blocks, windows every 0.25 s, and
+its speech check of each detection: :func:`speech_check`): the float chain and the int8 device chain. Every window's best hit is recorded once
 (:func:`grammar.decoding.listen.window_records`) and :func:`grammar.decoding.listen.replay` gives the detections at
 any threshold: the DET curve (missed commands, wrong command included, against false alarms per
 hour of non-command time) comes from the same decoding as the operating point. PocketSphinx
@@ -51,9 +51,11 @@ from grammar.decoding.listen import (  # noqa: E402
     LISTEN_MIN_WINDOWS,
     LISTEN_THRESHOLD_OFFSET,
     LISTEN_WINDOW_S,
+    SPEECH_MARGIN_S,
     Detection,
     PosteriorStream,
     replay,
+    span_modulation,
     window_records,
 )
 from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
@@ -80,23 +82,26 @@ MAX_FA_PER_HOUR = 20.0  # the listening target: at most 20 false alarms an hour 
 # --------------------------------------------------------------------------- chains and their windows
 
 
-def posteriors(rec: Recognizer, scene: Scene, key: str) -> np.ndarray:
+def posteriors(rec: Recognizer, scene: Scene, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The chain's log-posteriors of the stream, streamed in 0.25-s blocks as `grammar listen`
-    reads it (cached by stream and :func:`recognition.chain_digest`)."""
+    reads it, and its feature frames' levels (for the speech check); cached by stream and
+    :func:`recognition.chain_digest`."""
     from recognition import chain_digest
 
     path = cache_dir() / "spotting" / f"{key}_{chain_digest(rec)}.npy"
-    if path.exists():
-        return np.load(path, allow_pickle=False)
+    levels_path = path.with_name(path.stem + "_levels.npy")
+    if path.exists() and levels_path.exists():
+        return np.load(path, allow_pickle=False), np.load(levels_path, allow_pickle=False)
     from tqdm import tqdm
 
-    stream = PosteriorStream(rec)
+    stream = PosteriorStream(rec, levels_kept_s=float("inf"))
     block = int(round(BLOCK_S * scene.sr))
     out = [stream.push(scene.noisy[i : i + block]) for i in tqdm(range(0, len(scene.noisy), block), desc=f"{key} {rec.backend}")]
     out.append(stream.flush())
     logp = np.concatenate(out).astype(np.float32)
     atomic_save_npy(path, logp)
-    return logp
+    atomic_save_npy(levels_path, stream.levels)
+    return logp, stream.levels
 
 
 # --------------------------------------------------------------------------- scoring
@@ -200,9 +205,19 @@ def detections(c: dict, frame_s: float, setting: tuple, cache: dict | None = Non
     m, off, *confirm = setting
     cache = {} if cache is None else cache
     if (m, off) not in cache:
-        cache[m, off] = replay(c["records"], c["threshold"] + off, frame_s, min_windows=m, offsets=c.get("offsets"))
+        dets = replay(c["records"], c["threshold"] + off, frame_s, min_windows=m, offsets=c.get("offsets"))
+        cache[m, off] = [d for d in dets if speech_check(c, d)]
     dets = cache[m, off]
     return [d for d in dets if d.score >= c["threshold"] + confirm[0]] if confirm else dets
+
+
+def speech_check(c: dict, d: Detection) -> bool:
+    """Whether a detection passes the speech check of `grammar listen` (the run's chain's floor over
+    the stream's feature levels around it, as :func:`grammar.decoding.listen.listen_blocks` reads them)."""
+    if c.get("speech_floor") is None:
+        return True
+    m = span_modulation(c["levels"], c["levels_per_s"], d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S)
+    return m >= c["speech_floor"]
 
 
 def choose(dev: dict, frame_s: float, confirm: bool = False) -> tuple[dict, tuple | None]:
@@ -314,8 +329,12 @@ class Runs:
     """Every stream's window records per chain, window length and decoding, made once on demand
     from the streams' cached log-posteriors."""
 
-    def __init__(self, scenes: dict, logps: dict, grammars: dict, frame_s: float):
+    def __init__(self, scenes: dict, logps: dict, grammars: dict, frame_s: float, levels: dict | None = None,
+                 speech_floors: dict | None = None, levels_per_s: float = 125.0):  # fmt: skip
+        """``levels``: each (split, chain)'s feature levels, ``levels_per_s`` of them a second, and
+        ``speech_floors`` each chain's speech check (none given: no check)."""
         self.scenes, self.logps, self.grammars, self.frame_s = scenes, logps, grammars, frame_s
+        self.levels, self.speech_floors, self.levels_per_s = levels or {}, speech_floors or {}, levels_per_s
         self._memo: dict = {}
 
     def __call__(self, split: str, chain: str, window_s: float, spot: bool = False) -> dict:
@@ -323,8 +342,14 @@ class Runs:
         if key not in self._memo:
             g = self.grammars[chain]
             recs = window_records(self.logps[split, chain], g, self.frame_s, window_s, spot=spot)
-            self._memo[key] = {"scene": self.scenes[split], "threshold": g.threshold_for(spot), "records": recs}
+            self._memo[key] = {"scene": self.scenes[split], "threshold": g.threshold_for(spot), "records": recs,
+                               "levels": self.levels.get((split, chain)), "levels_per_s": self.levels_per_s,
+                               "speech_floor": self.speech_floors.get(chain)}  # fmt: skip
         return self._memo[key]
+
+    def with_grammars(self, grammars: dict) -> Runs:
+        """The same streams, levels and speech checks, decoded with other grammars."""
+        return Runs(self.scenes, self.logps, grammars, self.frame_s, self.levels, self.speech_floors, self.levels_per_s)
 
     def of(self, window_s: float, spot: bool = False) -> dict:
         return {(split, chain): self(split, chain, window_s, spot) for split in self.scenes for chain in self.grammars}
@@ -394,8 +419,11 @@ def load_streams() -> tuple[tuple[str, ...], dict, dict, dict, Runs]:
     chains = {"float": Recognizer.load(), "int8": Recognizer.load(backend="int8")}
     frame_s = PosteriorStream(chains["float"]).frame_s
     grammars = {name: rec.decoding_grammar() for name, rec in chains.items()}
-    logps = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
-    return commands, scenes, keys, chains, Runs(scenes, logps, grammars, frame_s)
+    both = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
+    logps, levels = ({k: v[i] for k, v in both.items()} for i in (0, 1))
+    floors = {name: rec.speech_floor for name, rec in chains.items()}
+    fe = chains["float"].config.frontend
+    return commands, scenes, keys, chains, Runs(scenes, logps, grammars, frame_s, levels, floors, fe.sample_rate / fe.hop)
 
 
 def pocketsphinx_choice(dev: dict) -> str | None:

@@ -146,6 +146,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
     calibrated to it) when it has one, and the score the grammar's own kind, so the header and the
     Python chain accept the same windows; the listener's rule (``grammar listen``) comes with it.
     """
+    from grammar.acoustic.features import MODULATION_LAG, MODULATION_SMOOTH, MODULATION_SPAN
     from grammar.decoding.decoder import MARGIN_WEIGHT
     from grammar.decoding.listen import (
         LISTEN_BEST_OFFSET,
@@ -155,7 +156,9 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         LISTEN_REFRACTORY_S,
         LISTEN_THRESHOLD_OFFSET,
         LISTEN_WINDOW_S,
+        SPEECH_MARGIN_S,
     )
+    from grammar.decoding.recognizer import SPEECH_FLOOR
 
     device = grammar.for_backend("int8")
     if device.score_kind not in _SCORE_TEXT:
@@ -194,6 +197,19 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         f"constexpr int kListenMinWindows = {LISTEN_MIN_WINDOWS};\n",
         f"constexpr bool kListenBestCheck = {'true' if LISTEN_BEST_OFFSET is not None else 'false'};\n",
         f"constexpr float kListenBestOffset = {c_float(LISTEN_BEST_OFFSET or 0.0)};\n",
+        "// The speech check (when kSpeechCheck): an accepted command is dropped when the modulation of the\n"
+        "// AM's features is below kSpeechFloor (recognizing one utterance: the whole input; listening: an\n"
+        "// event's span and kSpeechMarginSeconds either side). The level of feature frame t is the mean of\n"
+        "// its normalised log-mel values (am_settings.h), s[t] its mean over the last kModulationSmooth\n"
+        "// frames, and the modulation the largest mean of |s[t] - s[t - kModulationLag]| over any\n"
+        "// kModulationSpan successive frames (over all of them when fewer). Hum, fans, noise and steady\n"
+        "// tones do not rise and fall as speech does.\n",
+        f"constexpr bool kSpeechCheck = {'true' if SPEECH_FLOOR is not None else 'false'};\n",
+        f"constexpr float kSpeechFloor = {c_float(SPEECH_FLOOR or 0.0)};\n",
+        f"constexpr float kSpeechMarginSeconds = {c_float(SPEECH_MARGIN_S)};\n",
+        f"constexpr int kModulationSmooth = {MODULATION_SMOOTH};\n",
+        f"constexpr int kModulationLag = {MODULATION_LAG};\n",
+        f"constexpr int kModulationSpan = {MODULATION_SPAN};\n",
         "// Per-command threshold offsets of the listener, in kCommands' order (0: none).\n",
         floats("kListenCommandOffset", [LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in device.commands], size="kNumCommands"),
         "\n",

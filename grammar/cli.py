@@ -57,6 +57,8 @@ def _recognizer(args: argparse.Namespace, grammar=None):
     if grammar is None:
         grammar = False if commands else getattr(args, "grammar", None)
     rec = Recognizer.load(args.am, denoiser=den, grammar=grammar, backend=getattr(args, "backend", "float"))
+    if getattr(args, "no_speech_check", False):
+        rec.speech_floor = None
     if commands:  # spelled in the AM's units, with the shipped grammar's threshold and score kind
         from grammar.commands import load_commands
         from grammar.decoding.decoder import Grammar
@@ -170,7 +172,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     groups = [r.extra.get("snr") for r in rows]
     result = metrics_by_group(labels, preds, groups)
     if args.det:
-        best = [rec.grammar.commands[rec.grammar.command_of[d.expression]] for d in decisions]
+        # an utterance the speech check rejects is accepted at no threshold
+        best = [rec.grammar.commands[rec.grammar.command_of[d.expression]]
+                if rec.sounds_like_speech(d.speech_modulation) else None for d in decisions]  # fmt: skip
         curve = det_curve(labels, best, [d.score for d in decisions])
         plot_det({"chain": curve}, args.det, operating_points={"threshold": result["all"]})
     if args.json:
@@ -307,9 +311,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True, backend: bool = True,
+def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True, backend: bool = True, speech_check: bool = True,
                     json_help: str = "machine-readable JSON on stdout instead of text") -> None:  # fmt: skip
-    """The recognition chain's options (models, backend, grammar) shared by the commands that run it."""
+    """The recognition chain's options (models, backend, grammar, the speech check) shared by the commands that run it."""
     p.add_argument("--am", default=None, help="acoustic-model folder (default: the shipped one, grammar/default_am)")
     p.add_argument("--denoiser", default=None, help="denoiser model folder or shipped preset name (default: the shipped one)")
     p.add_argument("--no-denoiser", action="store_true", help="feed the AM the noisy spectrum (no denoiser)")
@@ -326,6 +330,11 @@ def _add_chain_args(p: argparse.ArgumentParser, grammar: bool = True, backend: b
         g.add_argument("--commands", default=None, metavar="FILE",
                        help="your own commands, one a line (# starts a comment): a base grammar, one expression "
                             "per command, at the shipped grammar's threshold")  # fmt: skip
+    if speech_check:
+        p.add_argument("--no-speech-check", action="store_true",
+                       help="accept commands in sounds whose level does not rise and fall as speech does (hum, "
+                            "fans, noise, steady tones; default: such a command is rejected, "
+                            "grammar.decoding.recognizer.SPEECH_FLOOR)")  # fmt: skip
     p.add_argument("--json", action="store_true", help=json_help)
 
 
@@ -377,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the acoustic model's greedy CTC transcript of each file (letters, space and "
                     "apostrophe; no grammar): what the AM hears, e.g. to see why a command was missed.")  # fmt: skip
     tr.add_argument("audio", nargs="+", help="audio files (any rate/channels libsndfile reads)")
-    _add_chain_args(tr, grammar=False, json_help="one JSON line per file: path, text")
+    _add_chain_args(tr, grammar=False, speech_check=False, json_help="one JSON line per file: path, text")
     tr.set_defaults(func=cmd_transcribe)
 
     rc = add_command(sub, "recognize", "pick a command or reject, one JSON line per file with --json", [
@@ -422,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--confidence", type=float, default=0.95,
                     help="confidence of the --max-far bound (default %(default)s)")
     ca.add_argument("-o", "--output", required=True, type=output_path, help="grammar JSON to write")
-    _add_chain_args(ca, json_help="print output, threshold and field as one JSON object")
+    _add_chain_args(ca, speech_check=False, json_help="print output, threshold and field as one JSON object")
     ca.set_defaults(func=cmd_calibrate)
 
     md = add_command(sub, "make-dataset", "synthesize a command / non-command manifest", [

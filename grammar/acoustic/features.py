@@ -52,3 +52,34 @@ def log_mel(mag: np.ndarray, cfg: AMConfig, warp: float = 1.0) -> np.ndarray:
     fe = cfg.frontend
     fb = mel_matrix(cfg.n_mels, fe.n_fft, fe.sample_rate, cfg.fmin, round(warp, 3))
     return np.log(np.square(mag, dtype=np.float32) @ fb + LOG_FLOOR)
+
+
+#: The speech check (``grammar.decoding.recognizer.SPEECH_FLOOR``) reads how the level of the AM's
+#: features rises and falls: speech does so at the syllable rate, hum, fans, noise and steady tones
+#: do not. The level of a frame is the mean of its normalised log-mel bands, smoothed over
+#: ``MODULATION_SMOOTH`` frames (24 ms); its change over ``MODULATION_LAG`` frames (96 ms, about
+#: half a syllable) is averaged over ``MODULATION_SPAN`` frames (1 s), and an input's modulation is
+#: the largest such average (so silence around one utterance does not dilute it).
+MODULATION_SMOOTH = 3
+MODULATION_LAG = 12
+MODULATION_SPAN = 125
+
+
+def frame_levels(feats: np.ndarray) -> np.ndarray:
+    """(frames, n_mels) normalised log-mel features -> (frames,) level: the mean over bands."""
+    return np.asarray(feats, np.float64).mean(axis=1)
+
+
+def speech_modulation(levels: np.ndarray) -> float:
+    """The modulation of a level track (:func:`frame_levels`): the largest mean over any
+    ``MODULATION_SPAN`` frames of |s[t] - s[t - MODULATION_LAG]|, s the level's moving average over
+    ``MODULATION_SMOOTH`` frames (the mean over all of them when fewer; 0 when none)."""
+    levels = np.asarray(levels, np.float64).reshape(-1)
+    if len(levels) <= MODULATION_SMOOTH + MODULATION_LAG - 1:
+        return 0.0
+    smooth = np.convolve(levels, np.full(MODULATION_SMOOTH, 1.0 / MODULATION_SMOOTH), mode="valid")
+    change = np.abs(smooth[MODULATION_LAG:] - smooth[:-MODULATION_LAG])
+    if len(change) <= MODULATION_SPAN:
+        return float(change.mean())
+    total = np.concatenate([[0.0], np.cumsum(change)])
+    return float((total[MODULATION_SPAN:] - total[:-MODULATION_SPAN]).max() / MODULATION_SPAN)

@@ -168,7 +168,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--smoothing", type=float, default=0.7,
                    help="CEM: weight of the elite mean in the update (default %(default)s)")
     a.add_argument("-o", "--output", required=True, type=output_path, help="augmented grammar JSON to write")
-    _add_chain_args(a, grammar=False, backend=False, json_help="print the search's result as one JSON object")
+    _add_chain_args(a, grammar=False, backend=False, speech_check=False, json_help="print the search's result as one JSON object")
     a.set_defaults(func=cmd_augment)
 
     d = add_command(sub, "dictionary", "AM-specific statistical pronunciation dictionary", [
@@ -189,5 +189,5 @@ def add_parsers(sub) -> None:
                    help="utterances, each decoded clean and in babble (default %(default)s)")
     b.add_argument("--seed", type=int, default=DICTIONARY_SEED,
                    help="speech seed (default %(default)s: utterances the acoustic model never trained on)")
-    _add_chain_args(b, grammar=False, backend=False, json_help="print the dictionary's summary as one JSON object")
+    _add_chain_args(b, grammar=False, backend=False, speech_check=False, json_help="print the dictionary's summary as one JSON object")
     b.set_defaults(func=cmd_dictionary_build)

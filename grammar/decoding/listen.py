@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.acoustic.features import log_mel
+from grammar.acoustic.features import frame_levels, log_mel, speech_modulation
 from grammar.alphabet import BLANK_ID
 from grammar.decoding.decoder import Grammar, decode
 from grammar.decoding.recognizer import check_duration, log_softmax
@@ -113,6 +113,14 @@ def ctc_align(logp: np.ndarray, label: np.ndarray) -> np.ndarray | None:
 # --------------------------------------------------------------------------- streaming posteriors
 
 
+def span_modulation(levels: np.ndarray, frames_per_s: float, start_s: float, end_s: float, first: int = 0) -> float:
+    """:func:`grammar.acoustic.features.speech_modulation` of the feature levels from ``start_s`` to
+    ``end_s`` seconds (``levels[0]`` is feature frame ``first``; clipped to the frames given)."""
+    a = max(int(np.floor(start_s * frames_per_s)) - first, 0)
+    b = max(int(np.ceil(end_s * frames_per_s)) - first, a)
+    return speech_modulation(levels[a:b])
+
+
 class PosteriorStream:
     """Causal block streaming of a :class:`~grammar.decoding.recognizer.Recognizer`'s front-end and AM.
 
@@ -123,10 +131,13 @@ class PosteriorStream:
     kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
     denoised audio, from the same single STFT, with the denoiser's own gain settings; the AM reads
     the plain mask at its ``input_mask_floor``: :func:`grammar.decoding.recognizer.am_front_end`).
+    The features' levels (for the speech check) are kept for the last ``levels_kept_s`` seconds
+    (default :data:`LEVELS_KEPT_S`; ``float("inf")``: all of them, as benchmarks replaying a stream need).
     """
 
-    def __init__(self, recognizer, keep_spectrum: bool = False):
+    def __init__(self, recognizer, keep_spectrum: bool = False, levels_kept_s: float | None = None):
         self.rec = recognizer
+        self.levels_kept_s = LEVELS_KEPT_S if levels_kept_s is None else levels_kept_s
         cfg = recognizer.config
         self.fe = fe = cfg.frontend
         den = recognizer.denoiser
@@ -153,6 +164,8 @@ class PosteriorStream:
         self.n_samples = 0
         self.keep_spectrum = keep_spectrum
         self._spec: list[np.ndarray] = []
+        self._levels = np.zeros(0)  # frame_levels of the features from global frame _level0 on
+        self._level0 = 0
         self._done = False
 
     @property
@@ -198,6 +211,25 @@ class PosteriorStream:
         feats = self.rec.norm.apply(log_mel(np.abs(spec), self.rec.config))
         self._feats = np.concatenate([self._feats, feats])
         self._n_feat += n
+        self._levels = np.concatenate([self._levels, frame_levels(feats)])
+        drop = len(self._levels) - int(min(self.levels_kept_s, 1e9) * self.fe.sample_rate / self.fe.hop)
+        if drop > 0:  # only the last LEVELS_KEPT_S seconds are ever checked
+            self._levels = self._levels[drop:]
+            self._level0 += drop
+
+    @property
+    def levels(self) -> np.ndarray:
+        """The feature frames' levels (:func:`grammar.acoustic.features.frame_levels`) kept: the last
+        ``levels_kept_s`` seconds, from global feature frame :attr:`levels_start` on."""
+        return self._levels
+
+    @property
+    def levels_start(self) -> int:
+        return self._level0
+
+    def modulation(self, start_s: float, end_s: float) -> float:
+        """:func:`span_modulation` of the levels kept, from ``start_s`` to ``end_s`` seconds."""
+        return span_modulation(self._levels, self.fe.sample_rate / self.fe.hop, start_s, end_s, self._level0)
 
     def _run_windows(self, final: bool) -> np.ndarray:
         """Fixed-window AM: run every window whose frames are all in (at the end: every window left)."""
@@ -303,6 +335,11 @@ LISTEN_COMMAND_OFFSETS: Mapping[str, float] = types.MappingProxyType({})
 LISTEN_WINDOW_S = 2.0
 LISTEN_HOP_S = 0.25
 LISTEN_REFRACTORY_S = 0.3
+#: The speech check of a detection reads the features from its start less ``SPEECH_MARGIN_S`` to
+#: its end plus as much; the stream keeps the last ``LEVELS_KEPT_S`` seconds of feature levels (a
+#: detection is final a window and the refractory time after its end).
+SPEECH_MARGIN_S = 0.5
+LEVELS_KEPT_S = 8.0
 
 
 def check_offsets(offsets: Mapping[str, float] | None) -> dict[str, float]:
@@ -554,23 +591,29 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
     was heard is still decoded. An input that ends by itself and is shorter than the AM's receptive
     field is the error :func:`grammar.decoding.recognizer.check_duration` gives ``recognize`` (named ``name``).
     ``min_windows``, ``threshold_offset``, the per-command ``offsets`` and ``best_offset`` (None: no
-    stricter check): see :data:`LISTEN_MIN_WINDOWS`.
+    stricter check): see :data:`LISTEN_MIN_WINDOWS`. A detection that fails the recognizer's speech
+    check (``recognizer.speech_floor``, over :data:`SPEECH_MARGIN_S` around it) is dropped.
     """
     stream = stream or PosteriorStream(recognizer)
     spotter = Spotter(listening_grammar(recognizer, grammar, threshold_offset), stream.frame_s, window_s, hop_s,
                       refractory_s, min_windows=min_windows, offsets=offsets,
                       min_best=best_floor(recognizer, grammar, best_offset))  # fmt: skip
+    def speech(dets: list[Detection]) -> Iterator[Detection]:  # the speech check of each detection
+        for d in dets:
+            if recognizer.sounds_like_speech(stream.modulation(d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S)):
+                yield d
+
     cut = False
     for block in blocks:
         if stop is not None and stop():
             cut = True
             break
-        yield from spotter.push(stream.push(block))
+        yield from speech(spotter.push(stream.push(block)))
     if not cut:
         check_duration(stream.n_samples, recognizer.config, name)
     if stream.n_samples:
-        yield from spotter.push(stream.flush())
-    yield from spotter.flush()
+        yield from speech(spotter.push(stream.flush()))
+    yield from speech(spotter.flush())
 
 
 def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S, *,

@@ -5,12 +5,13 @@ One STFT serves both paths: the AM's log-mel comes from the denoiser's enhanced 
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from grammar.acoustic.features import log_mel
+from grammar.acoustic.features import frame_levels, log_mel, speech_modulation
 from grammar.config import AMConfig
 from grammar.decoding.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
@@ -20,6 +21,14 @@ from rced.features import Normalizer
 from rced.frontend import stft
 
 BACKENDS = ("float", "int8", "keras")  # as rced.denoiser.BACKENDS
+
+#: The speech check: an accepted command is rejected when the input's modulation
+#: (:func:`grammar.acoustic.features.speech_modulation` of the AM's features) is below this floor,
+#: for hum, fans, noise and steady tones that the AM, trained on speech alone, takes for a command
+#: (nearly always "mute"). Chosen by ``python benchmarks/speech_check.py``: two thirds of the lowest
+#: modulation among the calibration set's commands the chain gets right, rounded down to 0.01
+#: (benchmarks/results/speech_check.md). None: no check.
+SPEECH_FLOOR: float | None = 0.15
 
 
 def default_am_path() -> Path:
@@ -71,12 +80,17 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Recognizer:
-    """Denoiser (optional) + CTC acoustic model + grammar decoder."""
+    """Denoiser (optional) + CTC acoustic model + grammar decoder. ``speech_floor``: the speech
+    check of ``recognize`` and ``grammar.decoding.listen`` ("shipped": :data:`SPEECH_FLOOR` as it is
+    when the recognizer is made; None: no check)."""
 
     def __init__(self, model, config: AMConfig, norm: Normalizer, denoiser=None, grammar: Grammar | None = None,
-                 path: Path | None = None):  # fmt: skip
+                 path: Path | None = None, speech_floor: float | None | str = "shipped"):  # fmt: skip
+        speech_floor = SPEECH_FLOOR if isinstance(speech_floor, str) and speech_floor == "shipped" else speech_floor
+        check_speech_floor(speech_floor)
         self.model, self.config, self.norm = model, config, norm
         self.denoiser, self.grammar, self.path = denoiser, grammar, path
+        self.speech_floor = speech_floor
         self._am_den = (None, None)
 
     @property
@@ -136,7 +150,10 @@ class Recognizer:
 
     def posteriors(self, audio: np.ndarray, sr: int, name: str = "input", progress: Progress | None = None) -> np.ndarray:
         """(T, symbols) log-posteriors over the AM's units; ``progress(done, total)`` in the denoiser's frames."""
-        feats = self.features(audio, sr, name, progress)
+        return self.posteriors_of(self.features(audio, sr, name, progress))
+
+    def posteriors_of(self, feats: np.ndarray) -> np.ndarray:
+        """(T, symbols) log-posteriors of a whole input's features (padded to a multiple of the stride)."""
         pad = (-len(feats)) % self.config.stride
         if pad:
             feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
@@ -175,9 +192,28 @@ class Recognizer:
         units = self.config.unit_set
         return units.show(units.greedy(self.posteriors(audio, sr, name)))
 
+    def sounds_like_speech(self, modulation: float) -> bool:
+        """Whether an input of this modulation passes the speech check (always, with no check)."""
+        check_speech_floor(self.speech_floor)
+        return self.speech_floor is None or modulation >= self.speech_floor
+
     def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None,
                   progress: Progress | None = None) -> Decision:  # fmt: skip
+        """The grammar's decision on one utterance, with its ``speech_modulation``; an accepted
+        command is rejected when that is below :attr:`speech_floor` (the speech check)."""
         g = self.decoding_grammar(grammar)
         if g is None:
             raise GrammarError("recognize: no grammar loaded")
-        return decode(self.posteriors(audio, sr, name, progress), g)
+        feats = self.features(audio, sr, name, progress)
+        d = decode(self.posteriors_of(feats), g)
+        modulation = speech_modulation(frame_levels(feats))
+        if d.accepted and not self.sounds_like_speech(modulation):
+            d = dataclasses.replace(d, command=None, command_index=None)
+        return dataclasses.replace(d, speech_modulation=modulation)
+
+
+def check_speech_floor(floor: float | None) -> None:
+    """A speech floor is None (no check) or a finite number >= 0: else a one-line GrammarError."""
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int | float) or not floor >= 0
+                              or not np.isfinite(floor)):
+        raise GrammarError(f"speech floor {floor!r}: expected a number >= 0 (or no check)")

@@ -95,8 +95,18 @@ def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshol
                         ("kListenMinWindows", listen.LISTEN_MIN_WINDOWS), ("kListenBestOffset", -0.4)):  # fmt: skip
         assert c_scalar(text, name) == pytest.approx(value), name
     assert "constexpr bool kListenBestCheck = true;" in text
+    from grammar.acoustic import features
+    from grammar.decoding import recognizer
+
+    for name, value in (("kSpeechFloor", recognizer.SPEECH_FLOOR), ("kSpeechMarginSeconds", listen.SPEECH_MARGIN_S),
+                        ("kModulationSmooth", features.MODULATION_SMOOTH), ("kModulationLag", features.MODULATION_LAG),
+                        ("kModulationSpan", features.MODULATION_SPAN)):  # fmt: skip
+        assert c_scalar(text, name) == pytest.approx(value), name
+    assert "constexpr bool kSpeechCheck = true;" in text
     monkeypatch.setattr(listen, "LISTEN_BEST_OFFSET", None)
-    assert "constexpr bool kListenBestCheck = false;" in cgen.grammar_h(g, SYMBOLS, BLANK_ID)
+    monkeypatch.setattr(recognizer, "SPEECH_FLOOR", None)
+    off = cgen.grammar_h(g, SYMBOLS, BLANK_ID)
+    assert "constexpr bool kListenBestCheck = false;" in off and "constexpr bool kSpeechCheck = false;" in off
     want = [listen.LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in g.commands]  # in kCommands' order
     np.testing.assert_allclose(c_array(text, "kListenCommandOffset"), want, atol=1e-6)
     thr, weight = c_scalar(text, "kThreshold"), c_scalar(text, "kMarginWeight")

@@ -29,6 +29,21 @@ def test_recognize_json_lines(tiny_am, tiny_grammar, wavs):
     assert all(set(x) == {"path", "command", "score"} for x in lines)
 
 
+@pytest.mark.parametrize(("flags", "accepted"), [([], False), (["--no-speech-check"], True)])
+def test_recognize_speech_check_and_its_flag(tiny_am, tiny_grammar, wavs, flags, accepted):
+    """With the speech floor out of reach every command is rejected (the grammar's threshold, -1e9,
+    accepts anything), unless --no-speech-check; the JSON keeps the three keys of the contract."""
+    import subprocess
+
+    code = ("import sys; import grammar.decoding.recognizer as R; R.SPEECH_FLOOR = 1e6; "
+            "from grammar.cli import main; sys.exit(main(sys.argv[1:]))")  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code, "recognize", str(wavs[0]), "--am", str(tiny_am), "--grammar",
+                          str(tiny_grammar), "--no-denoiser", "--json", *flags], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (out["command"] is not None) == accepted and set(out) == {"path", "command", "score"}
+
+
 def test_transcribe(tiny_am, wavs):
     res = grammar("transcribe", wavs[0], "--am", tiny_am, "--json")
     assert res.returncode == 0, res.stderr

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grammar.acoustic.features import htk_mel_filterbank, mel_matrix
+from grammar.acoustic.features import (
+    MODULATION_LAG,
+    MODULATION_SMOOTH,
+    MODULATION_SPAN,
+    frame_levels,
+    htk_mel_filterbank,
+    mel_matrix,
+    speech_modulation,
+)
 
 
 @pytest.mark.parametrize("n_mels,n_fft,sr,fmin", [(40, 256, 16000, 20.0), (40, 256, 8000, 0.0), (64, 512, 16000, 125.0)])
@@ -22,3 +30,48 @@ def test_mel_matrix_warp_moves_filters_down():
     assert plain.shape == warped.shape == (129, 40)
     peaks_plain, peaks_warped = plain.argmax(axis=0), warped.argmax(axis=0)
     assert np.all(peaks_warped[10:] < peaks_plain[10:])
+
+
+# --------------------------------------------------------------------------- the speech check's modulation
+
+
+def test_modulation_of_a_steady_level_is_zero():
+    assert speech_modulation(np.full(400, 3.7)) == 0.0
+
+
+@pytest.mark.parametrize("slope", [0.01, -0.2, 1.5])
+def test_modulation_of_a_ramp_is_the_lag_times_the_slope(slope):
+    """A straight line stays one under the moving average; over the lag it changes by lag x slope."""
+    assert speech_modulation(slope * np.arange(500.0)) == pytest.approx(MODULATION_LAG * abs(slope))
+
+
+def test_modulation_of_a_square_wave_in_closed_form():
+    """Level 0 and 1 alternating every lag frames: s[t] - s[t - lag] = 2 s[t] - 1, which is +-1 except
+    on the 2 (smoothing - 1) frames per period where the moving average straddles an edge."""
+    period = 2 * MODULATION_LAG
+    levels = np.tile(np.r_[np.zeros(MODULATION_LAG), np.ones(MODULATION_LAG)], 40)
+    s = np.convolve(levels, np.full(MODULATION_SMOOTH, 1 / MODULATION_SMOOTH), mode="valid")
+    one_period = np.abs(2 * s[:period] - 1)  # the change over the lag, one period of it
+    full, rest = divmod(MODULATION_SPAN, period)
+    want = (full * one_period.sum() + np.sort(one_period)[::-1][:rest].sum()) / MODULATION_SPAN  # best phase
+    assert speech_modulation(levels) == pytest.approx(want)
+
+
+def test_modulation_is_the_loudest_second_not_the_mean():
+    """Silence around one burst does not dilute it: the modulation is its span's, however long the input."""
+    burst = np.tile(np.r_[np.zeros(MODULATION_LAG), np.ones(MODULATION_LAG)], 6)
+    short = speech_modulation(np.r_[np.zeros(100), burst, np.zeros(100)])
+    long = speech_modulation(np.r_[np.zeros(5000), burst, np.zeros(5000)])
+    assert long == pytest.approx(short) and short > 0.5
+
+
+def test_modulation_of_short_tracks():
+    assert speech_modulation(np.zeros(0)) == 0.0
+    assert speech_modulation(np.arange(MODULATION_SMOOTH + MODULATION_LAG - 1.0)) == 0.0  # no change measurable
+    n = MODULATION_SMOOTH + MODULATION_LAG + 9  # shorter than a span: the mean over all of it
+    assert speech_modulation(np.arange(float(n))) == pytest.approx(MODULATION_LAG)
+
+
+def test_frame_levels_are_the_band_means():
+    feats = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_allclose(frame_levels(feats), [1.5, 5.5, 9.5])

@@ -297,8 +297,9 @@ def test_recognizer_decodes_with_its_backends_threshold(monkeypatch, default_gra
         backend = "int8"
 
     for model, expected in ((object(), None), (Int8Model(), "next song")):
-        rec = Recognizer(model, None, None, None, g)
-        monkeypatch.setattr(rec, "posteriors", lambda *a, **k: logp)
+        rec = Recognizer(model, None, None, None, g, speech_floor=None)
+        monkeypatch.setattr(rec, "features", lambda *a, **k: np.zeros((2 * len(logp), 40)))
+        monkeypatch.setattr(rec, "posteriors_of", lambda feats: logp)
         assert rec.recognize(np.zeros(16000), 16000).command == expected
 
 

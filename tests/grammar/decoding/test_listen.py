@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from grammar.acoustic.features import frame_levels, speech_modulation
 from grammar.alphabet import NUM_SYMBOLS, encode
 from grammar.config import AMConfig
 from grammar.decoding.decoder import Grammar
 from grammar.decoding.listen import (
+    LEVELS_KEPT_S,
     LISTEN_HOP_S,
     LISTEN_REFRACTORY_S,
     LISTEN_WINDOW_S,
+    SPEECH_MARGIN_S,
     Detection,
     PosteriorStream,
     Spotter,
@@ -25,7 +28,7 @@ from grammar.decoding.listen import (
     spot,
     window_records,
 )
-from grammar.decoding.recognizer import Recognizer
+from grammar.decoding.recognizer import SPEECH_FLOOR, Recognizer
 from grammar.errors import GrammarError
 from rced.features import Normalizer
 from tests.grammar.conftest import one_line_error, tone
@@ -614,18 +617,25 @@ def test_listen_prints_each_detection_while_standard_input_flows(tone_chain):
     assert "listening" not in err  # no progress bar on a pipe, nor for a stream of unknown length
 
 
-@pytest.mark.parametrize("flag", [[], ["--no-command-offsets"]])
-def test_listen_applies_the_per_command_offsets_unless_told_not_to(tone_chain, tmp_path, flag):
+def listen_two_commands(tone_chain, tmp_path, flags=(), before: str = "", after: str = "") -> list[str]:
+    """``grammar listen --json`` on "mute" and "call home" in tones, the tone AM in place of a trained
+    one, with the code ``before`` (ahead of the AM's making) and ``after`` run first; the commands found."""
     _, freq = tone_chain
     audio, _ = tone_speech(freq, [("mute", 0.5), ("call home", 6.0)], 8.0)
     path = tmp_path / "two.wav"
     sf.write(path, audio, 16000)
-    # mute's threshold raised out of reach: only call home is left, unless the offsets are off
-    code = (f"import sys; {TONE_AM}; import grammar.decoding.listen as L; L.LISTEN_COMMAND_OFFSETS = {{'mute': 1e6}}; "
-            "from grammar.cli import main; sys.exit(main(sys.argv[1:]))")  # fmt: skip
-    res = subprocess.run([sys.executable, "-c", code, "listen", str(path), "--json", *flag], capture_output=True, timeout=300)
+    code = f"import sys; {before}{TONE_AM}; {after}from grammar.cli import main; sys.exit(main(sys.argv[1:]))"
+    res = subprocess.run([sys.executable, "-c", code, "listen", str(path), "--json", *flags], capture_output=True,
+                         timeout=300)  # fmt: skip
     assert res.returncode == 0, res.stderr.decode()
-    found = [json.loads(x)["command"] for x in res.stdout.decode().split("\n") if x.strip()]
+    return [json.loads(x)["command"] for x in res.stdout.decode().split("\n") if x.strip()]
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-command-offsets"]])
+def test_listen_applies_the_per_command_offsets_unless_told_not_to(tone_chain, tmp_path, flag):
+    # mute's threshold raised out of reach: only call home is left, unless the offsets are off
+    found = listen_two_commands(tone_chain, tmp_path, flag,
+                                after="import grammar.decoding.listen as L; L.LISTEN_COMMAND_OFFSETS = {'mute': 1e6}; ")
     assert found == (["mute", "call home"] if flag else ["call home"])
 
 
@@ -634,15 +644,7 @@ def test_listen_applies_the_per_command_offsets_unless_told_not_to(tone_chain, t
 def test_listen_checks_each_events_best_window_unless_told_not_to(tone_chain, tmp_path, flags, want):
     """The stricter check: an event is reported only if its best window reaches the threshold plus
     --best-offset (out of reach at 1e6); --no-best-check turns it off."""
-    _, freq = tone_chain
-    audio, _ = tone_speech(freq, [("mute", 0.5), ("call home", 6.0)], 8.0)
-    path = tmp_path / "two.wav"
-    sf.write(path, audio, 16000)
-    code = f"import sys; {TONE_AM}; from grammar.cli import main; sys.exit(main(sys.argv[1:]))"
-    res = subprocess.run([sys.executable, "-c", code, "listen", str(path), "--json", *flags], capture_output=True,
-                         timeout=300)  # fmt: skip
-    assert res.returncode == 0, res.stderr.decode()
-    assert [json.loads(x)["command"] for x in res.stdout.decode().split("\n") if x.strip()] == want
+    assert listen_two_commands(tone_chain, tmp_path, flags) == want
 
 
 def test_ctrl_c_keeps_the_detections_and_prints_the_count(tone_chain):
@@ -744,3 +746,53 @@ def test_listen_refuses_bad_spotter_settings(tmp_path, args):
     wav = tmp_path / "a.wav"
     sf.write(wav, np.zeros(16000 * 3, np.float32), 16000)
     one_line_error(grammar("listen", wav, *args), args[0])
+
+
+@pytest.mark.parametrize(("patch", "flags", "want"), [("", [], ["mute", "call home"]),
+                                                     ("R0.SPEECH_FLOOR = 1e6; ", [], []),
+                                                     ("R0.SPEECH_FLOOR = 1e6; ", ["--no-speech-check"], ["mute", "call home"])])  # fmt: skip
+def test_listen_drops_detections_that_fail_the_speech_check_unless_told_not_to(tone_chain, tmp_path, patch, flags, want):
+    """The spelled tones rise and fall, so they pass the shipped check; a floor out of reach drops
+    every detection, and --no-speech-check keeps them."""
+    before = f"import grammar.decoding.recognizer as R0; {patch}"  # before the tone AM's recognizer is made
+    assert listen_two_commands(tone_chain, tmp_path, flags, before=before) == want
+
+
+def test_the_speech_check_reads_the_features_around_each_detection(tone_chain):
+    """The stream's modulation of a span equals the offline features' over the same frames, and a
+    detection is dropped exactly when the span around it is below the recognizer's floor."""
+    rec, freq = tone_chain
+    audio, _ = tone_speech(freq, [("mute", 0.7), ("call home", 4.3)], 7.0)  # all within LEVELS_KEPT_S
+    stream = PosteriorStream(rec)
+    rec.speech_floor = None
+    dets = spot(rec, audio, 16000, stream=stream)
+    assert [d.command for d in dets] == ["mute", "call home"]
+    levels = frame_levels(rec.features(audio, 16000))
+    per_s = 16000 / 128
+    for d in dets:
+        a, b = d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S
+        want = speech_modulation(levels[int(np.floor(a * per_s)) : int(np.ceil(b * per_s))])
+        assert stream.modulation(a, b) == pytest.approx(want) and want > 0
+    mods = [stream.modulation(d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S) for d in dets]
+    weak, strong = np.argsort(mods)
+    assert mods[weak] < mods[strong]
+    try:
+        rec.speech_floor = (mods[weak] + mods[strong]) / 2  # between the two: the weaker one goes
+        kept = spot(rec, audio, 16000)
+    finally:
+        rec.speech_floor = SPEECH_FLOOR
+    assert kept == [dets[strong]]
+
+
+@pytest.mark.parametrize("kept_s", [None, float("inf")])
+def test_streamed_levels_equal_offline_and_memory_is_bounded(tone_chain, kept_s):
+    rec, freq = tone_chain
+    audio, _ = tone_speech(freq, [("mute", 0.7), ("call home", 6.3), ("mute", 10.2)], 12.0)
+    stream = PosteriorStream(rec, levels_kept_s=kept_s)
+    for i in range(0, len(audio), 4000):
+        stream.push(audio[i : i + 4000])
+    stream.flush()
+    offline = frame_levels(rec.features(audio, 16000))
+    kept = len(offline) if kept_s is not None else int(LEVELS_KEPT_S * 16000 / 128)
+    assert len(stream.levels) == kept and stream.levels_start == len(offline) - kept
+    np.testing.assert_allclose(stream.levels, offline[-kept:], rtol=1e-5, atol=1e-5)
