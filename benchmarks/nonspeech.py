@@ -6,7 +6,13 @@ of seeds 5,000,000 on (2 s each; training's negatives draw seeds below 1,000,000
 and in TRAIN-voice babble at 10 dB as the recognition benchmark mixes it. Each chain decides with
 the default grammar at its shipped threshold (as calibrated on the calibration set, as
 ``benchmarks/real_commands.py`` does for other AMs); the shipped chain's int8 device graph runs
-with the grammar's int8 threshold. Reported: the share of clips accepted as some command, per kind.
+with the grammar's int8 threshold. Reported: the share of clips accepted as some command, per kind,
+with the speech check `grammar recognize` ships (``Recognizer.speech_floor``: the input's level must
+rise and fall as speech does; benchmarks/speech_check.py chose its floor) and without it.
+
+Continuous listening (the shipped chains only): ``grammar listen`` on a stream of longer sounds of
+the same kinds (``--listen-per-kind`` of each, 10 s, other seeds, in a shuffled order joined by
+0.5-s crossfades; no talk), its detections per hour with the speech check and without it.
 
 Writes benchmarks/results/nonspeech.{json,md}.
 Run: python benchmarks/nonspeech.py [--am FOLDER ... --label NAME ...] [--per-kind 40]
@@ -25,9 +31,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
+from grammar.acoustic.features import frame_levels, speech_modulation  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.decoding.decoder import Grammar, decode  # noqa: E402
-from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
+from grammar.decoding.listen import SPEECH_MARGIN_S, PosteriorStream, spot  # noqa: E402
+from grammar.decoding.recognizer import SPEECH_FLOOR, Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.corpus import load_utterances, make_babble, mix, train_utterances  # noqa: E402
 from rced.nonspeech import KINDS, nonspeech_clip  # noqa: E402
@@ -38,6 +46,7 @@ from real_commands import shipped_threshold  # noqa: E402
 
 SEED0 = 5_000_000
 SNR = 10.0
+LONG_S, FADE_S = 10.0, 0.5  # the listening stream's sounds and their crossfades
 
 
 def clips(per_kind: int) -> list[dict]:
@@ -54,8 +63,52 @@ def clips(per_kind: int) -> list[dict]:
     return out
 
 
-def accepted(rec: Recognizer, rows: list[dict], grammar: Grammar) -> list[str | None]:
-    return [decode(rec.posteriors(r["audio"], 16000, r["kind"]), grammar).command for r in rows]
+def decisions(rec: Recognizer, rows: list[dict], grammar: Grammar) -> list[tuple[str | None, float]]:
+    """Each clip's command at the grammar's threshold (None: rejected) and its speech modulation."""
+    out = []
+    for r in rows:
+        feats = rec.features(r["audio"], 16000, r["kind"])
+        out.append((decode(rec.posteriors_of(feats), grammar).command, speech_modulation(frame_levels(feats))))
+    return out
+
+
+def both_tables(rec: Recognizer, rows: list[dict], grammar: Grammar) -> dict[str, dict]:
+    """:func:`table` with the chain's speech check (as shipped) and without it."""
+    dec = decisions(rec, rows, grammar)
+    return {"": table(rows, [c if rec.sounds_like_speech(m) else None for c, m in dec]),
+            ", no speech check": table(rows, [c for c, _ in dec])}
+
+
+def long_stream(per_kind: int, sr: int = 16000) -> np.ndarray:
+    """``per_kind`` sounds of ``LONG_S`` seconds of each kind (seeds from ``SEED0`` + 500,000 on), in a
+    shuffled order, each fading into the next over ``FADE_S`` seconds."""
+    order = [(k, i) for k in range(len(KINDS)) for i in range(per_kind)]
+    np.random.default_rng(SEED0 + 1).shuffle(order)
+    fade = int(FADE_S * sr)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    out = np.zeros(0, np.float32)
+    for k, i in order:
+        x, _ = nonspeech_clip(SEED0 + 500_000 + 1000 * k + i, LONG_S, sr, kind=KINDS[k])
+        if len(out):
+            x = np.concatenate([out[-fade:] * (1 - ramp) + x[:fade] * ramp, x[fade:]])
+            out = out[:-fade]
+        out = np.concatenate([out, x])
+    return out
+
+
+def listening(rec: Recognizer, audio: np.ndarray) -> dict:
+    """``grammar listen``'s detections on ``audio`` (16 kHz), with the chain's speech check and without."""
+    stream = PosteriorStream(rec, levels_kept_s=float("inf"))
+    floor, rec.speech_floor = rec.speech_floor, None
+    try:
+        dets = spot(rec, audio, 16000, stream=stream)
+    finally:
+        rec.speech_floor = floor
+    kept = [d for d in dets if rec.sounds_like_speech(stream.modulation(d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S))]
+    hours = len(audio) / 16000 / 3600
+    return {"hours": round(hours, 4), "detections": len(kept), "detections_no_check": len(dets),
+            "per_hour": round(len(kept) / hours, 1), "per_hour_no_check": round(len(dets) / hours, 1),
+            "taken_for": sorted({d.command for d in dets})}  # fmt: skip
 
 
 def table(rows: list[dict], preds: list[str | None]) -> dict:
@@ -76,17 +129,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--am", nargs="+", default=None, help="acoustic-model folders to compare (default: the shipped chain)")
     ap.add_argument("--label", nargs="+", default=None, help="a name per folder")
     ap.add_argument("--per-kind", type=int, default=40, help="clips of each kind")
+    ap.add_argument("--listen-per-kind", type=int, default=10, help="10-s sounds of each kind in the listening stream")
     ap.add_argument("--max-far", type=float, default=0.10, help="FAR bound of the thresholds of --am folders")
     ap.add_argument("--out", default=str(ROOT / "results" / "nonspeech"))
     args = ap.parse_args(argv)
     rows = clips(args.per_kind)
-    results = {}
+    results, listened = {}, {}
     g = Grammar.load(default_grammar_path())
     if args.am is None:
         for backend in ("float", "int8"):
             rec = Recognizer.load(backend=backend, grammar=False)
-            results[f"stapes {backend}"] = table(rows, accepted(rec, rows, g.for_backend(backend)))
-            print(backend, results[f"stapes {backend}"], flush=True)
+            for suffix, t in both_tables(rec, rows, g.for_backend(backend)).items():
+                results[f"stapes {backend}{suffix}"] = t
+                print(backend + suffix, t, flush=True)
+            if args.listen_per_kind:
+                rec.grammar = g
+                listened[f"stapes {backend}"] = listening(rec, long_stream(args.listen_per_kind))
+                print(backend, "listening", listened[f"stapes {backend}"], flush=True)
     else:
         names = args.label or [Path(a).name for a in args.am]
         if len(names) != len(args.am):
@@ -96,15 +155,18 @@ def main(argv: list[str] | None = None) -> int:
             thr = shipped_threshold(rec, g.score_kind, args.max_far)
             base = Grammar.from_commands(load_commands(default_commands_path()), thr, score_kind=g.score_kind,
                                          units=rec.config.unit_set.name)  # fmt: skip
-            results[name] = table(rows, accepted(rec, rows, base))
-            print(name, results[name], flush=True)
+            for suffix, t in both_tables(rec, rows, base).items():
+                results[name + suffix] = t
+                print(name + suffix, t, flush=True)
     conds = sorted({r["condition"] for r in rows})
-    payload = {"per_kind": args.per_kind, "kinds": list(KINDS), "seconds": 2.0, "seed0": SEED0, "results": results}
+    payload = {"per_kind": args.per_kind, "kinds": list(KINDS), "seconds": 2.0, "seed0": SEED0, "results": results,
+               "listening": listened}  # fmt: skip
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     md = [f"Non-speech sounds (benchmarks/nonspeech.py): {args.per_kind} clips of 2 s of each kind "
           f"({', '.join(KINDS)}; rced.nonspeech, seeds no training drew), clean and in TRAIN-voice babble at "
-          f"{SNR:g} dB; the share the default grammar accepts as some command, at each chain's shipped threshold.",
+          f"{SNR:g} dB; the share the default grammar accepts as some command, at each chain's shipped threshold, "
+          f"with the speech check `grammar recognize` ships (floor {SPEECH_FLOOR}) and without it.",
           "", "| chain | condition | " + " | ".join(KINDS) + " | all | taken for |",
           "|---|---|" + "---|" * (len(KINDS) + 2)]  # fmt: skip
     for name, t in results.items():
@@ -112,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         for i, cond in enumerate(conds):
             cells = " | ".join(f"{t[cond][k]:.0%}" for k in (*KINDS, "all"))
             md.append(f"| {name if i == 0 else ''} | {cond} | {cells} | {top if i == 0 else ''} |")
+    if listened:
+        first = next(iter(listened.values()))
+        md += ["", f"Continuous listening: `grammar listen` on {first['hours'] * 60:.0f} minutes of these kinds of "
+               f"sound ({args.listen_per_kind} sounds of {LONG_S:g} s of each kind, other seeds, crossfaded; no talk). "
+               "Detections per hour, with the speech check / without it:", ""]  # fmt: skip
+        md += [f"- {name}: {r['per_hour']:g} / {r['per_hour_no_check']:g} ({r['detections']} / {r['detections_no_check']} "
+               f"detections; taken for {', '.join(r['taken_for']) or 'nothing'})" for name, r in listened.items()]  # fmt: skip
     atomic_write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -19,3 +19,17 @@ def test_table_counts_acceptances_per_kind_and_condition():
     assert t["clean"]["all"] == pytest.approx(1 / (2 * len(KINDS)))
     assert t["10 dB babble"]["hum"] == 0.5 and t["10 dB babble"]["noise"] == 0.5
     assert t["taken_for"] == {"mute": 2, "call home": 1} and list(t["taken_for"]) == ["mute", "call home"]
+
+
+def test_the_listening_stream_is_the_sounds_joined_by_crossfades():
+    import numpy as np
+
+    from benchmarks.nonspeech import FADE_S, LONG_S, SEED0, long_stream
+    from rced.nonspeech import nonspeech_clip
+
+    x = long_stream(1)
+    n = len(KINDS)
+    assert len(x) == round((n * LONG_S - (n - 1) * FADE_S) * 16000)
+    firsts = [nonspeech_clip(SEED0 + 500_000 + 1000 * k, LONG_S, kind=kind)[0] for k, kind in enumerate(KINDS)]
+    head = int((LONG_S - FADE_S) * 16000)
+    assert sum(np.array_equal(x[:head], f[:head]) for f in firsts) == 1  # one of the sounds, untouched up to its fade
