@@ -245,12 +245,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if args.input is None and args.device is None:
         raise GrammarError("listen: give an INPUT file (- for standard input), or --device to listen to a live "
                            "microphone")  # fmt: skip
-    for name in ("window_s", "hop_s"):
-        v = getattr(args, name)
-        if not (math.isfinite(v) and v > 0):  # before anything is printed (the table header)
-            raise GrammarError(f"listen: --{name.replace('_', '-')} {v}: must be a positive number of seconds")
-    if args.hop_s > args.window_s:
-        raise GrammarError(f"listen: --hop-s {args.hop_s} is longer than --window-s {args.window_s}")
+    listen.check_windows(args.window_s, args.hop_s, "--window-s", "--hop-s")  # before the table header prints
     if args.min_windows < 1:
         raise GrammarError(f"listen: --min-windows {args.min_windows}: must be at least 1")
     if not math.isfinite(args.threshold_offset):
@@ -286,7 +281,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from grammar.decoding.demo import run_demo, table
 
+    from grammar.decoding.listen import check_windows
+
     check_output_folder(args.output)  # before the models load and the scene is synthesised
+    check_windows(args.window_s, args.hop_s, "--window-s", "--hop-s")
     rec = _recognizer(args)  # fails fast when --backend int8 finds no model_int8.tflite
 
     def say(msg: str) -> None:

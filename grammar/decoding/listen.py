@@ -424,6 +424,17 @@ class Events:
                           best.expression, n)]  # fmt: skip
 
 
+def check_windows(window_s: float, hop_s: float, window_name: str = "window", hop_name: str = "hop") -> None:
+    """A one-line GrammarError unless the window and hop are positive seconds and the hop is no
+    longer than the window (audio would be skipped); the names are what the message calls them
+    (``grammar listen`` checks its options with it before anything is printed)."""
+    for name, v in ((window_name, window_s), (hop_name, hop_s)):
+        if not (np.isfinite(v) and v > 0):
+            raise GrammarError(f"listen: {name} {v}: must be a positive number of seconds")
+    if hop_s > window_s:
+        raise GrammarError(f"listen: {hop_name} {hop_s} is longer than {window_name} {window_s} (audio would be skipped)")
+
+
 def silent_frames(n: int, n_symbols: int) -> np.ndarray:
     """``n`` log-posterior frames of silence: the blank certain, every other symbol impossible."""
     out = np.full((max(0, n), n_symbols), -np.inf, np.float32)
@@ -447,11 +458,7 @@ class Spotter:
                  offsets: Mapping[str, float] | None = None):  # fmt: skip
         if grammar is None:
             raise GrammarError("listen: no grammar loaded")
-        for name, v in (("window", window_s), ("hop", hop_s)):
-            if not np.isfinite(v) or v <= 0:
-                raise GrammarError(f"listen: {name} of {v} s must be a positive number of seconds")
-        if hop_s > window_s:
-            raise GrammarError(f"listen: hop {hop_s} s is longer than the window {window_s} s (audio would be skipped)")
+        check_windows(window_s, hop_s)
         if refractory_s < 0:
             raise GrammarError(f"listen: refractory time {refractory_s} s must not be negative")
         # spot: keyword-spotting decoding (other speech in a window costs a command nothing); off by

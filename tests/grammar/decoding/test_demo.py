@@ -177,3 +177,11 @@ def test_int8_backend_without_an_int8_model(tiny_am, tmp_path):
     res = grammar_cli("demo", "-o", tmp_path / "out", "--am", tiny_am, "--denoiser", den, "--backend", "int8")
     one_line_error(res, "model_int8.tflite")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [(["--hop-s", "5"], "--hop-s 5.0 is longer than --window-s"),
+                                              (["--window-s", "nan"], "--window-s nan: must be a positive")])  # fmt: skip
+def test_bad_windows_are_refused_before_anything_is_made(tmp_path, args, needle):
+    res = grammar_cli("demo", "-o", tmp_path / "out", *args)
+    one_line_error(res, needle)
+    assert not (tmp_path / "out").exists()
