@@ -280,7 +280,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from grammar.decoding.demo import run_demo, table
-
     from grammar.decoding.listen import check_windows
 
     check_output_folder(args.output)  # before the models load and the scene is synthesised
