@@ -1,7 +1,8 @@
 """Denoising benchmark: the shipped model and every shipped preset (rced/presets/*) against noisy
 input, spectral subtraction, the oracle ideal ratio mask and the DTLN and GTCRN peers, on TEST-ONLY
-voices, two real recordings (their mean and each apart) and the natural TEST-ONLY voice (its own
-group) in babble; with each system's compute in MMAC per second of audio (benchmarks/quality_compute.py).
+voices, two real recordings (their mean and each apart), the natural TEST-ONLY voice and the eight
+real phrases of ALSA's speaker test (groups of their own) in babble; with each system's compute in
+MMAC per second of audio (benchmarks/quality_compute.py).
 
 Writes benchmarks/results/denoise.{json,md} and benchmarks/results/quality_vs_compute.png.
 Run: python benchmarks/denoise.py [--model DIR]
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     gtcrn = GTCRN_DIR if GTCRN_DIR.exists() else None
     compute = system_compute(models, dtln, gtcrn)
     main_compute = compute[next(iter(models))]
-    items = eval_set(n_per_voice=args.n_per_voice, include_natural=True)
+    items = eval_set(n_per_voice=args.n_per_voice, include_natural=True, include_alsa=True)
     t0 = time.time()
     results = run_systems(items, build_systems(models, dtln, gtcrn))
     rows = summarize(results, per_recording=True)
@@ -119,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
              for s in allrow if s not in ("noisy", "oracle IRM")}  # fmt: skip
     data = (f"TEST-ONLY voices (flite rms, festival ked_diphone, festival cmu_us_slt_arctic_hts), "
             f"{args.n_per_voice} sentences each, plus the pysptk and amfm-decompy real recordings "
-            f"(their mean, then each) and, as a group of its own, the natural TEST-ONLY voice hibari heart "
-            f"({args.n_per_voice} sentences); babble of 3-8 TRAIN-voice talkers at -5/0/5/10 dB")  # fmt: skip
+            f"(their mean, then each) and, as groups of their own, the natural TEST-ONLY voice hibari heart "
+            f"({args.n_per_voice} sentences) and the eight ALSA speaker-test phrases (real speech, one woman, "
+            f"about 1 s each); babble of 3-8 TRAIN-voice talkers at -5/0/5/10 dB")  # fmt: skip
     payload = {
         "model": str(den.path), "arch": den.config.arch, "params": main_compute.params,
         "macs_per_frame": main_compute.macs_per_call,
@@ -133,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "plot": os.path.relpath(args.plot, ROOT.parent),
     }  # fmt: skip
     plot_quality_vs_compute(rows, compute, Path(args.plot),
-                            f"Denoising gain against compute: TEST-ONLY TTS voices, two real recordings and the natural "
-                            f"TEST-ONLY voice hibari heart in babble at -5/0/5/10 dB ({len(items)} mixtures)")  # fmt: skip
+                            f"Denoising gain against compute: TEST-ONLY TTS voices, two real recordings, the natural "
+                            f"TEST-ONLY voice and the ALSA phrases in babble at -5/0/5/10 dB ({len(items)} mixtures)")  # fmt: skip
     write_results(args.out, payload, rows, preamble=preamble(payload, compute, rows) + "\n")
     if args.card:
         update_card(Path(den.path) / "MODEL_CARD.md", Path(args.out).with_suffix(".md").read_text())

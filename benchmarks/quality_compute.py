@@ -18,7 +18,7 @@ import numpy as np
 
 # Groups of summarize() rows drawn in the plot and the compact table: (group, short label).
 GROUPS = (("all (test voices)", "TTS test voices"), ("real recordings", "real recordings"),
-          ("natural TEST-ONLY voice", "natural voice (hibari heart)"))  # fmt: skip
+          ("natural TEST-ONLY voice", "natural voice (hibari heart)"), ("ALSA speaker-test phrases", "ALSA phrases"))  # fmt: skip
 METRICS = (("d_pesq", "ΔPESQ-wb", "{:+.3f}"), ("d_stoi", "ΔSTOI", "{:+.3f}"), ("d_si_sdr", "ΔSI-SDR dB", "{:+.2f}"))
 _WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "BATCH_MATMUL",
                  "UNIDIRECTIONAL_SEQUENCE_LSTM")  # fmt: skip
@@ -160,7 +160,7 @@ def plot_quality_vs_compute(rows: list[dict], compute: dict[str, Compute], path:
     fig = Figure(figsize=(14, 5.2), dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(METRICS))
-    colours, markers = ("tab:blue", "tab:orange", "tab:green"), "osD^vP*Xph"
+    colours, markers = ("tab:blue", "tab:orange", "tab:green", "tab:red"), "osD^vP*Xph"
     systems = sorted(compute, key=lambda s: compute[s].mmac_per_second)
     for ax, (key, name, _) in zip(axes, METRICS):
         for si, system in enumerate(systems):

@@ -33,26 +33,33 @@ from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
-from rced.audio import atomic_write_text, load_audio  # noqa: E402
-from rced.corpus import load_utterances, make_babble, mix, real_recordings, train_utterances  # noqa: E402
+from rced.audio import atomic_write_text  # noqa: E402
+from rced.corpus import (  # noqa: E402
+    ALSA_DIR,
+    ALSA_PHRASES,
+    alsa_recordings,
+    load_utterances,
+    make_babble,
+    mix,
+    real_recordings,
+    train_utterances,
+)
+from rced.errors import RcedError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from recognition import best_and_scores, datasets  # noqa: E402
 
-ALSA = Path("/usr/share/sounds/alsa")
-PHRASES = ("front left", "front center", "front right", "rear left", "rear center", "rear right",
-           "side left", "side right")  # fmt: skip
+ALSA, PHRASES = ALSA_DIR, ALSA_PHRASES
 SNRS = (None, 20.0, 10.0, 5.0)  # None: clean
 
 
 def recordings() -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
     """(phrase, 16-kHz audio) of the speaker-test recordings, and the other real recordings (non-commands)."""
-    missing = [p for p in PHRASES if not (ALSA / f"{p.title().replace(' ', '_')}.wav").exists()]
-    if missing:
-        raise SystemExit(f"{ALSA}: no recording of {', '.join(missing)} (apt-get install alsa-utils)")
-    cmds = [(p, load_audio(ALSA / f"{p.title().replace(' ', '_')}.wav")) for p in PHRASES]
-    return cmds, real_recordings()
+    try:
+        return alsa_recordings(), real_recordings()
+    except RcedError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def trials(draws: int, seed: int = 0) -> list[dict]:

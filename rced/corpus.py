@@ -230,14 +230,31 @@ class EvalItem:
     noisy: np.ndarray
 
 
+#: Real speech from Debian's alsa-utils: one woman says the eight channel names of its speaker
+#: test (48 kHz studio recordings, about a second each).
+ALSA_DIR = Path("/usr/share/sounds/alsa")
+ALSA_PHRASES = ("front left", "front center", "front right", "rear left", "rear center", "rear right",
+                "side left", "side right")  # fmt: skip
+
+
+def alsa_recordings() -> list[tuple[str, np.ndarray]]:
+    """(phrase, 16-kHz audio) of the speaker-test recordings; a one-line RcedError when absent."""
+    paths = [ALSA_DIR / f"{p.title().replace(' ', '_')}.wav" for p in ALSA_PHRASES]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise RcedError(f"{ALSA_DIR}: no {', '.join(missing)} (apt-get install alsa-utils)")
+    return [(phrase, load_audio(p)) for phrase, p in zip(ALSA_PHRASES, paths)]
+
+
 def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: int = 1234,
-             include_real: bool = True, include_natural: bool = False) -> list[EvalItem]:  # fmt: skip
+             include_real: bool = True, include_natural: bool = False, include_alsa: bool = False) -> list[EvalItem]:  # fmt: skip
     """TEST-ONLY voices (and the real recordings) in babble of TRAIN-voice talkers at each SNR.
 
     The babble talkers come from a seed no training run uses, so no babble waveform is shared
     with training; the target voices were never trained on. ``include_natural`` adds
-    ``n_per_voice`` sentences of the natural TEST-ONLY voice after everything else, so the
-    other items (levels, babble) are the same with or without it.
+    ``n_per_voice`` sentences of the natural TEST-ONLY voice after everything else, and
+    ``include_alsa`` then the eight ALSA speaker-test phrases (:func:`alsa_recordings`, named
+    ``alsa:...``), so the other items (levels, babble) are the same with or without them.
     """
     utts = test_utterances(n_per_voice, seed)
     speech = [(f"{u.voice.id}#{i}", a) for i, (u, a) in enumerate(zip(utts, load_utterances(utts, desc="eval speech")))]
@@ -247,6 +264,8 @@ def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: in
         nat = natural_test_utterances(n_per_voice, seed)
         audio = load_utterances(nat, desc="natural speech")
         speech += [(f"{u.voice.id}#{i}", a) for i, (u, a) in enumerate(zip(nat, audio))]
+    if include_alsa:
+        speech += [(f"alsa:{phrase.replace(' ', '_')}", a) for phrase, a in alsa_recordings()]
     babble_utts = train_utterances(60, seed + 99991)
     pool = load_utterances(babble_utts, desc="eval babble")
     rng = np.random.default_rng(seed)

@@ -1,8 +1,8 @@
 """Denoising evaluation: PESQ-wb, STOI, SI-SDR and their gains over the noisy input, per SNR.
 
 Rows: each SNR over the TEST-ONLY synthetic voices, their mean ("all"), and the real human
-recordings (mean over SNRs; on request each recording too); the natural TEST-ONLY voice, when
-present, is a group of its own and never part of "all (test voices)". Columns per system:
+recordings (mean over SNRs; on request each recording too); the natural TEST-ONLY voice and the
+ALSA speaker-test phrases, when present, are groups of their own and never part of "all (test voices)". Columns per system:
 absolute scores and deltas vs noisy.
 """
 
@@ -51,8 +51,8 @@ def _mean(vals: list[float]) -> float:
 
 def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy", *, per_recording: bool = False) -> list[dict]:
     """Table rows: group (each SNR, all test voices, each voice, the real recordings, with
-    ``per_recording`` each recording, and the natural TEST-ONLY voice) x system, with means and
-    gains over the noisy input."""
+    ``per_recording`` each recording, the natural TEST-ONLY voice and the ALSA speaker-test
+    phrases) x system, with means and gains over the noisy input."""
     rows = []
     base = results[noisy_key]
     natural = {v.id for v in natural_test_voices()}
@@ -60,7 +60,8 @@ def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy", *, per_r
     def groups(recs):
         real = [i for i, r in enumerate(recs) if r["name"].startswith("real:")]
         nat = [i for i, r in enumerate(recs) if r["name"].split("#")[0] in natural]
-        apart = set(real) | set(nat)
+        alsa = [i for i, r in enumerate(recs) if r["name"].startswith("alsa:")]
+        apart = set(real) | set(nat) | set(alsa)
         synth = [i for i in range(len(recs)) if i not in apart]
         for snr in sorted({recs[i]["snr"] for i in synth}):
             yield f"{snr:g} dB", [i for i in synth if recs[i]["snr"] == snr]
@@ -76,6 +77,8 @@ def summarize(results: dict[str, list[dict]], noisy_key: str = "noisy", *, per_r
                     yield f"recording {name.removeprefix('real:')}", [i for i in real if recs[i]["name"] == name]
         if nat:
             yield "natural TEST-ONLY voice", nat
+        if alsa:
+            yield "ALSA speaker-test phrases", alsa
 
     for group, idx in groups(base):
         for system, recs in results.items():

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from rced.corpus import (
+    ALSA_DIR,
+    ALSA_PHRASES,
     EvalItem,
     Utterance,
     eval_set,
@@ -238,3 +240,28 @@ def test_vocode_refuses_wild_settings(kw):
 def test_vocode_refuses_other_rates():
     with pytest.raises(RcedError, match="16 kHz"):
         vocode(np.zeros(8000, np.float32), sr=8000)
+
+
+@pytest.mark.skipif(not ALSA_DIR.exists(), reason="alsa-utils' speaker-test recordings are not installed")
+def test_eval_set_adds_the_alsa_phrases_last_only_when_asked(tmp_path, monkeypatch):
+    import rced.corpus as corpus
+
+    monkeypatch.setenv("STAPES_CACHE", str(tmp_path))
+    espeak = [Voice("espeak", "en-us")]
+    monkeypatch.setattr(corpus, "test_utterances", lambda n, seed: plan_utterances(espeak, n, seed, n_words=(3, 4)))
+    monkeypatch.setattr(corpus, "train_utterances", lambda n, seed: plan_utterances(espeak, 3, seed, n_words=(3, 4)))
+    kw = {"n_per_voice": 1, "snrs": (0.0, 5.0), "include_real": False}
+    base, more = eval_set(**kw), eval_set(**kw, include_alsa=True)
+    assert len(more) == len(base) + 2 * len(ALSA_PHRASES)
+    for a, b in zip(base, more):
+        np.testing.assert_array_equal(a.noisy, b.noisy)
+    assert [it.name for it in more[len(base) :: 2]] == [f"alsa:{p.replace(' ', '_')}" for p in ALSA_PHRASES]
+    assert all(0.5 < len(it.clean) / 16000 < 3 for it in more[len(base) :])  # about a second each, at 16 kHz
+
+
+def test_alsa_recordings_missing_is_one_line(tmp_path, monkeypatch):
+    import rced.corpus as corpus
+
+    monkeypatch.setattr(corpus, "ALSA_DIR", tmp_path)
+    with pytest.raises(RcedError, match="Front_Left.wav.*apt-get install alsa-utils"):
+        corpus.alsa_recordings()

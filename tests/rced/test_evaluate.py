@@ -38,11 +38,12 @@ def test_one_voice_gets_no_voice_rows():
 
 
 def test_natural_voice_and_each_recording_stand_apart():
-    """The natural TEST-ONLY voice is its own group, never in "all (test voices)" or the SNR rows;
+    """The natural TEST-ONLY voice and the ALSA phrases are groups of their own, never in "all (test
+    voices)" or the SNR rows;
     ``per_recording`` adds one row per real recording after their mean."""
     def recs(offset: float) -> list[dict]:
         out = _recs(offset)
-        for name, bump in (("hibari:heart#0", 10.0), ("real:amfm_sample", 4.0)):
+        for name, bump in (("hibari:heart#0", 10.0), ("real:amfm_sample", 4.0), ("alsa:Front_Left", 7.0)):
             out += [{"name": name, "snr": snr, "pesq": snr + offset + bump, "stoi": 0.5, "si_sdr": snr + offset + bump}
                     for snr in (0.0, 5.0)]  # fmt: skip
         return out
@@ -51,13 +52,16 @@ def test_natural_voice_and_each_recording_stand_apart():
     rows = summarize({"noisy": recs(0.0), "model": recs(1.0)}, per_recording=True)
     groups = list(dict.fromkeys(r["group"] for r in rows))
     assert groups == ["0 dB", "5 dB", "all (test voices)", "voice festival:ked_diphone", "voice flite:rms",
-                      "real recordings", "recording amfm_sample", "recording pysptk", "natural TEST-ONLY voice"]  # fmt: skip
+                      "real recordings", "recording amfm_sample", "recording pysptk", "natural TEST-ONLY voice",
+                      "ALSA speaker-test phrases"]  # fmt: skip
     assert [r for r in rows if not r["group"].startswith("recording ")] == plain  # the per-recording rows only add
     by = {(r["group"], r["system"]): r for r in rows}
     assert by[("all (test voices)", "noisy")]["n"] == 6 and by[("0 dB", "noisy")]["n"] == 3
     without = {(r["group"], r["system"]): r for r in summarize({"noisy": _recs(0.0), "model": _recs(1.0)})}
     for g in ("0 dB", "5 dB", "all (test voices)", "voice flite:rms"):  # the synthetic rows do not move
         assert by[(g, "model")] == without[(g, "model")]
+    assert by[("ALSA speaker-test phrases", "model")]["pesq"] == pytest.approx(2.5 + 1.0 + 7.0)
+    assert by[("ALSA speaker-test phrases", "noisy")]["n"] == 2
     assert by[("natural TEST-ONLY voice", "noisy")]["n"] == 2
     assert by[("natural TEST-ONLY voice", "noisy")]["pesq"] == pytest.approx(12.5)
     assert by[("recording amfm_sample", "model")]["pesq"] == pytest.approx(7.5)
