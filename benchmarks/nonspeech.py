@@ -79,9 +79,10 @@ def both_tables(rec: Recognizer, rows: list[dict], grammar: Grammar) -> dict[str
             ", no speech check": table(rows, [c for c, _ in dec])}
 
 
-def long_stream(per_kind: int, sr: int = 16000) -> np.ndarray:
+def long_stream(per_kind: int, sr: int = 16000) -> tuple[np.ndarray, list[str]]:
     """``per_kind`` sounds of ``LONG_S`` seconds of each kind (seeds from ``SEED0`` + 500,000 on), in a
-    shuffled order, each fading into the next over ``FADE_S`` seconds."""
+    shuffled order, each fading into the next over ``FADE_S`` seconds; and the kind of each sound in
+    order (sound i starts at i * (LONG_S - FADE_S) seconds)."""
     order = [(k, i) for k in range(len(KINDS)) for i in range(per_kind)]
     np.random.default_rng(SEED0 + 1).shuffle(order)
     fade = int(FADE_S * sr)
@@ -93,11 +94,12 @@ def long_stream(per_kind: int, sr: int = 16000) -> np.ndarray:
             x = np.concatenate([out[-fade:] * (1 - ramp) + x[:fade] * ramp, x[fade:]])
             out = out[:-fade]
         out = np.concatenate([out, x])
-    return out
+    return out, [KINDS[k] for k, _ in order]
 
 
-def listening(rec: Recognizer, audio: np.ndarray) -> dict:
-    """``grammar listen``'s detections on ``audio`` (16 kHz), with the chain's speech check and without."""
+def listening(rec: Recognizer, audio: np.ndarray, kinds: list[str]) -> dict:
+    """``grammar listen``'s detections on ``audio`` (16 kHz; the sounds of :func:`long_stream`, whose
+    ``kinds`` they are), with the chain's speech check and without, in all and per kind of sound."""
     stream = PosteriorStream(rec, levels_kept_s=float("inf"))
     floor, rec.speech_floor = rec.speech_floor, None
     try:
@@ -106,9 +108,14 @@ def listening(rec: Recognizer, audio: np.ndarray) -> dict:
         rec.speech_floor = floor
     kept = [d for d in dets if rec.sounds_like_speech(stream.modulation(d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S))]
     hours = len(audio) / 16000 / 3600
+
+    def kind_of(d) -> str:  # the sound the detection's middle falls in
+        return kinds[min(len(kinds) - 1, int((d.start + d.end) / 2 // (LONG_S - FADE_S)))]
+
+    by_kind = {k: [sum(kind_of(d) == k for d in kept), sum(kind_of(d) == k for d in dets)] for k in KINDS}
     return {"hours": round(hours, 4), "detections": len(kept), "detections_no_check": len(dets),
             "per_hour": round(len(kept) / hours, 1), "per_hour_no_check": round(len(dets) / hours, 1),
-            "taken_for": sorted({d.command for d in dets})}  # fmt: skip
+            "by_kind": by_kind, "taken_for": sorted({d.command for d in dets})}  # fmt: skip
 
 
 def table(rows: list[dict], preds: list[str | None]) -> dict:
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(backend + suffix, t, flush=True)
             if args.listen_per_kind:
                 rec.grammar = g
-                listened[f"stapes {backend}"] = listening(rec, long_stream(args.listen_per_kind))
+                listened[f"stapes {backend}"] = listening(rec, *long_stream(args.listen_per_kind))
                 print(backend, "listening", listened[f"stapes {backend}"], flush=True)
     else:
         names = args.label or [Path(a).name for a in args.am]
@@ -180,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                f"sound ({args.listen_per_kind} sounds of {LONG_S:g} s of each kind, other seeds, crossfaded; no talk). "
                "Detections per hour, with the speech check / without it:", ""]  # fmt: skip
         md += [f"- {name}: {r['per_hour']:g} / {r['per_hour_no_check']:g} ({r['detections']} / {r['detections_no_check']} "
-               f"detections; taken for {', '.join(r['taken_for']) or 'nothing'})" for name, r in listened.items()]  # fmt: skip
+               f"detections; taken for {', '.join(r['taken_for']) or 'nothing'}); by kind of sound, detections "
+               "with / without the check: " + ", ".join(f"{k} {a} / {b}" for k, (a, b) in r["by_kind"].items())
+               for name, r in listened.items()]  # fmt: skip
     atomic_write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
