@@ -31,10 +31,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from grammar.acoustic.features import frame_levels, speech_modulation  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
-from grammar.decoding.decoder import Grammar, decode  # noqa: E402
-from grammar.decoding.listen import SPEECH_MARGIN_S, PosteriorStream, spot  # noqa: E402
+from grammar.decoding.decoder import Grammar  # noqa: E402
+from grammar.decoding.listen import PosteriorStream, spot  # noqa: E402
 from grammar.decoding.recognizer import SPEECH_FLOOR, Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.corpus import load_utterances, make_babble, mix, train_utterances  # noqa: E402
@@ -67,8 +66,8 @@ def decisions(rec: Recognizer, rows: list[dict], grammar: Grammar) -> list[tuple
     """Each clip's command at the grammar's threshold (None: rejected) and its speech modulation."""
     out = []
     for r in rows:
-        feats = rec.features(r["audio"], 16000, r["kind"])
-        out.append((decode(rec.posteriors_of(feats), grammar).command, speech_modulation(frame_levels(feats))))
+        d = rec.recognize(r["audio"], 16000, r["kind"], grammar, speech_check=False)
+        out.append((d.command, d.speech_modulation))
     return out
 
 
@@ -106,7 +105,7 @@ def listening(rec: Recognizer, audio: np.ndarray, kinds: list[str]) -> dict:
         dets = spot(rec, audio, 16000, stream=stream)
     finally:
         rec.speech_floor = floor
-    kept = [d for d in dets if rec.sounds_like_speech(stream.modulation(d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S))]
+    kept = [d for d in dets if rec.sounds_like_speech(stream.detection_modulation(d))]
     hours = len(audio) / 16000 / 3600
 
     def kind_of(d) -> str:  # the sound the detection's middle falls in

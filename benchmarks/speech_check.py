@@ -35,9 +35,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from grammar.acoustic.features import frame_levels, speech_modulation  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
-from grammar.decoding.decoder import Grammar, decode  # noqa: E402
+from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.recognizer import SPEECH_FLOOR, Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text, load_audio  # noqa: E402
 
@@ -62,9 +61,8 @@ def measure(rec: Recognizer, items: list[tuple[str | None, np.ndarray, int]], gr
     """Each item's label, decision at the grammar's threshold and speech modulation."""
     out = []
     for label, audio, sr in tqdm(items, desc=desc, unit="utt"):
-        feats = rec.features(audio, sr)
-        out.append({"label": label, "command": decode(rec.posteriors_of(feats), grammar).command,
-                    "modulation": speech_modulation(frame_levels(feats))})  # fmt: skip
+        d = rec.recognize(audio, sr, grammar=grammar, speech_check=False)
+        out.append({"label": label, "command": d.command, "modulation": d.speech_modulation})
     return out
 
 

@@ -51,11 +51,10 @@ from grammar.decoding.listen import (  # noqa: E402
     LISTEN_MIN_WINDOWS,
     LISTEN_THRESHOLD_OFFSET,
     LISTEN_WINDOW_S,
-    SPEECH_MARGIN_S,
     Detection,
     PosteriorStream,
+    detection_modulation,
     replay,
-    span_modulation,
     window_records,
 )
 from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
@@ -216,8 +215,7 @@ def speech_check(c: dict, d: Detection) -> bool:
     the stream's feature levels around it, as :func:`grammar.decoding.listen.listen_blocks` reads them)."""
     if c.get("speech_floor") is None:
         return True
-    m = span_modulation(c["levels"], c["levels_per_s"], d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S)
-    return m >= c["speech_floor"]
+    return detection_modulation(c["levels"], c["levels_per_s"], d) >= c["speech_floor"]
 
 
 def choose(dev: dict, frame_s: float, confirm: bool = False) -> tuple[dict, tuple | None]:

@@ -113,11 +113,12 @@ def ctc_align(logp: np.ndarray, label: np.ndarray) -> np.ndarray | None:
 # --------------------------------------------------------------------------- streaming posteriors
 
 
-def span_modulation(levels: np.ndarray, frames_per_s: float, start_s: float, end_s: float, first: int = 0) -> float:
-    """:func:`grammar.acoustic.features.speech_modulation` of the feature levels from ``start_s`` to
-    ``end_s`` seconds (``levels[0]`` is feature frame ``first``; clipped to the frames given)."""
-    a = max(int(np.floor(start_s * frames_per_s)) - first, 0)
-    b = max(int(np.ceil(end_s * frames_per_s)) - first, a)
+def detection_modulation(levels: np.ndarray, frames_per_s: float, d: Detection, first: int = 0) -> float:
+    """What the speech check reads of a detection: :func:`grammar.acoustic.features.speech_modulation`
+    of the feature levels from its start less :data:`SPEECH_MARGIN_S` to its end plus as much
+    (``levels[0]`` is feature frame ``first``; clipped to the frames given)."""
+    a = max(int(np.floor((d.start - SPEECH_MARGIN_S) * frames_per_s)) - first, 0)
+    b = max(int(np.ceil((d.end + SPEECH_MARGIN_S) * frames_per_s)) - first, a)
     return speech_modulation(levels[a:b])
 
 
@@ -227,9 +228,9 @@ class PosteriorStream:
     def levels_start(self) -> int:
         return self._level0
 
-    def modulation(self, start_s: float, end_s: float) -> float:
-        """:func:`span_modulation` of the levels kept, from ``start_s`` to ``end_s`` seconds."""
-        return span_modulation(self._levels, self.fe.sample_rate / self.fe.hop, start_s, end_s, self._level0)
+    def detection_modulation(self, d: Detection) -> float:
+        """:func:`detection_modulation` of ``d`` over the levels kept."""
+        return detection_modulation(self._levels, self.fe.sample_rate / self.fe.hop, d, self._level0)
 
     def _run_windows(self, final: bool) -> np.ndarray:
         """Fixed-window AM: run every window whose frames are all in (at the end: every window left)."""
@@ -605,10 +606,9 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
     spotter = Spotter(listening_grammar(recognizer, grammar, threshold_offset), stream.frame_s, window_s, hop_s,
                       refractory_s, min_windows=min_windows, offsets=offsets,
                       min_best=best_floor(recognizer, grammar, best_offset))  # fmt: skip
+
     def speech(dets: list[Detection]) -> Iterator[Detection]:  # the speech check of each detection
-        for d in dets:
-            if recognizer.sounds_like_speech(stream.modulation(d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S)):
-                yield d
+        return (d for d in dets if recognizer.sounds_like_speech(stream.detection_modulation(d)))
 
     cut = False
     for block in blocks:

@@ -198,16 +198,17 @@ class Recognizer:
         return self.speech_floor is None or modulation >= self.speech_floor
 
     def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None,
-                  progress: Progress | None = None) -> Decision:  # fmt: skip
+                  progress: Progress | None = None, speech_check: bool = True) -> Decision:  # fmt: skip
         """The grammar's decision on one utterance, with its ``speech_modulation``; an accepted
-        command is rejected when that is below :attr:`speech_floor` (the speech check)."""
+        command is rejected when that is below :attr:`speech_floor` (the speech check; with
+        ``speech_check`` False the grammar's decision as it is, for benchmarks that count both)."""
         g = self.decoding_grammar(grammar)
         if g is None:
             raise GrammarError("recognize: no grammar loaded")
         feats = self.features(audio, sr, name, progress)
         d = decode(self.posteriors_of(feats), g)
         modulation = speech_modulation(frame_levels(feats))
-        if d.accepted and not self.sounds_like_speech(modulation):
+        if d.accepted and speech_check and not self.sounds_like_speech(modulation):
             d = dataclasses.replace(d, command=None, command_index=None)
         return dataclasses.replace(d, speech_modulation=modulation)
 

@@ -772,8 +772,8 @@ def test_the_speech_check_reads_the_features_around_each_detection(tone_chain):
     for d in dets:
         a, b = d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S
         want = speech_modulation(levels[int(np.floor(a * per_s)) : int(np.ceil(b * per_s))])
-        assert stream.modulation(a, b) == pytest.approx(want) and want > 0
-    mods = [stream.modulation(d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S) for d in dets]
+        assert stream.detection_modulation(d) == pytest.approx(want) and want > 0
+    mods = [stream.detection_modulation(d) for d in dets]
     weak, strong = np.argsort(mods)
     assert mods[weak] < mods[strong]
     try:

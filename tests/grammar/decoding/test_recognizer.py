@@ -59,6 +59,7 @@ def test_speech_check_rejects_below_its_floor_and_reports_the_modulation(tiny_am
     r = rec.recognize(tone(1.5), 16000)
     assert r.command is None and r.command_index is None
     assert (r.expression, r.score, r.speech_modulation) == (d.expression, d.score, d.speech_modulation)
+    assert rec.recognize(tone(1.5), 16000, speech_check=False).command == d.command  # the grammar's own decision
 
 
 @pytest.mark.parametrize("floor", [-0.1, float("nan"), float("inf"), True, "0.1"])
