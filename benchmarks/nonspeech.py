@@ -100,11 +100,7 @@ def listening(rec: Recognizer, audio: np.ndarray, kinds: list[str]) -> dict:
     """``grammar listen``'s detections on ``audio`` (16 kHz; the sounds of :func:`long_stream`, whose
     ``kinds`` they are), with the chain's speech check and without, in all and per kind of sound."""
     stream = PosteriorStream(rec, levels_kept_s=float("inf"))
-    floor, rec.speech_floor = rec.speech_floor, None
-    try:
-        dets = spot(rec, audio, 16000, stream=stream)
-    finally:
-        rec.speech_floor = floor
+    dets = spot(rec, audio, 16000, stream=stream, speech_check=False)
     kept = [d for d in dets if rec.sounds_like_speech(stream.detection_modulation(d))]
     hours = len(audio) / 16000 / 3600
 
@@ -126,7 +122,7 @@ def table(rows: list[dict], preds: list[str | None]) -> dict:
                      for kind in KINDS}  # fmt: skip
         out[cond]["all"] = float(np.mean([preds[i] is not None for i in idx]))
     taken = [p for p in preds if p is not None]
-    out["taken_for"] = {c: taken.count(c) for c in sorted(set(taken), key=lambda c: -taken.count(c))}
+    out["taken_for"] = {c: taken.count(c) for c in sorted(set(taken), key=lambda c: (-taken.count(c), c))}
     return out
 
 

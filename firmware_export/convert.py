@@ -373,16 +373,14 @@ def device_denoiser(den):
     return device_model(model, den.config)
 
 
-def check_am_window(frames: int, stride: int, reach: tuple[int, int] = (0, 0)) -> None:
-    """The device AM's window must hold whole output frames (a positive multiple of its stride) and
-    more of them than the AM's ``reach`` (left context plus look-ahead), so that each window gives some."""
-    if frames <= 0 or frames % stride:
-        raise ExportError(f"AM window: {frames} frames is not a positive multiple of the stride {stride}")
-    left, right = reach
-    if frames // stride <= left + right:
-        raise ExportError(f"AM window: {frames} frames give {frames // stride} output frames, none left after the "
-                          f"AM's {left} of context and {right} of look-ahead (use more than "
-                          f"{(left + right) * stride} frames)")  # fmt: skip
+def check_am_window(frames: int, am_cfg) -> None:
+    """An ExportError unless the device AM's windows of ``frames`` STFT frames suit ``am_cfg``
+    (:func:`grammar.acoustic.int8.window_problem`)."""
+    from grammar.acoustic.int8 import window_problem
+
+    problem = window_problem(am_cfg, frames)
+    if problem is not None:
+        raise ExportError(f"AM window: {problem}")
 
 
 def check_am_folder_window(am_dir: str | os.PathLike | None, frames: int) -> None:
@@ -398,7 +396,7 @@ def check_am_folder_window(am_dir: str | os.PathLike | None, frames: int) -> Non
         cfg = load_json(AMConfig, Path(am_dir or default_am_path()) / "config.json")
     except (RcedError, GrammarError):
         return
-    check_am_window(frames, cfg.stride, cfg.reach)
+    check_am_window(frames, cfg)
 
 
 def device_am(am_model, am_cfg, frames: int = AM_FRAMES):
@@ -407,7 +405,7 @@ def device_am(am_model, am_cfg, frames: int = AM_FRAMES):
 
     from grammar.acoustic.am import build_am
 
-    check_am_window(frames, am_cfg.stride, am_cfg.reach)
+    check_am_window(frames, am_cfg)
     base = build_am(am_cfg, frames=frames, batch_size=1)
     base.set_weights(am_model.get_weights())
     return keras.Model(base.input, keras.layers.Softmax(name="posteriors")(base.output), name="ctc_am_device")

@@ -246,10 +246,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
         raise GrammarError("listen: give an INPUT file (- for standard input), or --device to listen to a live "
                            "microphone")  # fmt: skip
     listen.check_windows(args.window_s, args.hop_s, "--window-s", "--hop-s")  # before the table header prints
-    if args.min_windows < 1:
-        raise GrammarError(f"listen: --min-windows {args.min_windows}: must be at least 1")
-    if not math.isfinite(args.threshold_offset):
-        raise GrammarError(f"listen: --threshold-offset {args.threshold_offset}: must be a finite number")
+    listen.check_min_windows(args.min_windows, "--min-windows")
+    listen.check_offset(args.threshold_offset, "--threshold-offset")
+    if not args.no_best_check:
+        listen.check_offset(args.best_offset, "--best-offset")
     if args.seconds is not None and (args.device is None or not args.seconds > 0):
         raise GrammarError("listen: --seconds needs --device and a positive number of seconds")
     if args.device is not None:  # every input is checked before the models load

@@ -50,6 +50,19 @@ def window_schedule(cfg: AMConfig, frames: int) -> tuple[int, int, int]:
     return left, right, frames // cfg.stride - left - right
 
 
+def window_problem(cfg: AMConfig, frames: int) -> str | None:
+    """What is wrong with device windows of ``frames`` STFT frames for this AM (None: nothing): they
+    must hold whole output frames, more of them than the AM's reach (context plus look-ahead), so
+    that each window gives some."""
+    if frames <= 0 or frames % cfg.stride:
+        return f"{frames} frames is not a positive multiple of the stride {cfg.stride}"
+    left, right = cfg.reach
+    if window_schedule(cfg, frames)[2] <= 0:
+        return (f"{frames} frames give {frames // cfg.stride} output frames, none left after the AM's {left} of "
+                f"context and {right} of look-ahead (use more than {(left + right) * cfg.stride} frames)")
+    return None
+
+
 def am_silence(am_cfg: AMConfig, am_norm: Normalizer) -> np.ndarray:
     """(n_mels,) normalised log-mel of silence: what pads a window and fills the past."""
     from grammar.acoustic.features import LOG_FLOOR
@@ -86,16 +99,16 @@ class Int8AM:
         shape, out = self.model.input_shape, self.model.output_shape
         if len(shape) != 4 or shape[2] != 1 or shape[3] != am_cfg.n_mels:
             raise GrammarError(f"{source}: input shape {shape} does not match the AM config ({am_cfg.n_mels} mels)")
-        if shape[1] % am_cfg.stride or out != (1, shape[1] // am_cfg.stride, am_cfg.unit_set.size):
+        problem = window_problem(am_cfg, shape[1])
+        if problem is not None:
+            raise GrammarError(f"{source}: its input window: {problem}")
+        if out != (1, shape[1] // am_cfg.stride, am_cfg.unit_set.size):
             raise GrammarError(f"{source}: output shape {out} does not match a window of {shape[1]} frames at "
                                f"stride {am_cfg.stride}")  # fmt: skip
         self.frames = shape[1]  # the fixed device window, in STFT frames
         # context: output frames of each window that only give past; tail: those at its end whose
         # look-ahead is padding; hop: the output frames each window contributes
         self.context, self.tail, self.hop = window_schedule(am_cfg, self.frames)
-        if self.hop <= 0:
-            raise GrammarError(f"{source}: a window of {self.frames} frames leaves no output frames after "
-                               f"{self.context} of context and {self.tail} of look-ahead")  # fmt: skip
         # what pads a window before the first and after the last frame: normalised features of 0 (the
         # input zero point), as the float model's own zero padding. Digital-silence features are far
         # outside what the AM saw in training: with them the float AM in these windows got 28 % of the

@@ -384,8 +384,7 @@ class Events:
     """
 
     def __init__(self, frame_s: float, refractory_s: float, min_windows: int = 1, min_best: float = -np.inf):
-        if min_windows < 1:
-            raise GrammarError(f"listen: min_windows {min_windows} must be at least 1")
+        check_min_windows(min_windows)
         if np.isnan(min_best):
             raise GrammarError("listen: the events' best-score floor must be a number, got NaN")
         self.frame_s, self.min_windows, self.min_best = float(frame_s), min_windows, float(min_best)
@@ -434,6 +433,19 @@ def check_windows(window_s: float, hop_s: float, window_name: str = "window", ho
             raise GrammarError(f"listen: {name} {v}: must be a positive number of seconds")
     if hop_s > window_s:
         raise GrammarError(f"listen: {hop_name} {hop_s} is longer than {window_name} {window_s} (audio would be skipped)")
+
+
+def check_min_windows(min_windows: int, name: str = "min_windows") -> None:
+    """A one-line GrammarError unless an event needs at least one window (``name``: what the message
+    calls it)."""
+    if min_windows < 1:
+        raise GrammarError(f"listen: {name} {min_windows}: must be at least 1")
+
+
+def check_offset(offset: float, name: str) -> None:
+    """A one-line GrammarError unless a threshold offset (called ``name``) is a finite number."""
+    if not np.isfinite(offset):
+        raise GrammarError(f"listen: {name} {offset}: must be a finite number")
 
 
 def silent_frames(n: int, n_symbols: int) -> np.ndarray:
@@ -563,8 +575,7 @@ def replay(records: Sequence[tuple[int, WindowHit | None]], threshold: float, fr
 def _moved_threshold(recognizer, grammar: Grammar | None, offset: float, what: str) -> tuple[Grammar, float]:
     """The recognizer's grammar (for its backend) and its threshold moved by ``offset`` (``what``
     names the offset in the error when it is not a finite number)."""
-    if not np.isfinite(offset):
-        raise GrammarError(f"listen: {what} {offset} must be a finite number")
+    check_offset(offset, what)
     g = recognizer.decoding_grammar(grammar)
     if g is None:
         raise GrammarError("listen: no grammar loaded")
@@ -592,7 +603,7 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
                   name: str = "input", stop: Callable[[], bool] | None = None, min_windows: int = LISTEN_MIN_WINDOWS,
                   threshold_offset: float = LISTEN_THRESHOLD_OFFSET,
                   offsets: Mapping[str, float] | None = LISTEN_COMMAND_OFFSETS,
-                  best_offset: float | None = LISTEN_BEST_OFFSET) -> Iterator[Detection]:  # fmt: skip
+                  best_offset: float | None = LISTEN_BEST_OFFSET, speech_check: bool = True) -> Iterator[Detection]:  # fmt: skip
     """Detections, each yielded as soon as it is final, from audio blocks at the recognizer's sample rate.
 
     ``stop`` is asked before each block: when it says True (Ctrl-C) the input ends there and what
@@ -600,7 +611,8 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
     field is the error :func:`grammar.decoding.recognizer.check_duration` gives ``recognize`` (named ``name``).
     ``min_windows``, ``threshold_offset``, the per-command ``offsets`` and ``best_offset`` (None: no
     stricter check): see :data:`LISTEN_MIN_WINDOWS`. A detection that fails the recognizer's speech
-    check (``recognizer.speech_floor``, over :data:`SPEECH_MARGIN_S` around it) is dropped.
+    check (``recognizer.speech_floor``, over :data:`SPEECH_MARGIN_S` around it) is dropped, unless
+    ``speech_check`` is False (the way to count both from one pass: the stream's levels stay).
     """
     stream = stream or PosteriorStream(recognizer)
     spotter = Spotter(listening_grammar(recognizer, grammar, threshold_offset), stream.frame_s, window_s, hop_s,
@@ -608,6 +620,8 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
                       min_best=best_floor(recognizer, grammar, best_offset))  # fmt: skip
 
     def speech(dets: list[Detection]) -> Iterator[Detection]:  # the speech check of each detection
+        if not speech_check:
+            return iter(dets)
         return (d for d in dets if recognizer.sounds_like_speech(stream.detection_modulation(d)))
 
     cut = False
@@ -628,11 +642,12 @@ def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = LISTEN_WINDOW
          stream: PosteriorStream | None = None, name: str = "input", min_windows: int = LISTEN_MIN_WINDOWS,
          threshold_offset: float = LISTEN_THRESHOLD_OFFSET,
          offsets: Mapping[str, float] | None = LISTEN_COMMAND_OFFSETS,
-         best_offset: float | None = LISTEN_BEST_OFFSET) -> list[Detection]:  # fmt: skip
+         best_offset: float | None = LISTEN_BEST_OFFSET, speech_check: bool = True) -> list[Detection]:  # fmt: skip
     """Spot the grammar's commands in a long recording, streamed through the chain in blocks.
 
     ``audio``: mono, any rate (resampled to the model's). Blocks are ``block_s`` long (default:
-    ``hop_s``, what a live device would buffer). Returns the detections in time order.
+    ``hop_s``, what a live device would buffer). Returns the detections in time order;
+    ``speech_check`` False keeps those the speech check would drop (see :func:`listen_blocks`).
     """
     audio = validate_audio(audio, name)
     if audio.ndim != 1:
@@ -643,7 +658,8 @@ def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = LISTEN_WINDOW
     blocks = (x[i : i + block] for i in range(0, len(x), block))
     return list(listen_blocks(recognizer, blocks, window_s, hop_s, grammar=grammar, refractory_s=refractory_s,
                               stream=stream, name=name, min_windows=min_windows,
-                              threshold_offset=threshold_offset, offsets=offsets, best_offset=best_offset))  # fmt: skip
+                              threshold_offset=threshold_offset, offsets=offsets, best_offset=best_offset,
+                              speech_check=speech_check))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- inputs

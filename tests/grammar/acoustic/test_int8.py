@@ -296,3 +296,27 @@ def test_bad_int8_files_are_grammar_errors(int8_am, tmp_path):
         Int8AM.load(bad)
     with pytest.raises(GrammarError, match="backend 'int4'"):
         Recognizer.load(int8_am, denoiser=False, backend="int4")
+
+
+@pytest.mark.parametrize("stride,blocks,kernel,lookahead", [(2, 6, 9, 1), (2, 2, 5, 0), (1, 3, 7, 2)])
+def test_window_problem_allows_exactly_the_windows_that_give_output_frames(stride, blocks, kernel, lookahead):
+    """A window must be a positive multiple of the stride and hold more output frames than the AM's
+    reach; the firmware export refuses exactly the windows the int8 runtime would."""
+    from firmware_export.convert import check_am_window
+    from firmware_export.errors import ExportError
+    from grammar.acoustic.int8 import window_problem, window_schedule
+    from grammar.config import AMConfig
+
+    cfg = AMConfig(channels=16, stride=stride, blocks=blocks, kernel=kernel, lookahead=lookahead)
+    left, right = cfg.reach
+    smallest = (left + right + 1) * stride
+    for frames in range(-stride, smallest + 3 * stride):
+        ok = frames > 0 and frames % stride == 0 and frames >= smallest
+        assert (window_problem(cfg, frames) is None) == ok, frames
+        if ok:
+            assert window_schedule(cfg, frames)[2] == frames // stride - left - right > 0
+        if ok:
+            check_am_window(frames, cfg)  # no error
+        else:
+            with pytest.raises(ExportError, match=f"AM window: {frames} frames"):
+                check_am_window(frames, cfg)

@@ -741,7 +741,7 @@ def test_progress_bar_on_a_terminal(tiny_am, tiny_grammar, long_wav):
     assert all(json.loads(x) for x in res.stdout.decode().splitlines())  # the bar stays on stderr
 
 
-@pytest.mark.parametrize("args", [["--min-windows", "0"], ["--threshold-offset", "nan"]])
+@pytest.mark.parametrize("args", [["--min-windows", "0"], ["--threshold-offset", "nan"], ["--best-offset", "inf"]])
 def test_listen_refuses_bad_spotter_settings(tmp_path, args):
     wav = tmp_path / "a.wav"
     sf.write(wav, np.zeros(16000 * 3, np.float32), 16000)
@@ -764,8 +764,7 @@ def test_the_speech_check_reads_the_features_around_each_detection(tone_chain):
     rec, freq = tone_chain
     audio, _ = tone_speech(freq, [("mute", 0.7), ("call home", 4.3)], 7.0)  # all within LEVELS_KEPT_S
     stream = PosteriorStream(rec)
-    rec.speech_floor = None
-    dets = spot(rec, audio, 16000, stream=stream)
+    dets = spot(rec, audio, 16000, stream=stream, speech_check=False)
     assert [d.command for d in dets] == ["mute", "call home"]
     levels = frame_levels(rec.features(audio, 16000))
     per_s = 16000 / 128
@@ -779,9 +778,10 @@ def test_the_speech_check_reads_the_features_around_each_detection(tone_chain):
     try:
         rec.speech_floor = (mods[weak] + mods[strong]) / 2  # between the two: the weaker one goes
         kept = spot(rec, audio, 16000)
+        unchecked = spot(rec, audio, 16000, speech_check=False)
     finally:
         rec.speech_floor = SPEECH_FLOOR
-    assert kept == [dets[strong]]
+    assert kept == [dets[strong]] and unchecked == dets
 
 
 @pytest.mark.parametrize("kept_s", [None, float("inf")])
