@@ -8,11 +8,13 @@ the default grammar at its shipped threshold (as calibrated on the calibration s
 ``benchmarks/real_commands.py`` does for other AMs); the shipped chain's int8 device graph runs
 with the grammar's int8 threshold. Reported: the share of clips accepted as some command, per kind,
 with the speech check `grammar recognize` ships (``Recognizer.speech_floor``: the input's level must
-rise and fall as speech does; benchmarks/speech_check.py chose its floor) and without it.
+rise and fall as speech does; ``Recognizer.tonal_ceiling``: no second of it may be mostly frames of
+one frequency; benchmarks/speech_check.py chose both), with its floor alone, and without it.
 
 Continuous listening (the shipped chains only): ``grammar listen`` on a stream of longer sounds of
 the same kinds (``--listen-per-kind`` of each, 10 s, other seeds, in a shuffled order joined by
-0.5-s crossfades; no talk), its detections per hour with the speech check and without it.
+0.5-s crossfades; no talk), its detections per hour with the speech check, its floor alone, and
+without it.
 
 Writes benchmarks/results/nonspeech.{json,md}.
 Run: python benchmarks/nonspeech.py [--am FOLDER ... --label NAME ...] [--per-kind 40]
@@ -34,7 +36,7 @@ import numpy as np  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.listen import PosteriorStream, spot  # noqa: E402
-from grammar.decoding.recognizer import SPEECH_FLOOR, Recognizer, default_grammar_path  # noqa: E402
+from grammar.decoding.recognizer import SPEECH_FLOOR, TONAL_CEILING, Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.corpus import load_utterances, make_babble, mix, train_utterances  # noqa: E402
 from rced.nonspeech import KINDS, nonspeech_clip  # noqa: E402
@@ -62,20 +64,22 @@ def clips(per_kind: int) -> list[dict]:
     return out
 
 
-def decisions(rec: Recognizer, rows: list[dict], grammar: Grammar) -> list[tuple[str | None, float]]:
-    """Each clip's command at the grammar's threshold (None: rejected) and its speech modulation."""
+def decisions(rec: Recognizer, rows: list[dict], grammar: Grammar) -> list[tuple[str | None, float, float]]:
+    """Each clip's command at the grammar's threshold (None: rejected), its speech modulation and tonality."""
     out = []
     for r in rows:
         d = rec.recognize(r["audio"], 16000, r["kind"], grammar, speech_check=False)
-        out.append((d.command, d.speech_modulation))
+        out.append((d.command, d.speech_modulation, d.tonality))
     return out
 
 
 def both_tables(rec: Recognizer, rows: list[dict], grammar: Grammar) -> dict[str, dict]:
-    """:func:`table` with the chain's speech check (as shipped) and without it."""
+    """:func:`table` with the chain's speech check (as shipped), with its modulation floor alone
+    (the check before the tonal ceiling) and without it."""
     dec = decisions(rec, rows, grammar)
-    return {"": table(rows, [c if rec.sounds_like_speech(m) else None for c, m in dec]),
-            ", no speech check": table(rows, [c for c, _ in dec])}
+    return {"": table(rows, [c if rec.sounds_like_speech(m, t) else None for c, m, t in dec]),
+            ", floor only": table(rows, [c if rec.sounds_like_speech(m) else None for c, m, _ in dec]),
+            ", no speech check": table(rows, [c for c, _, _ in dec])}
 
 
 def long_stream(per_kind: int, sr: int = 16000) -> tuple[np.ndarray, list[str]]:
@@ -98,18 +102,22 @@ def long_stream(per_kind: int, sr: int = 16000) -> tuple[np.ndarray, list[str]]:
 
 def listening(rec: Recognizer, audio: np.ndarray, kinds: list[str]) -> dict:
     """``grammar listen``'s detections on ``audio`` (16 kHz; the sounds of :func:`long_stream`, whose
-    ``kinds`` they are), with the chain's speech check and without, in all and per kind of sound."""
+    ``kinds`` they are), with the chain's speech check, with its floor alone and without, in all and
+    per kind of sound."""
     stream = PosteriorStream(rec, levels_kept_s=float("inf"))
     dets = spot(rec, audio, 16000, stream=stream, speech_check=False)
-    kept = [d for d in dets if rec.sounds_like_speech(stream.detection_modulation(d))]
+    measures = [stream.detection_measures(d) for d in dets]
+    kept = [d for d, m in zip(dets, measures) if rec.sounds_like_speech(*m)]
+    floor_only = [d for d, (m, _) in zip(dets, measures) if rec.sounds_like_speech(m)]
     hours = len(audio) / 16000 / 3600
 
     def kind_of(d) -> str:  # the sound the detection's middle falls in
         return kinds[min(len(kinds) - 1, int((d.start + d.end) / 2 // (LONG_S - FADE_S)))]
 
-    by_kind = {k: [sum(kind_of(d) == k for d in kept), sum(kind_of(d) == k for d in dets)] for k in KINDS}
-    return {"hours": round(hours, 4), "detections": len(kept), "detections_no_check": len(dets),
-            "per_hour": round(len(kept) / hours, 1), "per_hour_no_check": round(len(dets) / hours, 1),
+    by_kind = {k: [sum(kind_of(d) == k for d in x) for x in (kept, floor_only, dets)] for k in KINDS}
+    return {"hours": round(hours, 4), "detections": len(kept), "detections_floor_only": len(floor_only),
+            "detections_no_check": len(dets), "per_hour": round(len(kept) / hours, 1),
+            "per_hour_floor_only": round(len(floor_only) / hours, 1), "per_hour_no_check": round(len(dets) / hours, 1),
             "by_kind": by_kind, "taken_for": sorted({d.command for d in dets})}  # fmt: skip
 
 
@@ -168,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     md = [f"Non-speech sounds (benchmarks/nonspeech.py): {args.per_kind} clips of 2 s of each kind "
           f"({', '.join(KINDS)}; rced.nonspeech, seeds no training drew), clean and in TRAIN-voice babble at "
           f"{SNR:g} dB; the share the default grammar accepts as some command, at each chain's shipped threshold, "
-          f"with the speech check `grammar recognize` ships (floor {SPEECH_FLOOR}) and without it.",
+          f"with the speech check `grammar recognize` ships (modulation floor {SPEECH_FLOOR}, tonal ceiling "
+          f"{TONAL_CEILING}), with its floor alone and without it.",
           "", "| chain | condition | " + " | ".join(KINDS) + " | all | taken for |",
           "|---|---|" + "---|" * (len(KINDS) + 2)]  # fmt: skip
     for name, t in results.items():
@@ -180,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         first = next(iter(listened.values()))
         md += ["", f"Continuous listening: `grammar listen` on {first['hours'] * 60:.0f} minutes of these kinds of "
                f"sound ({args.listen_per_kind} sounds of {LONG_S:g} s of each kind, other seeds, crossfaded; no talk). "
-               "Detections per hour, with the speech check / without it:", ""]  # fmt: skip
-        md += [f"- {name}: {r['per_hour']:g} / {r['per_hour_no_check']:g} ({r['detections']} / {r['detections_no_check']} "
-               f"detections; taken for {', '.join(r['taken_for']) or 'nothing'}); by kind of sound, detections "
-               "with / without the check: " + ", ".join(f"{k} {a} / {b}" for k, (a, b) in r["by_kind"].items())
+               "Detections per hour, with the speech check / its modulation floor alone / without it:", ""]  # fmt: skip
+        md += [f"- {name}: {r['per_hour']:g} / {r['per_hour_floor_only']:g} / {r['per_hour_no_check']:g} "
+               f"({r['detections']} / {r['detections_floor_only']} / {r['detections_no_check']} detections; taken for "
+               f"{', '.join(r['taken_for']) or 'nothing'}); by kind of sound, detections with the check / the floor "
+               "alone / none: " + ", ".join(f"{k} {a} / {b} / {c}" for k, (a, b, c) in r["by_kind"].items())
                for name, r in listened.items()]  # fmt: skip
     atomic_write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))

@@ -53,11 +53,11 @@ from grammar.decoding.listen import (  # noqa: E402
     LISTEN_WINDOW_S,
     Detection,
     PosteriorStream,
-    detection_modulation,
+    detection_measures,
     replay,
     window_records,
 )
-from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
+from grammar.decoding.recognizer import Recognizer, default_grammar_path, passes_speech_check  # noqa: E402
 from rced.audio import atomic_save_npy, atomic_save_png, atomic_write_text  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
 from rced.tts import natural_test_voices  # noqa: E402
@@ -83,14 +83,14 @@ MAX_FA_PER_HOUR = 20.0  # the listening target: at most 20 false alarms an hour 
 
 def posteriors(rec: Recognizer, scene: Scene, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The chain's log-posteriors of the stream, streamed in 0.25-s blocks as `grammar listen`
-    reads it, and its feature frames' levels (for the speech check); cached by stream and
-    :func:`recognition.chain_digest`."""
+    reads it, and its feature frames' speech-check tracks (2, frames): levels and tonal flags;
+    cached by stream and :func:`recognition.chain_digest`."""
     from recognition import chain_digest
 
     path = cache_dir() / "spotting" / f"{key}_{chain_digest(rec)}.npy"
-    levels_path = path.with_name(path.stem + "_levels.npy")
-    if path.exists() and levels_path.exists():
-        return np.load(path, allow_pickle=False), np.load(levels_path, allow_pickle=False)
+    tracks_path = path.with_name(path.stem + "_tracks.npy")
+    if path.exists() and tracks_path.exists():
+        return np.load(path, allow_pickle=False), np.load(tracks_path, allow_pickle=False)
     from tqdm import tqdm
 
     stream = PosteriorStream(rec, levels_kept_s=float("inf"))
@@ -99,8 +99,9 @@ def posteriors(rec: Recognizer, scene: Scene, key: str) -> tuple[np.ndarray, np.
     out.append(stream.flush())
     logp = np.concatenate(out).astype(np.float32)
     atomic_save_npy(path, logp)
-    atomic_save_npy(levels_path, stream.levels)
-    return logp, stream.levels
+    tracks = np.stack([stream.levels, stream.tonal])
+    atomic_save_npy(tracks_path, tracks)
+    return logp, tracks
 
 
 # --------------------------------------------------------------------------- scoring
@@ -211,11 +212,11 @@ def detections(c: dict, frame_s: float, setting: tuple, cache: dict | None = Non
 
 
 def speech_check(c: dict, d: Detection) -> bool:
-    """Whether a detection passes the speech check of `grammar listen` (the run's chain's floor over
-    the stream's feature levels around it, as :func:`grammar.decoding.listen.listen_blocks` reads them)."""
-    if c.get("speech_floor") is None:
+    """Whether a detection passes the speech check of `grammar listen` (the run's chain's floor and
+    ceiling over the stream's tracks around it, as :func:`grammar.decoding.listen.listen_blocks` reads them)."""
+    if c.get("speech_check") is None:
         return True
-    return detection_modulation(c["levels"], c["levels_per_s"], d) >= c["speech_floor"]
+    return passes_speech_check(*detection_measures(*c["tracks"], c["tracks_per_s"], d), *c["speech_check"])
 
 
 def choose(dev: dict, frame_s: float, confirm: bool = False) -> tuple[dict, tuple | None]:
@@ -327,12 +328,12 @@ class Runs:
     """Every stream's window records per chain, window length and decoding, made once on demand
     from the streams' cached log-posteriors."""
 
-    def __init__(self, scenes: dict, logps: dict, grammars: dict, frame_s: float, levels: dict | None = None,
-                 speech_floors: dict | None = None, levels_per_s: float = 125.0):  # fmt: skip
-        """``levels``: each (split, chain)'s feature levels, ``levels_per_s`` of them a second, and
-        ``speech_floors`` each chain's speech check (none given: no check)."""
+    def __init__(self, scenes: dict, logps: dict, grammars: dict, frame_s: float, tracks: dict | None = None,
+                 speech_checks: dict | None = None, tracks_per_s: float = 125.0):  # fmt: skip
+        """``tracks``: each (split, chain)'s speech-check tracks (levels, tonal flags), ``tracks_per_s``
+        frames a second, and ``speech_checks`` each chain's (floor, ceiling) (none given: no check)."""
         self.scenes, self.logps, self.grammars, self.frame_s = scenes, logps, grammars, frame_s
-        self.levels, self.speech_floors, self.levels_per_s = levels or {}, speech_floors or {}, levels_per_s
+        self.tracks, self.speech_checks, self.tracks_per_s = tracks or {}, speech_checks or {}, tracks_per_s
         self._memo: dict = {}
 
     def __call__(self, split: str, chain: str, window_s: float, spot: bool = False) -> dict:
@@ -341,13 +342,13 @@ class Runs:
             g = self.grammars[chain]
             recs = window_records(self.logps[split, chain], g, self.frame_s, window_s, spot=spot)
             self._memo[key] = {"scene": self.scenes[split], "threshold": g.threshold_for(spot), "records": recs,
-                               "levels": self.levels.get((split, chain)), "levels_per_s": self.levels_per_s,
-                               "speech_floor": self.speech_floors.get(chain)}  # fmt: skip
+                               "tracks": self.tracks.get((split, chain)), "tracks_per_s": self.tracks_per_s,
+                               "speech_check": self.speech_checks.get(chain)}  # fmt: skip
         return self._memo[key]
 
     def with_grammars(self, grammars: dict) -> Runs:
-        """The same streams, levels and speech checks, decoded with other grammars."""
-        return Runs(self.scenes, self.logps, grammars, self.frame_s, self.levels, self.speech_floors, self.levels_per_s)
+        """The same streams, tracks and speech checks, decoded with other grammars."""
+        return Runs(self.scenes, self.logps, grammars, self.frame_s, self.tracks, self.speech_checks, self.tracks_per_s)
 
     def of(self, window_s: float, spot: bool = False) -> dict:
         return {(split, chain): self(split, chain, window_s, spot) for split in self.scenes for chain in self.grammars}
@@ -418,10 +419,10 @@ def load_streams() -> tuple[tuple[str, ...], dict, dict, dict, Runs]:
     frame_s = PosteriorStream(chains["float"]).frame_s
     grammars = {name: rec.decoding_grammar() for name, rec in chains.items()}
     both = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
-    logps, levels = ({k: v[i] for k, v in both.items()} for i in (0, 1))
-    floors = {name: rec.speech_floor for name, rec in chains.items()}
+    logps, tracks = ({k: v[i] for k, v in both.items()} for i in (0, 1))
+    checks = {name: rec.speech_check for name, rec in chains.items()}
     fe = chains["float"].config.frontend
-    return commands, scenes, keys, chains, Runs(scenes, logps, grammars, frame_s, levels, floors, fe.sample_rate / fe.hop)
+    return commands, scenes, keys, chains, Runs(scenes, logps, grammars, frame_s, tracks, checks, fe.sample_rate / fe.hop)
 
 
 def pocketsphinx_choice(dev: dict) -> str | None:

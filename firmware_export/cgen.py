@@ -146,7 +146,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
     calibrated to it) when it has one, and the score the grammar's own kind, so the header and the
     Python chain accept the same windows; the listener's rule (``grammar listen``) comes with it.
     """
-    from grammar.acoustic.features import MODULATION_LAG, MODULATION_SMOOTH, MODULATION_SPAN
+    from grammar.acoustic.features import MODULATION_LAG, MODULATION_SMOOTH, MODULATION_SPAN, TONAL_BANDS, TONAL_SHARE
     from grammar.decoding.decoder import MARGIN_WEIGHT
     from grammar.decoding.listen import (
         LISTEN_BEST_OFFSET,
@@ -158,7 +158,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         LISTEN_WINDOW_S,
         SPEECH_MARGIN_S,
     )
-    from grammar.decoding.recognizer import SPEECH_FLOOR
+    from grammar.decoding.recognizer import SPEECH_FLOOR, TONAL_CEILING
 
     device = grammar.for_backend("int8")
     if device.score_kind not in _SCORE_TEXT:
@@ -203,13 +203,20 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         "// its normalised log-mel values (am_settings.h), s[t] its mean over the last kModulationSmooth\n"
         "// frames, and the modulation the largest mean of |s[t] - s[t - kModulationLag]| over any\n"
         "// kModulationSpan successive frames (over all of them when fewer). Hum, fans, noise and steady\n"
-        "// tones do not rise and fall as speech does.\n",
+        "// tones do not rise and fall as speech does. It is dropped too when its tonality is above\n"
+        "// kTonalCeiling (when kTonalCheck): a frame is tonal when its kTonalBands strongest mel bands hold\n"
+        "// at least kTonalShare of its mel power (before the log), and the tonality is the largest share of\n"
+        "// tonal frames in any kModulationSpan successive frames. Beeps, whistles and sirens are tonal.\n",
         f"constexpr bool kSpeechCheck = {'true' if SPEECH_FLOOR is not None else 'false'};\n",
         f"constexpr float kSpeechFloor = {c_float(SPEECH_FLOOR or 0.0)};\n",
         f"constexpr float kSpeechMarginSeconds = {c_float(SPEECH_MARGIN_S)};\n",
         f"constexpr int kModulationSmooth = {MODULATION_SMOOTH};\n",
         f"constexpr int kModulationLag = {MODULATION_LAG};\n",
         f"constexpr int kModulationSpan = {MODULATION_SPAN};\n",
+        f"constexpr bool kTonalCheck = {'true' if TONAL_CEILING is not None else 'false'};\n",
+        f"constexpr float kTonalCeiling = {c_float(TONAL_CEILING or 0.0)};\n",
+        f"constexpr int kTonalBands = {TONAL_BANDS};\n",
+        f"constexpr float kTonalShare = {c_float(TONAL_SHARE)};\n",
         "// Per-command threshold offsets of the listener, in kCommands' order (0: none).\n",
         floats("kListenCommandOffset", [LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in device.commands], size="kNumCommands"),
         "\n",

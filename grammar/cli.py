@@ -58,7 +58,7 @@ def _recognizer(args: argparse.Namespace, grammar=None):
         grammar = False if commands else getattr(args, "grammar", None)
     rec = Recognizer.load(args.am, denoiser=den, grammar=grammar, backend=getattr(args, "backend", "float"))
     if getattr(args, "no_speech_check", False):
-        rec.speech_floor = None
+        rec.no_speech_check()
     if commands:  # spelled in the AM's units, with the shipped grammar's threshold and score kind
         from grammar.commands import load_commands
         from grammar.decoding.decoder import Grammar
@@ -174,7 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.det:
         # an utterance the speech check rejects is accepted at no threshold
         best = [rec.grammar.commands[rec.grammar.command_of[d.expression]]
-                if rec.sounds_like_speech(d.speech_modulation) else None for d in decisions]  # fmt: skip
+                if rec.sounds_like_speech(d.speech_modulation, d.tonality) else None for d in decisions]  # fmt: skip
         curve = det_curve(labels, best, [d.score for d in decisions])
         plot_det({"chain": curve}, args.det, operating_points={"threshold": result["all"]})
     if args.json:

@@ -70,6 +70,17 @@ def frame_levels(feats: np.ndarray) -> np.ndarray:
     return np.asarray(feats, np.float64).mean(axis=1)
 
 
+def _largest_span_mean(x: np.ndarray) -> float:
+    """The largest mean of ``x`` over any ``MODULATION_SPAN`` consecutive frames (the mean of all
+    of them when fewer; 0 when none)."""
+    if len(x) == 0:
+        return 0.0
+    if len(x) <= MODULATION_SPAN:
+        return float(x.mean())
+    total = np.concatenate([[0.0], np.cumsum(x)])
+    return float((total[MODULATION_SPAN:] - total[:-MODULATION_SPAN]).max() / MODULATION_SPAN)
+
+
 def speech_modulation(levels: np.ndarray) -> float:
     """The modulation of a level track (:func:`frame_levels`): the largest mean over any
     ``MODULATION_SPAN`` frames of |s[t] - s[t - MODULATION_LAG]|, s the level's moving average over
@@ -78,8 +89,31 @@ def speech_modulation(levels: np.ndarray) -> float:
     if len(levels) <= MODULATION_SMOOTH + MODULATION_LAG - 1:
         return 0.0
     smooth = np.convolve(levels, np.full(MODULATION_SMOOTH, 1.0 / MODULATION_SMOOTH), mode="valid")
-    change = np.abs(smooth[MODULATION_LAG:] - smooth[:-MODULATION_LAG])
-    if len(change) <= MODULATION_SPAN:
-        return float(change.mean())
-    total = np.concatenate([[0.0], np.cumsum(change)])
-    return float((total[MODULATION_SPAN:] - total[:-MODULATION_SPAN]).max() / MODULATION_SPAN)
+    return _largest_span_mean(np.abs(smooth[MODULATION_LAG:] - smooth[:-MODULATION_LAG]))
+
+
+#: The speech check's second test (``grammar.decoding.recognizer.TONAL_CEILING``): a beep, a whistle,
+#: a siren or an alarm puts nearly all of a frame's power into one frequency, which the mel
+#: filterbank's overlapping triangles split over two adjacent bands; voiced speech spreads its
+#: harmonics and formants, and fricatives their noise, over many. A frame is tonal when its
+#: ``TONAL_BANDS`` strongest mel bands hold at least ``TONAL_SHARE`` of its power; an input's
+#: tonality is the largest share of tonal frames in any ``MODULATION_SPAN`` frames (1 s).
+TONAL_BANDS = 2
+TONAL_SHARE = 0.9
+
+
+def frame_tonal(log_power: np.ndarray) -> np.ndarray:
+    """(frames, n_mels) log-mel power (:func:`log_mel`, before normalisation) -> (frames,) 1.0 where
+    the frame is tonal, else 0.0."""
+    x = np.asarray(log_power, np.float64)
+    if x.ndim != 2 or x.shape[1] < TONAL_BANDS:
+        raise ValueError(f"frame_tonal: expected (frames, n_mels >= {TONAL_BANDS}) log-mel power, got shape {x.shape}")
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    top = np.partition(p, -TONAL_BANDS, axis=1)[:, -TONAL_BANDS:].sum(axis=1)
+    return (top >= TONAL_SHARE * p.sum(axis=1)).astype(np.float64)
+
+
+def tonality(tonal: np.ndarray) -> float:
+    """The tonality of a track of :func:`frame_tonal` flags: the largest share of tonal frames in
+    any ``MODULATION_SPAN`` frames (the share over all of them when fewer; 0 when none)."""
+    return _largest_span_mean(np.asarray(tonal, np.float64).reshape(-1))

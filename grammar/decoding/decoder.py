@@ -427,8 +427,8 @@ class Grammar:
 @dataclass(frozen=True, eq=False)
 class Decision:
     """The outcome for one utterance. ``command`` is None when rejected; ``expression`` and
-    ``score`` describe the most likely expression either way; ``speech_modulation`` is the
-    input's, where the recognizer's speech check measured it."""
+    ``score`` describe the most likely expression either way; ``speech_modulation`` and
+    ``tonality`` are the input's, where the recognizer's speech check measured them."""
 
     command: str | None
     expression: int
@@ -437,6 +437,7 @@ class Decision:
     log_likelihoods: np.ndarray  # CTC log-likelihood of every expression (E,)
     command_index: int | None = None
     speech_modulation: float | None = None
+    tonality: float | None = None
 
     @property
     def accepted(self) -> bool:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.acoustic.features import frame_levels, log_mel, speech_modulation
+from grammar.acoustic.features import log_mel, speech_modulation, tonality
 from grammar.alphabet import BLANK_ID
 from grammar.decoding.decoder import Grammar, decode
 from grammar.decoding.recognizer import check_duration, log_softmax
@@ -113,13 +113,16 @@ def ctc_align(logp: np.ndarray, label: np.ndarray) -> np.ndarray | None:
 # --------------------------------------------------------------------------- streaming posteriors
 
 
-def detection_modulation(levels: np.ndarray, frames_per_s: float, d: Detection, first: int = 0) -> float:
-    """What the speech check reads of a detection: :func:`grammar.acoustic.features.speech_modulation`
-    of the feature levels from its start less :data:`SPEECH_MARGIN_S` to its end plus as much
-    (``levels[0]`` is feature frame ``first``; clipped to the frames given)."""
+def detection_measures(levels: np.ndarray, tonal: np.ndarray, frames_per_s: float, d: Detection,
+                       first: int = 0) -> tuple[float, float]:  # fmt: skip
+    """What the speech check reads of a detection: the modulation
+    (:func:`grammar.acoustic.features.speech_modulation`) of the feature levels and the tonality
+    (:func:`grammar.acoustic.features.tonality`) of the tonal flags from its start less
+    :data:`SPEECH_MARGIN_S` to its end plus as much (``levels[0]`` and ``tonal[0]`` are feature
+    frame ``first``; clipped to the frames given)."""
     a = max(int(np.floor((d.start - SPEECH_MARGIN_S) * frames_per_s)) - first, 0)
     b = max(int(np.ceil((d.end + SPEECH_MARGIN_S) * frames_per_s)) - first, a)
-    return speech_modulation(levels[a:b])
+    return speech_modulation(levels[a:b]), tonality(tonal[a:b])
 
 
 class PosteriorStream:
@@ -132,8 +135,10 @@ class PosteriorStream:
     kept in :attr:`spectrum` (the listening path: ``rced.frontend.istft`` of them is the
     denoised audio, from the same single STFT, with the denoiser's own gain settings; the AM reads
     the plain mask at its ``input_mask_floor``: :func:`grammar.decoding.recognizer.am_front_end`).
-    The features' levels (for the speech check) are kept for the last ``levels_kept_s`` seconds
-    (default :data:`LEVELS_KEPT_S`; ``float("inf")``: all of them, as benchmarks replaying a stream need).
+    The features' levels and tonal flags (the speech check's tracks:
+    :meth:`~grammar.decoding.recognizer.Recognizer.speech_tracks`) are kept for the last
+    ``levels_kept_s`` seconds (default :data:`LEVELS_KEPT_S`; ``float("inf")``: all of them, as
+    benchmarks replaying a stream need).
     """
 
     def __init__(self, recognizer, keep_spectrum: bool = False, levels_kept_s: float | None = None):
@@ -165,7 +170,8 @@ class PosteriorStream:
         self.n_samples = 0
         self.keep_spectrum = keep_spectrum
         self._spec: list[np.ndarray] = []
-        self._levels = np.zeros(0)  # frame_levels of the features from global frame _level0 on
+        self._levels = np.zeros(0)  # speech_tracks of the features from global frame _level0 on
+        self._tonal = np.zeros(0)
         self._level0 = 0
         self._done = False
 
@@ -212,10 +218,12 @@ class PosteriorStream:
         feats = self.rec.norm.apply(log_mel(np.abs(spec), self.rec.config))
         self._feats = np.concatenate([self._feats, feats])
         self._n_feat += n
-        self._levels = np.concatenate([self._levels, frame_levels(feats)])
+        levels, tonal = self.rec.speech_tracks(feats)
+        self._levels = np.concatenate([self._levels, levels])
+        self._tonal = np.concatenate([self._tonal, tonal])
         drop = len(self._levels) - int(min(self.levels_kept_s, 1e9) * self.fe.sample_rate / self.fe.hop)
         if drop > 0:  # only the last LEVELS_KEPT_S seconds are ever checked
-            self._levels = self._levels[drop:]
+            self._levels, self._tonal = self._levels[drop:], self._tonal[drop:]
             self._level0 += drop
 
     @property
@@ -225,12 +233,18 @@ class PosteriorStream:
         return self._levels
 
     @property
+    def tonal(self) -> np.ndarray:
+        """The feature frames' tonal flags (:func:`grammar.acoustic.features.frame_tonal`) kept, as
+        :attr:`levels`."""
+        return self._tonal
+
+    @property
     def levels_start(self) -> int:
         return self._level0
 
-    def detection_modulation(self, d: Detection) -> float:
-        """:func:`detection_modulation` of ``d`` over the levels kept."""
-        return detection_modulation(self._levels, self.fe.sample_rate / self.fe.hop, d, self._level0)
+    def detection_measures(self, d: Detection) -> tuple[float, float]:
+        """:func:`detection_measures` of ``d`` over the tracks kept: (modulation, tonality)."""
+        return detection_measures(self._levels, self._tonal, self.fe.sample_rate / self.fe.hop, d, self._level0)
 
     def _run_windows(self, final: bool) -> np.ndarray:
         """Fixed-window AM: run every window whose frames are all in (at the end: every window left)."""
@@ -337,7 +351,7 @@ LISTEN_WINDOW_S = 2.0
 LISTEN_HOP_S = 0.25
 LISTEN_REFRACTORY_S = 0.3
 #: The speech check of a detection reads the features from its start less ``SPEECH_MARGIN_S`` to
-#: its end plus as much; the stream keeps the last ``LEVELS_KEPT_S`` seconds of feature levels (a
+#: its end plus as much; the stream keeps the last ``LEVELS_KEPT_S`` seconds of its tracks (a
 #: detection is final a window and the refractory time after its end).
 SPEECH_MARGIN_S = 0.5
 LEVELS_KEPT_S = 8.0
@@ -611,8 +625,8 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
     field is the error :func:`grammar.decoding.recognizer.check_duration` gives ``recognize`` (named ``name``).
     ``min_windows``, ``threshold_offset``, the per-command ``offsets`` and ``best_offset`` (None: no
     stricter check): see :data:`LISTEN_MIN_WINDOWS`. A detection that fails the recognizer's speech
-    check (``recognizer.speech_floor``, over :data:`SPEECH_MARGIN_S` around it) is dropped, unless
-    ``speech_check`` is False (the way to count both from one pass: the stream's levels stay).
+    check (``recognizer.sounds_like_speech``, over :data:`SPEECH_MARGIN_S` around it) is dropped, unless
+    ``speech_check`` is False (the way to count both from one pass: the stream's tracks stay).
     """
     stream = stream or PosteriorStream(recognizer)
     spotter = Spotter(listening_grammar(recognizer, grammar, threshold_offset), stream.frame_s, window_s, hop_s,
@@ -622,7 +636,7 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
     def speech(dets: list[Detection]) -> Iterator[Detection]:  # the speech check of each detection
         if not speech_check:
             return iter(dets)
-        return (d for d in dets if recognizer.sounds_like_speech(stream.detection_modulation(d)))
+        return (d for d in dets if recognizer.sounds_like_speech(*stream.detection_measures(d)))
 
     cut = False
     for block in blocks:

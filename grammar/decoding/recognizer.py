@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.acoustic.features import frame_levels, log_mel, speech_modulation
+from grammar.acoustic.features import frame_levels, frame_tonal, log_mel, speech_modulation, tonality
 from grammar.config import AMConfig
 from grammar.decoding.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
@@ -29,6 +29,14 @@ BACKENDS = ("float", "int8", "keras")  # as rced.denoiser.BACKENDS
 #: modulation among the calibration set's commands the chain gets right, rounded down to 0.01
 #: (benchmarks/results/speech_check.md). None: no check.
 SPEECH_FLOOR: float | None = 0.15
+
+#: The speech check's second test: an accepted command is rejected when the input's tonality
+#: (:func:`grammar.acoustic.features.tonality`: the largest share, in any second, of frames whose two
+#: strongest mel bands hold 90 % of their power) is above this ceiling, for beeps, whistles, sirens
+#: and alarms, which rise and fall as speech does and so pass the floor. Chosen by ``python
+#: benchmarks/speech_check.py``: one and a half times the highest tonality among the calibration
+#: set's commands the chain gets right (the floor's margin, inverted), rounded up to 0.01. None: no test.
+TONAL_CEILING: float | None = 0.26
 
 
 def default_am_path() -> Path:
@@ -80,17 +88,21 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Recognizer:
-    """Denoiser (optional) + CTC acoustic model + grammar decoder. ``speech_floor``: the speech
-    check of ``recognize`` and ``grammar.decoding.listen`` ("shipped": :data:`SPEECH_FLOOR` as it is
-    when the recognizer is made; None: no check)."""
+    """Denoiser (optional) + CTC acoustic model + grammar decoder. ``speech_floor`` and
+    ``tonal_ceiling``: the speech check of ``recognize`` and ``grammar.decoding.listen`` ("shipped":
+    :data:`SPEECH_FLOOR` and :data:`TONAL_CEILING` as they are when the recognizer is made; None: no
+    such test)."""
 
     def __init__(self, model, config: AMConfig, norm: Normalizer, denoiser=None, grammar: Grammar | None = None,
-                 path: Path | None = None, speech_floor: float | None | str = "shipped"):  # fmt: skip
+                 path: Path | None = None, speech_floor: float | None | str = "shipped",
+                 tonal_ceiling: float | None | str = "shipped"):  # fmt: skip
         speech_floor = SPEECH_FLOOR if isinstance(speech_floor, str) and speech_floor == "shipped" else speech_floor
+        tonal_ceiling = TONAL_CEILING if isinstance(tonal_ceiling, str) and tonal_ceiling == "shipped" else tonal_ceiling
         check_speech_floor(speech_floor)
+        check_tonal_ceiling(tonal_ceiling)
         self.model, self.config, self.norm = model, config, norm
         self.denoiser, self.grammar, self.path = denoiser, grammar, path
-        self.speech_floor = speech_floor
+        self.speech_floor, self.tonal_ceiling = speech_floor, tonal_ceiling
         self._am_den = (None, None)
 
     @property
@@ -192,25 +204,58 @@ class Recognizer:
         units = self.config.unit_set
         return units.show(units.greedy(self.posteriors(audio, sr, name)))
 
-    def sounds_like_speech(self, modulation: float) -> bool:
-        """Whether an input of this modulation passes the speech check (always, with no check)."""
-        check_speech_floor(self.speech_floor)
-        return self.speech_floor is None or modulation >= self.speech_floor
+    def no_speech_check(self) -> None:
+        """Switch the speech check off (``--no-speech-check``): no floor, no ceiling."""
+        self.speech_floor = self.tonal_ceiling = None
+
+    def speech_tracks(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The speech check's per-frame tracks of normalised features: their levels
+        (:func:`~grammar.acoustic.features.frame_levels`) and tonal flags
+        (:func:`~grammar.acoustic.features.frame_tonal` of the log-mel power before normalisation)."""
+        feats = np.asarray(feats, np.float64)
+        power = feats * np.asarray(self.norm.std, np.float64) + np.asarray(self.norm.mean, np.float64)
+        return frame_levels(feats), frame_tonal(power)
+
+    def sounds_like_speech(self, modulation: float, tonality: float = 0.0) -> bool:
+        """Whether an input of this modulation and tonality passes the speech check: modulation at
+        least :attr:`speech_floor`, tonality at most :attr:`tonal_ceiling` (a test that is None passes)."""
+        return passes_speech_check(modulation, tonality, self.speech_floor, self.tonal_ceiling)
+
+    @property
+    def speech_check(self) -> tuple[float | None, float | None]:
+        """(floor, ceiling) of the speech check, for :func:`passes_speech_check`."""
+        return self.speech_floor, self.tonal_ceiling
 
     def recognize(self, audio: np.ndarray, sr: int, name: str = "input", grammar: Grammar | None = None,
                   progress: Progress | None = None, speech_check: bool = True) -> Decision:  # fmt: skip
-        """The grammar's decision on one utterance, with its ``speech_modulation``; an accepted
-        command is rejected when that is below :attr:`speech_floor` (the speech check; with
+        """The grammar's decision on one utterance, with its ``speech_modulation`` and ``tonality``; an
+        accepted command is rejected when they fail the speech check (:meth:`sounds_like_speech`; with
         ``speech_check`` False the grammar's decision as it is, for benchmarks that count both)."""
         g = self.decoding_grammar(grammar)
         if g is None:
             raise GrammarError("recognize: no grammar loaded")
         feats = self.features(audio, sr, name, progress)
         d = decode(self.posteriors_of(feats), g)
-        modulation = speech_modulation(frame_levels(feats))
-        if d.accepted and speech_check and not self.sounds_like_speech(modulation):
+        levels, tonal = self.speech_tracks(feats)
+        modulation, tonal_share = speech_modulation(levels), tonality(tonal)
+        if d.accepted and speech_check and not self.sounds_like_speech(modulation, tonal_share):
             d = dataclasses.replace(d, command=None, command_index=None)
-        return dataclasses.replace(d, speech_modulation=modulation)
+        return dataclasses.replace(d, speech_modulation=modulation, tonality=tonal_share)
+
+
+def passes_speech_check(modulation: float, tonality: float, floor: float | None, ceiling: float | None) -> bool:
+    """The speech check: modulation at least ``floor`` and tonality at most ``ceiling`` (a test
+    that is None passes)."""
+    check_speech_floor(floor)
+    check_tonal_ceiling(ceiling)
+    return (floor is None or modulation >= floor) and (ceiling is None or tonality <= ceiling)
+
+
+def check_tonal_ceiling(ceiling: float | None) -> None:
+    """A tonal ceiling is None (no test) or a number in [0, 1]: else a one-line GrammarError."""
+    if ceiling is not None and (isinstance(ceiling, bool) or not isinstance(ceiling, int | float)
+                                or not 0 <= ceiling <= 1):  # fmt: skip
+        raise GrammarError(f"tonal ceiling {ceiling!r}: expected a share in [0, 1] (or no test)")
 
 
 def check_speech_floor(floor: float | None) -> None:

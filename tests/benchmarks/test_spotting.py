@@ -197,13 +197,18 @@ def test_per_command_choice_lowers_the_threshold_of_a_command_other_talk_never_r
 
 def test_detections_pass_the_speech_check_as_grammar_listen_applies_it():
     """Two hits, one in a stretch whose level rises and falls, one in a steady stretch: a run with a
-    speech floor keeps only the first; without one (the runs of the levers before) both."""
+    speech floor keeps only the first; without one (the runs of the levers before) both. A second of
+    tonal frames around the first fails the tonal ceiling."""
     per_s = 125.0
     levels = np.zeros(int(40 * per_s))
     t = np.arange(int(4 * per_s))
     levels[int(8 * per_s) : int(12 * per_s)] = (t // 12) % 2  # square wave: modulation about 0.9
     hits = [(0, WindowHit("mute", "mute", int(9.5 / FRAME_S), int(10.2 / FRAME_S), -0.2)),
             (int(30 / FRAME_S), WindowHit("call home", "call home", int(30.5 / FRAME_S), int(31.2 / FRAME_S), -0.2))]  # fmt: skip
-    c = {"records": hits, "threshold": -1.0, "levels": levels, "levels_per_s": per_s, "speech_floor": 0.15}
+    tonal = np.zeros_like(levels)
+    c = {"records": hits, "threshold": -1.0, "tracks": (levels, tonal), "tracks_per_s": per_s, "speech_check": (0.15, 0.26)}
     assert [d.command for d in detections(c, FRAME_S, (1, 0.0))] == ["mute"]
-    assert [d.command for d in detections({**c, "speech_floor": None}, FRAME_S, (1, 0.0))] == ["mute", "call home"]
+    assert [d.command for d in detections({**c, "speech_check": None}, FRAME_S, (1, 0.0))] == ["mute", "call home"]
+    tonal[int(9 * per_s) : int(10 * per_s)] = 1.0  # a beep over the first: its second is tonal throughout
+    assert [d.command for d in detections(c, FRAME_S, (1, 0.0))] == []
+    assert [d.command for d in detections({**c, "speech_check": (0.15, None)}, FRAME_S, (1, 0.0))] == ["mute"]

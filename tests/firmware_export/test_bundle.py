@@ -100,13 +100,16 @@ def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshol
 
     for name, value in (("kSpeechFloor", recognizer.SPEECH_FLOOR), ("kSpeechMarginSeconds", listen.SPEECH_MARGIN_S),
                         ("kModulationSmooth", features.MODULATION_SMOOTH), ("kModulationLag", features.MODULATION_LAG),
-                        ("kModulationSpan", features.MODULATION_SPAN)):  # fmt: skip
+                        ("kModulationSpan", features.MODULATION_SPAN), ("kTonalCeiling", recognizer.TONAL_CEILING),
+                        ("kTonalBands", features.TONAL_BANDS), ("kTonalShare", features.TONAL_SHARE)):  # fmt: skip
         assert c_scalar(text, name) == pytest.approx(value), name
-    assert "constexpr bool kSpeechCheck = true;" in text
+    assert "constexpr bool kSpeechCheck = true;" in text and "constexpr bool kTonalCheck = true;" in text
     monkeypatch.setattr(listen, "LISTEN_BEST_OFFSET", None)
     monkeypatch.setattr(recognizer, "SPEECH_FLOOR", None)
+    monkeypatch.setattr(recognizer, "TONAL_CEILING", None)
     off = cgen.grammar_h(g, SYMBOLS, BLANK_ID)
     assert "constexpr bool kListenBestCheck = false;" in off and "constexpr bool kSpeechCheck = false;" in off
+    assert "constexpr bool kTonalCheck = false;" in off
     want = [listen.LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in g.commands]  # in kCommands' order
     np.testing.assert_allclose(c_array(text, "kListenCommandOffset"), want, atol=1e-6)
     thr, weight = c_scalar(text, "kThreshold"), c_scalar(text, "kMarginWeight")

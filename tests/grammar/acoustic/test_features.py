@@ -9,10 +9,14 @@ from grammar.acoustic.features import (
     MODULATION_LAG,
     MODULATION_SMOOTH,
     MODULATION_SPAN,
+    TONAL_SHARE,
     frame_levels,
+    frame_tonal,
     htk_mel_filterbank,
+    log_mel,
     mel_matrix,
     speech_modulation,
+    tonality,
 )
 
 
@@ -75,3 +79,44 @@ def test_modulation_of_short_tracks():
 def test_frame_levels_are_the_band_means():
     feats = np.arange(12.0).reshape(3, 4)
     np.testing.assert_allclose(frame_levels(feats), [1.5, 5.5, 9.5])
+
+
+@pytest.mark.parametrize(("power", "tonal"), [
+    ([1.0] + [1e-9] * 39, 1.0),  # one band holds it all
+    ([0.5, 0.5] + [1e-9] * 38, 1.0),  # two adjacent bands: one frequency between two filters
+    ([0.45, 0.45, 0.1] + [0.0] * 37, 1.0),  # the two strongest hold exactly TONAL_SHARE
+    ([0.44, 0.44, 0.12] + [0.0] * 37, 0.0),  # just below it
+    ([1 / 3] * 3 + [0.0] * 37, 0.0),
+    ([1.0] * 40, 0.0),  # flat: noise
+])  # fmt: skip
+def test_a_frame_is_tonal_when_its_two_strongest_bands_hold_the_share(power, tonal):
+    assert TONAL_SHARE == pytest.approx(0.9)
+    log_power = np.log(np.asarray(power, np.float64) + 1e-30)[None, :]
+    assert frame_tonal(log_power + 7.0).tolist() == [tonal]  # the level does not matter
+
+
+def test_a_beep_is_tonal_and_noise_is_not_through_the_front_end():
+    from grammar.config import AMConfig
+    from rced.frontend import stft
+
+    cfg = AMConfig()
+    t = np.arange(16000) / 16000
+    beep = 0.1 * np.sin(2 * np.pi * 2000 * t)
+    noise = 0.1 * np.random.default_rng(0).standard_normal(16000)
+    flags = {name: frame_tonal(log_mel(np.abs(stft(x.astype(np.float32), cfg.frontend)), cfg)) for name, x in
+             (("beep", beep), ("noise", noise))}  # fmt: skip
+    assert flags["beep"][2:-2].min() == 1.0 and tonality(flags["beep"]) > 0.95
+    assert flags["noise"].max() == 0.0 and tonality(flags["noise"]) == 0.0
+
+
+def test_tonality_is_the_most_tonal_second():
+    assert tonality(np.zeros(0)) == 0.0
+    assert tonality(np.r_[np.ones(10), np.zeros(30)]) == pytest.approx(0.25)  # shorter than a span: the share of all
+    one_second = np.r_[np.zeros(2000), np.ones(MODULATION_SPAN), np.zeros(2000)]
+    assert tonality(one_second) == pytest.approx(1.0)  # silence around a beep does not dilute it
+    assert tonality(np.tile([1.0, 0.0], 1000)) == pytest.approx(0.5, abs=1 / MODULATION_SPAN)
+
+
+def test_frame_tonal_wants_frames_of_bands():
+    with pytest.raises(ValueError, match="frame_tonal"):
+        frame_tonal(np.zeros(40))

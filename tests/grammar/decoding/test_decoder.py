@@ -288,6 +288,7 @@ def test_int8_threshold_round_trip_and_backend(tmp_path, default_grammar):
 
 def test_recognizer_decodes_with_its_backends_threshold(monkeypatch, default_grammar):
     from grammar.decoding.recognizer import Recognizer
+    from rced.features import Normalizer
 
     logp = synthetic_posterior("next song", rng=np.random.default_rng(5))
     score = decode(logp, default_grammar).score
@@ -297,7 +298,7 @@ def test_recognizer_decodes_with_its_backends_threshold(monkeypatch, default_gra
         backend = "int8"
 
     for model, expected in ((object(), None), (Int8Model(), "next song")):
-        rec = Recognizer(model, None, None, None, g, speech_floor=None)
+        rec = Recognizer(model, None, Normalizer((0.0,) * 40, (1.0,) * 40), None, g, speech_floor=None)
         monkeypatch.setattr(rec, "features", lambda *a, **k: np.zeros((2 * len(logp), 40)))
         monkeypatch.setattr(rec, "posteriors_of", lambda feats: logp)
         assert rec.recognize(np.zeros(16000), 16000).command == expected

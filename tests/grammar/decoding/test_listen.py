@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from grammar.acoustic.features import frame_levels, speech_modulation
+from grammar.acoustic.features import speech_modulation, tonality
 from grammar.alphabet import NUM_SYMBOLS, encode
 from grammar.config import AMConfig
 from grammar.decoding.decoder import Grammar
@@ -259,13 +259,14 @@ class ToneAM:
 
 def make_tone_chain():
     """A Recognizer (no denoiser) whose 'AM' reads tones, and the tone frequency of each character
-    (also built inside the CLI subprocesses below, in place of a trained AM)."""
+    (also built inside the CLI subprocesses below, in place of a trained AM). Its speech is pure
+    tones, which the speech check's tonal ceiling rejects by design: the chain has none."""
     cfg = AMConfig(channels=16, blocks=2)
     norm = Normalizer(tuple([-8.0] * cfg.n_mels), tuple([3.0] * cfg.n_mels))
     centres = mel_centres(cfg)
     bins = list(range(12, 12 + 2 * len(SPELL_CHARS), 2))
     freq = {c: float(centres[b]) for c, b in zip(SPELL_CHARS, bins)}
-    rec = Recognizer(None, cfg, norm, grammar=Grammar.from_commands(COMMANDS, threshold=-1.0))
+    rec = Recognizer(None, cfg, norm, grammar=Grammar.from_commands(COMMANDS, threshold=-1.0), tonal_ceiling=None)
     table = {}
     for c in SPELL_CHARS:  # the bin each tone really peaks in, through the real front-end
         feats = rec.features(np.sin(2 * np.pi * freq[c] * np.arange(8000) / 16000).astype(np.float32) * 0.3, 16000)
@@ -748,40 +749,50 @@ def test_listen_refuses_bad_spotter_settings(tmp_path, args):
     one_line_error(grammar("listen", wav, *args), args[0])
 
 
-@pytest.mark.parametrize(("patch", "flags", "want"), [("", [], ["mute", "call home"]),
-                                                     ("R0.SPEECH_FLOOR = 1e6; ", [], []),
-                                                     ("R0.SPEECH_FLOOR = 1e6; ", ["--no-speech-check"], ["mute", "call home"])])  # fmt: skip
-def test_listen_drops_detections_that_fail_the_speech_check_unless_told_not_to(tone_chain, tmp_path, patch, flags, want):
-    """The spelled tones rise and fall, so they pass the shipped check; a floor out of reach drops
-    every detection, and --no-speech-check keeps them."""
-    before = f"import grammar.decoding.recognizer as R0; {patch}"  # before the tone AM's recognizer is made
-    assert listen_two_commands(tone_chain, tmp_path, flags, before=before) == want
+@pytest.mark.parametrize(("before", "after", "flags", "want"), [
+    ("", "", [], ["mute", "call home"]),
+    ("R0.SPEECH_FLOOR = 1e6; ", "", [], []),
+    ("", "rec.tonal_ceiling = 0.0; ", [], []),
+    ("R0.SPEECH_FLOOR = 1e6; ", "rec.tonal_ceiling = 0.0; ", ["--no-speech-check"], ["mute", "call home"]),
+])  # fmt: skip
+def test_listen_drops_detections_that_fail_the_speech_check_unless_told_not_to(tone_chain, tmp_path, before, after,
+                                                                                flags, want):  # fmt: skip
+    """The spelled tones rise and fall, so they pass the modulation floor; a floor out of reach drops
+    every detection, and so does a ceiling of no tonal frame at all (they are tones);
+    --no-speech-check keeps them."""
+    before = f"import grammar.decoding.recognizer as R0; {before}"  # before the tone AM's recognizer is made
+    assert listen_two_commands(tone_chain, tmp_path, flags, before=before, after=after) == want
 
 
 def test_the_speech_check_reads_the_features_around_each_detection(tone_chain):
-    """The stream's modulation of a span equals the offline features' over the same frames, and a
-    detection is dropped exactly when the span around it is below the recognizer's floor."""
+    """The stream's modulation and tonality of a span equal the offline features' over the same
+    frames, and a detection is dropped exactly when the span around it is below the recognizer's
+    floor or above its tonal ceiling."""
     rec, freq = tone_chain
     audio, _ = tone_speech(freq, [("mute", 0.7), ("call home", 4.3)], 7.0)  # all within LEVELS_KEPT_S
     stream = PosteriorStream(rec)
     dets = spot(rec, audio, 16000, stream=stream, speech_check=False)
     assert [d.command for d in dets] == ["mute", "call home"]
-    levels = frame_levels(rec.features(audio, 16000))
+    levels, tonal = rec.speech_tracks(rec.features(audio, 16000))
     per_s = 16000 / 128
     for d in dets:
         a, b = d.start - SPEECH_MARGIN_S, d.end + SPEECH_MARGIN_S
-        want = speech_modulation(levels[int(np.floor(a * per_s)) : int(np.ceil(b * per_s))])
-        assert stream.detection_modulation(d) == pytest.approx(want) and want > 0
-    mods = [stream.detection_modulation(d) for d in dets]
+        span = slice(int(np.floor(a * per_s)), int(np.ceil(b * per_s)))
+        want = speech_modulation(levels[span]), tonality(tonal[span])
+        assert stream.detection_measures(d) == pytest.approx(want) and want[0] > 0
+    mods, tones = zip(*(stream.detection_measures(d) for d in dets))
     weak, strong = np.argsort(mods)
     assert mods[weak] < mods[strong]
     try:
-        rec.speech_floor = (mods[weak] + mods[strong]) / 2  # between the two: the weaker one goes
+        rec.speech_floor, rec.tonal_ceiling = (mods[weak] + mods[strong]) / 2, None  # the weaker one goes
         kept = spot(rec, audio, 16000)
         unchecked = spot(rec, audio, 16000, speech_check=False)
+        rec.speech_floor, rec.tonal_ceiling = None, min(tones) - 1e-3  # every span is more tonal: both go
+        tonal_kept = spot(rec, audio, 16000)
     finally:
-        rec.speech_floor = SPEECH_FLOOR
+        rec.speech_floor, rec.tonal_ceiling = SPEECH_FLOOR, None
     assert kept == [dets[strong]] and unchecked == dets
+    assert min(tones) > 0 and tonal_kept == []
 
 
 @pytest.mark.parametrize("kept_s", [None, float("inf")])
@@ -792,7 +803,8 @@ def test_streamed_levels_equal_offline_and_memory_is_bounded(tone_chain, kept_s)
     for i in range(0, len(audio), 4000):
         stream.push(audio[i : i + 4000])
     stream.flush()
-    offline = frame_levels(rec.features(audio, 16000))
+    offline, tonal = rec.speech_tracks(rec.features(audio, 16000))
     kept = len(offline) if kept_s is not None else int(LEVELS_KEPT_S * 16000 / 128)
-    assert len(stream.levels) == kept and stream.levels_start == len(offline) - kept
+    assert len(stream.levels) == len(stream.tonal) == kept and stream.levels_start == len(offline) - kept
     np.testing.assert_allclose(stream.levels, offline[-kept:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(stream.tonal, tonal[-kept:])

@@ -1,10 +1,17 @@
 import numpy as np
 import pytest
 
-from grammar.acoustic.features import frame_levels, speech_modulation
+from grammar.acoustic.features import frame_levels, frame_tonal, log_mel, speech_modulation, tonality
 from grammar.decoding.decoder import Grammar
-from grammar.decoding.recognizer import SPEECH_FLOOR, Recognizer, receptive_field_frames
+from grammar.decoding.recognizer import (
+    SPEECH_FLOOR,
+    TONAL_CEILING,
+    Recognizer,
+    passes_speech_check,
+    receptive_field_frames,
+)
 from grammar.errors import GrammarError
+from rced.frontend import stft
 from tests.grammar.conftest import tone
 
 
@@ -60,6 +67,51 @@ def test_speech_check_rejects_below_its_floor_and_reports_the_modulation(tiny_am
     assert r.command is None and r.command_index is None
     assert (r.expression, r.score, r.speech_modulation) == (d.expression, d.score, d.speech_modulation)
     assert rec.recognize(tone(1.5), 16000, speech_check=False).command == d.command  # the grammar's own decision
+
+
+def beeps(seconds: float, sr: int = 16000) -> np.ndarray:
+    """A 2 kHz tone switched on and off three times a second: it rises and falls as speech does."""
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.1 * np.sin(2 * np.pi * 2000 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+
+
+def test_speech_check_rejects_above_its_tonal_ceiling_and_reports_the_tonality(tiny_am, tiny_grammar):
+    rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
+    assert rec.tonal_ceiling == TONAL_CEILING and rec.speech_check == (SPEECH_FLOOR, TONAL_CEILING)
+    x = beeps(2.0)
+    d = rec.recognize(x, 16000, speech_check=False)  # the grammar's threshold (-1e9) accepts everything
+    feats = rec.features(x, 16000)
+    assert d.accepted and d.speech_modulation >= SPEECH_FLOOR  # the floor alone lets the beeps through
+    assert d.tonality == pytest.approx(tonality(rec.speech_tracks(feats)[1])) and d.tonality > 0.4  # on half the time
+    spectrum_tonal = frame_tonal(log_mel(np.abs(stft(x, rec.config.frontend)), rec.config))
+    np.testing.assert_array_equal(rec.speech_tracks(feats)[1], spectrum_tonal)  # undoing the normalisation is exact enough
+    r = rec.recognize(x, 16000)
+    assert r.command is None and (r.expression, r.score, r.tonality) == (d.expression, d.score, d.tonality)
+    rec.tonal_ceiling = d.tonality  # at the ceiling: speech
+    assert rec.recognize(x, 16000).command == d.command
+    rec.tonal_ceiling = TONAL_CEILING
+    rec.no_speech_check()
+    assert rec.speech_check == (None, None) and rec.recognize(x, 16000).command == d.command
+    assert tonality(rec.speech_tracks(rec.features(tone(1.5), 16000))[1]) < 0.5  # 220 Hz spreads over low bands
+
+
+@pytest.mark.parametrize(("modulation", "tonal", "floor", "ceiling", "passes"), [
+    (0.2, 0.1, 0.15, 0.26, True), (0.1, 0.1, 0.15, 0.26, False), (0.2, 0.3, 0.15, 0.26, False),
+    (0.1, 0.3, None, None, True), (0.1, 0.3, None, 0.26, False), (0.1, 0.3, 0.15, None, False),
+    (0.15, 0.26, 0.15, 0.26, True),
+])  # fmt: skip
+def test_passes_speech_check(modulation, tonal, floor, ceiling, passes):
+    assert passes_speech_check(modulation, tonal, floor, ceiling) is passes
+
+
+@pytest.mark.parametrize("ceiling", [-0.1, 1.5, float("nan"), True, "0.2"])
+def test_tonal_ceiling_must_be_a_share(tiny_am, tiny_grammar, ceiling):
+    rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
+    rec.tonal_ceiling = ceiling
+    with pytest.raises(GrammarError, match="tonal ceiling"):
+        rec.recognize(tone(1.5), 16000)
+    with pytest.raises(GrammarError, match="tonal ceiling"):
+        Recognizer(rec.model, rec.config, rec.norm, tonal_ceiling=ceiling)
 
 
 @pytest.mark.parametrize("floor", [-0.1, float("nan"), float("inf"), True, "0.1"])
