@@ -11,6 +11,10 @@ with the speech check `grammar recognize` ships (``Recognizer.speech_floor``: th
 rise and fall as speech does; ``Recognizer.tonal_ceiling``: no second of it may be mostly frames of
 one frequency; benchmarks/speech_check.py chose both), with its floor alone, and without it.
 
+Held-out alarm sounds (the shipped chains only): kinds the generator above does not make (telephone
+keypad pairs, square-wave buzzers, a smoke alarm, a ringback tone, a whistle; :func:`alarm_clip`),
+since the speech check's tonality measure was picked while looking at the clips above.
+
 Continuous listening (the shipped chains only): ``grammar listen`` on a stream of longer sounds of
 the same kinds (``--listen-per-kind`` of each, 10 s, other seeds, in a shuffled order joined by
 0.5-s crossfades; no talk), its detections per hour with the speech check, its floor alone, and
@@ -64,6 +68,53 @@ def clips(per_kind: int) -> list[dict]:
     return out
 
 
+#: Held-out sounds: alarms and signals that ``rced.nonspeech`` does not make (so no training saw
+#: their kind), for the speech check's tonal ceiling, whose measure was picked while looking at the
+#: clips above: telephone keypad (DTMF) pairs, square-wave buzzer beeps, a smoke alarm's pulsed
+#: 3 kHz, a ringback tone (440 + 480 Hz), a whistle with vibrato.
+ALARM_KINDS = ("dtmf", "buzzer", "smoke alarm", "ringback", "whistle")
+ALARM_SEED0 = 7_000_000
+
+
+def _gate(n: int, sr: int, rng: np.random.Generator, on: tuple[float, float], off: tuple[float, float]) -> np.ndarray:
+    """On/off envelope: on for ``on`` seconds (uniform), off for ``off``, from the start."""
+    g, pos = np.zeros(n), 0
+    while pos < n:
+        length = int(rng.uniform(*on) * sr)
+        g[pos : pos + length] = 1.0
+        pos += length + int(rng.uniform(*off) * sr)
+    return g
+
+
+def alarm_clip(kind: str, seed: int, seconds: float = 2.0, sr: int = 16000) -> np.ndarray:
+    """A held-out alarm sound of ``kind`` (:data:`ALARM_KINDS`) from ``seed``, at -40 to -15 dBFS RMS."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    if kind == "dtmf":
+        lo, hi = rng.choice([697, 770, 852, 941]), rng.choice([1209, 1336, 1477])
+        x = (np.sin(2 * np.pi * lo * t) + np.sin(2 * np.pi * hi * t)) * _gate(n, sr, rng, (0.08, 0.2), (0.05, 0.3))
+    elif kind == "buzzer":
+        x = np.sign(np.sin(2 * np.pi * rng.uniform(500, 3000) * t)) * _gate(n, sr, rng, (0.05, 0.5), (0.05, 0.5))
+    elif kind == "smoke alarm":
+        x = np.sin(2 * np.pi * rng.uniform(2900, 3400) * t) * _gate(n, sr, rng, (0.4, 0.6), (0.1, 0.2))
+    elif kind == "ringback":
+        x = (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 480 * t)) * _gate(n, sr, rng, (0.8, 1.2), (0.3, 0.6))
+    elif kind == "whistle":
+        f = rng.uniform(800, 2500) * (1 + 0.03 * np.sin(2 * np.pi * rng.uniform(4, 7) * t) + rng.uniform(-0.2, 0.2) * t / seconds)
+        x = np.sin(2 * np.pi * np.cumsum(f) / sr) * _gate(n, sr, rng, (0.2, 0.8), (0.1, 0.4))
+    else:
+        raise ValueError(f"alarm kind {kind!r} (known: {', '.join(ALARM_KINDS)})")
+    x = x / max(1e-12, float(np.sqrt(np.mean(x**2)))) * 10 ** (rng.uniform(-40, -15) / 20)
+    return (x * min(1.0, 0.99 / float(np.max(np.abs(x))))).astype(np.float32)
+
+
+def alarm_clips(per_kind: int) -> list[dict]:
+    """The held-out alarm sounds, clean: {kind, condition, audio}."""
+    return [{"kind": kind, "condition": "clean", "audio": alarm_clip(kind, ALARM_SEED0 + 1000 * k + i)}
+            for k, kind in enumerate(ALARM_KINDS) for i in range(per_kind)]  # fmt: skip
+
+
 def decisions(rec: Recognizer, rows: list[dict], grammar: Grammar) -> list[tuple[str | None, float, float]]:
     """Each clip's command at the grammar's threshold (None: rejected), its speech modulation and tonality."""
     out = []
@@ -73,13 +124,13 @@ def decisions(rec: Recognizer, rows: list[dict], grammar: Grammar) -> list[tuple
     return out
 
 
-def both_tables(rec: Recognizer, rows: list[dict], grammar: Grammar) -> dict[str, dict]:
+def both_tables(rec: Recognizer, rows: list[dict], grammar: Grammar, kinds: tuple[str, ...] = KINDS) -> dict[str, dict]:
     """:func:`table` with the chain's speech check (as shipped), with its modulation floor alone
     (the check before the tonal ceiling) and without it."""
     dec = decisions(rec, rows, grammar)
-    return {"": table(rows, [c if rec.sounds_like_speech(m, t) else None for c, m, t in dec]),
-            ", floor only": table(rows, [c if rec.sounds_like_speech(m) else None for c, m, _ in dec]),
-            ", no speech check": table(rows, [c for c, _, _ in dec])}
+    return {"": table(rows, [c if rec.sounds_like_speech(m, t) else None for c, m, t in dec], kinds),
+            ", floor only": table(rows, [c if rec.sounds_like_speech(m) else None for c, m, _ in dec], kinds),
+            ", no speech check": table(rows, [c for c, _, _ in dec], kinds)}
 
 
 def long_stream(per_kind: int, sr: int = 16000) -> tuple[np.ndarray, list[str]]:
@@ -121,17 +172,29 @@ def listening(rec: Recognizer, audio: np.ndarray, kinds: list[str]) -> dict:
             "by_kind": by_kind, "taken_for": sorted({d.command for d in dets})}  # fmt: skip
 
 
-def table(rows: list[dict], preds: list[str | None]) -> dict:
-    """Share accepted per kind and condition, overall, and the commands they were taken for."""
+def table(rows: list[dict], preds: list[str | None], kinds: tuple[str, ...] = KINDS) -> dict:
+    """Share accepted per kind (of ``kinds``) and condition, overall, and the commands they were taken for."""
     out: dict = {}
     for cond in sorted({r["condition"] for r in rows}):
         idx = [i for i, r in enumerate(rows) if r["condition"] == cond]
         out[cond] = {kind: float(np.mean([preds[i] is not None for i in idx if rows[i]["kind"] == kind]))
-                     for kind in KINDS}  # fmt: skip
+                     for kind in kinds}  # fmt: skip
         out[cond]["all"] = float(np.mean([preds[i] is not None for i in idx]))
     taken = [p for p in preds if p is not None]
     out["taken_for"] = {c: taken.count(c) for c in sorted(set(taken), key=lambda c: (-taken.count(c), c))}
     return out
+
+
+def md_table(results: dict[str, dict], kinds: tuple[str, ...]) -> list[str]:
+    """Markdown rows of :func:`table` results: one line per chain and condition, per kind."""
+    lines = ["| chain | condition | " + " | ".join(kinds) + " | all | taken for |", "|---|---|" + "---|" * (len(kinds) + 2)]
+    for name, t in results.items():
+        top = ", ".join(f"{c} {n}" for c, n in list(t["taken_for"].items())[:3]) or "-"
+        conds = sorted(k for k in t if k != "taken_for")
+        for i, cond in enumerate(conds):
+            cells = " | ".join(f"{t[cond][k]:.0%}" for k in (*kinds, "all"))
+            lines.append(f"| {name if i == 0 else ''} | {cond} | {cells} | {top if i == 0 else ''} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,11 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", nargs="+", default=None, help="a name per folder")
     ap.add_argument("--per-kind", type=int, default=40, help="clips of each kind")
     ap.add_argument("--listen-per-kind", type=int, default=10, help="10-s sounds of each kind in the listening stream")
+    ap.add_argument("--alarms-per-kind", type=int, default=40,
+                    help="held-out alarm clips of each kind (the shipped chains only; 0: none)")
     ap.add_argument("--max-far", type=float, default=0.10, help="FAR bound of the thresholds of --am folders")
     ap.add_argument("--out", default=str(ROOT / "results" / "nonspeech"))
     args = ap.parse_args(argv)
     rows = clips(args.per_kind)
-    results, listened = {}, {}
+    alarms = alarm_clips(args.alarms_per_kind) if args.am is None and args.alarms_per_kind > 0 else []
+    results, listened, alarm_results = {}, {}, {}
     g = Grammar.load(default_grammar_path())
     if args.am is None:
         for backend in ("float", "int8"):
@@ -152,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             for suffix, t in both_tables(rec, rows, g.for_backend(backend)).items():
                 results[f"stapes {backend}{suffix}"] = t
                 print(backend + suffix, t, flush=True)
+            if alarms:
+                for suffix, t in both_tables(rec, alarms, g.for_backend(backend), ALARM_KINDS).items():
+                    alarm_results[f"stapes {backend}{suffix}"] = t
+                    print("alarms", backend + suffix, t, flush=True)
             if args.listen_per_kind:
                 rec.grammar = g
                 listened[f"stapes {backend}"] = listening(rec, *long_stream(args.listen_per_kind))
@@ -168,23 +238,20 @@ def main(argv: list[str] | None = None) -> int:
             for suffix, t in both_tables(rec, rows, base).items():
                 results[name + suffix] = t
                 print(name + suffix, t, flush=True)
-    conds = sorted({r["condition"] for r in rows})
     payload = {"per_kind": args.per_kind, "kinds": list(KINDS), "seconds": 2.0, "seed0": SEED0, "results": results,
-               "listening": listened}  # fmt: skip
+               "listening": listened, "alarms_per_kind": args.alarms_per_kind if alarms else 0,
+               "alarm_kinds": list(ALARM_KINDS), "alarm_seed0": ALARM_SEED0, "alarms": alarm_results}  # fmt: skip
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     md = [f"Non-speech sounds (benchmarks/nonspeech.py): {args.per_kind} clips of 2 s of each kind "
           f"({', '.join(KINDS)}; rced.nonspeech, seeds no training drew), clean and in TRAIN-voice babble at "
           f"{SNR:g} dB; the share the default grammar accepts as some command, at each chain's shipped threshold, "
           f"with the speech check `grammar recognize` ships (modulation floor {SPEECH_FLOOR}, tonal ceiling "
-          f"{TONAL_CEILING}), with its floor alone and without it.",
-          "", "| chain | condition | " + " | ".join(KINDS) + " | all | taken for |",
-          "|---|---|" + "---|" * (len(KINDS) + 2)]  # fmt: skip
-    for name, t in results.items():
-        top = ", ".join(f"{c} {n}" for c, n in list(t["taken_for"].items())[:3]) or "-"
-        for i, cond in enumerate(conds):
-            cells = " | ".join(f"{t[cond][k]:.0%}" for k in (*KINDS, "all"))
-            md.append(f"| {name if i == 0 else ''} | {cond} | {cells} | {top if i == 0 else ''} |")
+          f"{TONAL_CEILING}), with its floor alone and without it.", "", *md_table(results, KINDS)]  # fmt: skip
+    if alarm_results:
+        md += ["", f"Held-out alarm sounds (`alarm_clip`: {', '.join(ALARM_KINDS)}; kinds `rced.nonspeech` does not "
+               f"make, {args.alarms_per_kind} clips of 2 s of each, clean), the same way:", "",
+               *md_table(alarm_results, ALARM_KINDS)]  # fmt: skip
     if listened:
         first = next(iter(listened.values()))
         md += ["", f"Continuous listening: `grammar listen` on {first['hours'] * 60:.0f} minutes of these kinds of "
