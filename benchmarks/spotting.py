@@ -420,7 +420,7 @@ def load_streams() -> tuple[tuple[str, ...], dict, dict, dict, Runs]:
     grammars = {name: rec.decoding_grammar() for name, rec in chains.items()}
     both = {(split, name): posteriors(rec, scene, keys[split]) for split, scene in scenes.items() for name, rec in chains.items()}
     logps, tracks = ({k: v[i] for k, v in both.items()} for i in (0, 1))
-    checks = {name: rec.speech_check for name, rec in chains.items()}
+    checks = {name: rec.speech_limits for name, rec in chains.items()}
     fe = chains["float"].config.frontend
     return commands, scenes, keys, chains, Runs(scenes, logps, grammars, frame_s, tracks, checks, fe.sample_rate / fe.hop)
 

@@ -222,7 +222,7 @@ class Recognizer:
         return passes_speech_check(modulation, tonality, self.speech_floor, self.tonal_ceiling)
 
     @property
-    def speech_check(self) -> tuple[float | None, float | None]:
+    def speech_limits(self) -> tuple[float | None, float | None]:
         """(floor, ceiling) of the speech check, for :func:`passes_speech_check`."""
         return self.speech_floor, self.tonal_ceiling
 

@@ -77,7 +77,7 @@ def beeps(seconds: float, sr: int = 16000) -> np.ndarray:
 
 def test_speech_check_rejects_above_its_tonal_ceiling_and_reports_the_tonality(tiny_am, tiny_grammar):
     rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
-    assert rec.tonal_ceiling == TONAL_CEILING and rec.speech_check == (SPEECH_FLOOR, TONAL_CEILING)
+    assert rec.tonal_ceiling == TONAL_CEILING and rec.speech_limits == (SPEECH_FLOOR, TONAL_CEILING)
     x = beeps(2.0)
     d = rec.recognize(x, 16000, speech_check=False)  # the grammar's threshold (-1e9) accepts everything
     feats = rec.features(x, 16000)
@@ -91,7 +91,7 @@ def test_speech_check_rejects_above_its_tonal_ceiling_and_reports_the_tonality(t
     assert rec.recognize(x, 16000).command == d.command
     rec.tonal_ceiling = TONAL_CEILING
     rec.no_speech_check()
-    assert rec.speech_check == (None, None) and rec.recognize(x, 16000).command == d.command
+    assert rec.speech_limits == (None, None) and rec.recognize(x, 16000).command == d.command
     assert tonality(rec.speech_tracks(rec.features(tone(1.5), 16000))[1]) < 0.5  # 220 Hz spreads over low bands
 
 
