@@ -43,7 +43,7 @@ from grammar.decoding.listen import PosteriorStream, spot  # noqa: E402
 from grammar.decoding.recognizer import SPEECH_FLOOR, TONAL_CEILING, Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.corpus import load_utterances, make_babble, mix, train_utterances  # noqa: E402
-from rced.nonspeech import KINDS, nonspeech_clip  # noqa: E402
+from rced.nonspeech import KINDS, at_random_level, nonspeech_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -105,8 +105,7 @@ def alarm_clip(kind: str, seed: int, seconds: float = 2.0, sr: int = 16000) -> n
         x = np.sin(2 * np.pi * np.cumsum(f) / sr) * _gate(n, sr, rng, (0.2, 0.8), (0.1, 0.4))
     else:
         raise ValueError(f"alarm kind {kind!r} (known: {', '.join(ALARM_KINDS)})")
-    x = x / max(1e-12, float(np.sqrt(np.mean(x**2)))) * 10 ** (rng.uniform(-40, -15) / 20)
-    return (x * min(1.0, 0.99 / float(np.max(np.abs(x))))).astype(np.float32)
+    return at_random_level(x, rng, -40.0, -15.0)
 
 
 def alarm_clips(per_kind: int) -> list[dict]:

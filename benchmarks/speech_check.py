@@ -88,8 +88,8 @@ def measure(rec: Recognizer, items: list[tuple[str | None, np.ndarray, int]], gr
     return out
 
 
-def fails(r: dict, floor: float, ceiling: float | None) -> bool:
-    """Whether the check with this floor and ceiling (None: no ceiling) rejects a measured item."""
+def fails(r: dict, floor: float | None, ceiling: float | None) -> bool:
+    """Whether the check with this floor and ceiling (None: no such test) rejects a measured item."""
     return not passes_speech_check(r["modulation"], r["tonality"], floor, ceiling)
 
 
@@ -100,7 +100,7 @@ def summary(rows: list[dict], floor: float, ceiling: float) -> dict:
     false = [r for r in rows if r["label"] is None and r["command"] is not None]
     return {"commands": sum(r["label"] is not None for r in rows), "non_commands": sum(r["label"] is None for r in rows),
             "right": len(right), "right_rejected": sum(fails(r, floor, ceiling) for r in right),
-            "right_rejected_by_ceiling": sum(r["tonality"] > ceiling for r in right),
+            "right_rejected_by_ceiling": sum(fails(r, None, ceiling) for r in right),
             "false_alarms": len(false), "false_alarms_rejected": sum(fails(r, floor, ceiling) for r in false),
             "lowest_right": min((r["modulation"] for r in right), default=None),
             "highest_tonality_right": max((r["tonality"] for r in right), default=None)}  # fmt: skip

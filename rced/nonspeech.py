@@ -106,9 +106,14 @@ def nonspeech_clip(seed: int, seconds: float = 2.0, sr: int = 16000, kind: str |
         raise RcedError(f"non-speech clip of {seconds} seconds: expected a positive length")
     rng = np.random.default_rng(seed)
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
-    x = _MAKERS[kind](int(round(seconds * sr)), sr, rng)
-    x = x / max(1e-12, float(np.sqrt(np.mean(x**2)))) * 10 ** (rng.uniform(-45, -10) / 20)
+    return at_random_level(_MAKERS[kind](int(round(seconds * sr)), sr, rng), rng), kind
+
+
+def at_random_level(x: np.ndarray, rng: np.random.Generator, low_db: float = -45.0, high_db: float = -10.0) -> np.ndarray:
+    """``x`` as float32 at an RMS level drawn from ``rng`` uniformly in [``low_db``, ``high_db``] dBFS,
+    scaled down where a peak would pass 0.99 (full scale)."""
+    x = x / max(1e-12, float(np.sqrt(np.mean(x**2)))) * 10 ** (rng.uniform(low_db, high_db) / 20)
     peak = float(np.max(np.abs(x)))
     if peak > 0.99:
         x *= 0.99 / peak
-    return x.astype(np.float32), kind
+    return x.astype(np.float32)
