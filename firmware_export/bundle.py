@@ -132,7 +132,8 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
     t = int(min(max(fe.context, len(feats) // 2), t_max))
     if t < fe.context:
         raise ExportError("calibration: held-out utterance too short for a golden denoiser frame")
-    start = (t - fe.context + 1) * fe.hop - (fe.n_fft - fe.hop)
+    # the context's frames; with level trackers every frame from the first (they start on frame 0)
+    start = 0 if cfg.trackers else (t - fe.context + 1) * fe.hop - (fe.n_fft - fe.hop)
     audio = x[start : t * fe.hop + fe.hop]
     goldens = quantize(feats[[t, 0]], i.scale, i.zero_point)
     probes = _probes(quantize(samples[:: max(1, len(samples) // 12)][:12], i.scale, i.zero_point), goldens,
@@ -142,8 +143,9 @@ def _denoiser_part(den, cal: Calibration, n_frames: int, measure_latency: bool, 
     silence_q = quantize(silence, i.scale, i.zero_point)
     arena = with_margin(arena_min)
 
-    extra_golden = (f"// Case 0 comes from these {len(audio)} samples (float, full scale 1.0): frames oldest to newest\n"
-                    f"// of the context; the firmware front-end should reproduce kInput of case 0 to within 1 LSB.\n"
+    frames_doc = "every frame from the stream's first" if cfg.trackers else "frames oldest to newest\n// of the context"
+    extra_golden = (f"// Case 0 comes from these {len(audio)} samples (float, full scale 1.0): {frames_doc};\n"
+                    f"// the firmware front-end should reproduce kInput of case 0 to within 1 LSB.\n"
                     + cgen.floats("kAudio", audio))  # fmt: skip
     files = {
         "denoiser_int8.tflite": data,

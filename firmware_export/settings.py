@@ -98,8 +98,10 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
         cgen.floats("kInputOffset", offset, size="kNumBins"), "\n",
         "// Quantised feature of silence (|X| = 0): fills the context before the first frames arrive.\n",
         cgen.ints("int8_t", "kSilenceInput", silence_q, size="kNumBins"), "\n",
-        "// ---- model input/output. Input element [0][k][0][c] (offset k * kContextFrames + c) is bin k of\n",
-        "// context frame c, oldest first (c = kContextFrames - 1 is the current frame).\n",
+        _tracker_block(cfg),
+        "// ---- model input/output. Input element [0][k][0][c] (offset k * kInputChannels + c) is bin k of\n",
+        "// context frame c, oldest first (c = kContextFrames - 1 is the current frame); channels from\n",
+        "// kContextFrames on are the level trackers (above), in order.\n",
         _io_block(info),
         f"// Output: {out_what} for the current frame.\n{out_doc}\n",
         f"constexpr bool kOutputIsMask = {'true' if cfg.output == 'mask' else 'false'};\n",
@@ -113,6 +115,28 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
            "Per hop: window the last kFftSize samples, FFT, |X|, feature, quantise into the newest context\n"
            "column, invoke, dequantise the mask, multiply the spectrum, inverse FFT, overlap-add.")  # fmt: skip
     return cgen.header("denoiser_settings.h", doc, body, namespace="stapes::denoiser")
+
+
+def _tracker_block(cfg) -> str:
+    """Constants and recipe of the denoiser's level-tracker input channels (rced.features.track)."""
+    from rced.features import tracker_gains
+
+    gains = tracker_gains(cfg)
+    n = len(gains)
+    head = (f"constexpr int kNumTrackers = {n};  // input channels after the context frames\n"
+            f"constexpr int kInputChannels = kContextFrames + kNumTrackers;\n")  # fmt: skip
+    if not n:
+        return head + "\n"
+    return "".join([
+        "// ---- level trackers: per tracker j and bin k a float state s[j][k], set to the first frame's\n",
+        "// feature[k]; then every frame: d = feature[k] - s[j][k];\n",
+        "//   s[j][k] += (d > 0 ? kTrackerRise[j] : kTrackerFall[j]) * d;\n",
+        "// and s[j][k] is quantised like a feature (kInputGain, kInputOffset) into channel kContextFrames + j.\n",
+        f"// Time constants (s, rise / fall): {', '.join(f'{r:g} / {f:g}' for r, f in cfg.trackers)}.\n",
+        head,
+        cgen.floats("kTrackerRise", gains[:, 0], size="kNumTrackers"),
+        cgen.floats("kTrackerFall", gains[:, 1], size="kNumTrackers"), "\n",
+    ])  # fmt: skip
 
 
 def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, silence_q: np.ndarray,

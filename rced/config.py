@@ -95,6 +95,9 @@ class ModelConfig:
     mask_release: float = 0.0  # one-pole release in [0, 1): the mask never falls below its running mean
     mask_exponent: float = 1.0  # gain = mask ** exponent, in (0, 2]: below 1 spares uncertain bins
     n_bands: int | None = None  # bced only: bands the input is compressed to (rced.features.band_matrix)
+    # input channels after the context frames: per-bin level trackers of the features (rced.features.track),
+    # each (rise_s, fall_s), the time constants of a one-pole follower when the input is above / below it
+    trackers: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         input_feature_exponent(self.input_feature)
@@ -105,6 +108,8 @@ class ModelConfig:
         e = self.mask_exponent
         if not (isinstance(e, (int, float)) and math.isfinite(e) and 0.0 < e <= 2.0):
             raise RcedError(f"mask exponent {e!r}: expected a number in (0, 2]")
+        if self.trackers is not None:
+            object.__setattr__(self, "trackers", check_trackers(self.trackers))
         if (self.arch == "bced") != (self.n_bands is not None):
             raise RcedError(f"n_bands {self.n_bands!r}: arch 'bced' needs a band count, other archs none")
         if self.n_bands is not None:
@@ -115,9 +120,26 @@ class ModelConfig:
             band_matrix(self.frontend.n_bins, self.n_bands, self.frontend.sample_rate)
 
     @property
+    def input_channels(self) -> int:
+        """Channels of the network's input: the context frames, then one per tracker."""
+        return self.frontend.context + len(self.trackers or ())
+
+    @property
     def shapes_gain(self) -> bool:
         """Whether the listener's gain differs from max(mask, floor) (release or exponent set)."""
         return self.mask_release != 0.0 or self.mask_exponent != 1.0
+
+
+def check_trackers(trackers: object) -> tuple[tuple[float, float], ...]:
+    """Level trackers as a tuple of (rise_s, fall_s) pairs of positive, finite seconds (JSON gives lists)."""
+    def positive(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+    if not isinstance(trackers, (list, tuple)) or not trackers or not all(
+        isinstance(t, (list, tuple)) and len(t) == 2 and all(positive(v) for v in t) for t in trackers
+    ):
+        raise RcedError(f"trackers {trackers!r}: expected a non-empty list of [rise_s, fall_s] pairs of positive seconds")
+    return tuple((float(r), float(f)) for r, f in trackers)
 
 
 def check_reverb_share(share: float) -> None:

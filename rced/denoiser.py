@@ -14,7 +14,7 @@ import numpy as np
 from rced.audio import resample, validate_audio
 from rced.config import ModelConfig, load_json
 from rced.errors import RcedError
-from rced.features import Normalizer, compress, model_inputs
+from rced.features import InputStream, Normalizer
 from rced.frontend import istft, ola_norm, stft, window
 from rced.runtime import FLOAT_MODEL_NAME, INT8_MODEL_NAME, load_network
 
@@ -170,27 +170,38 @@ class Denoiser:
         return self.config.frontend.sample_rate
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        """Model on a (n, bins, 1, context) batch: the TFLite network as it is; a Keras model through
+        """Model on a (n, bins, 1, input channels) batch: the TFLite network as it is; a Keras model through
         one traced graph (eager calls cost ms each)."""
         if self.backend != "keras":
             return self.model(x)
         from rced.models import traced_call
 
-        fe = self.config.frontend
-        return traced_call(self.model, x, (None, fe.n_bins, 1, fe.context))
+        return traced_call(self.model, x, (None, self.config.frontend.n_bins, 1, self.config.input_channels))
 
     def raw_mask(self, noisy_mag: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """(frames, bins) noisy magnitude -> the network's ratio mask in [0, 1] (no floor, no shaping).
         ``progress(done, total)`` is called in frames after each chunk."""
         out = np.empty_like(noisy_mag, dtype=np.float32)
-        ctx = self.config.frontend.context
+        masks = self.raw_mask_stream()
         for i0 in range(0, len(noisy_mag), CHUNK_FRAMES):
-            lo = max(0, i0 - (ctx - 1))
-            x = model_inputs(noisy_mag[lo : i0 + CHUNK_FRAMES], self.config, self.norm)[i0 - lo :]
-            out[i0 : i0 + len(x)] = self._run(x)
+            m = masks(noisy_mag[i0 : i0 + CHUNK_FRAMES])
+            out[i0 : i0 + len(m)] = m
             if progress is not None:
-                progress(i0 + len(x), len(noisy_mag))
-        return self._ratio(out, noisy_mag)
+                progress(i0 + len(m), len(noisy_mag))
+        return out
+
+    def raw_mask_stream(self) -> Callable[[np.ndarray], np.ndarray]:
+        """A function of successive blocks of (frames, bins) noisy magnitude, each block's
+        :meth:`raw_mask` given every frame before it: the one causal path of offline, streaming
+        and listening (the input state: :class:`rced.features.InputStream`)."""
+        inputs = InputStream(self.config, self.norm)
+
+        def masks(mag: np.ndarray) -> np.ndarray:
+            if not len(mag):
+                return np.zeros((0, self.config.frontend.n_bins), np.float32)
+            return self._ratio(self._run(inputs.push(mag)), mag)
+
+        return masks
 
     def mask(self, noisy_mag: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """(frames, bins) noisy magnitude -> (frames, bins) gain in [mask_floor, 1] (release, exponent, floor)."""
@@ -218,18 +229,17 @@ class Denoiser:
     def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Causal block streaming at the model's sample rate: any block sizes in, enhanced audio out.
 
-        Keeps the last ``n_fft - hop`` input samples, the last ``context - 1`` feature frames
-        and an overlap-add accumulator; output lags input by ``n_fft - hop`` samples inside,
+        Keeps the last ``n_fft - hop`` input samples, the network's input state (the last ``context - 1``
+        feature frames and the trackers; :class:`rced.features.InputStream`) and an overlap-add accumulator; output lags input by ``n_fft - hop`` samples inside,
         but the yielded samples are aligned with the input and, concatenated, equal
         :meth:`denoise` of the whole signal.
         """
         fe = self.config.frontend
-        hop, n_fft, ctx = fe.hop, fe.n_fft, fe.context
+        hop, n_fft = fe.hop, fe.n_fft
         k_over = n_fft // hop
         win, norm = window(fe), np.tile(ola_norm(fe), 1)
         history = np.zeros(n_fft - hop)
-        silence = self.norm.apply(compress(np.zeros((1, fe.n_bins), np.float32), self.config.input_feature))
-        feat_hist = np.repeat(silence, ctx - 1, axis=0)
+        masks = self.raw_mask_stream()
         ola = np.zeros(n_fft - hop)  # overlap-add carried to the next frames
         pending = np.zeros(0)
         total_in = 0
@@ -242,21 +252,14 @@ class Denoiser:
         def frame_index(n: int) -> np.ndarray:  # (n, n_fft): the samples of each of n frames
             return np.arange(n)[:, None] * hop + np.arange(n_fft)[None, :]
 
-        @functools.lru_cache(maxsize=8)
-        def context_index(n: int) -> np.ndarray:  # (n, ctx): the feature frames each of n frames sees
-            return np.arange(n)[:, None] + np.arange(ctx)[None, :]
-
         def process(samples: np.ndarray) -> np.ndarray:
-            nonlocal history, feat_hist, ola, release
+            nonlocal history, ola, release
             n = len(samples) // hop
             buf = np.concatenate([history, samples])
             history = buf[len(buf) - (n_fft - hop) :]
             spec = np.fft.rfft(buf[frame_index(n)] * win, axis=1)
             mag = np.abs(spec).astype(np.float32)
-            feats = np.concatenate([feat_hist, self.norm.apply(compress(mag, self.config.input_feature))])
-            feat_hist = feats[len(feats) - (ctx - 1) :]
-            x = feats[context_index(n)].transpose(0, 2, 1)[:, :, None, :]  # (n, bins, 1, ctx): frame i's context
-            mask, release = shape_gain(self._ratio(self._run(x), mag), self.config, release)
+            mask, release = shape_gain(masks(mag), self.config, release)
             frames = np.fft.irfft(spec * mask, n=n_fft, axis=1) * win
             # overlap-add: the carried tail, then each hop-long segment of every frame in place
             acc = np.zeros((n + k_over - 1) * hop)

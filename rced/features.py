@@ -57,11 +57,59 @@ class Normalizer:
             raise RcedError(f"{path}: not a normalisation file ({exc})") from None
 
 
+def tracker_gains(cfg: ModelConfig) -> np.ndarray:
+    """(trackers, 2) one-pole gains (rise, fall) per frame of ``cfg.trackers``' time constants."""
+    tau = np.asarray(cfg.trackers or (), np.float64).reshape(-1, 2)
+    return (1.0 - np.exp(-1.0 / (tau * cfg.frontend.frame_rate))).astype(np.float32)
+
+
+def track(feats: np.ndarray, gains: np.ndarray, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin level trackers of (frames, bins) features: each follows the input with its rise gain
+    when the input is above it and its fall gain when below (equal gains: a running mean; a slow
+    rise and a fast fall: the noise floor). ``state`` (trackers, bins) is the value before the first
+    frame (None: the first frame itself). Returns ((frames, trackers, bins) values after each frame,
+    the last state): a block-by-block run carrying the state equals one run on the whole input."""
+    feats = np.asarray(feats, np.float32)
+    rise, fall = (gains[:, i : i + 1].astype(np.float32) for i in (0, 1))
+    s = np.repeat(feats[:1], len(gains), axis=0) if state is None else np.asarray(state, np.float32).copy()
+    out = np.empty((len(feats), len(gains), feats.shape[1]), np.float32)
+    for t, f in enumerate(feats):
+        d = f - s
+        s = s + np.where(d > 0, rise, fall) * d
+        out[t] = s
+    return out, s
+
+
+class InputStream:
+    """The network's input frame by frame, block after block: the normalised features with their
+    ``context - 1`` past frames (silence before the first), then the trackers' values (rced.features.track).
+    Any split of the frames into blocks gives the same inputs as one block: what offline
+    (:func:`model_inputs`), streaming, listening and the firmware all compute."""
+
+    def __init__(self, cfg: ModelConfig, norm: Normalizer):
+        self.cfg, self.norm = cfg, norm
+        bins, ctx = cfg.frontend.n_bins, cfg.frontend.context
+        self.silence = norm.apply(compress(np.zeros((1, bins), np.float32), cfg.input_feature))[0]
+        self.past = np.repeat(self.silence[None], ctx - 1, axis=0)
+        self.gains = tracker_gains(cfg)
+        self.state: np.ndarray | None = None
+
+    def push(self, mag: np.ndarray) -> np.ndarray:
+        """(frames, bins) noisy magnitude -> (frames, bins, 1, input channels) network input."""
+        ctx = self.cfg.frontend.context
+        feats = self.norm.apply(compress(np.asarray(mag, np.float32), self.cfg.input_feature))
+        x = context_windows(np.concatenate([self.past, feats]), ctx, self.silence)[ctx - 1 :]
+        self.past = np.concatenate([self.past, feats])[len(self.past) + len(feats) - (ctx - 1) :]
+        if len(self.gains) and len(feats):
+            tracks, self.state = track(feats, self.gains, self.state)
+            x = np.concatenate([x, tracks.transpose(0, 2, 1)], axis=2)
+        return x[:, :, None, :]
+
+
 def model_inputs(mag: np.ndarray, cfg: ModelConfig, norm: Normalizer) -> np.ndarray:
-    """(frames, bins) noisy magnitude -> (frames, bins, 1, context) normalised model input."""
-    feats = norm.apply(compress(mag, cfg.input_feature))
-    silence = norm.apply(compress(np.zeros((1, mag.shape[1]), np.float32), cfg.input_feature))[0]
-    return context_windows(feats, cfg.frontend.context, silence)[:, :, None, :]
+    """(frames, bins) noisy magnitude -> (frames, bins, 1, input channels) normalised model input:
+    the context frames, oldest first, then the trackers (:class:`InputStream` from the first frame)."""
+    return InputStream(cfg, norm).push(mag)
 
 
 LINEAR_BELOW_HZ = 300.0  # bins below this frequency keep a band of their own (identity rows)

@@ -42,7 +42,7 @@ class Int8Denoiser(Denoiser):
         if not isinstance(model, Network):
             model = Int8Model(model, source, exact=exact)
         fe = config.frontend
-        want, want_out = (1, fe.n_bins, 1, fe.context), (1, device_output_width(config))
+        want, want_out = (1, fe.n_bins, 1, config.input_channels), (1, device_output_width(config))
         if model.input_shape != want or model.output_shape != want_out:
             raise RcedError(f"{model.source}: shapes {model.input_shape} -> {model.output_shape} do not match the "
                             f"model config (expected {want} -> {want_out})")  # fmt: skip

@@ -1,7 +1,7 @@
 """R-CED and CR-CED (Park & Lee, 2017): fully convolutional, convolution along frequency only.
 
-Input: (bins, 1, context) — the ``context`` causal frames are the channels of the first
-layer, which collapses time; every later layer is a Conv2D with a (width, 1) kernel over
+Input: (bins, 1, context) — the ``context`` causal frames (and any level trackers of
+``ModelConfig.trackers``) are the channels of the first layer, which collapses time; every later layer is a Conv2D with a (width, 1) kernel over
 frequency. Conv -> BatchNorm -> ReLU, no pooling, last layer one filter of width ``bins``.
 Plain Conv2D/Add/ReLU/Reshape/Logistic: converts to full-int8 TFLite and runs in TFLM.
 """
@@ -40,8 +40,9 @@ def _cbr(x, filters: int, width: int, name: str, dilation: int = 1):
 
 
 def build_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
-    """Keras model (bins, 1, context) -> (bins,); ``batch_size=1`` gives the device graph."""
-    bins, ctx = cfg.frontend.n_bins, cfg.frontend.context
+    """Keras model (bins, 1, input channels) -> (bins,); ``batch_size=1`` gives the device graph.
+    The channels are the context frames and the level trackers (``cfg.input_channels``)."""
+    bins, ctx = cfg.frontend.n_bins, cfg.input_channels
     inp = keras.Input((bins, 1, ctx), batch_size=batch_size, name="noisy_features")
     x = inp
     fixed = []

@@ -311,6 +311,30 @@ def test_rced_trainer_builds_a_bced_from_scratch(tmp_path):
     np.testing.assert_array_equal(model.get_layer("band_expand").get_weights()[0], expand)
 
 
+def test_rced_trainer_adds_trackers_to_a_model_at_zero_weight(tmp_path):
+    """--trackers with --init: the new input channels start at zero weight (the folder's model, whatever the
+    trackers read), the written config holds them, and a few steps train them."""
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from rced.config import ModelConfig
+
+    _rced_pack(tmp_path / "p.npz")
+    bced = ROOT / "rced" / "presets" / "bced"
+    common = ["--pack", tmp_path / "p.npz", "--init", bced, "--batch", "4", "--frames", "8", "--val-segments", "8",
+              "--eval-every-s", "0", "--trackers", "0.5,0.5", "2,0.05", "--history-s", "0.1", "--select", "last"]  # fmt: skip
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "t0", "--max-steps", "0")
+    cfg = json.loads((tmp_path / "t0" / "config.json").read_text())
+    assert cfg["trackers"] == [[0.5, 0.5], [2.0, 0.05]]
+    x = np.random.default_rng(4).standard_normal((6, 129, 1, 10)).astype(np.float32)
+    start, shipped = _tf_model(tmp_path / "t0", ModelConfig), _tf_model(bced, ModelConfig)
+    np.testing.assert_allclose(np.asarray(start(x)), np.asarray(shipped(x[..., :8])), rtol=0, atol=1e-6)
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "t2", "--lr", "0.01", "--warmup", "1", "--max-steps", "2")
+    w = _tf_model(tmp_path / "t2", ModelConfig).get_layer("l1_conv").get_weights()[0]
+    assert w.shape[2] == 10 and np.abs(w[:, :, 8:]).max() > 0  # the tracker channels trained
+    r = _run("train_rced_jax.py", *common[:-7], "--trackers", "1,x", "--out", tmp_path / "bad", check=False)
+    assert r.returncode != 0 and "--trackers" in r.stderr
+
+
 def test_am_trainer_warm_start_and_backend_parity(tmp_path):
     pytest.importorskip("jax")
     pytest.importorskip("optax")

@@ -151,7 +151,6 @@ class PosteriorStream:
             dfe = den.config.frontend
             if (dfe.sample_rate, dfe.n_fft, dfe.hop, dfe.window) != (fe.sample_rate, fe.n_fft, fe.hop, fe.window):
                 raise GrammarError(f"listen: the denoiser's front-end {dfe} differs from the acoustic model's {fe}")
-        self.ctx = den.config.frontend.context if den is not None else 1
         self.stride = cfg.stride
         self.n_symbols = cfg.unit_set.size
         self.left, self.right = cfg.reach
@@ -161,7 +160,7 @@ class PosteriorStream:
         self._win = analysis_window(fe)
         self._history = np.zeros(fe.n_fft - fe.hop)
         self._pending = np.zeros(0)
-        self._mag_hist = np.zeros((self.ctx - 1, fe.n_bins), np.float32)
+        self._masks = den.raw_mask_stream() if den is not None else None
         self._release = {"ear": None, "am": None}  # rced.denoiser.shape_gain states of both paths
         self._feats = np.zeros((0, cfg.n_mels), np.float32)  # features from global frame _feat0 on
         self._feat0 = 0
@@ -203,16 +202,13 @@ class PosteriorStream:
         spec = np.fft.rfft(buf[idx] * self._win, axis=1).astype(np.complex64)
         heard = spec
         if self.rec.denoiser is not None:
-            mag = np.abs(spec)
-            both = np.concatenate([self._mag_hist, mag])
             # one network run; each path shapes the ratio mask with its own settings and state
             ear, am = self.rec.denoiser, self.rec.am_denoiser
-            raw = ear.raw_mask(both)[self.ctx - 1 :]
+            raw = self._masks(np.abs(spec))
             gain, self._release["ear"] = shape_gain(raw, ear.config, self._release["ear"])
             heard = spec * gain
             gain, self._release["am"] = shape_gain(raw, am.config, self._release["am"])
             spec = spec * gain
-            self._mag_hist = both[len(both) - (self.ctx - 1) :]
         if self.keep_spectrum:
             self._spec.append(heard)
         feats = self.rec.norm.apply(log_mel(np.abs(spec), self.rec.config))

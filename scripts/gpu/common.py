@@ -117,13 +117,15 @@ def check_model_folder(folder: Path) -> None:
             raise SystemExit(f"{folder}: not a model folder (no {name})")
 
 
-def load_init_weights(model, init: Path, new_head: str | None = None) -> None:
+def load_init_weights(model, init: Path, new_head: str | None = None, grow_inputs: bool = False) -> None:
     """Weights of ``init/model.keras`` into ``model`` (built from the same config); one-line exit if they differ.
 
     ``new_head``: the name of a layer whose shape differs (an output projection to other units), left
-    as initialised; every other layer takes the weights of the layer of its name."""
+    as initialised; every other layer takes the weights of the layer of its name. ``grow_inputs``: the
+    model has more input channels (a denoiser given level trackers): a kernel with more input channels
+    keeps the old ones' weights and gets zeros for the new, so the model starts as ``init`` computes."""
     try:
-        if new_head is None:
+        if new_head is None and not grow_inputs:
             model.load_weights(init / "model.keras")
             return
         import keras
@@ -131,10 +133,21 @@ def load_init_weights(model, init: Path, new_head: str | None = None) -> None:
         src = keras.saving.load_model(init / "model.keras", compile=False, safe_mode=True)
         for layer in model.layers:
             if layer.name != new_head and layer.weights:
-                layer.set_weights(src.get_layer(layer.name).get_weights())
+                old = src.get_layer(layer.name).get_weights()
+                layer.set_weights([grown(w, v.shape) if grow_inputs else w for w, v in zip(old, layer.weights)])
     except Exception as exc:  # keras raises many types for a file of another network
         raise SystemExit(f"{init / 'model.keras'}: cannot load into the network of its config.json "
                          f"({str(exc).splitlines()[0][:160]})") from None  # fmt: skip
+
+
+def grown(w: np.ndarray, shape: tuple) -> np.ndarray:
+    """A conv kernel ``w`` (kh, kw, in, out) zero-padded to ``shape``'s larger input-channel count."""
+    shape = tuple(int(v) for v in shape)
+    if w.shape == shape:
+        return w
+    if w.ndim != 4 or w.shape[:2] + w.shape[3:] != shape[:2] + shape[3:] or w.shape[2] > shape[2]:
+        raise ValueError(f"weights {w.shape} do not grow to {shape}")
+    return np.concatenate([w, np.zeros((*w.shape[:2], shape[2] - w.shape[2], w.shape[3]), w.dtype)], axis=2)
 
 
 def masked_bn_call(model, trainable: list, non_trainable: list, x, bn_mask, training: bool):
@@ -210,7 +223,7 @@ class Network:
 
 
 def network(build: Callable, config, args: argparse.Namespace, default: Path, n_features: int,
-            new_head: str | None = None) -> Network:  # fmt: skip
+            new_head: str | None = None, grow_inputs: bool = False) -> Network:  # fmt: skip
     """``build(config)`` with ``--init``'s weights (else initial ones drawn from ``--seed``; the layer
     ``new_head`` always those) and the normalisation of ``--norm`` (else ``--init``'s, else the shipped
     ``default`` folder's)."""
@@ -227,7 +240,7 @@ def network(build: Callable, config, args: argparse.Namespace, default: Path, n_
     seed_initializers(args.seed)
     model = build(config)
     if args.init is not None:
-        load_init_weights(model, args.init, new_head)
+        load_init_weights(model, args.init, new_head, grow_inputs)
     return Network(model, config, norm)
 
 

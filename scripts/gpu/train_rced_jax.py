@@ -18,7 +18,10 @@ training utterances (each at unit RMS, as ``rced.corpus.make_babble``), mixed in
 STFT on the device. Each segment has ``--frames`` output frames, each with its real past frames.
 ``--sisdr-weight W`` adds -W * SI-SDR (dB) of the masked noisy-phase resynthesis (weighted
 overlap-add of the output frames) against the clean segment. ``--resample`` and ``--eq-db``
-perturb speed/vocal-tract length and colour the channel.
+perturb speed/vocal-tract length and colour the channel. ``--trackers`` adds level-tracker input
+channels (``ModelConfig.trackers``, ``rced.features.track``: per-bin one-pole followers of the
+features, e.g. a running mean and a noise floor); each segment then starts ``--history-s`` earlier
+so that they have settled, and with ``--init`` the new channels start at zero weight.
 
 Validation: a fixed set of mixtures of the packs' validation utterances (fixed seed, the same for
 every run), babble from validation utterances too; logs the compressed MSE and the SI-SDR gain
@@ -69,16 +72,22 @@ VAL_SEED = 12345
 
 
 # ----------------------------------------------------------------------------- signal
-def make_dsp(fe, mean: np.ndarray, std: np.ndarray, frames: int):
+def make_dsp(cfg, mean: np.ndarray, std: np.ndarray, frames: int, history: int = 0):
     """STFT, features, target and resynthesis on the device for segments of ``frames`` output frames,
-    as ``rced.frontend`` / ``rced.features`` compute them for the front-end ``fe`` (n_fft = 2 x hop)."""
+    as ``rced.frontend`` / ``rced.features`` compute them for the model config ``cfg`` (n_fft = 2 x hop).
+    ``history`` frames come before the first context frame: the level trackers of ``cfg.trackers``
+    (``rced.features.track``, started on the segment's first frame) run over them first."""
+    import jax
     import jax.numpy as jnp
 
-    from rced.features import LOG_EPS
+    from rced.features import LOG_EPS, tracker_gains
     from rced.frontend import ola_norm, window
 
+    fe = cfg.frontend
     n_fft, hop, ctx, bins = fe.n_fft, fe.hop, fe.context, fe.n_bins
-    t_all = frames + ctx - 1  # frames of the segment; the first ctx-1 are context only
+    gains = jnp.asarray(tracker_gains(cfg))  # (trackers, 2)
+    lead = history + ctx - 1  # frames of the segment before the first output frame
+    t_all = frames + lead
     n_samples = (t_all - 1) * hop + n_fft
     win = jnp.asarray(window(fe).astype(np.float32))
     ola = jnp.asarray(ola_norm(fe).astype(np.float32))
@@ -88,18 +97,31 @@ def make_dsp(fe, mean: np.ndarray, std: np.ndarray, frames: int):
     def stft(x):  # (B, n_samples) -> (B, t_all, bins): frame t covers [t*hop, t*hop + n_fft)
         return jnp.fft.rfft(x[:, idx] * win, axis=-1)
 
-    def features(spec):  # (B, t_all, bins) -> (B * frames, bins, ctx): current + past, oldest first
+    def tracks(f):  # (B, t_all, bins) -> (B, t_all, trackers, bins), as rced.features.track
+        def step(s, x):
+            d = x[:, None, :] - s
+            s = s + jnp.where(d > 0, gains[None, :, :1], gains[None, :, 1:]) * d
+            return s, s
+
+        s0 = jnp.repeat(f[:, :1], gains.shape[0], axis=1)
+        return jax.lax.scan(step, s0, jnp.swapaxes(f, 0, 1))[1].swapaxes(0, 1)
+
+    def features(spec):  # (B, t_all, bins) -> (B * frames, bins, channels): current + past, oldest first; trackers
         f = (jnp.log(jnp.abs(spec) + LOG_EPS) - mean) / std
-        return jnp.stack([f[:, j : j + frames] for j in range(ctx)], axis=-1).reshape(-1, bins, ctx)
+        ch = [f[:, history + j : history + j + frames] for j in range(ctx)]
+        if gains.shape[0]:
+            tr = tracks(f)[:, lead:]
+            ch += [tr[:, :, i] for i in range(gains.shape[0])]
+        return jnp.stack(ch, axis=-1).reshape(-1, bins, len(ch))
 
     def resynth(spec_out):
         """(B, frames, bins) enhanced spectra of the output frames -> waveform of the samples
-        [ctx * hop, t_all * hop) of the segment (every sample there has both of its frames)."""
+        [(lead + 1) * hop, t_all * hop) of the segment (every sample there has both of its frames)."""
         fr = jnp.fft.irfft(spec_out, n=n_fft, axis=-1) * win
         out = fr[:, 1:, :hop] + fr[:, :-1, hop:]
         return (out / ola).reshape(out.shape[0], -1)
 
-    return stft, features, resynth, (ctx * hop, t_all * hop), n_samples
+    return stft, features, resynth, lead, ((lead + 1) * hop, t_all * hop), n_samples
 
 
 def si_sdr(est, ref):
@@ -242,7 +264,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="initial weights (from scratch) and batches")
     ap.add_argument("--resample", type=float, default=0.0, help="speed/VTL perturbation: rate in [1-r, 1+r]")
     ap.add_argument("--eq-db", type=float, default=0.0, help="random smooth colouring of speech and babble (dB scale)")
+    ap.add_argument("--trackers", nargs="+", default=None, metavar="RISE,FALL",
+                    help="add level-tracker input channels (rced.features.track), each its rise and fall time "
+                         "constants in seconds, e.g. 0.5,0.5 2,0.05; with --init the new channels start at zero "
+                         "weight, so training starts from the folder's model")  # fmt: skip
+    ap.add_argument("--history-s", type=float, default=None,
+                    help="seconds of each segment before its context, for the trackers to settle (default 1 with "
+                         "trackers, else 0)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.trackers is not None:
+        from rced.config import check_trackers
+        from rced.errors import RcedError
+
+        try:
+            args.trackers = check_trackers([tuple(float(v) for v in t.split(",")) for t in args.trackers])
+        except (ValueError, RcedError) as exc:
+            ap.error(f"--trackers: {exc}")
+    if args.history_s is None:
+        args.history_s = 1.0 if args.trackers else 0.0
+    if not (math.isfinite(args.history_s) and 0 <= args.history_s <= 30):
+        ap.error("--history-s must be in [0, 30] seconds")
     if args.init is not None and args.arch is not None:
         ap.error("--arch is for a start from scratch; with --init the network is the folder's")
     shape = {"--width-mult": args.width_mult, "--n-bands": args.n_bands, "--context": args.context}
@@ -271,6 +312,10 @@ def model_config(args):
         cfg = dataclasses.replace(cfg, arch=args.arch or "rced", **{k: v for k, v in shape.items() if v is not None})
         if args.context is not None:
             cfg = dataclasses.replace(cfg, frontend=dataclasses.replace(cfg.frontend, context=args.context))
+    if args.trackers is not None:
+        if cfg.trackers not in (None, args.trackers):
+            raise SystemExit(f"{args.init}: the model has trackers {cfg.trackers}, not --trackers {args.trackers}")
+        cfg = dataclasses.replace(cfg, trackers=args.trackers)
     fe = cfg.frontend
     if cfg.output != "mask" or cfg.input_feature != "log" or fe.sample_rate != SR or fe.n_fft != 2 * fe.hop:
         raise SystemExit(f"{args.init}: this trainer needs a mask output, log features, {SR} Hz and "
@@ -286,11 +331,13 @@ def main(argv: list[str] | None = None) -> None:
     import jax.numpy as jnp
     import optax
 
+    from rced.config import ModelConfig, load_json
     from rced.models import build_model
 
     cfg = model_config(args)
-    bins, ctx = cfg.frontend.n_bins, cfg.frontend.context
-    net = network(build_model, cfg, args, DEFAULT_MODEL, bins)
+    bins, channels = cfg.frontend.n_bins, cfg.input_channels
+    grow = args.init is not None and load_json(ModelConfig, args.init / "config.json").trackers != cfg.trackers
+    net = network(build_model, cfg, args, DEFAULT_MODEL, bins, grow_inputs=grow)
     model = net.model
     mean, std = net.mean_std()
 
@@ -304,7 +351,8 @@ def main(argv: list[str] | None = None) -> None:
     if not train_utts or not val_utts:
         raise SystemExit(f"{args.pack[0]}: the packs need training and validation utterances "
                          f"({len(train_utts)} and {len(val_utts)} here)")  # fmt: skip
-    stft, features, resynth, region, n_samples = make_dsp(cfg.frontend, mean, std, args.frames)
+    history = int(round(args.history_s * cfg.frontend.frame_rate))
+    stft, features, resynth, lead, region, n_samples = make_dsp(cfg, mean, std, args.frames, history)
     pool = to_device_pool(train_utts, read_length(n_samples, args.resample))
     vpool = to_device_pool(val_utts, n_samples)
     hours = sum(len(u) for u in train_utts) / SR / 3600
@@ -317,11 +365,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def losses(tv, ntv, y, clean, train: bool, floor: float):
         spec = stft(y)
-        m, ntv = model.stateless_call(tv, ntv, features(spec).reshape(-1, bins, 1, ctx), training=train)
-        yo = spec[:, ctx - 1 :]
+        m, ntv = model.stateless_call(tv, ntv, features(spec).reshape(-1, bins, 1, channels), training=train)
+        yo = spec[:, lead:]
         ay = jnp.abs(yo)
         m = jnp.maximum(m.reshape(ay.shape), floor)
-        so = stft(clean)[:, ctx - 1 :]
+        so = stft(clean)[:, lead:]
         tgt = jnp.clip(jnp.real(so * jnp.conj(yo)) / jnp.maximum(ay, 1e-12), 0.0, ay)
         mse = jnp.mean(jnp.square(jnp.power(m * ay + 1e-8, c) - jnp.power(tgt + 1e-8, c)))
         ref = clean[:, region[0] : region[1]]

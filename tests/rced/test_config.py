@@ -64,3 +64,17 @@ def test_a_config_without_gain_shaping_fields_loads_neutral(tmp_path):
     p.write_text(json.dumps({"mask_floor": 0.2}))
     cfg = load_json(ModelConfig, p)
     assert (cfg.mask_release, cfg.mask_exponent, cfg.shapes_gain) == (0.0, 1.0, False)
+
+
+def test_trackers_load_from_json_lists_as_tuples(tmp_path):
+    cfg = ModelConfig(trackers=[[0.5, 0.5], [2, 0.05]])
+    assert cfg.trackers == ((0.5, 0.5), (2.0, 0.05)) and cfg.input_channels == 10
+    save_json(cfg, tmp_path / "c.json")
+    assert load_json(ModelConfig, tmp_path / "c.json") == cfg
+    assert ModelConfig().trackers is None and ModelConfig().input_channels == 8
+
+
+@pytest.mark.parametrize("trackers", [[], [[0.5]], [[0.5, 0]], [[0.5, float("nan")]], [[True, 1.0]], "0.5,0.5"])
+def test_trackers_refuse_what_is_not_pairs_of_positive_seconds(trackers):
+    with pytest.raises(RcedError, match="trackers"):
+        ModelConfig(trackers=trackers)

@@ -95,10 +95,13 @@ def random_model_folder(folder, preset: str = "default", **cfg):
                                          ("magnitude", {"mask_release": 0.3, "mask_exponent": 1.5}),
                                          ("mask", {"arch": "bced", "n_bands": 48, "width_mult": 0.5}),
                                          ("mask", {"arch": "bced", "n_bands": 48, "width_mult": 0.5,
-                                                   "frontend": FrontendConfig(context=32)})])  # fmt: skip
+                                                   "frontend": FrontendConfig(context=32)}),
+                                         ("mask", {"arch": "bced", "n_bands": 48, "width_mult": 0.5,
+                                                   "trackers": ((0.5, 0.5), (2.0, 0.05))})])  # fmt: skip
 def test_streaming_equals_offline_for_each_output_kind(tmp_path, output, gain):
     """The release's state carries across blocks, so streaming equals offline with gain shaping
-    too, and for the band-compressed architecture (with the paper's 8 frames of context and with 32)."""
+    too, and for the band-compressed architecture (with the paper's 8 frames of context and with 32,
+    and with level trackers, whose state carries across blocks as well)."""
     den = Denoiser.load(random_model_folder(tmp_path / "m", output=output, mask_floor=0.1, **gain))
     x = (speechlike(16000, 0.7) + 0.02 * np.random.default_rng(1).standard_normal(11200)).astype(np.float32)
     ref = den.denoise(x, 16000)
