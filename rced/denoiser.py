@@ -104,6 +104,21 @@ GAIN_FIELDS = ("mask_floor", "mask_release", "mask_exponent")
 PLAIN_GAIN = {"mask_release": 0.0, "mask_exponent": 1.0}
 
 
+class MaskStream:
+    """Called on successive blocks of (frames, bins) noisy magnitude, gives each block's
+    :meth:`Denoiser.raw_mask` as if every frame before it had come in the same call; its state is
+    the network's input state (:attr:`inputs`, a :class:`rced.features.InputStream`)."""
+
+    def __init__(self, den: Denoiser):
+        self.den = den
+        self.inputs = InputStream(den.config, den.norm)
+
+    def __call__(self, mag: np.ndarray) -> np.ndarray:
+        if not len(mag):
+            return np.zeros((0, self.den.config.frontend.n_bins), np.float32)
+        return self.den._ratio(self.den._run(self.inputs.push(mag)), mag)
+
+
 def shape_gain(mask: np.ndarray, config: ModelConfig, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The listener's gain from a (frames, bins) ratio mask, causally: a one-pole release (the mask
     never falls below its running mean r = a r + (1 - a) m, so speech offsets are not cut short),
@@ -190,18 +205,10 @@ class Denoiser:
                 progress(i0 + len(m), len(noisy_mag))
         return out
 
-    def raw_mask_stream(self) -> Callable[[np.ndarray], np.ndarray]:
-        """A function of successive blocks of (frames, bins) noisy magnitude, each block's
-        :meth:`raw_mask` given every frame before it: the one causal path of offline, streaming
-        and listening (the input state: :class:`rced.features.InputStream`)."""
-        inputs = InputStream(self.config, self.norm)
-
-        def masks(mag: np.ndarray) -> np.ndarray:
-            if not len(mag):
-                return np.zeros((0, self.config.frontend.n_bins), np.float32)
-            return self._ratio(self._run(inputs.push(mag)), mag)
-
-        return masks
+    def raw_mask_stream(self) -> MaskStream:
+        """Raw masks of successive blocks of noisy magnitude, each given every frame before it
+        (:class:`MaskStream`): the one causal path of offline, streaming and listening."""
+        return MaskStream(self)
 
     def mask(self, noisy_mag: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """(frames, bins) noisy magnitude -> (frames, bins) gain in [mask_floor, 1] (release, exponent, floor)."""

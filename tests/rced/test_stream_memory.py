@@ -18,7 +18,7 @@ import soundfile as sf
 
 from rced.audio import AudioBlocks, AudioWriter, load_audio, rechunk, write_audio
 from rced.config import ModelConfig, load_json
-from rced.denoiser import Denoiser, default_model_path
+from rced.denoiser import Denoiser, default_model_path, preset_model_path
 from rced.features import Normalizer
 from tests.conftest import speechlike
 
@@ -61,9 +61,14 @@ def _sizes(state: dict) -> dict:
     return out
 
 
-def test_stream_state_stays_bounded(stub):
-    """Every array and container the streaming generator holds between blocks keeps a bounded size."""
+@pytest.mark.parametrize("preset", [None, "bced"])
+def test_stream_state_stays_bounded(preset):
+    """Every array and container the streaming generator holds between blocks keeps a bounded size
+    (the default's config; bced's, whose input state also holds its level trackers)."""
+    folder = default_model_path() if preset is None else preset_model_path(preset)
+    stub = HalfMask(None, load_json(ModelConfig, folder / "config.json"), Normalizer.load(folder / "norm.json"))
     fe = stub.config.frontend
+    n_trackers = len(stub.config.trackers or ())
     sizes = [7, 128, 200, 333, 1000]
     gen = stub.stream(synthetic_blocks(120, sizes))
     snapshots = []
@@ -72,7 +77,9 @@ def test_stream_state_stays_bounded(stub):
             continue
         state = gen.gi_frame.f_locals
         assert state["history"].shape == (fe.n_fft - fe.hop,)
-        assert state["feat_hist"].shape == (fe.context - 1, fe.n_bins)
+        assert state["masks"].inputs.past.shape == (fe.context - 1, fe.n_bins)  # the network's input state
+        inputs = state["masks"].inputs
+        assert (inputs.state is None) if not n_trackers else inputs.state.shape == (n_trackers, fe.n_bins)
         assert state["ola"].shape == (fe.n_fft - fe.hop,)
         assert len(state["pending"]) < fe.hop
         snapshots.append(_sizes(state))
