@@ -319,15 +319,15 @@ def test_rced_trainer_adds_trackers_to_a_model_at_zero_weight(tmp_path):
     from rced.config import ModelConfig
 
     _rced_pack(tmp_path / "p.npz")
-    bced = ROOT / "rced" / "presets" / "bced"
-    common = ["--pack", tmp_path / "p.npz", "--init", bced, "--batch", "4", "--frames", "8", "--val-segments", "8",
+    shipped = ROOT / "rced" / "default_model"  # a model without trackers
+    common = ["--pack", tmp_path / "p.npz", "--init", shipped, "--batch", "4", "--frames", "8", "--val-segments", "8",
               "--eval-every-s", "0", "--trackers", "0.5,0.5", "2,0.05", "--history-s", "0.1", "--select", "last"]  # fmt: skip
     _run("train_rced_jax.py", *common, "--out", tmp_path / "t0", "--max-steps", "0")
     cfg = json.loads((tmp_path / "t0" / "config.json").read_text())
     assert cfg["trackers"] == [[0.5, 0.5], [2.0, 0.05]]
     x = np.random.default_rng(4).standard_normal((6, 129, 1, 10)).astype(np.float32)
-    start, shipped = _tf_model(tmp_path / "t0", ModelConfig), _tf_model(bced, ModelConfig)
-    np.testing.assert_allclose(np.asarray(start(x)), np.asarray(shipped(x[..., :8])), rtol=0, atol=1e-6)
+    start, before = _tf_model(tmp_path / "t0", ModelConfig), _tf_model(shipped, ModelConfig)
+    np.testing.assert_allclose(np.asarray(start(x)), np.asarray(before(x[..., :8])), rtol=0, atol=1e-6)
     _run("train_rced_jax.py", *common, "--out", tmp_path / "t2", "--lr", "0.01", "--warmup", "1", "--max-steps", "2")
     w = _tf_model(tmp_path / "t2", ModelConfig).get_layer("l1_conv").get_weights()[0]
     assert w.shape[2] == 10 and np.abs(w[:, :, 8:]).max() > 0  # the tracker channels trained
