@@ -98,8 +98,9 @@ class InputStream:
         """(frames, bins) noisy magnitude -> (frames, bins, 1, input channels) network input."""
         ctx = self.cfg.frontend.context
         feats = self.norm.apply(compress(np.asarray(mag, np.float32), self.cfg.input_feature))
-        x = context_windows(np.concatenate([self.past, feats]), ctx, self.silence)[ctx - 1 :]
-        self.past = np.concatenate([self.past, feats])[len(self.past) + len(feats) - (ctx - 1) :]
+        seen = np.concatenate([self.past, feats])
+        x = context_windows(seen, ctx, self.silence)[ctx - 1 :]
+        self.past = seen[len(seen) - (ctx - 1) :]
         if len(self.gains) and len(feats):
             tracks, self.state = track(feats, self.gains, self.state)
             x = np.concatenate([x, tracks.transpose(0, 2, 1)], axis=2)

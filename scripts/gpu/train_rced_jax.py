@@ -302,7 +302,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def model_config(args):
     """The network's ModelConfig: --init's, else the shipped model's with ``--arch``; refuses what
-    the on-device features here do not implement."""
+    the on-device features here do not implement. Also whether ``--trackers`` adds input channels
+    to the ``--init`` network (its weights then grow: ``common.load_init_weights``)."""
     from rced.config import ModelConfig, load_json
 
     cfg = load_json(ModelConfig, (args.init or DEFAULT_MODEL) / "config.json")
@@ -312,15 +313,17 @@ def model_config(args):
         cfg = dataclasses.replace(cfg, arch=args.arch or "rced", **{k: v for k, v in shape.items() if v is not None})
         if args.context is not None:
             cfg = dataclasses.replace(cfg, frontend=dataclasses.replace(cfg.frontend, context=args.context))
+    grows = False
     if args.trackers is not None:
         if cfg.trackers not in (None, args.trackers):
             raise SystemExit(f"{args.init}: the model has trackers {cfg.trackers}, not --trackers {args.trackers}")
+        grows = args.init is not None and cfg.trackers is None
         cfg = dataclasses.replace(cfg, trackers=args.trackers)
     fe = cfg.frontend
     if cfg.output != "mask" or cfg.input_feature != "log" or fe.sample_rate != SR or fe.n_fft != 2 * fe.hop:
         raise SystemExit(f"{args.init}: this trainer needs a mask output, log features, {SR} Hz and "
                          "n_fft = 2 x hop (the shipped front-end)")  # fmt: skip
-    return cfg
+    return cfg, grows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -331,12 +334,10 @@ def main(argv: list[str] | None = None) -> None:
     import jax.numpy as jnp
     import optax
 
-    from rced.config import ModelConfig, load_json
     from rced.models import build_model
 
-    cfg = model_config(args)
+    cfg, grow = model_config(args)
     bins, channels = cfg.frontend.n_bins, cfg.input_channels
-    grow = args.init is not None and load_json(ModelConfig, args.init / "config.json").trackers != cfg.trackers
     net = network(build_model, cfg, args, DEFAULT_MODEL, bins, grow_inputs=grow)
     model = net.model
     mean, std = net.mean_std()
