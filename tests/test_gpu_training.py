@@ -335,6 +335,64 @@ def test_rced_trainer_adds_trackers_to_a_model_at_zero_weight(tmp_path):
     assert r.returncode != 0 and "--trackers" in r.stderr
 
 
+def test_rced_trainer_adds_trackers_after_a_models_own(tmp_path):
+    """--trackers may extend the --init model's trackers: its own come first and keep their weights,
+    the new start at zero; other trackers are refused. --cold-share trains with trackers started late."""
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from rced.config import ModelConfig
+
+    _rced_pack(tmp_path / "p.npz")
+    bced = ROOT / "rced" / "presets" / "bced"  # two trackers
+    have = [",".join(str(v) for v in t) for t in json.loads((bced / "config.json").read_text())["trackers"]]
+    common = ["--pack", tmp_path / "p.npz", "--init", bced, "--batch", "4", "--frames", "8", "--val-segments", "8",
+              "--eval-every-s", "0", "--history-s", "0.1", "--select", "last", "--cold-share", "0.5"]  # fmt: skip
+    _run("train_rced_jax.py", *common, "--trackers", *have, "0.02,1", "--out", tmp_path / "t0", "--max-steps", "0")
+    assert len(json.loads((tmp_path / "t0" / "config.json").read_text())["trackers"]) == len(have) + 1
+    channels = 8 + len(have)
+    x = np.random.default_rng(5).standard_normal((6, 129, 1, channels + 1)).astype(np.float32)
+    start, before = _tf_model(tmp_path / "t0", ModelConfig), _tf_model(bced, ModelConfig)
+    np.testing.assert_allclose(np.asarray(start(x)), np.asarray(before(x[..., :channels])), rtol=0, atol=1e-5)
+    _run("train_rced_jax.py", *common, "--trackers", *have, "0.02,1", "--out", tmp_path / "t2", "--lr", "0.01",
+         "--warmup", "1", "--max-steps", "2")  # fmt: skip
+    w = _tf_model(tmp_path / "t2", ModelConfig).get_layer("l1_conv").get_weights()[0]
+    assert w.shape[2] == channels + 1 and np.isfinite(w).all() and np.abs(w[:, :, channels:]).max() > 0
+    r = _run("train_rced_jax.py", *common, "--trackers", "0.02,1", *have, "--out", tmp_path / "bad", check=False)
+    assert r.returncode != 0 and "--trackers must begin with them" in r.stderr
+    r = _run("train_rced_jax.py", *common[:-2], "--cold-share", "2", "--trackers", *have, "--out", tmp_path / "b2",
+             check=False)  # fmt: skip
+    assert r.returncode == 2 and "--cold-share" in r.stderr
+
+
+@pytest.mark.parametrize("start", [0, 5, 11])
+def test_rced_trainer_features_are_rced_features_started_on_any_frame(start):
+    """The trainer's on-device features with trackers started on frame ``start`` of a segment equal
+    rced.features' context frames and rced.features.track run from that frame (a stream's start)."""
+    jax = pytest.importorskip("jax")
+    import dataclasses
+
+    from train_rced_jax import make_dsp
+
+    from rced.config import ModelConfig, load_json
+    from rced.features import LOG_EPS, track, tracker_gains
+
+    cfg = load_json(ModelConfig, ROOT / "rced" / "presets" / "bced" / "config.json")
+    cfg = dataclasses.replace(cfg, trackers=((0.5, 0.5), (0.05, 0.02), (2.0, 0.05)))
+    bins, ctx, frames, history = cfg.frontend.n_bins, cfg.frontend.context, 6, 5
+    rng = np.random.default_rng(7)
+    mean, std = rng.normal(size=bins).astype(np.float32), rng.uniform(0.5, 2, bins).astype(np.float32)
+    stft, features, _, lead, _, n = make_dsp(cfg, mean, std, frames, history)
+    assert start <= lead == history + ctx - 1
+    x = np.stack([speechlike(seconds=n / 16000 + 0.01, seed=s)[:n] for s in (1, 2)]).astype(np.float32)
+    got = np.asarray(features(stft(jax.numpy.asarray(x)), jax.numpy.asarray([0, start]))).reshape(2, frames, bins, -1)
+    f = (np.log(np.abs(np.asarray(stft(jax.numpy.asarray(x))) + LOG_EPS)) - mean) / std
+    for b, s0 in enumerate((0, start)):
+        want_ctx = np.stack([f[b, history + j : history + j + frames] for j in range(ctx)], -1)
+        np.testing.assert_allclose(got[b, :, :, :ctx], want_ctx, rtol=0, atol=1e-4)
+        tracks = track(f[b, s0:], tracker_gains(cfg))[0][lead - s0 :]  # (frames, trackers, bins)
+        np.testing.assert_allclose(got[b, :, :, ctx:], tracks.transpose(0, 2, 1), rtol=0, atol=1e-4)
+
+
 def test_am_trainer_warm_start_and_backend_parity(tmp_path):
     pytest.importorskip("jax")
     pytest.importorskip("optax")

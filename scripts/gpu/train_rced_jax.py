@@ -21,7 +21,9 @@ overlap-add of the output frames) against the clean segment. ``--resample`` and 
 perturb speed/vocal-tract length and colour the channel. ``--trackers`` adds level-tracker input
 channels (``ModelConfig.trackers``, ``rced.features.track``: per-bin one-pole followers of the
 features, e.g. a running mean and a noise floor); each segment then starts ``--history-s`` earlier
-so that they have settled, and with ``--init`` the new channels start at zero weight.
+so that they have settled, and with ``--init`` the new channels start at zero weight (an init's
+own trackers come first and keep theirs). ``--cold-share P``: for P of the segments the trackers
+start later, on a random frame of the history or context, as on a stream's first frames.
 
 Validation: a fixed set of mixtures of the packs' validation utterances (fixed seed, the same for
 every run), babble from validation utterances too; logs the compressed MSE and the SI-SDR gain
@@ -76,7 +78,7 @@ def make_dsp(cfg, mean: np.ndarray, std: np.ndarray, frames: int, history: int =
     """STFT, features, target and resynthesis on the device for segments of ``frames`` output frames,
     as ``rced.frontend`` / ``rced.features`` compute them for the model config ``cfg`` (n_fft = 2 x hop).
     ``history`` frames come before the first context frame: the level trackers of ``cfg.trackers``
-    (``rced.features.track``, started on the segment's first frame) run over them first."""
+    (``rced.features.track``, started on the segment's first frame or a later one) run over them first."""
     import jax
     import jax.numpy as jnp
 
@@ -97,20 +99,24 @@ def make_dsp(cfg, mean: np.ndarray, std: np.ndarray, frames: int, history: int =
     def stft(x):  # (B, n_samples) -> (B, t_all, bins): frame t covers [t*hop, t*hop + n_fft)
         return jnp.fft.rfft(x[:, idx] * win, axis=-1)
 
-    def tracks(f):  # (B, t_all, bins) -> (B, t_all, trackers, bins), as rced.features.track
-        def step(s, x):
+    def tracks(f, start):  # (B, t_all, bins), (B,) -> (B, t_all, trackers, bins), as rced.features.track
+        def step(s, xt):
+            x, t = xt
             d = x[:, None, :] - s
             s = s + jnp.where(d > 0, gains[None, :, :1], gains[None, :, 1:]) * d
+            s = jnp.where((t <= start)[:, None, None], x[:, None, :], s)  # not started: the frame itself
             return s, s
 
         s0 = jnp.repeat(f[:, :1], gains.shape[0], axis=1)
-        return jax.lax.scan(step, s0, jnp.swapaxes(f, 0, 1))[1].swapaxes(0, 1)
+        return jax.lax.scan(step, s0, (jnp.swapaxes(f, 0, 1), jnp.arange(f.shape[1])))[1].swapaxes(0, 1)
 
-    def features(spec):  # (B, t_all, bins) -> (B * frames, bins, channels): current + past, oldest first; trackers
+    def features(spec, start=None):
+        """(B, t_all, bins) -> (B * frames, bins, channels): current + past, oldest first; then the
+        trackers, started on frame ``start`` (B,) of each segment (None: the first; at most ``lead``)."""
         f = (jnp.log(jnp.abs(spec) + LOG_EPS) - mean) / std
         ch = [f[:, history + j : history + j + frames] for j in range(ctx)]
         if gains.shape[0]:
-            tr = tracks(f)[:, lead:]
+            tr = tracks(f, jnp.zeros(f.shape[0], jnp.int32) if start is None else start)[:, lead:]
             ch += [tr[:, :, i] for i in range(gains.shape[0])]
         return jnp.stack(ch, axis=-1).reshape(-1, bins, len(ch))
 
@@ -271,7 +277,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--history-s", type=float, default=None,
                     help="seconds of each segment before its context, for the trackers to settle (default 1 with "
                          "trackers, else 0)")  # fmt: skip
+    ap.add_argument("--cold-share", type=float, default=0.0,
+                    help="share of segments whose trackers start cold, on a random frame of the history and "
+                         "context (a stream's first second), in training and validation alike")  # fmt: skip
     args = ap.parse_args(argv)
+    if not 0 <= args.cold_share <= 1 or (args.cold_share and not args.trackers):
+        ap.error("--cold-share must be in [0, 1], and needs --trackers")
     if args.trackers is not None:
         from rced.config import check_trackers
         from rced.errors import RcedError
@@ -303,7 +314,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def model_config(args):
     """The network's ModelConfig: --init's, else the shipped model's with ``--arch``; refuses what
     the on-device features here do not implement. Also whether ``--trackers`` adds input channels
-    to the ``--init`` network (its weights then grow: ``common.load_init_weights``)."""
+    to the ``--init`` network (its weights then grow: ``common.load_init_weights``); the init's own
+    trackers, if any, must come first."""
     from rced.config import ModelConfig, load_json
 
     cfg = load_json(ModelConfig, (args.init or DEFAULT_MODEL) / "config.json")
@@ -315,9 +327,10 @@ def model_config(args):
             cfg = dataclasses.replace(cfg, frontend=dataclasses.replace(cfg.frontend, context=args.context))
     grows = False
     if args.trackers is not None:
-        if cfg.trackers not in (None, args.trackers):
-            raise SystemExit(f"{args.init}: the model has trackers {cfg.trackers}, not --trackers {args.trackers}")
-        grows = args.init is not None and cfg.trackers is None
+        have = cfg.trackers or ()
+        if args.trackers[: len(have)] != have:
+            raise SystemExit(f"{args.init}: the model has trackers {cfg.trackers}; --trackers must begin with them")
+        grows = args.init is not None and len(args.trackers) > len(have)
         cfg = dataclasses.replace(cfg, trackers=args.trackers)
     fe = cfg.frontend
     if cfg.output != "mask" or cfg.input_feature != "log" or fe.sample_rate != SR or fe.n_fft != 2 * fe.hop:
@@ -364,9 +377,14 @@ def main(argv: list[str] | None = None) -> None:
     tx = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-7)  # keras Adam defaults
     c, w_sisdr, floor = args.loss_compress, args.sisdr_weight, args.mask_floor
 
-    def losses(tv, ntv, y, clean, train: bool, floor: float):
+    def cold_starts(key):  # (B,) frame each segment's trackers start on: 0, or cold for --cold-share of them
+        k1, k2 = jax.random.split(key)
+        cold = jax.random.uniform(k1, (args.batch,)) < args.cold_share
+        return jnp.where(cold, jax.random.randint(k2, (args.batch,), 0, lead + 1), 0)
+
+    def losses(tv, ntv, y, clean, start, train: bool, floor: float):
         spec = stft(y)
-        m, ntv = model.stateless_call(tv, ntv, features(spec).reshape(-1, bins, 1, channels), training=train)
+        m, ntv = model.stateless_call(tv, ntv, features(spec, start).reshape(-1, bins, 1, channels), training=train)
         yo = spec[:, lead:]
         ay = jnp.abs(yo)
         m = jnp.maximum(m.reshape(ay.shape), floor)
@@ -379,8 +397,8 @@ def main(argv: list[str] | None = None) -> None:
         sdr = (si_sdr(est, ref) * speech).sum() / jnp.maximum(speech.sum(), 1.0)
         return mse, sdr, ntv, (m, yo, ref, speech)
 
-    def loss_fn(tv, ntv, y, clean):
-        mse, sdr, ntv, _ = losses(tv, ntv, y, clean, True, floor)
+    def loss_fn(tv, ntv, y, clean, start):
+        mse, sdr, ntv, _ = losses(tv, ntv, y, clean, start, True, floor)
         loss = mse - w_sisdr * sdr if w_sisdr else mse
         return loss, (ntv, mse)
 
@@ -390,7 +408,8 @@ def main(argv: list[str] | None = None) -> None:
     @jax.jit
     def train_step(tv, ntv, o, key, lr, data):
         y, clean = sample(key, data)
-        (loss, (ntv, mse)), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, y, clean)
+        start = cold_starts(jax.random.fold_in(key, 1))
+        (loss, (ntv, mse)), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, y, clean, start)
         upd, o = tx.update(clip(g), o, tv)
         tv = jax.tree.map(lambda w, u: w - lr * u, tv, upd)
         return tv, ntv, o, (loss, mse)
@@ -398,11 +417,11 @@ def main(argv: list[str] | None = None) -> None:
     # fixed validation mixtures (same seed for every run), in chunks of the training batch
     vsample = jax.jit(make_sampler(vpool, n_samples, args.batch, snr))
     vkeys = jax.random.split(jax.random.PRNGKey(VAL_SEED), max(1, args.val_segments // args.batch))
-    val = [vsample(k, device_arrays(vpool)) for k in vkeys]
+    val = [(*vsample(k, device_arrays(vpool)), cold_starts(jax.random.fold_in(k, 1))) for k in vkeys]
 
     @jax.jit
-    def val_step(tv, ntv, y, clean):
-        mse, _, _, (m, yo, ref, speech) = losses(tv, ntv, y, clean, False, floor)
+    def val_step(tv, ntv, y, clean, start):
+        mse, _, _, (m, yo, ref, speech) = losses(tv, ntv, y, clean, start, False, floor)
         base = si_sdr(y[:, region[0] : region[1]], ref)
         g0 = si_sdr(resynth(yo * m), ref) - base
         g3 = si_sdr(resynth(yo * jnp.maximum(m, 0.3)), ref) - base
@@ -410,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
         return mse, (g0 * speech).sum() / n, (g3 * speech).sum() / n
 
     def evaluate(tv, ntv) -> dict:
-        r = np.array([[float(v) for v in val_step(tv, ntv, y, cl)] for y, cl in val]).mean(0)
+        r = np.array([[float(v) for v in val_step(tv, ntv, *batch)] for batch in val]).mean(0)
         return {"mse": float(r[0]), "dsisdr_f0": float(r[1]), "dsisdr_f03": float(r[2])}
 
     data = device_arrays(pool)
