@@ -74,6 +74,16 @@ def _set_threads(n: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
+def _tracker(text: str) -> tuple[float, float]:
+    """``RISE,FALL`` seconds of one level tracker (argparse type)."""
+    from rced.config import check_trackers
+
+    try:
+        return check_trackers([tuple(float(v) for v in text.split(","))])[0]
+    except (ValueError, RcedError):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected RISE,FALL, two positive seconds such as 2,0.05") from None
+
+
 def _width_mult(args: argparse.Namespace) -> float:
     """``--size NAME`` (rced.models.SIZES) or ``--width-mult W``; both only when they agree."""
     from rced.models import SIZES
@@ -99,9 +109,10 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(
         model=ModelConfig(arch=args.arch, frontend=_frontend(args),
                           input_feature=args.input_feature, width_mult=_width_mult(args),
-                          n_bands=args.n_bands if args.n_bands is not None or args.arch != "bced" else 48),
+                          n_bands=args.n_bands if args.n_bands is not None or args.arch != "bced" else 48,
+                          trackers=args.trackers),
         target=args.target, loss_compress=args.loss_compress, batch_frames=args.batch_frames,
-        reverb_share=args.reverb_share,
+        reverb_share=args.reverb_share, tracker_history_s=args.tracker_history,
         steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr, seed=args.seed,
     )  # fmt: skip
 
@@ -458,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reverb-share", type=float, default=tc.reverb_share,
                    help="share of utterances and babble tracks heard in simulated rooms, RT60 0.2-0.7 s; the "
                         "target keeps the direct sound and 50 ms of early reflections (default %(default)s)")  # fmt: skip
+    t.add_argument("--trackers", nargs="+", type=_tracker, default=None, metavar="RISE,FALL",
+                   help="level trackers as more input channels: per bin, one-pole followers of the features with "
+                        "these rise and fall time constants in seconds, e.g. 0.5,0.5 (a running mean) 2,0.05 "
+                        "(a noise floor), carried from a stream's first frame")  # fmt: skip
+    t.add_argument("--tracker-history", type=float, default=tc.tracker_history_s, metavar="S",
+                   help="with --trackers: seconds of each training segment before its context, for the trackers "
+                        "to settle (default %(default)s)")  # fmt: skip
     add_schedule_args(t, tc)
     t.add_argument("--utterances", type=int, default=None,
                    help="synthetic TRAIN-voice utterances (default 4000; a resumed run keeps its own)")

@@ -163,9 +163,17 @@ class TrainConfig:
     snr_low: float = -5.0
     snr_high: float = 15.0
     reverb_share: float = 0.0  # share of utterances and babble tracks heard in simulated rooms (rced.rooms)
+    tracker_history_s: float = 1.0  # with model.trackers: seconds of each segment before its context, to settle them
 
     def __post_init__(self) -> None:
         check_reverb_share(self.reverb_share)
+        if not (math.isfinite(self.tracker_history_s) and 0 <= self.tracker_history_s <= 30):
+            raise RcedError(f"tracker_history_s {self.tracker_history_s!r}: expected seconds in [0, 30]")
+
+    @property
+    def history_frames(self) -> int:
+        """Frames each training segment has before its first context frame (0 without trackers)."""
+        return round(self.tracker_history_s * self.model.frontend.frame_rate) if self.model.trackers else 0
 
 
 @dataclasses.dataclass(frozen=True)

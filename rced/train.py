@@ -65,7 +65,7 @@ def build_pool(utts_audio: list[np.ndarray], babble_audio: list[np.ndarray], cfg
     fe = cfg.model.frontend
     rng = np.random.default_rng(seed)
     ctx = fe.context
-    long = [a for a in utts_audio if n_frames(len(a), fe) >= SEG_FRAMES + ctx]
+    long = [a for a in utts_audio if n_frames(len(a), fe) >= SEG_FRAMES + ctx + cfg.history_frames]
     if not long:
         raise RcedError("training set: no utterance is long enough for one segment")
     tracks = [make_babble(int(track_s * fe.sample_rate), babble_audio, rng) for _ in range(n_tracks)]
@@ -91,10 +91,11 @@ def build_pool(utts_audio: list[np.ndarray], babble_audio: list[np.ndarray], cfg
 
 def sample_batch(pool: SpectralPool, cfg: TrainConfig, rng: np.random.Generator,
                  n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Noisy magnitude with context, clean spectrum and noisy spectrum for ``n_frames`` frames."""
+    """Noisy and clean spectra of segments with ``n_frames`` output frames in all, each with its
+    ``context - 1`` past frames and, for a model with trackers, ``cfg.history_frames`` before them."""
     ctx = cfg.model.frontend.context
     n_seg = max(1, n_frames // SEG_FRAMES)
-    span = SEG_FRAMES + ctx - 1
+    span = SEG_FRAMES + ctx - 1 + cfg.history_frames
     ys, ss = [], []
     for _ in range(n_seg):
         k = int(rng.integers(len(pool.clean)))
@@ -129,14 +130,15 @@ def targets(y: np.ndarray, s: np.ndarray, kind: str) -> np.ndarray:
 
 
 def make_examples(y: np.ndarray, s: np.ndarray, cfg: TrainConfig, norm: Normalizer) -> tuple[np.ndarray, np.ndarray]:
-    """Segments -> (x: (N, bins, 1, ctx), packed y_true: (N, 2*bins) = [|Y|, target])."""
-    ctx = cfg.model.frontend.context
+    """Segments -> (x: (N, bins, 1, input channels), packed y_true: (N, 2*bins) = [|Y|, target]);
+    the trackers run from each segment's first frame, over its history."""
+    lead = cfg.model.frontend.context - 1 + cfg.history_frames
     xs, ts = [], []
     for yi, si in zip(y, s):
-        x = model_inputs(np.abs(yi), cfg.model, norm)[ctx - 1 :]  # keep frames with real past
-        t = targets(yi[ctx - 1 :], si[ctx - 1 :], cfg.target)
+        x = model_inputs(np.abs(yi), cfg.model, norm)[lead:]  # keep frames with real past
+        t = targets(yi[lead:], si[lead:], cfg.target)
         xs.append(x)
-        ts.append(np.concatenate([np.abs(yi[ctx - 1 :]), t], axis=1))
+        ts.append(np.concatenate([np.abs(yi[lead:]), t], axis=1))
     return np.concatenate(xs).astype(np.float32), np.concatenate(ts).astype(np.float32)
 
 
@@ -396,14 +398,14 @@ class Trainer(ResumableRun):
         import tensorflow as tf
 
         cfg = self.cfg
-        bins, ctx = cfg.model.frontend.n_bins, cfg.model.frontend.context
+        bins, channels = cfg.model.frontend.n_bins, cfg.model.input_channels
 
         def gen():
             rng = np.random.default_rng([cfg.seed, epoch])
             for _ in range(cfg.steps_per_epoch):
                 yield make_examples(*sample_batch(self.pool, cfg, rng, cfg.batch_frames), cfg, self.norm)
 
-        sig = (tf.TensorSpec((None, bins, 1, ctx), tf.float32), tf.TensorSpec((None, 2 * bins), tf.float32))
+        sig = (tf.TensorSpec((None, bins, 1, channels), tf.float32), tf.TensorSpec((None, 2 * bins), tf.float32))
         return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
 
     # -- model ----------------------------------------------------------------------------

@@ -193,7 +193,11 @@ def test_train_flags_reach_the_config():
     assert (cfg.model.n_bands, cfg.model.frontend.context, cfg.reverb_share) == (48, 32, 0.3)
     assert cfg.model.frontend.n_fft == 256  # the rest of the default front-end is kept
     assert _train_config(parser.parse_args(["train", "run"])).model.frontend.context == 8
-    for bad in (["--arch", "bced", "--n-bands", "0"], ["--context", "0"], ["--reverb-share", "2"]):
+    args = parser.parse_args(["train", "run", "--trackers", "0.5,0.5", "2,0.05", "--tracker-history", "1.5"])
+    cfg = _train_config(args)
+    assert (cfg.model.trackers, cfg.tracker_history_s, cfg.history_frames) == (((0.5, 0.5), (2.0, 0.05)), 1.5, 188)
+    for bad in (["--arch", "bced", "--n-bands", "0"], ["--context", "0"], ["--reverb-share", "2"],
+                ["--trackers", "1,1", "--tracker-history", "-1"]):  # fmt: skip
         with pytest.raises(RcedError):  # refused, never silently replaced by a default
             _train_config(parser.parse_args(["train", "run", *bad]))
 
@@ -320,6 +324,8 @@ def test_an_empty_results_stem_is_refused_when_the_arguments_are_parsed():
     ("rced.cli", ["train", "r", "--lr", "nan"], "argument --lr: 'nan': must be a finite number"),
     ("rced.cli", ["train", "r", "--max-epochs-this-run", "0"], "argument --max-epochs-this-run: '0': must be positive"),
     ("rced.cli", ["train", "r", "--export", ""], "argument --export: output path is empty ('')"),
+    ("rced.cli", ["train", "r", "--trackers", "1,x"], "argument --trackers: '1,x': expected RISE,FALL"),
+    ("rced.cli", ["train", "r", "--trackers", "0,1"], "argument --trackers: '0,1': expected RISE,FALL"),
     ("grammar.cli", ["train-am", ""], "argument run_dir: output path is empty ('')"),
     ("grammar.cli", ["train-am", "r", "--threads", "0"], "argument --threads: '0': must be positive"),
 ])  # fmt: skip

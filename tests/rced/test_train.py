@@ -5,7 +5,7 @@ import pytest
 
 from rced.config import ModelConfig, TrainConfig
 from rced.errors import RcedError
-from rced.train import Trainer, make_loss, targets
+from rced.train import Trainer, make_examples, make_loss, sample_batch, targets
 from tests.conftest import speechlike
 
 TINY = TrainConfig(model=ModelConfig(arch="rced", width_mult=0.25), batch_frames=64, steps_per_epoch=3, epochs=2)
@@ -123,3 +123,37 @@ def test_paper_preset_trains_at_8khz(tmp_path, utts):
     assert trainer.run(verbose=0)["epochs_done"] == 1
     den = Denoiser.load(trainer.export(tmp_path / "pm"))
     assert den.sample_rate == 8000 and den.denoise(utts[0], 16000).shape == (len(utts[0]) // 2,)
+
+
+def test_tracker_model_trains_with_history(tmp_path, utts):
+    """A model with level trackers trains: each segment carries ``tracker_history_s`` before its
+    context, over which the trackers run from its first frame (as rced.features.track), and the
+    network reads the context frames plus one channel per tracker."""
+    from rced.denoiser import Denoiser
+    from rced.features import Normalizer, track, tracker_gains
+
+    model = ModelConfig(arch="rced", width_mult=0.25, trackers=((0.5, 0.5), (2.0, 0.05)))
+    cfg = TrainConfig(model=model, batch_frames=64, steps_per_epoch=2, epochs=1, tracker_history_s=0.2)
+    ctx, hist, bins = model.frontend.context, cfg.history_frames, model.frontend.n_bins
+    assert hist == 25 and TrainConfig(model=ModelConfig(), tracker_history_s=0.2).history_frames == 0
+    trainer = Trainer(tmp_path / "t", cfg, utts_audio=utts)
+    assert trainer.run(verbose=0)["epochs_done"] == 1
+    y, s = sample_batch(trainer.pool, cfg, np.random.default_rng(0), 64)
+    assert y.shape == (2, 32 + ctx - 1 + hist, bins)
+    norm = Normalizer(tuple(np.zeros(bins)), tuple(np.ones(bins)))
+    x, packed = make_examples(y, s, cfg, norm)
+    assert x.shape == (64, bins, 1, ctx + 2) and packed.shape == (64, 2 * bins)
+    feats = np.log(np.abs(y[1]) + 1e-5)
+    np.testing.assert_allclose(x[32:, :, 0, :ctx], np.stack([feats[hist + j : hist + j + 32] for j in range(ctx)], -1),
+                               rtol=0, atol=1e-5)  # fmt: skip
+    want = track(feats, tracker_gains(model))[0][ctx - 1 + hist :].transpose(0, 2, 1)
+    np.testing.assert_allclose(x[32:, :, 0, ctx:], want, rtol=0, atol=1e-5)
+    den = Denoiser.load(trainer.export(tmp_path / "m"))
+    out = den.denoise(utts[0], 16000)
+    assert out.shape == utts[0].shape and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan"), 31.0])
+def test_tracker_history_must_be_seconds_in_range(seconds):
+    with pytest.raises(RcedError, match="tracker_history_s"):
+        TrainConfig(tracker_history_s=seconds)
