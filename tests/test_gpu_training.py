@@ -385,7 +385,7 @@ def test_rced_trainer_features_are_rced_features_started_on_any_frame(start):
     assert start <= lead == history + ctx - 1
     x = np.stack([speechlike(seconds=n / 16000 + 0.01, seed=s)[:n] for s in (1, 2)]).astype(np.float32)
     got = np.asarray(features(stft(jax.numpy.asarray(x)), jax.numpy.asarray([0, start]))).reshape(2, frames, bins, -1)
-    f = (np.log(np.abs(np.asarray(stft(jax.numpy.asarray(x))) + LOG_EPS)) - mean) / std
+    f = (np.log(np.abs(np.asarray(stft(jax.numpy.asarray(x)))) + LOG_EPS) - mean) / std
     for b, s0 in enumerate((0, start)):
         want_ctx = np.stack([f[b, history + j : history + j + frames] for j in range(ctx)], -1)
         np.testing.assert_allclose(got[b, :, :, :ctx], want_ctx, rtol=0, atol=1e-4)

@@ -279,7 +279,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "trackers, else 0)")  # fmt: skip
     ap.add_argument("--cold-share", type=float, default=0.0,
                     help="share of segments whose trackers start cold, on a random frame of the history and "
-                         "context (a stream's first second), in training and validation alike")  # fmt: skip
+                         "context (as at a stream's start), in training and validation alike")  # fmt: skip
     args = ap.parse_args(argv)
     if not 0 <= args.cold_share <= 1 or (args.cold_share and not args.trackers):
         ap.error("--cold-share must be in [0, 1], and needs --trackers")
