@@ -76,12 +76,12 @@ def _set_threads(n: int | None) -> None:
 
 def _tracker(text: str) -> tuple[float, float]:
     """``RISE,FALL`` seconds of one level tracker (argparse type)."""
-    from rced.config import check_trackers
+    from rced.config import parse_tracker
 
     try:
-        return check_trackers([tuple(float(v) for v in text.split(","))])[0]
-    except (ValueError, RcedError):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected RISE,FALL, two positive seconds such as 2,0.05") from None
+        return parse_tracker(text)
+    except RcedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _width_mult(args: argparse.Namespace) -> float:

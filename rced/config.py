@@ -142,6 +142,14 @@ def check_trackers(trackers: object) -> tuple[tuple[float, float], ...]:
     return tuple((float(r), float(f)) for r, f in trackers)
 
 
+def parse_tracker(text: str) -> tuple[float, float]:
+    """One level tracker written ``RISE,FALL`` (seconds), as the trainers' ``--trackers`` take it."""
+    try:
+        return check_trackers([tuple(float(v) for v in text.split(","))])[0]
+    except (ValueError, RcedError):
+        raise RcedError(f"{text!r}: expected RISE,FALL, two positive seconds such as 2,0.05") from None
+
+
 def check_reverb_share(share: float) -> None:
     """A share of recordings heard in simulated rooms (rced.rooms) must be a number in [0, 1]."""
     if not (isinstance(share, (int, float)) and math.isfinite(share) and 0.0 <= share <= 1.0):

@@ -110,13 +110,13 @@ def make_dsp(cfg, mean: np.ndarray, std: np.ndarray, frames: int, history: int =
         s0 = jnp.repeat(f[:, :1], gains.shape[0], axis=1)
         return jax.lax.scan(step, s0, (jnp.swapaxes(f, 0, 1), jnp.arange(f.shape[1])))[1].swapaxes(0, 1)
 
-    def features(spec, start=None):
+    def features(spec, start):
         """(B, t_all, bins) -> (B * frames, bins, channels): current + past, oldest first; then the
-        trackers, started on frame ``start`` (B,) of each segment (None: the first; at most ``lead``)."""
+        trackers, started on frame ``start`` (B,) of each segment (0: the first; at most ``lead``)."""
         f = (jnp.log(jnp.abs(spec) + LOG_EPS) - mean) / std
         ch = [f[:, history + j : history + j + frames] for j in range(ctx)]
         if gains.shape[0]:
-            tr = tracks(f, jnp.zeros(f.shape[0], jnp.int32) if start is None else start)[:, lead:]
+            tr = tracks(f, start)[:, lead:]
             ch += [tr[:, :, i] for i in range(gains.shape[0])]
         return jnp.stack(ch, axis=-1).reshape(-1, bins, len(ch))
 
@@ -284,12 +284,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.cold_share <= 1 or (args.cold_share and not args.trackers):
         ap.error("--cold-share must be in [0, 1], and needs --trackers")
     if args.trackers is not None:
-        from rced.config import check_trackers
+        from rced.config import parse_tracker
         from rced.errors import RcedError
 
         try:
-            args.trackers = check_trackers([tuple(float(v) for v in t.split(",")) for t in args.trackers])
-        except (ValueError, RcedError) as exc:
+            args.trackers = tuple(parse_tracker(t) for t in args.trackers)
+        except RcedError as exc:
             ap.error(f"--trackers: {exc}")
     if args.history_s is None:
         args.history_s = 1.0 if args.trackers else 0.0
