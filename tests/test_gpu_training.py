@@ -173,10 +173,13 @@ def test_am_data_script_refuses_bad_command_options_before_any_work(tmp_path, ar
         (["--arch", "rced", "--n-bands", "32"], "--n-bands needs --arch bced"),
         (["--arch", "bced", "--context", "0"], "must be positive"),
         (["--arch", "bced", "--width-mult", "-1"], "must be positive"),
+        (["--reverb-share", "1.5"], "--reverb-share must be in [0, 1]"),
+        (["--reverb-share", "0.3", "--rooms", "0"], "--rooms positive"),
     ],
 )
-def test_rced_trainer_refuses_bad_network_shapes(tmp_path, args, message):
-    """The network's shape is the --init folder's, or set from scratch; refused before any work."""
+def test_rced_trainer_refuses_bad_options_before_any_work(tmp_path, args, message):
+    """The network's shape is the --init folder's, or set from scratch; rooms need a share in [0, 1]
+    and at least one room; all refused before any work."""
     pack = tmp_path / "p.npz"
     pack.write_bytes(b"x")
     r = _run("train_rced_jax.py", "--pack", pack, "--out", tmp_path / "r", *args, check=False)
@@ -362,6 +365,46 @@ def test_rced_trainer_adds_trackers_after_a_models_own(tmp_path):
     r = _run("train_rced_jax.py", *common[:-2], "--cold-share", "2", "--trackers", *have, "--out", tmp_path / "b2",
              check=False)  # fmt: skip
     assert r.returncode == 2 and "--cold-share" in r.stderr
+
+
+def test_convolve_valid_is_numpys_valid_convolution():
+    pytest.importorskip("jax")
+    from train_rced_jax import convolve_valid
+
+    rng = np.random.default_rng(3)
+    x, h = rng.normal(size=(2, 300)), rng.normal(size=(2, 64))
+    got = np.asarray(convolve_valid(x.astype(np.float32), h.astype(np.float32)))
+    want = np.stack([np.convolve(xi, hi, mode="valid") for xi, hi in zip(x, h)])
+    assert got.shape == (2, 300 - 64 + 1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("delay", [1, 37, 500])
+def test_rced_trainer_rooms_hear_the_whole_tail_and_silence_before_the_utterance(delay):
+    """A room whose whole response is a pure delay and whose early part is the direct sound: the
+    microphone hears the target ``delay`` samples late, the samples before the segment included,
+    and silence where the segment starts its utterance. Babble at 200 dB SNR is negligible."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from train_rced_jax import RIR_TAPS, device_arrays, make_sampler, to_device_pool
+
+    n = 800
+    rng = np.random.default_rng(5)
+    utts = [rng.normal(size=n).astype(np.float32) for _ in range(3)]  # each exactly one segment long
+    utts += [rng.normal(size=RIR_TAPS + 2 * n).astype(np.float32)]  # room for babble's pre-roll
+    pool = to_device_pool(utts, n)
+    full, early = np.zeros((1, RIR_TAPS), np.float32), np.zeros((1, RIR_TAPS), np.float32)
+    full[0, delay], early[0, 0] = 1.0, 1.0
+    pool |= {"rir_full": jnp.asarray(full), "rir_early": jnp.asarray(early)}
+    sample = jax.jit(make_sampler(pool, n, 16, (200.0, 200.0), reverb_share=1.0))
+    noisy, clean = (np.asarray(v) for v in sample(jax.random.PRNGKey(0), device_arrays(pool)))
+    np.testing.assert_allclose(noisy[:, delay:], clean[:, :-delay], rtol=0, atol=1e-4)
+    starts_utterance = np.array([any(np.allclose(c / c[0], u[:n] / u[0], atol=1e-3) for u in utts[:3]) for c in clean])
+    assert starts_utterance.any()
+    assert np.abs(noisy[starts_utterance, :delay]).max() < 1e-4
+    dry = jax.jit(make_sampler(pool, n, 16, (200.0, 200.0)))
+    d_noisy, d_clean = (np.asarray(v) for v in dry(jax.random.PRNGKey(0), device_arrays(pool)))
+    np.testing.assert_allclose(d_noisy, d_clean, rtol=0, atol=1e-4 * np.abs(d_clean).max())
 
 
 @pytest.mark.parametrize("start", [0, 5, 11])

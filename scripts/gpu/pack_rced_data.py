@@ -126,6 +126,9 @@ def main() -> None:
                     help="stop before the compressed audio passes this many MB (default: the whole plan)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="train_utterances(N, seed) plans, in order")
     ap.add_argument("--n-per-seed", type=int, default=4000, help="N: utterances per plan")
+    ap.add_argument("--pico", type=int, default=0,
+                    help="P: each plan also has P utterances of the SVOX Pico TRAIN voices, after its N "
+                         "(train_utterances(N, seed, pico=P))")  # fmt: skip
     ap.add_argument("--bits", type=int, default=7, choices=(6, 7, 8), help="µ-law bits per sample")
     ap.add_argument("--max-utts", type=int, default=None, help="stop after this many (tiny test packs)")
     ap.add_argument("--skip", type=int, default=0, help="leave out the plan's first N utterances (in an earlier pack)")
@@ -146,7 +149,7 @@ def main() -> None:
 
     plan = []  # (seed, index, utterance, is_val)
     for seed in args.seeds:
-        utts = train_utterances(args.n_per_seed, seed)
+        utts = train_utterances(args.n_per_seed, seed, pico=args.pico)
         plan += [(seed, i, u, seed == args.seeds[0] and i < args.n_val) for i, u in enumerate(utts)]
     plan = plan[args.skip :]
     if args.max_utts is not None:

@@ -18,15 +18,17 @@ training utterances (each at unit RMS, as ``rced.corpus.make_babble``), mixed in
 STFT on the device. Each segment has ``--frames`` output frames, each with its real past frames.
 ``--sisdr-weight W`` adds -W * SI-SDR (dB) of the masked noisy-phase resynthesis (weighted
 overlap-add of the output frames) against the clean segment. ``--resample`` and ``--eq-db``
-perturb speed/vocal-tract length and colour the channel. ``--trackers`` adds level-tracker input
+perturb speed/vocal-tract length and colour the channel; ``--reverb-share`` hears that share of the
+speech and of the babble in simulated rooms (:func:`room_bank`, ``rced.rooms``), the target then
+the speech's direct sound and early reflections. ``--trackers`` adds level-tracker input
 channels (``ModelConfig.trackers``, ``rced.features.track``: per-bin one-pole followers of the
 features, e.g. a running mean and a noise floor); each segment then starts ``--history-s`` earlier
 so that they have settled, and with ``--init`` the new channels start at zero weight (an init's
 own trackers come first and keep theirs). ``--cold-share P``: for P of the segments the trackers
 start later, on a random frame of the history or context, as on a stream's first frames.
 
-Validation: a fixed set of mixtures of the packs' validation utterances (fixed seed, the same for
-every run), babble from validation utterances too; logs the compressed MSE and the SI-SDR gain
+Validation: a fixed set of dry mixtures of the packs' validation utterances (fixed seed, the same
+for every run), babble from validation utterances too; logs the compressed MSE and the SI-SDR gain
 over the noisy input (mask floor 0 and 0.3). The model folder keeps the weights that
 ``--select`` rates best, the start included (``--select last``: the last ones).
 
@@ -71,6 +73,7 @@ DEFAULT_MODEL = ROOT / "rced" / "default_model"
 SR = 16000  # the packs' rate
 CLIPNORM = 5.0
 VAL_SEED = 12345
+RIR_TAPS = 12288  # room responses cut at 0.77 s: 45 dB down at the longest RT60 drawn (0.7 s)
 
 
 # ----------------------------------------------------------------------------- signal
@@ -182,8 +185,35 @@ def fir(x, h):
     return y[..., taps // 2 : taps // 2 + n]
 
 
+def room_bank(n: int, seed: int, taps: int = RIR_TAPS) -> dict:
+    """``n`` simulated rooms (``rced.rooms.room_responses``, the seed derived as ``rced.train``'s),
+    as device arrays: ``rir_full`` (n, taps), the whole response cut at ``taps`` samples, and
+    ``rir_early`` (n, taps), its direct sound and early reflections, zero-padded."""
+    import jax.numpy as jnp
+
+    from rced.rooms import room_responses
+
+    rooms = room_responses(n, SR, seed=int(np.random.default_rng([seed, 5]).integers(2**31)))
+    full, early = np.zeros((n, taps), np.float32), np.zeros((n, taps), np.float32)
+    for i, r in enumerate(rooms):
+        full[i, : min(taps, len(r.full))] = r.full[:taps]
+        early[i, : min(taps, len(r.early))] = r.early[:taps]
+    return {"rir_full": jnp.asarray(full), "rir_early": jnp.asarray(early)}
+
+
+def convolve_valid(x, h):
+    """Rows of ``x`` (..., taps - 1 + n) through rows of ``h`` (..., taps): the n outputs whose
+    whole input window lies inside ``x`` (the first taps - 1 samples of ``x`` are the pre-roll)."""
+    import jax.numpy as jnp
+
+    m, taps = x.shape[-1], h.shape[-1]
+    nfft = 1 << (m + taps - 1).bit_length()
+    y = jnp.fft.irfft(jnp.fft.rfft(x, nfft) * jnp.fft.rfft(h, nfft), nfft)
+    return y[..., taps - 1 : m]
+
+
 def make_sampler(pool: dict, n_samples: int, batch: int, snr: tuple[float, float], level_db=(-12.0, 6.0),
-                 resample: float = 0.0, eq_db: float = 0.0):  # fmt: skip
+                 resample: float = 0.0, eq_db: float = 0.0, reverb_share: float = 0.0):  # fmt: skip
     """Jittable (key, device_arrays(pool)) -> (noisy, clean) segments (B, n_samples) like
     rced.train.sample_batch. The pool goes in as an argument, not a closure: captured, its
     gigabytes became constants of the compiled step (60 s to compile for 6.4 h of speech).
@@ -192,42 +222,63 @@ def make_sampler(pool: dict, n_samples: int, batch: int, snr: tuple[float, float
     (linear interpolation: pitch, formants and tempo move together, a vocal-tract-length and
     speed perturbation); the pool must then hold segments of ``read_length(n_samples, r)``.
     ``eq_db``: the speech and the babble each get their own random smooth colouring
-    (:func:`random_eq`); the clean target is the coloured speech."""
+    (:func:`random_eq`); the clean target is the coloured speech. ``reverb_share`` s: s of the
+    segments' speech, and s of their babble, are heard through a room of the data's
+    :func:`room_bank` (``rced.train``'s rule: the target is the speech's direct sound and early
+    reflections, the SNR is that of the reverberant speech); each segment reads ``RIR_TAPS - 1``
+    samples before it so that its tail is whole, and the speech's are silent before its utterance."""
     import jax
     import jax.numpy as jnp
 
-    t = jnp.arange(n_samples, dtype=jnp.float32)
+    pre = RIR_TAPS - 1 if reverb_share > 0 else 0  # samples read before each segment for the room's tail
+    t = jnp.arange(-pre, n_samples, dtype=jnp.float32)
     n_ok, total = pool["off"].shape[0], pool["total"]
     n_read = read_length(n_samples, resample)
+    b_pre = read_length(pre, resample) if pre else 0
+    if total - n_read <= b_pre:
+        raise SystemExit(f"the packs hold {total} samples of speech: too few for babble segments of {b_pre + n_read}")
 
-    def read(stream, start, rate):  # start (...,) int, rate (...,) -> (..., n_samples)
+    def read(stream, start, rate, first=None):  # start (...,) int, rate (...,) -> (..., pre + n_samples)
         pos = rate[..., None] * t
         i0 = jnp.floor(pos).astype(jnp.int32)
         w = pos - i0
         base = start[..., None] + i0
-        return stream[base] * (1 - w) + stream[base + 1] * w
+        x = stream[jnp.maximum(base, 0)] * (1 - w) + stream[jnp.maximum(base + 1, 0)] * w
+        return x if first is None else x * (base >= first[..., None])  # silence before the utterance
 
     def sample(key, data):
         ks = jax.random.split(key, 10)
         i = jax.random.randint(ks[0], (batch,), 0, n_ok)
         start = data["off"][i] + jnp.floor(jax.random.uniform(ks[1], (batch,)) * data["room"][i]).astype(jnp.int32)
         rate = jax.random.uniform(ks[6], (batch,), minval=1 - resample, maxval=1 + resample)
-        s = read(data["flat"], start, rate)
+        s = read(data["flat"], start, rate, data["off"][i])
         # babble: 3-8 talkers, each a random stretch of the unit-RMS stream (runs of utterances)
         k = jax.random.randint(ks[2], (batch,), 3, 9)
-        b0 = jax.random.randint(ks[3], (batch, 8), 0, total - n_read)
+        b0 = jax.random.randint(ks[3], (batch, 8), b_pre, total - n_read)
         brate = jax.random.uniform(ks[7], (batch, 8), minval=1 - resample, maxval=1 + resample)
         talk = read(data["unit"], b0, brate)
         n = (talk * (jnp.arange(8)[None, :] < k[:, None])[:, :, None]).sum(1)
+        if reverb_share > 0:
+            n_rooms = data["rir_full"].shape[0]
+            kr, kw = jax.random.split(jax.random.fold_in(key, 2))  # a dry run draws what it always drew
+            r = jax.random.randint(kr, (2, batch), 0, n_rooms)
+            wet = jax.random.uniform(kw, (2, batch)) < reverb_share
+            dry_s, dry_n = s[:, pre:], n[:, pre:]
+            tgt = jnp.where(wet[0][:, None], convolve_valid(s, data["rir_early"][r[0]]), dry_s)
+            s = jnp.where(wet[0][:, None], convolve_valid(s, data["rir_full"][r[0]]), dry_s)
+            n = jnp.where(wet[1][:, None], convolve_valid(n, data["rir_full"][r[1]]), dry_n)
+        else:
+            tgt = s
         if eq_db > 0:
-            s = fir(s, random_eq(ks[8], batch, eq_db))
+            h = random_eq(ks[8], batch, eq_db)
+            s, tgt = fir(s, h), fir(tgt, h)
             n = fir(n, random_eq(ks[9], batch, eq_db))
         n = n / jnp.sqrt(jnp.mean(n * n, -1, keepdims=True) + 1e-20)
         snr_db = jax.random.uniform(ks[4], (batch,), minval=snr[0], maxval=snr[1])
         es, en = (s * s).sum(-1), (n * n).sum(-1) + 1e-12
         g = jnp.where(es > 0, jnp.sqrt(es / en / 10 ** (snr_db / 10)), 1.0)
         level = 10 ** (jax.random.uniform(ks[5], (batch,), minval=level_db[0], maxval=level_db[1]) / 20)
-        return level[:, None] * (s + g[:, None] * n), level[:, None] * s
+        return level[:, None] * (s + g[:, None] * n), level[:, None] * tgt
 
     return sample
 
@@ -280,7 +331,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cold-share", type=float, default=0.0,
                     help="share of segments whose trackers start cold, on a random frame of the history and "
                          "context (as at a stream's start), in training and validation alike")  # fmt: skip
+    ap.add_argument("--reverb-share", type=float, default=0.0,
+                    help="share of the segments' speech, and of their babble, heard in a simulated room "
+                         "(target: direct sound and early reflections, as rced train --reverb-share); "
+                         "validation stays dry")  # fmt: skip
+    ap.add_argument("--rooms", type=int, default=48, help="simulated rooms drawn from (with --reverb-share)")
     args = ap.parse_args(argv)
+    if not 0 <= args.reverb_share <= 1 or args.rooms < 1:
+        ap.error("--reverb-share must be in [0, 1] and --rooms positive")
     if not 0 <= args.cold_share <= 1 or (args.cold_share and not args.trackers):
         ap.error("--cold-share must be in [0, 1], and needs --trackers")
     if args.trackers is not None:
@@ -368,12 +426,15 @@ def main(argv: list[str] | None = None) -> None:
     history = int(round(args.history_s * cfg.frontend.frame_rate))
     stft, features, resynth, lead, region, n_samples = make_dsp(cfg, mean, std, args.frames, history)
     pool = to_device_pool(train_utts, read_length(n_samples, args.resample))
+    if args.reverb_share > 0:
+        pool |= room_bank(args.rooms, args.seed)
     vpool = to_device_pool(val_utts, n_samples)
     hours = sum(len(u) for u in train_utts) / SR / 3600
     print(f"[{args.out.name}] {cfg.arch} on {jax.devices()[0]} | {len(train_utts)} train utts ({hours:.2f} h), "
           f"{len(val_utts)} val | segment {n_samples} samples, {args.batch * args.frames} frames/step", flush=True)  # fmt: skip
     snr = (args.snr_low, args.snr_high)
-    sample = make_sampler(pool, n_samples, args.batch, snr, resample=args.resample, eq_db=args.eq_db)
+    sample = make_sampler(pool, n_samples, args.batch, snr, resample=args.resample, eq_db=args.eq_db,
+                          reverb_share=args.reverb_share)  # fmt: skip
     tx = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-7)  # keras Adam defaults
     c, w_sisdr, floor = args.loss_compress, args.sisdr_weight, args.mask_floor
 
