@@ -177,12 +177,8 @@ def random_eq(key, n: int, db: float, taps: int = 256):
 
 def fir(x, h):
     """Filter rows of ``x`` (B, n) with rows of ``h`` (B, taps), delay of taps // 2 removed."""
-    import jax.numpy as jnp
-
     n, taps = x.shape[-1], h.shape[-1]
-    nfft = 1 << (n + taps - 1).bit_length()
-    y = jnp.fft.irfft(jnp.fft.rfft(x, nfft) * jnp.fft.rfft(h, nfft), nfft)
-    return y[..., taps // 2 : taps // 2 + n]
+    return fft_convolve(x, h)[..., taps // 2 : taps // 2 + n]
 
 
 def room_bank(n: int, seed: int, taps: int = RIR_TAPS) -> dict:
@@ -201,15 +197,20 @@ def room_bank(n: int, seed: int, taps: int = RIR_TAPS) -> dict:
     return {"rir_full": jnp.asarray(full), "rir_early": jnp.asarray(early)}
 
 
+def fft_convolve(x, h):
+    """Full linear convolution of rows of ``x`` with rows of ``h`` (broadcast), by FFT; a row of
+    ``x`` shared by several filters (a size-1 axis) is transformed once."""
+    import jax.numpy as jnp
+
+    n = x.shape[-1] + h.shape[-1] - 1
+    nfft = 1 << n.bit_length()
+    return jnp.fft.irfft(jnp.fft.rfft(x, nfft) * jnp.fft.rfft(h, nfft), nfft)[..., :n]
+
+
 def convolve_valid(x, h):
     """Rows of ``x`` (..., taps - 1 + n) through rows of ``h`` (..., taps): the n outputs whose
     whole input window lies inside ``x`` (the first taps - 1 samples of ``x`` are the pre-roll)."""
-    import jax.numpy as jnp
-
-    m, taps = x.shape[-1], h.shape[-1]
-    nfft = 1 << (m + taps - 1).bit_length()
-    y = jnp.fft.irfft(jnp.fft.rfft(x, nfft) * jnp.fft.rfft(h, nfft), nfft)
-    return y[..., taps - 1 : m]
+    return fft_convolve(x, h)[..., h.shape[-1] - 1 : x.shape[-1]]
 
 
 def make_sampler(pool: dict, n_samples: int, batch: int, snr: tuple[float, float], level_db=(-12.0, 6.0),
@@ -264,8 +265,10 @@ def make_sampler(pool: dict, n_samples: int, batch: int, snr: tuple[float, float
             r = jax.random.randint(kr, (2, batch), 0, n_rooms)
             wet = jax.random.uniform(kw, (2, batch)) < reverb_share
             dry_s, dry_n = s[:, pre:], n[:, pre:]
-            tgt = jnp.where(wet[0][:, None], convolve_valid(s, data["rir_early"][r[0]]), dry_s)
-            s = jnp.where(wet[0][:, None], convolve_valid(s, data["rir_full"][r[0]]), dry_s)
+            rirs = jnp.stack([data["rir_early"][r[0]], data["rir_full"][r[0]]], 1)  # one FFT of the speech
+            early, full = jnp.moveaxis(convolve_valid(s[:, None], rirs), 1, 0)
+            tgt = jnp.where(wet[0][:, None], early, dry_s)
+            s = jnp.where(wet[0][:, None], full, dry_s)
             n = jnp.where(wet[1][:, None], convolve_valid(n, data["rir_full"][r[1]]), dry_n)
         else:
             tgt = s
