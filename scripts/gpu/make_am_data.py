@@ -58,6 +58,9 @@ def main() -> None:
     ap.add_argument("--am", type=Path, default=None,
                     help="AM folder whose config.json the features are for: its mel bands and its "
                          "input_mask_floor (default: the shipped AM, the one a warm start fine-tunes)")  # fmt: skip
+    ap.add_argument("--denoiser", type=Path, default=None,
+                    help="denoiser folder the enhanced features are made behind (default: the shipped one); "
+                         "an AM to ship behind a new denoiser is fine-tuned on its features")  # fmt: skip
     args = ap.parse_args()
     if not 0.0 <= args.reverb_share <= 1.0:
         ap.error(f"--reverb-share {args.reverb_share}: expected a number in [0, 1]")
@@ -90,7 +93,8 @@ def main() -> None:
 
     am_cfg = load_json(AMConfig, (args.am or default_am_path()) / "config.json")
     cfg = dataclasses.replace(AMTrainConfig(), am=am_cfg)
-    print(f"AM features for {args.am or default_am_path()}: input_mask_floor {am_cfg.input_mask_floor}", flush=True)
+    print(f"AM features for {args.am or default_am_path()}: input_mask_floor {am_cfg.input_mask_floor}, "
+          f"behind the denoiser {args.denoiser or 'shipped'}", flush=True)
     from grammar.dataset import with_command_texts
 
     utts = [u for s in args.seeds
@@ -112,7 +116,7 @@ def main() -> None:
         sr = am_cfg.frontend.sample_rate
         audios = in_rooms(audios, args.reverb_share, sr, seed=mix_seed)
         pool = in_rooms(pool, args.reverb_share, sr, seed=mix_seed + 1)
-    den = am_front_end(Denoiser.load(None), cfg.am)
+    den = am_front_end(Denoiser.load(args.denoiser), cfg.am)
     data = prepare_utterances(audios, texts, cfg, den, pool, mix_seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     _save_npz(args.out, data)
