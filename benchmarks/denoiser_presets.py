@@ -140,9 +140,11 @@ def network(row: dict) -> str:
 def to_markdown(payload: dict) -> str:
     cores = [c for c, *_ in CORES]
     floors = payload["floors"]
+    own = payload.get("default_floor", floors[-1])  # results written before the key: the default's floor
+    whose = "the shipped default's" if floors[-1] == own else f"every row's; the shipped default's own is {own:g}"
     lines = [f"Dev set: {payload['data']}. Noisy input: PESQ {payload['noisy']['pesq']:.3f}, "
              f"STOI {payload['noisy']['stoi']:.3f}, SI-SDR {payload['noisy']['si_sdr']:.2f} dB. "
-             f"Quality of the plain mask (no listener release or exponent) at mask floor {floors[-1]:g} (the shipped default's)"
+             f"Quality of the plain mask (no listener release or exponent) at mask floor {floors[-1]:g} ({whose})"
              + (f"; floors {', '.join(f'{f:g}' for f in floors[:-1])} in the JSON." if len(floors) > 1 else "."), "",
              "| model | network | training steps | params | MMAC/frame | MMAC/s | int8 flash | TFLM arena | "
              + " | ".join(f"{c} load" for c in cores) + " | fits | ΔPESQ | ΔSTOI | ΔSI-SDR dB |",
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"data": f"{args.dev_utterances} TRAIN-voice utterances (seed 555, unused by training) x babble at "
                        "-5/0/5/10 dB (benchmarks/mask_floor.py dev_set)",
                "floors": args.floors, "budget_percent": BUDGET_PERCENT, "note": args.note,
+               "default_floor": load_json(ModelConfig, default_model_path() / "config.json").mask_floor,
                "assumptions": [{"core": c, "clock_mhz": f / 1e6, "int8_macs_per_cycle": list(r)} for c, f, r, _ in CORES],
                "calibration": cal.description, "rows": rows, "noisy": q["noisy"], "quality": q["delta"],
                "seconds": round(time.time() - t0, 1)}  # fmt: skip

@@ -248,7 +248,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     listen.check_windows(args.window_s, args.hop_s, "--window-s", "--hop-s")  # before the table header prints
     listen.check_min_windows(args.min_windows, "--min-windows")
     listen.check_offset(args.threshold_offset, "--threshold-offset")
-    if not args.no_best_check:
+    if not args.no_best_check and args.best_offset is not None:  # None: the shipped setting has no such check
         listen.check_offset(args.best_offset, "--best-offset")
     if args.seconds is not None and (args.device is None or not args.seconds > 0):
         raise GrammarError("listen: --seconds needs --device and a positive number of seconds")
@@ -479,12 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "window accepts more readily)")  # fmt: skip
     li.add_argument("--best-offset", type=float, default=LISTEN_BEST_OFFSET,
                     help="a second, stricter check: an event is reported only if its best window reaches the "
-                         "grammar's threshold plus this (default %(default)s)")  # fmt: skip
+                         "grammar's threshold plus this (default %(default)s; None: no such check)")  # fmt: skip
     li.add_argument("--no-best-check", action="store_true", help="no stricter check of an event's best window")
     li.add_argument("--no-command-offsets", action="store_true",
                     help="one threshold for every command (default: the per-command offsets of "
                          "grammar.decoding.listen.LISTEN_COMMAND_OFFSETS, where benchmarks/spotting.py puts them; "
-                         "commands not named there get 0; none ship now)")  # fmt: skip
+                         "commands not named there get 0)")  # fmt: skip
     _add_chain_args(li)
     li.set_defaults(func=cmd_listen)
 

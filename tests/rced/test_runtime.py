@@ -31,7 +31,7 @@ def test_shipped_float_denoiser_equals_its_keras_model(folder):
     keras_den, tfl = Denoiser.load(folder, backend="keras"), Denoiser.load(folder)
     assert tfl.backend == "float" and keras_den.backend == "keras" and tfl.model.batched
     fe = tfl.config.frontend
-    x = np.random.default_rng(0).standard_normal((700, fe.n_bins, 1, fe.context)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((700, fe.n_bins, 1, tfl.config.input_channels)).astype(np.float32)
     want = keras_den._run(x)
     assert np.abs(tfl._run(x) - want).max() < MASK_ATOL  # 700 frames: two invokes (MAX_BATCH 512)
     assert np.abs(np.concatenate([tfl._run(x[i : i + 1]) for i in range(5)]) - want[:5]).max() < MASK_ATOL
@@ -121,5 +121,5 @@ def test_keras_backend_traces_one_graph_for_every_copy_and_batch():
     fe = den.config.frontend
     rng = np.random.default_rng(3)
     for d, n in ((den, 5), (den.with_gain(mask_floor=0.3), 17), (den.with_gain(mask_release=0.0), 1)):
-        d._run(rng.standard_normal((n, fe.n_bins, 1, fe.context)).astype(np.float32))
+        d._run(rng.standard_normal((n, fe.n_bins, 1, den.config.input_channels)).astype(np.float32))
     assert den.model._stapes_traced.experimental_get_tracing_count() == 1
