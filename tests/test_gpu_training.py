@@ -266,13 +266,14 @@ def _ckpt(folder: Path) -> dict:
 def test_rced_trainer_warm_start_resume_and_backend_parity(tmp_path):
     pytest.importorskip("jax")
     pytest.importorskip("optax")
-    from rced.config import ModelConfig
+    from rced.config import ModelConfig, load_json
 
     _rced_pack(tmp_path / "p.npz")
     shipped = ROOT / "rced" / "default_model"
     common = ["--pack", tmp_path / "p.npz", "--init", shipped, "--batch", "4", "--frames", "8", "--val-segments", "8",
-              "--eval-every-s", "0", "--warmup", "2", "--minutes", "1e6"]  # fmt: skip
-    x = np.random.default_rng(1).standard_normal((32, 129, 1, 8)).astype(np.float32)
+              "--eval-every-s", "0", "--warmup", "2", "--minutes", "1e6", "--history-s", "0.1"]  # fmt: skip
+    channels = load_json(ModelConfig, shipped / "config.json").input_channels  # context frames and trackers
+    x = np.random.default_rng(1).standard_normal((32, 129, 1, channels)).astype(np.float32)
     # a warm start that trains no step writes the shipped network back
     _run("train_rced_jax.py", *common, "--out", tmp_path / "w0", "--max-steps", "0")
     np.testing.assert_array_equal(_tf_model(tmp_path / "w0", ModelConfig)(x), _tf_model(shipped, ModelConfig)(x))
@@ -319,10 +320,11 @@ def test_rced_trainer_adds_trackers_to_a_model_at_zero_weight(tmp_path):
     trackers read), the written config holds them, and a few steps train them."""
     pytest.importorskip("jax")
     pytest.importorskip("optax")
-    from rced.config import ModelConfig
+    from rced.config import ModelConfig, load_json
 
     _rced_pack(tmp_path / "p.npz")
-    shipped = ROOT / "rced" / "default_model"  # a model without trackers
+    shipped = ROOT / "rced" / "presets" / "lite"  # a model without trackers
+    assert load_json(ModelConfig, shipped / "config.json").trackers is None
     common = ["--pack", tmp_path / "p.npz", "--init", shipped, "--batch", "4", "--frames", "8", "--val-segments", "8",
               "--eval-every-s", "0", "--trackers", "0.5,0.5", "2,0.05", "--history-s", "0.1", "--select", "last"]  # fmt: skip
     _run("train_rced_jax.py", *common, "--out", tmp_path / "t0", "--max-steps", "0")

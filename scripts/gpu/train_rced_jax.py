@@ -329,8 +329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "constants in seconds, e.g. 0.5,0.5 2,0.05; with --init the new channels start at zero "
                          "weight, so training starts from the folder's model")  # fmt: skip
     ap.add_argument("--history-s", type=float, default=None,
-                    help="seconds of each segment before its context, for the trackers to settle (default 1 with "
-                         "trackers, else 0)")  # fmt: skip
+                    help="seconds of each segment before its context, for the trackers to settle (default 1 when "
+                         "the network has trackers, its --init's own included, else 0)")  # fmt: skip
     ap.add_argument("--cold-share", type=float, default=0.0,
                     help="share of segments whose trackers start cold, on a random frame of the history and "
                          "context (as at a stream's start), in training and validation alike")  # fmt: skip
@@ -352,9 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.trackers = tuple(parse_tracker(t) for t in args.trackers)
         except RcedError as exc:
             ap.error(f"--trackers: {exc}")
-    if args.history_s is None:
-        args.history_s = 1.0 if args.trackers else 0.0
-    if not (math.isfinite(args.history_s) and 0 <= args.history_s <= 30):
+    if args.history_s is not None and not (math.isfinite(args.history_s) and 0 <= args.history_s <= 30):
         ap.error("--history-s must be in [0, 30] seconds")
     if args.init is not None and args.arch is not None:
         ap.error("--arch is for a start from scratch; with --init the network is the folder's")
@@ -386,6 +384,7 @@ def model_config(args):
         cfg = dataclasses.replace(cfg, arch=args.arch or "rced", **{k: v for k, v in shape.items() if v is not None})
         if args.context is not None:
             cfg = dataclasses.replace(cfg, frontend=dataclasses.replace(cfg.frontend, context=args.context))
+        cfg = dataclasses.replace(cfg, trackers=None)  # from scratch: only the trackers --trackers names
     grows = False
     if args.trackers is not None:
         have = cfg.trackers or ()
@@ -411,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     from rced.models import build_model
 
     cfg, grow = model_config(args)
+    if args.history_s is None:  # the trackers' settling time: --trackers' or the --init model's own
+        args.history_s = 1.0 if cfg.trackers else 0.0
     bins, channels = cfg.frontend.n_bins, cfg.input_channels
     net = network(build_model, cfg, args, DEFAULT_MODEL, bins, grow_inputs=grow)
     model = net.model
