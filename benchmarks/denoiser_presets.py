@@ -189,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update", action="store_true",
                     help="keep the rows of --out's JSON for models not measured in this run (same floors and dev set)")
     args = ap.parse_args(argv)
+    default_floor = load_json(ModelConfig, default_model_path() / "config.json").mask_floor
     if args.floors is None:
-        args.floors = [0.0, load_json(ModelConfig, default_model_path() / "config.json").mask_floor]
+        args.floors = [0.0, default_floor]
     if args.model:
         models = [(s.split("=", 1)[0], Path(s.split("=", 1)[1])) for s in args.model]
     else:
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"data": f"{args.dev_utterances} TRAIN-voice utterances (seed 555, unused by training) x babble at "
                        "-5/0/5/10 dB (benchmarks/mask_floor.py dev_set)",
                "floors": args.floors, "budget_percent": BUDGET_PERCENT, "note": args.note,
-               "default_floor": load_json(ModelConfig, default_model_path() / "config.json").mask_floor,
+               "default_floor": default_floor,
                "assumptions": [{"core": c, "clock_mhz": f / 1e6, "int8_macs_per_cycle": list(r)} for c, f, r, _ in CORES],
                "calibration": cal.description, "rows": rows, "noisy": q["noisy"], "quality": q["delta"],
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
