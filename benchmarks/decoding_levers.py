@@ -10,18 +10,23 @@ training: they cost the device a few operations per frame.
   the gap between their mean over its louder 60 % of frames and the same mean over the calibration
   set (a partial cepstral mean normalisation against speaker and channel).
 
-Each setting gets its own threshold on the calibration set's non-commands (TEST-ONLY TTS voices,
+Every row reads the AM's own posteriors (its config's readout set aside), so the shipped readout
+(``AMConfig.posterior_scale`` / ``blank_penalty``, marked) is one row among the others. Each setting
+gets its own threshold on the calibration set's non-commands (TEST-ONLY TTS voices,
 seed 101; FAR <= 10 % with 95 % confidence, the shipped rule of benchmarks/recognition.py), and
 its commands right there are the number a lever would be chosen by. At that threshold, for
 information (nothing is chosen on them): the test set (seed 202), the natural TEST-ONLY voice and
 the real phrases of benchmarks/real_commands.py under a grammar of their own.
-Writes benchmarks/results/decoding_levers.{json,md}.
-Run: python benchmarks/decoding_levers.py
+Writes benchmarks/results/decoding_levers.{json,md}; ``--apply`` writes the chosen posterior readout
+into the AM's config.json (then the thresholds and everything after them are recalibrated:
+``bash scripts/ship_am.sh grammar/default_am 3``).
+Run: python benchmarks/decoding_levers.py [--apply]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -34,12 +39,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from grammar.alphabet import BLANK_ID  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
+from grammar.config import AMConfig  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
-from grammar.decoding.recognizer import Recognizer, log_softmax  # noqa: E402
+from grammar.decoding.recognizer import Recognizer, read_posteriors  # noqa: E402
 from rced.audio import atomic_write_text, load_audio  # noqa: E402
+from rced.config import load_json, save_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -60,7 +66,7 @@ class Lever:
     alpha: float = 0.0
 
 
-LEVERS = (Lever("shipped decoding"),
+LEVERS = (Lever("the AM as it is"),
           *(Lever(f"posteriors x {a:g}, blank - {b:g}", scale=a, blank=b)
             for a in (1.0, 1.4, 2.0) for b in (0.0, 0.5, 1.0) if (a, b) != (1.0, 0.0)),
           *(Lever(f"utterance mean, alpha {al:g}", alpha=al) for al in (0.3, 0.6)))  # fmt: skip
@@ -79,12 +85,8 @@ def log_posteriors(rec: Recognizer, feats: np.ndarray, lever: Lever, ref_mean: n
     pad = (-len(feats)) % rec.config.stride
     if pad:
         feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
-    logp = rec.log_posteriors(feats)
-    if lever.scale != 1.0 or lever.blank:
-        logp = logp * lever.scale
-        logp[:, BLANK_ID] -= lever.blank
-        logp = log_softmax(logp)
-    return logp
+    readout = dataclasses.replace(rec.config, posterior_scale=lever.scale, blank_penalty=lever.blank)
+    return read_posteriors(rec.log_posteriors(feats), readout)  # rec reads the AM as it is (main)
 
 
 def evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far: float | None = None) -> dict:
@@ -116,8 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-far", type=float, default=0.10, help="FAR bound of the threshold, as recognition.py")
     ap.add_argument("--draws", type=int, default=5, help="babble draws per real recording and noisy condition")
     ap.add_argument("--out", default=str(ROOT / "results" / "decoding_levers"))
+    ap.add_argument("--apply", action="store_true",
+                    help="write the chosen posterior readout into the AM's config.json")  # fmt: skip
     args = ap.parse_args(argv)
     rec = Recognizer.load(args.am, grammar=False)
+    shipped_readout = rec.config.readout
+    rec.config = dataclasses.replace(rec.config, **dict.fromkeys(AMConfig.READOUT_FIELDS))  # rows are absolute
+    shipped = next((lv for lv in LEVERS if not lv.alpha and (lv.scale, lv.blank) == shipped_readout), None)
+    if shipped is None:
+        a, b = shipped_readout
+        shipped = Lever(f"posteriors x {a:g}, blank - {b:g}", scale=a, blank=b)
+    levers = [shipped, *(lv for lv in LEVERS if lv != shipped)]  # the shipped readout first: its test FAR is the reference
     units = rec.config.unit_set.name
     commands = load_commands(default_commands_path())
     shipped = Grammar.load(Path(__file__).resolve().parents[1] / "grammar" / "data" / "grammar_default.json")
@@ -136,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
                 "real phrases": Grammar.from_commands(PHRASES, score_kind=shipped.score_kind, units=units)}  # fmt: skip
     ref_mean = np.mean([loud_mean(f) for f in sets["calibration"][1]], axis=0)
     results = []
-    for lever in tqdm(LEVERS, desc="levers"):  # the first is the shipped decoding: its test FAR is the reference
+    for lever in tqdm(levers, desc="levers"):
         test_far = results[0]["test"]["far"] if results else None
         results.append({"lever": lever.name, "scale": lever.scale, "blank": lever.blank, "alpha": lever.alpha,
+                        "shipped": lever == shipped,
                         **evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far)})  # fmt: skip
     results[0]["test_at_equal_far"] = dict(results[0]["test"])
-    chosen = max(results, key=lambda r: r["calibration"]["accuracy"])["lever"]
+    best = max(results, key=lambda r: r["calibration"]["accuracy"])
+    chosen = best["lever"]
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "natural": str(natural_dataset(2)),
                         "real_trials": len(real), "max_far": args.max_far, "target_far": target_far},
                "score_kind": shipped.score_kind, "chosen_on_calibration": chosen, "results": results}  # fmt: skip
@@ -154,16 +167,26 @@ def main(argv: list[str] | None = None) -> int:
           f"(seed 202), the natural TEST-ONLY voice (hibari `heart`) and the real phrases (ALSA speaker test, "
           f"clean and in babble, a grammar of its {len(PHRASES)} phrases; the other real recordings as "
           f"non-commands). Accuracy / FAR per set. Last column, a diagnostic: the test set at the threshold its "
-          f"own non-commands put at the shipped decoding's test FAR (levers compared at equal test false alarms). "
+          f"own non-commands put at the shipped readout's test FAR (levers compared at equal test false alarms). "
+          f"Every row reads the AM's own posteriors; the shipped readout is marked. "
           f"Chosen on the calibration set: **{chosen}**.", "",
           "| lever | threshold | " + " | ".join(names) + " | test at equal FAR |",
           "|---|---|" + "---|" * (len(names) + 1)]  # fmt: skip
     for r in results:
         cells = [r[n] for n in names] + [r["test_at_equal_far"]]
-        md.append(f"| {r['lever']} | {r['threshold']:.3f} | "
+        md.append(f"| {r['lever']}{' (shipped)' if r['shipped'] else ''} | {r['threshold']:.3f} | "
                   + " | ".join(f"{c['accuracy']:.3f} / {c['far']:.3f}" for c in cells) + " |")  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
+    if args.apply:
+        if best["alpha"]:
+            print(f"--apply: the chosen lever ({chosen}) is not a posterior readout; config.json left as it is")
+            return 0
+        path = Path(rec.path) / "config.json"
+        readout = {"posterior_scale": None if best["scale"] == 1.0 else best["scale"],
+                   "blank_penalty": None if best["blank"] == 0.0 else best["blank"]}  # fmt: skip
+        save_json(dataclasses.replace(load_json(AMConfig, path), **readout), path)
+        print(f"wrote the readout {chosen} into {path}")
     return 0
 
 

@@ -81,8 +81,8 @@ def pocketsphinx_predictions(rows, commands) -> list[str | None]:
 
 def chain_digest(rec: Recognizer) -> str:
     """What a chain's posteriors depend on: its backend, the AM folder's and the denoiser's model
-    files and normalisation, and the gain settings of the AM's front-end (so a change to the
-    listener's shaping alone keeps a cache)."""
+    files and normalisation, the gain settings of the AM's front-end (so a change to the
+    listener's shaping alone keeps a cache) and the readout of its posteriors."""
     h = hashlib.sha256(rec.backend.encode())
     den_path = getattr(rec.denoiser, "path", None)
     for folder in (rec.path, den_path):
@@ -91,6 +91,9 @@ def chain_digest(rec: Recognizer) -> str:
                 h.update((Path(folder) / name).read_bytes())
     if rec.denoiser is not None:
         h.update(json.dumps(dataclasses.asdict(rec.am_denoiser.config), sort_keys=True).encode())
+    readout = getattr(rec.config, "readout", (1.0, 0.0))
+    if readout != (1.0, 0.0):  # the readout in use (a benchmark may set it apart from config.json)
+        h.update(json.dumps(readout).encode())
     return h.hexdigest()[:16]
 
 

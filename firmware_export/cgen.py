@@ -181,7 +181,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         f"// and T the frames, the confidence (score kind \"{device.score_kind}\") is\n"
         f"// {_SCORE_TEXT[device.score_kind]}.\n",
         f"// kThreshold is the grammar's {which} (calibrated for the int8 chain: the posteriors of\n"
-        "// am_settings.h, read through kPosteriorFloor).\n",
+        "// am_settings.h, read through kPosteriorFloor, kPosteriorScale and kBlankPenalty).\n",
         f"constexpr float kThreshold = {c_float(device.threshold)};\n",
         f"constexpr float kMarginWeight = {c_float(MARGIN_WEIGHT if device.score_kind == 'len_margin' else 0.0)};\n",
         f"constexpr int kBlankId = {blank_id};\n",

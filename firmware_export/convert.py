@@ -254,8 +254,11 @@ def _set_fields(value):
 
 
 def weights_digest(model, config, norm) -> str:
-    """sha256 of a Keras model's weights (values, shapes, order), its config and its normalisation."""
-    settings = [_set_fields(dataclasses.asdict(config)), dataclasses.asdict(norm)]
+    """sha256 of a Keras model's weights (values, shapes, order), its config and its normalisation;
+    the config's ``READOUT_FIELDS`` (how outputs are read, never the graph) are left out."""
+    readout = getattr(config, "READOUT_FIELDS", ())
+    fields = {k: v for k, v in _set_fields(dataclasses.asdict(config)).items() if k not in readout}
+    settings = [fields, dataclasses.asdict(norm)]
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for w in model.get_weights():
         w = np.ascontiguousarray(w)

@@ -193,7 +193,12 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
         "// reads as the float AM's mean log-posterior below half an LSB (grammar.acoustic.int8.ZERO_LOG_POSTERIOR; half an\n"
         "// LSB made every ruled-out symbol cheap and windows took commands for others in continuous listening).\n",
         _io_block(info),
-        f"constexpr float kPosteriorFloor = {cgen.c_float(float(np.exp(ZERO_LOG_POSTERIOR)))};\n\n",
+        f"constexpr float kPosteriorFloor = {cgen.c_float(float(np.exp(ZERO_LOG_POSTERIOR)))};\n",
+        "// The decoder reads l[t][s] = logf(max(p, kPosteriorFloor)) as kPosteriorScale * l[t][s], minus\n"
+        "// kBlankPenalty for s == kBlankId, renormalised per frame (subtract the log-sum-exp over s): a\n"
+        "// temperature and a CTC blank penalty, which the grammar's thresholds were calibrated through.\n",
+        f"constexpr float kPosteriorScale = {cgen.c_float(am_cfg.readout[0])};\n",
+        f"constexpr float kBlankPenalty = {cgen.c_float(am_cfg.readout[1])};\n\n",
         f"// ---- alphabet{'' if am_cfg.unit_set.name == 'chars' else ' (ARPAbet phonemes)'}: symbol id -> text (id 0 is the CTC blank)\n",
         f"constexpr int kNumSymbols = {len(symbols)};\nconstexpr int kBlankId = {BLANK_ID};\n",
         cgen.strings("kAlphabet", symbols), "\n",

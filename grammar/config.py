@@ -27,12 +27,32 @@ class AMConfig:
     # output units (grammar.units.UNIT_SETS); None: characters (configs from before phonemes; an unset
     # field keeps the recorded calibration keys of firmware_export valid)
     units: str | None = None
+    # how the decoder reads the AM's log-posteriors l[t, s] (grammar.decoding.recognizer.read_posteriors):
+    # posterior_scale * l with the blank lowered by blank_penalty nats, renormalised per frame (a
+    # temperature and a CTC blank penalty; None: 1 and 0). The grammar's thresholds and the pronunciation
+    # dictionary are calibrated through it; the network and its int8 graph do not depend on it.
+    posterior_scale: float | None = None
+    blank_penalty: float | None = None
+
+    #: fields that change how the outputs are read, never the network (left out of the int8 calibration key)
+    READOUT_FIELDS = ("posterior_scale", "blank_penalty")
 
     def __post_init__(self) -> None:
         Units(self.units or "chars")  # a one-line GrammarError for an unknown unit set
         f = self.input_mask_floor
         if f is not None and not is_mask_floor(f):
             raise GrammarError(f"input_mask_floor {f!r}: expected null or a number in [0, 1)")
+        a, b = self.posterior_scale, self.blank_penalty
+        if a is not None and not (isinstance(a, int | float) and not isinstance(a, bool) and 0 < a < 100):
+            raise GrammarError(f"posterior_scale {a!r}: expected null or a number in (0, 100)")
+        if b is not None and not (isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 100):
+            raise GrammarError(f"blank_penalty {b!r}: expected null or a number in [0, 100)")
+
+    @property
+    def readout(self) -> tuple[float, float]:
+        """(posterior scale, blank penalty) of the decoder's reading: (1, 0) reads the AM as it is."""
+        return (1.0 if self.posterior_scale is None else float(self.posterior_scale),
+                0.0 if self.blank_penalty is None else float(self.blank_penalty))
 
     @property
     def unit_set(self) -> Units:

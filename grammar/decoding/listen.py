@@ -45,7 +45,7 @@ import numpy as np
 from grammar.acoustic.features import log_mel, speech_modulation, tonality
 from grammar.alphabet import BLANK_ID
 from grammar.decoding.decoder import Grammar, decode
-from grammar.decoding.recognizer import check_duration, log_softmax
+from grammar.decoding.recognizer import check_duration, read_posteriors
 from grammar.errors import GrammarError
 from grammar.units import Units
 from rced.audio import resample, truncated_wav, validate_audio
@@ -260,7 +260,7 @@ class PosteriorStream:
         out = np.concatenate(outs) if outs else np.zeros((0, self.n_symbols), np.float32)
         if final:  # the last window's hop runs past the audio
             out = out[: len(out) - max(0, self._n_out - total)]
-        out = log_softmax(out)  # as Recognizer.posteriors
+        out = read_posteriors(out, self.rec.config)  # as Recognizer.posteriors
         return out.astype(np.float32)
 
     def _run_am(self, final: bool) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.acoustic.features import frame_levels, frame_tonal, log_mel, speech_modulation, tonality
+from grammar.alphabet import BLANK_ID
 from grammar.config import AMConfig
 from grammar.decoding.decoder import Decision, Grammar, decode
 from grammar.errors import GrammarError
@@ -85,6 +86,19 @@ def am_front_end(denoiser, am_config: AMConfig):
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Log-posteriors from (frames, symbols) scores, normalised per frame."""
     return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+def read_posteriors(scores: np.ndarray, cfg: AMConfig | None) -> np.ndarray:
+    """The decoder's log-posteriors from the AM's (frames, symbols) scores: normalised per frame, then
+    read through ``cfg.readout`` (scaled, the blank lowered, renormalised); a ``cfg`` of None or with
+    the neutral readout leaves them as the AM gives them."""
+    logp = log_softmax(scores)
+    scale, penalty = cfg.readout if cfg is not None else (1.0, 0.0)
+    if scale == 1.0 and penalty == 0.0:
+        return logp
+    logp = logp * scale
+    logp[:, BLANK_ID] -= penalty
+    return log_softmax(logp)
 
 
 class Recognizer:
@@ -172,8 +186,9 @@ class Recognizer:
         return self.log_posteriors(feats)
 
     def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
-        """(frames, n_mels) normalised log-mel -> (ceil(frames / stride), symbols) log-posteriors of the AM."""
-        return log_softmax(self._am(feats[None, :, None, :].astype(np.float32))[0])
+        """(frames, n_mels) normalised log-mel -> (ceil(frames / stride), symbols) log-posteriors of the AM,
+        as the decoder reads them (:func:`read_posteriors`)."""
+        return read_posteriors(self._am(feats[None, :, None, :].astype(np.float32))[0], self.config)
 
     def _am(self, x: np.ndarray) -> np.ndarray:
         """The AM on a (1, frames, 1, n_mels) input; Keras models through one traced graph (an eager

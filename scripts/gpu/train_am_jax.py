@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, **{k: getattr(args, k) for k in ARCH_FIELDS if getattr(args, k) is not None})
     if args.units is not None:
         cfg = dataclasses.replace(cfg, units=args.units)
+    # a new network is read as it is until benchmarks/decoding_levers.py --apply chooses its own readout
+    cfg = dataclasses.replace(cfg, **dict.fromkeys(AMConfig.READOUT_FIELDS))
     units = cfg.unit_set
     d = relabel(load_packs(args.pack, args.frames, MAX_LABEL), units)
     if d["n_mels"] != cfg.n_mels:

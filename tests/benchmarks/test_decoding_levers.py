@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from benchmarks.decoding_levers import LEVERS, Lever, log_posteriors, loud_mean
 from grammar.alphabet import BLANK_ID
+from grammar.config import AMConfig
 from grammar.decoding.recognizer import log_softmax
 
 
@@ -16,7 +15,7 @@ class LinearAM:
     """Stand-in recognizer: stride 2, log-softmax of a fixed linear map of every second frame."""
 
     def __init__(self, n_mels: int = 5, n_symbols: int = 4, seed: int = 0):
-        self.config = SimpleNamespace(stride=2)
+        self.config = AMConfig(stride=2)
         self.w = np.random.default_rng(seed).normal(size=(n_mels, n_symbols))
         self.seen: list[np.ndarray] = []
 
@@ -29,12 +28,12 @@ def feats_of(n: int = 9, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, 5))
 
 
-def test_the_shipped_decoding_is_the_am_itself_padded_to_its_stride():
+def test_the_first_lever_is_the_am_itself_padded_to_its_stride():
     am, f = LinearAM(), feats_of(9)
-    out = log_posteriors(am, f, Lever("shipped decoding"), np.zeros(5))
+    out = log_posteriors(am, f, Lever("the AM as it is"), np.zeros(5))
     padded = np.concatenate([f, f[-1:]])  # 9 frames -> 10, the last repeated, as Recognizer.posteriors
     np.testing.assert_allclose(out, log_softmax(padded[::2] @ am.w))
-    assert LEVERS[0] == Lever("shipped decoding") and len({lv.name for lv in LEVERS}) == len(LEVERS)
+    assert LEVERS[0] == Lever("the AM as it is") and len({lv.name for lv in LEVERS}) == len(LEVERS)
 
 
 @pytest.mark.parametrize("scale,blank", [(1.0, 0.5), (1.4, 0.0), (2.0, 1.0)])

@@ -55,7 +55,8 @@ def tiny_am_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("fx_am") / "am"
     folder.mkdir()
-    cfg = AMConfig(channels=16, blocks=2, input_mask_floor=0.35)  # its own floor, not the denoiser's
+    cfg = AMConfig(channels=16, blocks=2, input_mask_floor=0.35,  # its own floor, not the denoiser's
+                   posterior_scale=1.5, blank_penalty=0.75)  # and its own readout
     build_am(cfg).save(folder / "model.keras")
     save_json(cfg, folder / "config.json")
     Normalizer(tuple([-8.0] * cfg.n_mels), tuple([3.0] * cfg.n_mels)).save(folder / "norm.json")

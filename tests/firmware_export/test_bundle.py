@@ -191,6 +191,14 @@ def test_am_settings_carry_the_ams_own_mask_floor(bundle, tiny_denoiser):
     assert (cfg.mask_release, cfg.mask_exponent) == (0.5, 0.9)  # the fixture's shaping, not the defaults
 
 
+def test_am_settings_carry_the_ams_readout(bundle):
+    """kPosteriorScale and kBlankPenalty are the AM config's readout (tiny_am_dir: 1.5 and 0.75)."""
+    out, _ = bundle
+    text = (out / "am_settings.h").read_text()
+    for name, value in (("kPosteriorScale", 1.5), ("kBlankPenalty", 0.75)):
+        assert float(re.search(name + r" = ([0-9.e+-]+)f;", text).group(1)) == pytest.approx(value)
+
+
 def test_tflm_agrees_with_litert_bit_for_bit_and_goldens_match(bundle):
     from firmware_export.verify import run_litert, run_tflm
 

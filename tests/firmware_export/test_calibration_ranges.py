@@ -237,3 +237,20 @@ def test_recovered_ranges_give_back_each_scale_and_zero_point():
         lo = np.float32(0.0 if i % 3 == 0 else -(10 ** rng.uniform(-3, 1.5)))
         scale, zp = script.quant_params(lo, np.float32(10 ** rng.uniform(-3, 1.5)))
         assert script.quant_params(*(np.float32(v) for v in script.range_for(scale, zp))) == (scale, zp)
+
+
+def test_the_readout_is_left_out_of_the_weights_digest_and_the_network_is_not(tiny_am_dir):
+    """How outputs are read (AMConfig.READOUT_FIELDS) never changes the int8 graph, so it never
+    invalidates a record; a field of the network does."""
+    import dataclasses
+
+    from firmware_export.convert import weights_digest
+    from grammar.config import AMConfig
+    from rced.denoiser import load_model_folder
+
+    model, cfg, norm = load_model_folder(tiny_am_dir, AMConfig, "am", ExportError, "keras")
+    base = weights_digest(model, cfg, norm)
+    neutral = dataclasses.replace(cfg, posterior_scale=None, blank_penalty=None)
+    assert weights_digest(model, neutral, norm) == base
+    assert weights_digest(model, dataclasses.replace(cfg, posterior_scale=3.0), norm) == base
+    assert weights_digest(model, dataclasses.replace(cfg, input_mask_floor=0.2), norm) != base

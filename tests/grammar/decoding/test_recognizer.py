@@ -7,7 +7,9 @@ from grammar.decoding.recognizer import (
     SPEECH_FLOOR,
     TONAL_CEILING,
     Recognizer,
+    log_softmax,
     passes_speech_check,
+    read_posteriors,
     receptive_field_frames,
 )
 from grammar.errors import GrammarError
@@ -116,3 +118,58 @@ def test_the_speech_checks_floor_and_ceiling_are_checked(tiny_am, tiny_grammar, 
         rec.recognize(tone(1.5), 16000)
     with pytest.raises(GrammarError, match=message):
         Recognizer(rec.model, rec.config, rec.norm, **{attr: value})
+
+
+# ----------------------------------------------------------------------------- the posterior readout
+
+
+@pytest.mark.parametrize(("scale", "penalty"), [(1.0, 0.0), (1.0, 0.5), (2.0, 0.0), (2.0, 1.0), (0.5, 3.0)])
+def test_read_posteriors_is_the_closed_form(scale, penalty):
+    """p'[s] is proportional to p[s] ** scale, times exp(-penalty) for the blank."""
+    from grammar.alphabet import BLANK_ID
+    from grammar.config import AMConfig
+
+    scores = np.random.default_rng(4).normal(scale=3.0, size=(7, 29))
+    cfg = AMConfig(posterior_scale=scale, blank_penalty=penalty)
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    q = p**scale
+    q[:, BLANK_ID] *= np.exp(-penalty)
+    q /= q.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.exp(read_posteriors(scores, cfg)), q, atol=1e-12)
+    np.testing.assert_allclose(read_posteriors(scores, AMConfig()), log_softmax(scores), atol=1e-12)
+    np.testing.assert_allclose(read_posteriors(scores, None), log_softmax(scores), atol=1e-12)
+
+
+def test_the_recognizer_reads_through_its_configs_readout_and_a_blank_penalty_lifts_the_symbols(tiny_am):
+    """Offline and streamed posteriors follow the AM config's readout; a blank penalty lowers the
+    blank's share in every frame."""
+    import dataclasses
+
+    from grammar.alphabet import BLANK_ID
+    from grammar.decoding.listen import PosteriorStream
+
+    rec = Recognizer.load(tiny_am, denoiser=False, grammar=False)
+    x = tone(1.5)
+    plain = rec.posteriors(x, 16000)
+    rec.config = dataclasses.replace(rec.config, posterior_scale=1.0, blank_penalty=2.0)
+    read = rec.posteriors(x, 16000)
+    np.testing.assert_allclose(read, read_posteriors(plain, rec.config), atol=1e-5)
+    assert np.all(read[:, BLANK_ID] < plain[:, BLANK_ID])
+    st = PosteriorStream(rec)
+    streamed = np.concatenate([st.push(x[i : i + 1000]) for i in range(0, len(x), 1000)] + [st.flush()])
+    np.testing.assert_allclose(streamed, read, atol=1e-4)
+
+
+def test_the_readout_round_trips_through_config_json_and_is_checked(tmp_path):
+    from grammar.config import AMConfig
+    from rced.config import load_json, save_json
+
+    cfg = AMConfig(posterior_scale=2.0, blank_penalty=1.0)
+    save_json(cfg, tmp_path / "config.json")
+    assert load_json(AMConfig, tmp_path / "config.json").readout == (2.0, 1.0)
+    assert AMConfig().readout == (1.0, 0.0)
+    for kw, what in (({"posterior_scale": 0.0}, "posterior_scale"), ({"posterior_scale": True}, "posterior_scale"),
+                     ({"blank_penalty": -1.0}, "blank_penalty"), ({"blank_penalty": "1"}, "blank_penalty")):  # fmt: skip
+        with pytest.raises(GrammarError, match=what):
+            AMConfig(**kw)
