@@ -367,6 +367,10 @@ def test_rced_trainer_adds_trackers_after_a_models_own(tmp_path):
     r = _run("train_rced_jax.py", *common[:-2], "--cold-share", "2", "--trackers", *have, "--out", tmp_path / "b2",
              check=False)  # fmt: skip
     assert r.returncode == 2 and "--cold-share" in r.stderr
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "own", "--max-steps", "0")  # the init's own trackers
+    lite = ROOT / "rced" / "presets" / "lite"  # no trackers
+    r = _run("train_rced_jax.py", *[lite if c == bced else c for c in common], "--out", tmp_path / "none", check=False)
+    assert r.returncode != 0 and "--cold-share needs a network with trackers" in r.stderr
 
 
 def test_convolve_valid_is_numpys_valid_convolution():

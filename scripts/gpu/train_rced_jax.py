@@ -342,8 +342,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if not 0 <= args.reverb_share <= 1 or args.rooms < 1:
         ap.error("--reverb-share must be in [0, 1] and --rooms positive")
-    if not 0 <= args.cold_share <= 1 or (args.cold_share and not args.trackers):
-        ap.error("--cold-share must be in [0, 1], and needs --trackers")
+    if not 0 <= args.cold_share <= 1:
+        ap.error("--cold-share must be in [0, 1]")
     if args.trackers is not None:
         from rced.config import parse_tracker
         from rced.errors import RcedError
@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     from rced.models import build_model
 
     cfg, grow = model_config(args)
+    if args.cold_share and not cfg.trackers:  # --trackers' or the --init model's own
+        raise SystemExit("--cold-share needs a network with trackers (--trackers, or an --init model that has them)")
     if args.history_s is None:  # the trackers' settling time: --trackers' or the --init model's own
         args.history_s = 1.0 if cfg.trackers else 0.0
     bins, channels = cfg.frontend.n_bins, cfg.input_channels
