@@ -124,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     rec = Recognizer.load(args.am, grammar=False)
     shipped_readout = rec.config.readout
     rec.config = dataclasses.replace(rec.config, **dict.fromkeys(AMConfig.READOUT_FIELDS))  # rows are absolute
-    shipped = next((lv for lv in LEVERS if not lv.alpha and (lv.scale, lv.blank) == shipped_readout), None)
-    if shipped is None:
+    read = next((lv for lv in LEVERS if not lv.alpha and (lv.scale, lv.blank) == shipped_readout), None)
+    if read is None:
         a, b = shipped_readout
-        shipped = Lever(f"posteriors x {a:g}, blank - {b:g}", scale=a, blank=b)
-    levers = [shipped, *(lv for lv in LEVERS if lv != shipped)]  # the shipped readout first: its test FAR is the reference
+        read = Lever(f"posteriors x {a:g}, blank - {b:g}", scale=a, blank=b)
+    levers = [read, *(lv for lv in LEVERS if lv != read)]  # the shipped readout first: its test FAR is the reference
     units = rec.config.unit_set.name
     commands = load_commands(default_commands_path())
     shipped = Grammar.load(Path(__file__).resolve().parents[1] / "grammar" / "data" / "grammar_default.json")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     for lever in tqdm(levers, desc="levers"):
         test_far = results[0]["test"]["far"] if results else None
         results.append({"lever": lever.name, "scale": lever.scale, "blank": lever.blank, "alpha": lever.alpha,
-                        "shipped": lever == shipped,
+                        "shipped": lever == read,
                         **evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far)})  # fmt: skip
     results[0]["test_at_equal_far"] = dict(results[0]["test"])
     best = max(results, key=lambda r: r["calibration"]["accuracy"])

@@ -29,7 +29,7 @@ BACKENDS = ("float", "int8", "keras")  # as rced.denoiser.BACKENDS
 #: (nearly always "mute"). Chosen by ``python benchmarks/speech_check.py``: two thirds of the lowest
 #: modulation among the calibration set's commands the chain gets right, rounded down to 0.01
 #: (benchmarks/results/speech_check.md). None: no check.
-SPEECH_FLOOR: float | None = 0.15
+SPEECH_FLOOR: float | None = 0.16
 
 #: The speech check's second test: an accepted command is rejected when the input's tonality
 #: (:func:`grammar.acoustic.features.tonality`: the largest share, in any second, of frames whose two
@@ -37,7 +37,7 @@ SPEECH_FLOOR: float | None = 0.15
 #: and alarms, which rise and fall as speech does and so pass the floor. Chosen by ``python
 #: benchmarks/speech_check.py``: one and a half times the highest tonality among the calibration
 #: set's commands the chain gets right (the floor's margin, inverted), rounded up to 0.01. None: no test.
-TONAL_CEILING: float | None = 0.26
+TONAL_CEILING: float | None = 0.21
 
 
 def default_am_path() -> Path:
