@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rec = Recognizer.load(args.am, grammar=False)
     shipped_readout = rec.config.readout
-    rec.config = dataclasses.replace(rec.config, **dict.fromkeys(AMConfig.READOUT_FIELDS))  # rows are absolute
+    rec.config = rec.config.without_readout()  # rows are absolute
     read = next((lv for lv in LEVERS if not lv.alpha and (lv.scale, lv.blank) == shipped_readout), None)
     if read is None:
         a, b = shipped_readout

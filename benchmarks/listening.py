@@ -42,7 +42,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 
 from grammar.acoustic.int8 import Int8AM  # noqa: E402
-from grammar.config import AMConfig  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.demo import Segment, make_scene, match, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
@@ -147,7 +146,7 @@ def chains(factors: bool) -> list[tuple[str, Callable[[], Recognizer]]]:
     def float_windows(**kw) -> Recognizer:
         rec = Recognizer.load()
         inner = Recognizer.load(grammar=False)  # reads the AM as it is: the outer chain applies the readout once
-        inner.config = dataclasses.replace(inner.config, **dict.fromkeys(AMConfig.READOUT_FIELDS))
+        inner.config = inner.config.without_readout()
         am = FloatInWindows(inner, Int8AM.load(rec.path), **kw)
         return Recognizer(am, rec.config, rec.norm, rec.denoiser, rec.grammar, rec.path)
 
@@ -196,7 +195,7 @@ def zero_posterior() -> dict:
 
     rows = load_manifest(datasets(2)[0])
     rec = Recognizer.load(grammar=False)  # the AM's own posteriors, as the int8 softmax gives them (no readout)
-    rec.config = dataclasses.replace(rec.config, **dict.fromkeys(AMConfig.READOUT_FIELDS))
+    rec.config = rec.config.without_readout()
     logp = np.concatenate(cached_posteriors(rec, rows, "calib_all"))
     half = math.log(0.5 * Int8AM.load(rec.path).model.out_scale)
     low = logp[logp < half]

@@ -48,6 +48,10 @@ class AMConfig:
         if b is not None and not (isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 100):
             raise GrammarError(f"blank_penalty {b!r}: expected null or a number in [0, 100)")
 
+    def without_readout(self) -> AMConfig:
+        """This config read as the AM gives its outputs (the neutral readout)."""
+        return dataclasses.replace(self, **dict.fromkeys(self.READOUT_FIELDS))
+
     @property
     def readout(self) -> tuple[float, float]:
         """(posterior scale, blank penalty) of the decoder's reading: (1, 0) reads the AM as it is."""

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.units is not None:
         cfg = dataclasses.replace(cfg, units=args.units)
     # a new network is read as it is until benchmarks/decoding_levers.py --apply chooses its own readout
-    cfg = dataclasses.replace(cfg, **dict.fromkeys(AMConfig.READOUT_FIELDS))
+    cfg = cfg.without_readout()
     units = cfg.unit_set
     d = relabel(load_packs(args.pack, args.frames, MAX_LABEL), units)
     if d["n_mels"] != cfg.n_mels:

@@ -250,7 +250,8 @@ def test_the_readout_is_left_out_of_the_weights_digest_and_the_network_is_not(ti
 
     model, cfg, norm = load_model_folder(tiny_am_dir, AMConfig, "am", ExportError, "keras")
     base = weights_digest(model, cfg, norm)
-    neutral = dataclasses.replace(cfg, posterior_scale=None, blank_penalty=None)
+    neutral = cfg.without_readout()
+    assert neutral.readout == (1.0, 0.0) and cfg.readout == (1.5, 0.75)
     assert weights_digest(model, neutral, norm) == base
     assert weights_digest(model, dataclasses.replace(cfg, posterior_scale=3.0), norm) == base
     assert weights_digest(model, dataclasses.replace(cfg, input_mask_floor=0.2), norm) != base
