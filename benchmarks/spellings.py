@@ -100,7 +100,7 @@ def markdown(payload: dict) -> str:
     lines = ["Doubled letters spelled once (`benchmarks/spellings.py`). Isolated commands: the float chain, its "
              "threshold calibrated per spelling on the calibration set's non-commands (FAR bound "
              f"{payload['max_far']:.0%}), on the TEST-ONLY TTS voices and the natural voice; accuracy / "
-             "misclassified / FAR. Spotting: `grammar listen`'s 2.5-s windows, one threshold or per-command "
+             f"misclassified / FAR. Spotting: `grammar listen`'s {payload['window_s']:g}-s windows, one threshold or per-command "
              "thresholds, the lever and its setting chosen per spelling on the development streams by `spotting.py`'s rule; dev: commands "
              "found, each stream on its worse chain (conversation + scenes); test conversation (95 commands, "
              "10 dB): found / misclassified / false alarms per hour.", "",

@@ -31,8 +31,10 @@ def test_first_by_rule(rules, first):
 
 def test_markdown_names_the_choice_and_whether_it_ships():
     names = list(SPELLINGS)
-    payload = {"max_far": 0.1, "spellings": {n: entry((150 + i, 0)) for i, n in enumerate(names)}, "chosen_on_dev": names[-1]}
+    payload = {"max_far": 0.1, "window_s": 2.0, "spellings": {n: entry((150 + i, 0)) for i, n in enumerate(names)},
+               "chosen_on_dev": names[-1]}  # fmt: skip
     md = markdown(payload)
+    assert "`grammar listen`'s 2-s windows" in md  # the listener's window length as measured, not a fixed text
     assert md.count("\n| ") == 1 + len(names)  # the header and a row a spelling
     assert f"first on the development streams: {names[-1]}" in md
     assert "update it" in md  # the last spelling (every letter) is not what ships
