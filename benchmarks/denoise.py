@@ -5,7 +5,7 @@ real phrases of ALSA's speaker test (groups of their own) in babble; with each s
 MMAC per second of audio (benchmarks/quality_compute.py).
 
 Writes benchmarks/results/denoise.{json,md} and benchmarks/results/quality_vs_compute.png.
-Run: python benchmarks/denoise.py [--model DIR]
+Run: python benchmarks/denoise.py [--model DIR] [--real-draws N]
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def system_compute(models: dict[str, Denoiser], dtln: Path | None, gtcrn: Path |
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="model folder (default: shipped)")
-    ap.add_argument("--n-per-voice", type=int, default=6)
+    ap.add_argument("--n-per-voice", type=int, default=12)
+    ap.add_argument("--real-draws", type=int, default=4,
+                    help="babble draws per SNR for each of the two real recordings (one draw: 8 mixtures)")
     ap.add_argument("--out", default=str(ROOT / "results" / "denoise"))
     ap.add_argument("--plot", default=str(PLOT), help="quality-against-compute PNG")
     ap.add_argument("--card", action="store_true", help="copy the table into the model folder's MODEL_CARD.md")
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     gtcrn = GTCRN_DIR if GTCRN_DIR.exists() else None
     compute = system_compute(models, dtln, gtcrn)
     main_compute = compute[next(iter(models))]
-    items = eval_set(n_per_voice=args.n_per_voice, include_natural=True, include_alsa=True)
+    items = eval_set(n_per_voice=args.n_per_voice, include_natural=True, include_alsa=True, real_draws=args.real_draws)
     t0 = time.time()
     results = run_systems(items, build_systems(models, dtln, gtcrn))
     rows = summarize(results, per_recording=True)
@@ -119,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     share = {s: {m: allrow[s][f"d_{m}"] / oracle[f"d_{m}"] for m in ("pesq", "stoi", "si_sdr")}
              for s in allrow if s not in ("noisy", "oracle IRM")}  # fmt: skip
     data = (f"TEST-ONLY voices (flite rms, festival ked_diphone, festival cmu_us_slt_arctic_hts), "
-            f"{args.n_per_voice} sentences each, plus the pysptk and amfm-decompy real recordings "
-            f"(their mean, then each) and, as groups of their own, the natural TEST-ONLY voice hibari heart "
+            f"{args.n_per_voice} sentences each, plus the pysptk and amfm-decompy real recordings, each in "
+            f"{args.real_draws} babble draws and levels per SNR (their mean, then each), and, as groups of their own, the natural TEST-ONLY voice hibari heart "
             f"({args.n_per_voice} sentences) and the eight ALSA speaker-test phrases (real speech, one woman, "
             f"about 1 s each); babble of 3-8 TRAIN-voice talkers at -5/0/5/10 dB")  # fmt: skip
     payload = {

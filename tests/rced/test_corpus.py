@@ -63,6 +63,27 @@ def test_every_engine_speaks(voice):
     assert rms(a) > 1e-3 and np.all(np.isfinite(a))
 
 
+@pytest.mark.parametrize("voice", [Voice("piper", "joe"), Voice("hibari", "heart"), Voice("kokoro", "blend03")],
+                         ids=lambda v: v.id)  # fmt: skip
+def test_neural_voices_are_a_function_of_their_request(voice):
+    """The neural engines draw noise inside their models: the same (text, prosody, seed) must give
+    the same audio whatever was spoken before, and another seed other audio where the engine
+    takes one, so a fresh cache of synthesised speech equals every other."""
+    say = "switch off the radio"
+    first = synthesize(say, voice, Prosody(1.05, 0.0), seed=11)
+    synthesize("and something else in between", voice, Prosody(0.9, 0.0), seed=12)
+    again = synthesize(say, voice, Prosody(1.05, 0.0), seed=11)
+    np.testing.assert_array_equal(first, again)
+    if voice.engine != "kokoro":  # Kokoro draws nothing: the seed is not an input
+        other = synthesize(say, voice, Prosody(1.05, 0.0), seed=13)
+        assert len(other) != len(first) or not np.array_equal(other, first)
+
+
+def test_piper_cache_moved_with_its_seeding():
+    assert Voice("piper", "joe").cache_folder == "piper-seeded"  # the unseeded audio is not reused
+    assert Voice("flite", "rms").cache_folder == "flite"
+
+
 def test_slower_prosody_is_longer():
     v = Voice("espeak", "en-us")
     assert len(synthesize("turn on the lights", v, Prosody(1.3))) > len(synthesize("turn on the lights", v, Prosody(0.8)))
@@ -134,14 +155,20 @@ def test_plans_are_deterministic_and_seed_dependent():
     assert 70 < natural < 130  # half the utterances from the natural-sounding voices
 
 
-def test_eval_set_adds_the_natural_voice_only_when_asked(tmp_path, monkeypatch):
-    """include_natural appends the natural voice's items; every other item (level, babble) is unchanged."""
+@pytest.fixture
+def small_eval_plans(tmp_path, monkeypatch):
+    """eval_set over one espeak voice and three babble talkers, cached in the test's own folder: small
+    plans keep the tests fast; the natural voice, the real recordings and the ALSA phrases are the real ones."""
     import rced.corpus as corpus
 
     monkeypatch.setenv("STAPES_CACHE", str(tmp_path))
-    espeak = [Voice("espeak", "en-us")]  # small plans keep the test fast; the natural voice is the real one
+    espeak = [Voice("espeak", "en-us")]
     monkeypatch.setattr(corpus, "test_utterances", lambda n, seed: plan_utterances(espeak, n, seed, n_words=(3, 4)))
     monkeypatch.setattr(corpus, "train_utterances", lambda n, seed: plan_utterances(espeak, 3, seed, n_words=(3, 4)))
+
+
+def test_eval_set_adds_the_natural_voice_only_when_asked(small_eval_plans):
+    """include_natural appends the natural voice's items; every other item (level, babble) is unchanged."""
     kw = {"n_per_voice": 1, "snrs": (0.0, 5.0), "include_real": False}
     base = eval_set(**kw)
     more = eval_set(**kw, include_natural=True)
@@ -243,13 +270,7 @@ def test_vocode_refuses_other_rates():
 
 
 @pytest.mark.skipif(not ALSA_DIR.exists(), reason="alsa-utils' speaker-test recordings are not installed")
-def test_eval_set_adds_the_alsa_phrases_last_only_when_asked(tmp_path, monkeypatch):
-    import rced.corpus as corpus
-
-    monkeypatch.setenv("STAPES_CACHE", str(tmp_path))
-    espeak = [Voice("espeak", "en-us")]
-    monkeypatch.setattr(corpus, "test_utterances", lambda n, seed: plan_utterances(espeak, n, seed, n_words=(3, 4)))
-    monkeypatch.setattr(corpus, "train_utterances", lambda n, seed: plan_utterances(espeak, 3, seed, n_words=(3, 4)))
+def test_eval_set_adds_the_alsa_phrases_last_only_when_asked(small_eval_plans):
     kw = {"n_per_voice": 1, "snrs": (0.0, 5.0), "include_real": False}
     base, more = eval_set(**kw), eval_set(**kw, include_alsa=True)
     assert len(more) == len(base) + 2 * len(ALSA_PHRASES)
@@ -257,6 +278,22 @@ def test_eval_set_adds_the_alsa_phrases_last_only_when_asked(tmp_path, monkeypat
         np.testing.assert_array_equal(a.noisy, b.noisy)
     assert [it.name for it in more[len(base) :: 2]] == [f"alsa:{p.replace(' ', '_')}" for p in ALSA_PHRASES]
     assert all(0.5 < len(it.clean) / 16000 < 3 for it in more[len(base) :])  # about a second each, at 16 kHz
+
+
+def test_more_real_draws_append_and_leave_the_rest(small_eval_plans):
+    kw = {"n_per_voice": 1, "snrs": (0.0, 5.0), "include_alsa": True}
+    base, more = eval_set(**kw), eval_set(**kw, real_draws=3)
+    n_real = len(real_recordings())
+    assert n_real == 2 and len(more) == len(base) + 2 * n_real * 2  # two more draws x recordings x SNRs
+    for a, b in zip(base, more):
+        assert a.name == b.name
+        np.testing.assert_array_equal(a.noisy, b.noisy)
+    extra = more[len(base):]
+    assert all(it.name.startswith("real:") for it in extra)
+    same = [it for it in base if it.name == extra[0].name and it.snr == extra[0].snr]
+    assert not np.array_equal(same[0].noisy, extra[0].noisy)  # another babble draw of the same recording
+    with pytest.raises(RcedError, match="real_draws"):
+        eval_set(**kw, real_draws=0)
 
 
 def test_alsa_recordings_missing_is_one_line(tmp_path, monkeypatch):
