@@ -10,7 +10,7 @@
 #      metrics), spotting (rejection.py), int8 (grammar calibrate --backend int8), all on the
 #      calibration set (TEST-ONLY voices, seed 101); beside them the AM-specific pronunciation
 #      dictionary (TRAIN voices, seed 100) and the floor report
-#   4. every other table that depends on the AM, the bundle report and the README's sections.
+#   4. every other table that depends on the AM, the bundle report, the targets table and the README's sections.
 # Every step is deterministic and redone when run again; the model card's prose is written by hand.
 # Usage (repo root): bash scripts/ship_am.sh RUN_DIR [FIRST_STEP]   e.g. ... runs/am_kokoro/model 3
 set -euo pipefail
@@ -52,8 +52,11 @@ if [ "$first" -le 4 ]; then
   lane "python benchmarks/real_commands.py; python benchmarks/nonspeech.py; python benchmarks/listening.py --factors; python benchmarks/augmentation.py"
   wait -n && wait -n || { echo "ship_am: a step-4 lane failed (logs above)" >&2; wait; exit 1; }
   tmp=$(mktemp -d)
-  python -m firmware_export build -o "$tmp/bundle" && cp "$tmp/bundle/report.md" benchmarks/results/bundle_report.md
+  python -m firmware_export build -o "$tmp/bundle"
+  cp "$tmp/bundle/report.md" benchmarks/results/bundle_report.md
+  cp "$tmp/bundle/report.json" benchmarks/results/bundle_report.json
   rm -rf "$tmp"
+  python benchmarks/targets.py
   python benchmarks/readme.py
 fi
 grep -q "update grammar.decoding.listen" benchmarks/results/spotting.md && echo "ship_am: the dev stream chose other spotter settings (benchmarks/results/spotting.md): set grammar.decoding.listen.LISTEN_WINDOW_S / LISTEN_MIN_WINDOWS / LISTEN_THRESHOLD_OFFSET / LISTEN_BEST_OFFSET / LISTEN_COMMAND_OFFSETS, rerun spotting.py and listening.py --factors, then readme.py" >&2
