@@ -93,11 +93,21 @@ def compute_row(label: str, folder: Path, cal: Calibration) -> dict:
             "mcu_load_percent": {c.core: list(c.load_percent) for c in loads}, "fits": fits(loads)}  # fmt: skip
 
 
-def _key(folder: Path, floor: float, n_dev: int) -> str:
+def _key(folder: Path, floor: float, n_dev: int, dev_digest: str) -> str:
+    """The cache name of one model's scores: its bytes, the floor and the dev set's audio (a speech
+    cache that synthesised other audio must not reuse another's scores)."""
     h = hashlib.sha256()
     for name in ("model.keras", "config.json", "norm.json"):  # config: input feature, output kind, front-end
         h.update((Path(folder) / name).read_bytes())
-    return f"{h.hexdigest()[:20]}_floor{floor:g}_dev{n_dev}"
+    return f"{h.hexdigest()[:20]}_floor{floor:g}_dev{n_dev}_{dev_digest}"
+
+
+def audio_digest(items) -> str:
+    h = hashlib.sha256()
+    for clean, noisy in items:
+        h.update(np.ascontiguousarray(clean, np.float32).tobytes())
+        h.update(np.ascontiguousarray(noisy, np.float32).tobytes())
+    return h.hexdigest()[:12]
 
 
 def quality(rows: list[dict], floors, n_dev: int, workers: int) -> dict:
@@ -105,6 +115,7 @@ def quality(rows: list[dict], floors, n_dev: int, workers: int) -> dict:
     cache = cache_dir() / "denoiser_presets"
     cache.mkdir(parents=True, exist_ok=True)
     items = dev_set(n_dev)
+    digest = audio_digest(items)
     out = {}
     with ProcessPoolExecutor(workers) as ex:
         base = list(ex.map(_score, items))
@@ -112,7 +123,7 @@ def quality(rows: list[dict], floors, n_dev: int, workers: int) -> dict:
             den = Denoiser.load(row["folder"])
             out[row["label"]] = {}
             for fl in floors:
-                hit = cache / f"{_key(row['folder'], fl, n_dev)}.json"
+                hit = cache / f"{_key(row['folder'], fl, n_dev, digest)}.json"
                 if hit.exists():
                     q = json.loads(hit.read_text())
                 else:
