@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 LIGHT_MMAC_PER_S = 50.0  # issue 18: a preset within 50 MMAC/s
 DEFAULT_PREFIX, DTLN_PREFIX = "R-CED default", "DTLN peer"
+#: What writes each result file it reads.
+PRODUCERS = {
+    "denoise": "python benchmarks/denoise.py",
+    "denoiser_presets": "python benchmarks/denoiser_presets.py",
+    "export_bced": "python benchmarks/export.py --model rced/presets/bced --out benchmarks/results/export_bced",
+    "recognition": "python benchmarks/recognition.py",
+    "real_commands": "python benchmarks/real_commands.py",
+    "spotting": "python benchmarks/spotting.py",
+    "export": "python benchmarks/export.py",
+    "bundle_report": "firmware-export build -o bundle; cp bundle/report.json benchmarks/results/bundle_report.json",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +48,7 @@ def load(results: Path, name: str) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SystemExit(f"{path}: no such result; run benchmarks/{name.split('_')[0]}.py first") from None
+        raise SystemExit(f"{path}: no such result; make it first: {PRODUCERS[name]}") from None
     except json.JSONDecodeError as exc:
         raise SystemExit(f"{path}: not JSON ({exc.msg})") from None
 
@@ -169,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from rced.audio import atomic_write_text
 
-    res = {name: load(args.results, name) for name in ("denoise", "denoiser_presets", "export_bced", "recognition",
-                                                        "real_commands", "spotting", "export", "bundle_report")}  # fmt: skip
+    res = {name: load(args.results, name) for name in PRODUCERS}
     targets = (denoiser_targets(res["denoise"], res["denoiser_presets"], res["export_bced"])
                + recognition_targets(res["recognition"], res["real_commands"], res["spotting"], res["export"],
                                      res["bundle_report"]))  # fmt: skip

@@ -82,5 +82,5 @@ def test_the_shipped_results(tmp_path):
 
 
 def test_a_missing_result_names_its_file(tmp_path):
-    with pytest.raises(SystemExit, match=r"denoise\.json: no such result"):
+    with pytest.raises(SystemExit, match=r"denoise\.json: no such result; make it first: python benchmarks/denoise\.py"):
         main(["--results", str(tmp_path), "--out", str(tmp_path / "t")])
