@@ -36,10 +36,16 @@ from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
 from rced.audio import atomic_save_npz, atomic_write_text, load_audio  # noqa: E402
 from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_utterances, train_utterances  # noqa: E402
-from rced.tts import natural_test_voices, test_voices  # noqa: E402
+from rced.tts import audio_revision, natural_test_voices, test_voices  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+
+
+def dataset_folder(name: str) -> Path:
+    """The cache folder of a synthesized data set: under the speech's :func:`rced.tts.audio_revision`
+    (its babble talkers include Piper), so a set built from older audio is never reused."""
+    return cache_dir() / "datasets" / audio_revision() / name
 
 
 def datasets(reps: int) -> tuple[Path, Path]:
@@ -53,7 +59,7 @@ def datasets(reps: int) -> tuple[Path, Path]:
     out = []
     for name, seed, n_nc in (("calib", 101, 30), ("test", 202, 10)):
         suffix = "" if n_nc == 10 else f"_nc{n_nc}"
-        folder = cache_dir() / "datasets" / f"commands_{name}_r{reps}_s{seed}{suffix}"
+        folder = dataset_folder(f"commands_{name}_r{reps}_s{seed}{suffix}")
         manifest = folder / "manifest.csv"
         if not manifest.exists():
             make_dataset(folder, commands, test_voices(), n_command_reps=reps, n_random=n_nc, n_near_miss=n_nc, seed=seed)
@@ -64,7 +70,7 @@ def datasets(reps: int) -> tuple[Path, Path]:
 def natural_dataset(reps: int) -> Path:
     """The natural TEST-ONLY voice's test set (seed 202, as the test set of :func:`datasets`; cached)."""
     commands = load_commands(default_commands_path())
-    folder = cache_dir() / "datasets" / f"commands_natural_r{reps}_s202"
+    folder = dataset_folder(f"commands_natural_r{reps}_s202")
     manifest = folder / "manifest.csv"
     if not manifest.exists():
         make_dataset(folder, commands, natural_test_voices(), n_command_reps=reps, n_random=10, n_near_miss=10, seed=202)
@@ -166,6 +172,21 @@ def accuracy_at(ok, scores, is_cmd, threshold: float) -> dict:
             "n_commands": int(is_cmd.sum()), "n_non_commands": int((~is_cmd).sum())}  # fmt: skip
 
 
+#: The issue's operating point for isolated commands: at most this share of non-commands accepted.
+DET_FAR = 0.05
+
+
+def det_point(curve: dict, max_far: float = DET_FAR) -> dict:
+    """The best accuracy on a DET curve (:func:`grammar.metrics.det_curve`) at any threshold whose
+    FAR is at most ``max_far`` (of equals, the one with the lowest FAR): where the test set's own curve crosses the target, a readout of
+    what the scores allow, not a threshold the chain could have chosen without the test set."""
+    far, acc = np.asarray(curve["far"]), np.asarray(curve["accuracy"])
+    ok = np.nonzero(far <= max_far + 1e-12)[0]
+    i = int(min(ok, key=lambda j: (-acc[j], far[j])))  # ties: the fewer false alarms
+    return {"max_far": max_far, "threshold": float(curve["threshold"][i]), "accuracy": float(curve["accuracy"][i]),
+            "far": float(curve["far"][i])}  # fmt: skip
+
+
 def best_and_scores(rec: Recognizer, rows, grammar: Grammar, tag: str) -> tuple[list[str], np.ndarray]:
     """Best command and confidence score of every row, open grammar (posteriors cached)."""
     open_g = grammar.with_threshold(-math.inf)
@@ -212,11 +233,13 @@ def main(argv: list[str] | None = None) -> int:
             base.with_threshold(thr).save(args.write_default_grammar)
     natural = load_manifest(natural_dataset(args.reps))
     peers: dict = {"TTS voices": {c: results[c]["calibrated"] for c in recs}, "natural voice": {}}
+    det = {"TTS voices": {c: det_point(curves[c]) for c in recs}, "natural voice": {}}
     labels, groups = [r.label for r in natural], [r.extra.get("snr") for r in natural]
     for chain, rec in recs.items():
         best, scores = best_and_scores(rec, natural, base, "natural")
         preds = [b if s >= thresholds[chain] else None for b, s in zip(best, scores)]
         peers["natural voice"][chain] = metrics_by_group(labels, preds, groups)
+        det["natural voice"][chain] = det_point(det_curve(labels, best, scores))
     for name, rows in (("TTS voices", test), ("natural voice", natural)):
         labels, groups = [r.label for r in rows], [r.extra.get("snr") for r in rows]
         peers[name]["PocketSphinx (JSGF, no rejection)"] = metrics_by_group(labels, pocketsphinx_predictions(rows, commands), groups)
@@ -226,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "n_test": len(test),
                         "voices": [v.id for v in test_voices()], "max_far": args.max_far, "target_far": target_far,
                         "score_kind": args.score_kind},
-               "thresholds": thresholds, "commands": results, "cer": cer, "natural_and_peer": peers,
+               "thresholds": thresholds, "commands": results, "cer": cer, "natural_and_peer": peers, "det_point": det,
                "natural_test": str(natural_dataset(args.reps)),
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
@@ -260,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, per in peers.items():
         for chain, res in per.items():
             md.append(f"| {name} | {chain} | " + " | ".join(f"{res[g]['accuracy']:.3f} ({res[g]['far']:.2f})" for g in conds) + " |")
+    md += ["", f"Where each test set's own DET curve crosses FAR {DET_FAR:.0%} (all conditions): the best accuracy at any "
+           "threshold that accepts at most that share of its non-commands. A readout of what the scores allow, not a "
+           "threshold the chain could choose without the test set.", "",
+           "| test set | chain | accuracy | FAR | threshold |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, per in det.items():
+        for chain, d in per.items():
+            md.append(f"| {name} | {chain} | {d['accuracy']:.3f} | {d['far']:.3f} | {d['threshold']:.3f} |")
     atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
     if args.card:
         from denoise import update_card

@@ -129,8 +129,11 @@ def recognition_targets(recognition: dict, real: dict, spotting: dict, export: d
     for label, voices, floor in (("isolated commands, TTS test voices", "TTS voices", 0.80),
                                  ("isolated commands, natural voice", "natural voice", 0.70)):  # fmt: skip
         a = recognition["natural_and_peer"][voices][chain]["all"]
-        out.append(Target(17, label, f"≥ {pct(floor, 0)} right at FAR ≤ 5 %",
-                          f"{pct(a['accuracy'])} at FAR {pct(a['far'])} (the shipped threshold)",
+        measured = f"{pct(a['accuracy'])} at FAR {pct(a['far'])} (the shipped threshold)"
+        d = recognition.get("det_point", {}).get(voices, {}).get(chain)
+        if d is not None:  # older result files lack it
+            measured += f"; {pct(d['accuracy'])} at FAR {pct(d['far'])} on the test set's own DET curve"
+        out.append(Target(17, label, f"≥ {pct(floor, 0)} right at FAR ≤ 5 %", measured,
                           a["accuracy"] >= floor and a["far"] <= 0.05, "recognition"))  # fmt: skip
     r = real["results"][f"shipped AM: {chain}"]["calibrated"]["all"]
     out.append(Target(17, "real recordings, a grammar of their own phrases", "≥ 85 % right",

@@ -29,7 +29,14 @@ ESPEAK_LANGS = (
 )  # fmt: skip
 
 
+#: Engines whose audio for the same request changed, and the revision their caches carry.
 AUDIO_REVISION = {"piper": "-seeded"}
+
+
+def audio_revision() -> str:
+    """A tag of :data:`AUDIO_REVISION` for caches built from synthesized speech (data sets,
+    streams): a folder named with it is rebuilt when any engine's audio changes."""
+    return "_".join(f"{e}{r}" for e, r in sorted(AUDIO_REVISION.items()))
 
 
 @dataclasses.dataclass(frozen=True)

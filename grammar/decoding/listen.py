@@ -346,6 +346,12 @@ LISTEN_COMMAND_OFFSETS: Mapping[str, float] = types.MappingProxyType({})
 LISTEN_WINDOW_S = 2.0
 LISTEN_HOP_S = 0.25
 LISTEN_REFRACTORY_S = 0.3
+#: When the input ends, a window's hit counts only if at least ``LISTEN_TAIL_S`` seconds of the input
+#: follow its last character: a command is heard whole only once its end is heard. Without it the
+#: silence the spotter pads the input with (:meth:`Spotter.flush`) completes whatever the input
+#: was cut in, and every padded window sees that same fragment (the int8 demo scene's last 0.13 s
+#: of babble was taken for "mute" by three of them).
+LISTEN_TAIL_S = 0.1
 #: The speech check of a detection reads the features from its start less ``SPEECH_MARGIN_S`` to
 #: its end plus as much; the stream keeps the last ``LEVELS_KEPT_S`` seconds of its tracks (a
 #: detection is final a window and the refractory time after its end).
@@ -498,6 +504,8 @@ class Spotter:
         self._n = 0
         self._next_end = self.hop  # windows grow from the start until they reach window_s
         self._last_end = 0  # end of the last decoded window
+        self._input_end: int | None = None  # frames of input, once flush() says it ended
+        self._tail = int(round(LISTEN_TAIL_S / frame_s))
         self.windows_decoded = 0
 
     def _frames(self, a: int, b: int) -> np.ndarray:
@@ -518,6 +526,8 @@ class Spotter:
         spoken = np.nonzero(path >= 0)[0] if path is not None else np.zeros(0, int)
         if not len(spoken):
             return None, False
+        if self._input_end is not None and a + int(spoken[-1]) >= self._input_end - self._tail:
+            return None, False  # cut by the end of the input (LISTEN_TAIL_S)
         hit = WindowHit(cmd, self.grammar.expressions[d.expression], a + int(spoken[0]), a + int(spoken[-1]),
                         float(d.score))  # fmt: skip
         return hit, accepted
@@ -548,9 +558,11 @@ class Spotter:
     def flush(self) -> list[Detection]:
         """The input ends in silence: decode the windows that reach past its end as if it went on
         with nothing but blanks (:func:`silent_frames`), so that a command said just before the end
-        is seen by as many windows as one said mid-stream, then close the event."""
+        is seen by as many windows as one said mid-stream, then close the event. A hit that ends
+        within :data:`LISTEN_TAIL_S` of the input's end is not counted: the input may have cut it."""
         out: list[Detection] = []
         if self._n:
+            self._input_end = self._n
             out += self.push(silent_frames(self.win - self.hop, self._buf.shape[1]))
             if self._last_end < self._n:
                 out += self._decide(max(0, self._n - self.win), self._n)

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks.recognition import Ensemble, accuracy_at, mean_posteriors
+from benchmarks.recognition import Ensemble, accuracy_at, det_point, mean_posteriors
+from grammar.metrics import det_curve
 
 
 @pytest.mark.parametrize("threshold,accuracy,far", [(-9.0, 0.75, 1.0), (-1.0, 0.5, 0.5), (0.5, 0.0, 0.0)])
@@ -22,6 +23,18 @@ def test_accuracy_counts_right_and_accepted_commands_and_accepted_non_commands(t
 
 def test_a_score_equal_to_the_threshold_is_accepted():
     assert accuracy_at([True, False], [-1.0, -1.0], [True, False], -1.0)["far"] == 1.0
+
+
+@pytest.mark.parametrize("max_far,accuracy,far", [(0.0, 0.25, 0.0), (0.25, 0.5, 0.25), (0.5, 0.75, 0.5), (1.0, 0.75, 0.5)])
+def test_det_point_is_the_best_accuracy_within_the_far_bound(max_far, accuracy, far):
+    # commands right at 0.9 / 0.5 / 0.1, one decoded wrong at 0.7; non-commands at 0.6 / 0.3 / 0.0 / -1
+    labels = ["a", "b", "c", "a", None, None, None, None]
+    best = ["a", "b", "c", "b", "a", "b", "c", "a"]
+    scores = [0.9, 0.5, 0.1, 0.7, 0.6, 0.3, 0.0, -1.0]
+    d = det_point(det_curve(labels, best, scores), max_far)
+    assert (d["accuracy"], d["far"]) == (accuracy, far)
+    ok = accuracy_at([lab == b for lab, b in zip(labels, best)], scores, [lab is not None for lab in labels], d["threshold"])
+    assert (ok["accuracy"], ok["far"]) == (accuracy, far)  # the threshold it names gives that point
 
 
 class FixedAM:

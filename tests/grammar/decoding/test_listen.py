@@ -17,6 +17,7 @@ from grammar.decoding.listen import (
     LEVELS_KEPT_S,
     LISTEN_HOP_S,
     LISTEN_REFRACTORY_S,
+    LISTEN_TAIL_S,
     LISTEN_WINDOW_S,
     SPEECH_MARGIN_S,
     Detection,
@@ -131,6 +132,18 @@ def test_short_input_and_tail_are_decoded():
     assert [d.command for d in dets] == ["mute"] and abs(dets[0].start - truth[0][1]) <= 0.05
     logp, _ = spelled(int(4.1 / FRAME_S), [("call home", 3.2)])  # only the final window holds it whole
     assert [d.command for d in run_spotter(logp, hop_s=1.0)[0]] == ["call home"]
+
+
+@pytest.mark.parametrize("after_s,found", [(0.0, False), (LISTEN_TAIL_S / 2, False), (LISTEN_TAIL_S + 0.05, True), (0.6, True)])
+def test_a_command_cut_by_the_end_of_the_input_is_not_completed_by_the_padding(after_s, found):
+    n_end = int(round(after_s / FRAME_S))  # frames of input after the command's last character
+    n = int(round(3.0 / FRAME_S))
+    logp, truth = spelled(n, [("mute", (n - n_end - 11) * FRAME_S)])  # "mute" spans 11 frames
+    assert truth[0][2] == pytest.approx((n - n_end) * FRAME_S)  # its end: the input's last n_end frames follow
+    dets, sp = run_spotter(logp, min_windows=3)
+    assert [d.command for d in dets] == (["mute"] if found else [])
+    g = Grammar.from_commands(COMMANDS, threshold=-1.0)
+    assert replay(window_records(logp, g, FRAME_S), -1.0, FRAME_S, min_windows=3) == dets
 
 
 @pytest.mark.parametrize("threshold", [-3.0, -1.0, -0.5, -0.2, 0.0])
