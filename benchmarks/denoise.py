@@ -57,6 +57,13 @@ def shipped_presets() -> list[Path]:
     return [f for f in folders if (f / "config.json").is_file() and (f / FLOAT_MODEL_NAME).is_file()]
 
 
+def shown_path(path: str | Path) -> str:
+    """A model folder as the results show it: relative to the repository when inside it (the
+    shipped ones), so the file reads the same on every machine; otherwise absolute."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT.parent)) if p.is_relative_to(ROOT.parent) else str(p)
+
+
 def stapes_models(model: str | None) -> dict[str, Denoiser]:
     """Row name -> denoiser (float backend): the model of ``--model`` (default: the shipped one), then the presets."""
     den = Denoiser.load(model, backend="float")
@@ -126,13 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             f"({args.n_per_voice} sentences) and the eight ALSA speaker-test phrases (real speech, one woman, "
             f"about 1 s each); babble of 3-8 TRAIN-voice talkers at -5/0/5/10 dB")  # fmt: skip
     payload = {
-        "model": str(den.path), "arch": den.config.arch, "params": main_compute.params,
+        "model": shown_path(den.path), "arch": den.config.arch, "params": main_compute.params,
         "macs_per_frame": main_compute.macs_per_call,
         "mmac_per_second": main_compute.mmac_per_second, "data": data,
         "n_items": len(items), "share_of_oracle_gain": share, "seconds": round(time.time() - t0, 1),
         "dtln_params_approx": compute[DTLN_NAME].params if dtln else 1_000_000,
         "gtcrn_params": GTCRN_COMPUTE.params, "gtcrn_mmac_per_second": GTCRN_COMPUTE.mmac_per_second,
-        "stapes_models": {label: str(d.path) for label, d in models.items()},
+        "stapes_models": {label: shown_path(d.path) for label, d in models.items()},
         "compute": {s: {**dataclasses.asdict(c), "mmac_per_second": c.mmac_per_second} for s, c in compute.items()},
         "plot": os.path.relpath(args.plot, ROOT.parent),
     }  # fmt: skip
