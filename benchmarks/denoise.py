@@ -26,7 +26,7 @@ from quality_compute import Compute, compact_table, plot_quality_vs_compute, sta
 
 from rced.corpus import eval_set  # noqa: E402
 from rced.denoiser import Denoiser, preset_model_path  # noqa: E402
-from rced.evaluate import System, run_systems, standard_systems, summarize, write_results  # noqa: E402
+from rced.evaluate import System, run_systems, shown_path, standard_systems, summarize, write_results  # noqa: E402
 from rced.runtime import FLOAT_MODEL_NAME  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -55,13 +55,6 @@ def shipped_presets() -> list[Path]:
     names = sorted(p.name for p in Path(str(resources.files("rced") / "presets")).iterdir())
     folders = [preset_model_path(n) for n in names]
     return [f for f in folders if (f / "config.json").is_file() and (f / FLOAT_MODEL_NAME).is_file()]
-
-
-def shown_path(path: str | Path) -> str:
-    """A model folder as the results show it: relative to the repository when inside it (the
-    shipped ones), so the file reads the same on every machine; otherwise absolute."""
-    p = Path(path).resolve()
-    return str(p.relative_to(ROOT.parent)) if p.is_relative_to(ROOT.parent) else str(p)
 
 
 def stapes_models(model: str | None) -> dict[str, Denoiser]:

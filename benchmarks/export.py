@@ -35,7 +35,7 @@ from firmware_export.convert import (  # noqa: E402
     denoiser_int8,
 )
 from rced.audio import atomic_write_text  # noqa: E402
-from rced.evaluate import METRICS, run_systems, summarize, to_markdown  # noqa: E402
+from rced.evaluate import METRICS, run_systems, shown_path, summarize, to_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
@@ -76,7 +76,7 @@ def denoiser_parity(model_dir=None, items=None, n_per_voice: int = 6, calibratio
         d = d[np.isfinite(d)]
         diffs[m] = ({"mean": float(d.mean()), "mean_abs": float(np.abs(d).mean()), "worst": float(d.min())}
                     if d.size else {})  # fmt: skip
-    return {"model": str(fl.path), "n_items": len(items), "rows": summarize(results), "int8_minus_float": diffs}
+    return {"model": shown_path(fl.path), "n_items": len(items), "rows": summarize(results), "int8_minus_float": diffs}
 
 
 def accepted_at_far(labels: list, best: list, scores: list, n_false_alarms: int) -> list:

@@ -37,6 +37,7 @@ from mask_floor import DEV_SETS, score_settings  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.config import save_json  # noqa: E402
 from rced.denoiser import Denoiser  # noqa: E402
+from rced.evaluate import shown_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RELEASES = (0.0, 0.4, 0.6, 0.8)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             "on both; else the best worst-case dSTOI")  # fmt: skip
     keys = ("mask_floor", "mask_release", "mask_exponent") if len(floors) > 1 else ("mask_release", "mask_exponent")
     pick = {k: chosen[k] for k in keys}
-    payload = {"model": str(den.path), "mask_floor": floors if len(floors) > 1 else floors[0], "data": data,
+    payload = {"model": shown_path(den.path), "mask_floor": floors if len(floors) > 1 else floors[0], "data": data,
                "rule": rule, "rows": [{**r, "criterion": criterion(r)} for r in rows], "chosen": pick}  # fmt: skip
     atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     where = (f"mask floors {', '.join(f'{f:g}' for f in floors)} searched with the pair" if len(floors) > 1

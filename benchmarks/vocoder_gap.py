@@ -20,6 +20,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from rced.audio import atomic_write_text  # noqa: E402
 from rced.denoiser import Denoiser  # noqa: E402
+from rced.evaluate import shown_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         (gains,), sizes = score_settings(den, [{}], ex)  # the model as configured
     rows = [{"speech": label, "n": sizes[key], **{m: gains[f"{key}_{m}"] for m in ("d_pesq", "d_stoi", "d_si_sdr")}}
             for key, label in LABELS.items()]  # fmt: skip
-    payload = {"model": str(den.path), "mask_floor": den.config.mask_floor,
+    payload = {"model": shown_path(den.path), "mask_floor": den.config.mask_floor,
                "mask_release": den.config.mask_release, "mask_exponent": den.config.mask_exponent,
                "data": "16 TRAIN-voice utterances (seed 555, unused by training) x babble at -5/0/5/10 dB",
                "rows": rows}  # fmt: skip

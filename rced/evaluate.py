@@ -100,6 +100,13 @@ def to_markdown(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def shown_path(path: str | Path) -> str:
+    """A model folder as result files name it: relative to the repository when inside it (the
+    shipped ones), so a result reads the same on every machine; otherwise absolute."""
+    p, root = Path(path).resolve(), Path(__file__).resolve().parents[1]
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+
+
 def write_results(out_stem: str | Path, payload: dict, rows: list[dict], preamble: str = "") -> None:
     """Write ``<stem>.json`` and ``<stem>.md`` atomically."""
     out_stem = Path(out_stem)

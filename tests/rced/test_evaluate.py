@@ -1,8 +1,9 @@
 import math
+from pathlib import Path
 
 import pytest
 
-from rced.evaluate import summarize, to_markdown
+from rced.evaluate import shown_path, summarize, to_markdown
 
 
 def _recs(offset: float) -> list[dict]:
@@ -67,3 +68,13 @@ def test_natural_voice_and_each_recording_stand_apart():
     assert by[("recording amfm_sample", "model")]["pesq"] == pytest.approx(7.5)
     assert by[("recording pysptk", "model")]["d_si_sdr"] == pytest.approx(1.0)
     assert by[("real recordings", "noisy")]["n"] == 4
+
+
+def test_result_files_name_shipped_models_relative_to_the_repository(tmp_path, monkeypatch):
+    import rced
+
+    shipped = Path(rced.__file__).resolve().parent / "default_model"
+    assert shown_path(shipped) == "rced/default_model"
+    monkeypatch.chdir(shipped.parent)
+    assert shown_path("default_model") == "rced/default_model"  # a relative path from anywhere inside
+    assert shown_path(tmp_path) == str(tmp_path.resolve())  # a run folder elsewhere stays absolute
