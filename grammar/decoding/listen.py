@@ -330,7 +330,7 @@ class PosteriorStream:
 #: said to the device lies whole in several successive windows; a stretch of other talk that looks
 #: like one seldom does, so asking for several lets each window accept more readily.
 LISTEN_MIN_WINDOWS = 3
-LISTEN_THRESHOLD_OFFSET = -0.85
+LISTEN_THRESHOLD_OFFSET = -0.95
 LISTEN_BEST_OFFSET: float | None = None
 #: Per-command thresholds (a command not named here: 0), from the same benchmark's per-command lever:
 #: lambda times how high the dev streams' windows of other talk score for each command of the default
