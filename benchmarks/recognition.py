@@ -178,8 +178,9 @@ DET_FAR = 0.05
 
 def det_point(curve: dict, max_far: float = DET_FAR) -> dict:
     """The best accuracy on a DET curve (:func:`grammar.metrics.det_curve`) at any threshold whose
-    FAR is at most ``max_far`` (of equals, the one with the lowest FAR): where the test set's own curve crosses the target, a readout of
-    what the scores allow, not a threshold the chain could have chosen without the test set."""
+    FAR is at most ``max_far`` (of equals, the one with the lowest FAR): where the test set's own
+    curve crosses the target, a readout of what the scores allow, not a threshold the chain could
+    have chosen without the test set."""
     far, acc = np.asarray(curve["far"]), np.asarray(curve["accuracy"])
     ok = np.nonzero(far <= max_far + 1e-12)[0]
     i = int(min(ok, key=lambda j: (-acc[j], far[j])))  # ties: the fewer false alarms

@@ -10,7 +10,9 @@
 #      metrics), spotting (rejection.py), int8 (grammar calibrate --backend int8), all on the
 #      calibration set (TEST-ONLY voices, seed 101); beside them the AM-specific pronunciation
 #      dictionary (TRAIN voices, seed 100) and the floor report
-#   4. every other table that depends on the AM, the bundle report, the targets table and the README's sections.
+#   4. every other table that depends on the AM (the choices made on the calibration set and the dev
+#      streams among them: spotter settings, speech check, spelling, posterior readout; each says when
+#      it would choose other than what ships), the bundle report, the targets table and the README's sections.
 # Every step is deterministic and redone when run again; the model card's prose is written by hand.
 # Usage (repo root): bash scripts/ship_am.sh RUN_DIR [FIRST_STEP]   e.g. ... runs/am_kokoro/model 3
 set -euo pipefail
@@ -48,8 +50,8 @@ if [ "$first" -le 3 ]; then
 fi
 if [ "$first" -le 4 ]; then
   step 4 "tables"
-  lane "python benchmarks/export.py --manifest $(manifest 1); python benchmarks/spotting.py"
-  lane "python benchmarks/real_commands.py; python benchmarks/nonspeech.py; python benchmarks/listening.py --factors; python benchmarks/augmentation.py"
+  lane "python benchmarks/export.py --manifest $(manifest 1); python benchmarks/spotting.py; python benchmarks/spellings.py; python benchmarks/speech_check.py"
+  lane "python benchmarks/real_commands.py; python benchmarks/nonspeech.py; python benchmarks/listening.py --factors; python benchmarks/augmentation.py; python benchmarks/decoding_levers.py"
   wait -n && wait -n || { echo "ship_am: a step-4 lane failed (logs above)" >&2; wait; exit 1; }
   tmp=$(mktemp -d)
   python -m firmware_export build -o "$tmp/bundle"
@@ -60,4 +62,7 @@ if [ "$first" -le 4 ]; then
   python benchmarks/readme.py
 fi
 grep -q "update grammar.decoding.listen" benchmarks/results/spotting.md && echo "ship_am: the dev stream chose other spotter settings (benchmarks/results/spotting.md): set grammar.decoding.listen.LISTEN_WINDOW_S / LISTEN_MIN_WINDOWS / LISTEN_THRESHOLD_OFFSET / LISTEN_BEST_OFFSET / LISTEN_COMMAND_OFFSETS, rerun spotting.py and listening.py --factors, then readme.py" >&2
+grep -q '\*\*not\*\* the' benchmarks/results/speech_check.md && echo "ship_am: the calibration set chose another speech check (benchmarks/results/speech_check.md): set grammar.decoding.recognizer.SPEECH_FLOOR / TONAL_CEILING, rerun spotting.py, nonspeech.py, listening.py --factors and speech_check.py, then readme.py" >&2
+chosen=$(python -c "import json; print(json.load(open('benchmarks/results/decoding_levers.json'))['chosen_on_calibration'])")
+grep -qF "| $chosen (shipped) |" benchmarks/results/decoding_levers.md || echo "ship_am: the calibration set puts another posterior readout first ($chosen; benchmarks/results/decoding_levers.md): python benchmarks/decoding_levers.py --apply, then this script from step 3 (or keep it, and say why)" >&2
 step done "review git diff, then the model card's prose and the README's status"
