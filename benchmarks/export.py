@@ -8,7 +8,9 @@
    dataset manifest, and how often the two decide alike. Each chain decides at its own calibrated
    threshold; beside that, for comparison only, the int8 chain at the threshold that accepts as many
    of these test non-commands as the float chain does (equal test FAR), which takes the calibration
-   set's sampling noise out of the parity.
+   set's sampling noise out of the parity. Between the two, one factor at a time at the float
+   threshold: the float AM run as the device runs the int8 one (the same fixed windows), and the
+   float AM behind the int8 denoiser; what is left of the gap is the int8 AM's own rounding.
 
 Writes benchmarks/results/export.{json,md}. Run: python benchmarks/export.py [--model DIR]
 [--manifest CSV --am DIR --grammar G.json]
@@ -38,6 +40,7 @@ from rced.audio import atomic_write_text  # noqa: E402
 from rced.evaluate import METRICS, run_systems, shown_path, summarize, to_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # the sibling benchmarks (listening.FloatInWindows)
 
 
 def int8_denoiser(model_dir=None, calibration: Calibration | None = None):
@@ -89,6 +92,22 @@ def accepted_at_far(labels: list, best: list, scores: list, n_false_alarms: int)
     return [b if s >= thr else None for b, s in zip(best, scores)]
 
 
+def factor_chains(rec, am_dir, denoiser_dir, am_bytes: bytes, den_q) -> dict:
+    """The steps between the float chain ``rec`` and the device chain, one at a time, each deciding
+    at the float threshold: the float AM in the int8 AM's fixed windows (:class:`listening.FloatInWindows`),
+    and the float AM behind the int8 denoiser ``den_q``."""
+    from listening import FloatInWindows
+
+    from grammar.acoustic.int8 import Int8AM
+    from grammar.decoding.recognizer import Recognizer
+
+    inner = Recognizer.load(am_dir, denoiser=denoiser_dir, grammar=False, backend="keras")
+    inner.config = inner.config.without_readout()  # the outer chain applies the readout once
+    windows = FloatInWindows(inner, Int8AM(am_bytes, rec.config, rec.norm))
+    return {"float AM in the device's windows": Recognizer(windows, rec.config, rec.norm, rec.denoiser, rec.grammar, rec.path),
+            "float AM, int8 denoiser": Recognizer(rec.model, rec.config, rec.norm, den_q, rec.grammar, rec.path)}  # fmt: skip
+
+
 def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_frames: int = AM_FRAMES,
                    calibration: Calibration | None = None) -> dict:  # fmt: skip
     """Float chain vs device chain (int8 denoiser + int8 AM in ``am_frames`` windows) on a manifest.
@@ -114,11 +133,15 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
     am_bytes = am_int8(rec.model, rec.config, rec.norm, rec.denoiser, cal, am_frames, what=str(rec.path))
     rec_q = int8_recognizer(am_bytes, rec, den_q)
     g = rec.grammar
+    factors = factor_chains(rec, am_dir, denoiser_dir, am_bytes, den_q)
     labels, pf, pq, best_q, score_q = [], [], [], [], []
+    pfac: dict[str, list] = {k: [] for k in factors}
     for r in tqdm(rows, desc="float vs int8 chain", unit="utt"):
         audio = load_audio(r.path)
         labels.append(r.label)
         pf.append(rec.recognize(audio, 16000, name=str(r.path)).command)
+        for k, chain in factors.items():
+            pfac[k].append(chain.recognize(audio, 16000, name=str(r.path)).command)
         d = rec_q.recognize(audio, 16000, name=str(r.path))
         pq.append(d.command)
         best_q.append(g.commands[g.command_of[d.expression]] if np.isfinite(d.log_likelihoods[d.expression]) else None)
@@ -129,6 +152,7 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
     return {"manifest": str(manifest), "n": len(rows), "am_frames": am_frames, "thresholds": thresholds,
             "float": m_float, "int8": recognition_metrics(labels, pq),
             "int8_at_float_far": recognition_metrics(labels, equal_far),
+            "factors": {k: recognition_metrics(labels, v) for k, v in pfac.items()},
             "agreement": float(np.mean([a == b for a, b in zip(pf, pq)]))}  # fmt: skip
 
 
@@ -159,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"## Recognition chain ({c['n']} utterances, AM window {c['am_frames']} frames)", "",
                   "| chain | MDR | MCR | FAR | accuracy |", "|---|---|---|---|---|"]  # fmt: skip
         names = {"float": "float", "int8": "int8", "int8_at_float_far": "int8 at the float chain's test FAR"}
-        for k, name in names.items():
-            if k in c:
-                r = c[k]
-                lines.append(f"| {name} | {r['mdr']:.3f} | {r['mcr']:.3f} | {r['far']:.3f} | {r['accuracy']:.3f} |")
+        rows = [(name, c[k]) for k, name in names.items() if k in c]
+        rows[1:1] = [(f"{name} (float threshold)", r) for name, r in c.get("factors", {}).items()]
+        for name, r in rows:
+            lines.append(f"| {name} | {r['mdr']:.3f} | {r['mcr']:.3f} | {r['far']:.3f} | {r['accuracy']:.3f} |")
         lines.append(f"\nSame decision on {100 * c['agreement']:.1f} % of the utterances.")
         if "thresholds" in c:
             t = c["thresholds"]

@@ -20,3 +20,26 @@ def test_accepted_at_far_accepts_that_many_non_commands(n_false_alarms, expected
     out = accepted_at_far(labels, best, scores, n_false_alarms)
     assert out == expected
     assert sum(o is not None for o, lab in zip(out, labels) if lab is None) == n_false_alarms
+
+
+def test_factor_chains_swap_one_part_of_the_float_chain_each():
+    import numpy as np
+
+    from benchmarks.export import factor_chains
+    from grammar.decoding.recognizer import Recognizer
+    from tests.conftest import speechlike
+
+    rec = Recognizer.load(backend="keras")
+    den_q = Recognizer.load(backend="int8", grammar=False).denoiser
+    chains = factor_chains(rec, None, None, (rec.path / "model_int8.tflite").read_bytes(), den_q)
+    pad = np.zeros(8000, np.float32)
+    x = np.concatenate([pad, speechlike(seconds=2.0), pad])
+    want = np.exp(rec.posteriors(x, 16000))
+    windows = np.exp(chains["float AM in the device's windows"].posteriors(x, 16000))
+    swapped = np.exp(chains["float AM, int8 denoiser"].posteriors(x, 16000))
+    # the device's windows carry the AM's whole left reach: the float AM in them reads the same
+    assert windows.shape == want.shape and np.abs(windows - want).max() < 0.01
+    assert chains["float AM in the device's windows"].denoiser is rec.denoiser
+    # the int8 denoiser is the one part that changed in the other chain, and it does change the posteriors
+    assert chains["float AM, int8 denoiser"].model is rec.model and chains["float AM, int8 denoiser"].denoiser is den_q
+    assert swapped.shape == want.shape and np.abs(swapped - want).max() > 1e-3
