@@ -40,7 +40,7 @@ from rced.audio import atomic_write_text  # noqa: E402
 from rced.evaluate import METRICS, run_systems, shown_path, summarize, to_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # the sibling benchmarks (listening.FloatInWindows)
+sys.path.insert(0, str(ROOT))  # the sibling benchmarks (listening.windowed_float_chain)
 
 
 def int8_denoiser(model_dir=None, calibration: Calibration | None = None):
@@ -92,19 +92,16 @@ def accepted_at_far(labels: list, best: list, scores: list, n_false_alarms: int)
     return [b if s >= thr else None for b, s in zip(best, scores)]
 
 
-def factor_chains(rec, am_dir, denoiser_dir, am_bytes: bytes, den_q) -> dict:
+def factor_chains(rec, am_bytes: bytes, den_q) -> dict:
     """The steps between the float chain ``rec`` and the device chain, one at a time, each deciding
-    at the float threshold: the float AM in the int8 AM's fixed windows (:class:`listening.FloatInWindows`),
-    and the float AM behind the int8 denoiser ``den_q``."""
-    from listening import FloatInWindows
+    at the float threshold: the float AM in the int8 AM's fixed windows
+    (:func:`listening.windowed_float_chain`), and the float AM behind the int8 denoiser ``den_q``."""
+    from listening import windowed_float_chain
 
     from grammar.acoustic.int8 import Int8AM
     from grammar.decoding.recognizer import Recognizer
 
-    inner = Recognizer.load(am_dir, denoiser=denoiser_dir, grammar=False, backend="keras")
-    inner.config = inner.config.without_readout()  # the outer chain applies the readout once
-    windows = FloatInWindows(inner, Int8AM(am_bytes, rec.config, rec.norm))
-    return {"float AM in the device's windows": Recognizer(windows, rec.config, rec.norm, rec.denoiser, rec.grammar, rec.path),
+    return {"float AM in the device's windows": windowed_float_chain(rec, Int8AM(am_bytes, rec.config, rec.norm)),
             "float AM, int8 denoiser": Recognizer(rec.model, rec.config, rec.norm, den_q, rec.grammar, rec.path)}  # fmt: skip
 
 
@@ -133,7 +130,7 @@ def chain_accuracy(manifest, am_dir=None, denoiser_dir=None, grammar=None, am_fr
     am_bytes = am_int8(rec.model, rec.config, rec.norm, rec.denoiser, cal, am_frames, what=str(rec.path))
     rec_q = int8_recognizer(am_bytes, rec, den_q)
     g = rec.grammar
-    factors = factor_chains(rec, am_dir, denoiser_dir, am_bytes, den_q)
+    factors = factor_chains(rec, am_bytes, den_q)
     labels, pf, pq, best_q, score_q = [], [], [], [], []
     pfac: dict[str, list] = {k: [] for k in factors}
     for r in tqdm(rows, desc="float vs int8 chain", unit="utt"):

@@ -27,6 +27,7 @@ Writes benchmarks/results/listening.{json,md}. Run: python benchmarks/listening.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -131,6 +132,14 @@ class FloatInWindows(Int8AM):
         return np.exp(self.rec.log_posteriors(window))
 
 
+def windowed_float_chain(rec: Recognizer, int8_am: Int8AM, **kw) -> Recognizer:
+    """``rec`` with its float AM run as the device runs ``int8_am`` (its fixed windows; ``kw``:
+    :class:`FloatInWindows`' other factors), the rest of the chain as it is."""
+    inner = copy.copy(rec)  # reads the AM as it is: the outer chain applies the readout once
+    inner.config = rec.config.without_readout()
+    return Recognizer(FloatInWindows(inner, int8_am, **kw), rec.config, rec.norm, rec.denoiser, rec.grammar, rec.path)
+
+
 def chains(factors: bool) -> list[tuple[str, Callable[[], Recognizer]]]:
     """(row name, a function that builds the chain): float, int8, int8 as before; with ``factors`` the
     steps between float and int8-before."""
@@ -145,10 +154,7 @@ def chains(factors: bool) -> list[tuple[str, Callable[[], Recognizer]]]:
 
     def float_windows(**kw) -> Recognizer:
         rec = Recognizer.load()
-        inner = Recognizer.load(grammar=False)  # reads the AM as it is: the outer chain applies the readout once
-        inner.config = inner.config.without_readout()
-        am = FloatInWindows(inner, Int8AM.load(rec.path), **kw)
-        return Recognizer(am, rec.config, rec.norm, rec.denoiser, rec.grammar, rec.path)
+        return windowed_float_chain(rec, Int8AM.load(rec.path), **kw)
 
     def int8_denoiser() -> Recognizer:
         rec = Recognizer.load()

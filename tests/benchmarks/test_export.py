@@ -31,7 +31,7 @@ def test_factor_chains_swap_one_part_of_the_float_chain_each():
 
     rec = Recognizer.load(backend="keras")
     den_q = Recognizer.load(backend="int8", grammar=False).denoiser
-    chains = factor_chains(rec, None, None, (rec.path / "model_int8.tflite").read_bytes(), den_q)
+    chains = factor_chains(rec, (rec.path / "model_int8.tflite").read_bytes(), den_q)
     pad = np.zeros(8000, np.float32)
     x = np.concatenate([pad, speechlike(seconds=2.0), pad])
     want = np.exp(rec.posteriors(x, 16000))
