@@ -233,9 +233,10 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
                "receptive_field_frames": receptive_field_frames(cfg), "lookahead_ms": cfg.lookahead_ms,
                "calibration_windows": len(samples),
                "window_context_frames": context, "window_hop_frames": hop,
-               "note": "windows overlap (MACs x window/hop): a window's context is the AM's whole left reach, so the "
-                       "frames it keeps are those of the model run on the whole input; back-to-back windows cost "
-                       "the float AM 40 % -> 8 % command accuracy"},
+               "note": "windows overlap (MACs x window/hop): a window's context is the AM's whole left reach, the "
+                       "first window starts on the input and one more ends on it, so the frames it keeps are those "
+                       "of the model run on the whole input; back-to-back windows cost the float AM 40 % -> 8 % "
+                       "command accuracy"},
     )  # fmt: skip
     return files, report
 

@@ -9,16 +9,20 @@ length, each window is quantised with the model's input scale and zero point and
 LiteRT (its optimised kernels, within one LSB of TFLM, or with ``exact`` its reference kernels,
 bit-exact with TFLM; see :mod:`rced.runtime`), and the int8 posteriors are dequantised. A window's
 first output frames see its zero padding instead of the past and its last ones lack their look-ahead,
-so windows overlap: each keeps the output frames [context, context + hop) and the next starts hop
-output frames later (the first window starts ``context`` frames before the audio, on zero padding,
-as the float model's own). The context is the AM's whole left reach and the tail its look-ahead, so
-every kept frame sees what it sees in the whole input: with the float weights in the windows, the
-posteriors are the whole-input model's (within the reach of either end of the input they differ:
-the model pads its inner layers with zeros, a window only its input; on 720 short test commands the
-float AM in these windows gets 61.0 % against 64.2 % whole, benchmarks/export.py's factor rows). Back-to-back windows cost the float AM most of
+so windows overlap: window j starts j hops of output frames into the input and keeps its output frames
+[context, context + hop), the first window all of its first context + hop. The context is the AM's
+whole left reach and the tail its look-ahead, so every kept frame sees what it sees in the whole
+input; the first window starts on the input's first frame, where its layers pad with zeros as the
+float model's do on the whole input, and once the input ends, one window set on its last frames
+gives the frames the regular windows have not (their look-ahead there would be the window's zero
+padding where the float model pads its inner layers). So with the float weights in the windows the
+posteriors are the whole-input model's for any input at least a window long (shorter ones are one
+window, padded after the end). Before, the first window started ``context`` frames before the
+input, on zero input features: on 720 short test commands the float AM in those windows got 61.0 %
+against 64.2 % whole (benchmarks/export.py's factor rows). Back-to-back windows cost the float AM most of
 its accuracy on short commands (40 % -> 8 % on 240 test utterances); 24 frames of context, about half
-the left reach of today's AM, still cost it 2.5 points at a test-set FAR of 10 % (62.9 % -> 60.4 %,
-720 test utterances), most of the int8 chain's gap to the float one.
+the left reach of an earlier AM, cost it 2.5 points at a test-set FAR of 10 % (62.9 % -> 60.4 %, 720
+test utterances).
 
 So an int8 recognition chain is a Recognizer with an :class:`rced.int8.Int8Denoiser` and an
 Int8AM (``Recognizer.load(..., backend="int8")``).
@@ -110,10 +114,10 @@ class Int8AM:
         # context: output frames of each window that only give past; tail: those at its end whose
         # look-ahead is padding; hop: the output frames each window contributes
         self.context, self.tail, self.hop = window_schedule(am_cfg, self.frames)
-        # what pads a window before the first and after the last frame: normalised features of 0 (the
-        # input zero point), as the float model's own zero padding. Digital-silence features are far
-        # outside what the AM saw in training: with them the float AM in these windows got 28 % of the
-        # test commands, with zeros 40 %, as on whole utterances (240 test utterances)
+        # what pads a window past the input's last frame (an input shorter than a window): normalised
+        # features of 0 (the input zero point), nearest the float model's own zero padding. Digital-silence
+        # features are far outside what the AM saw in training: with them, in the windows that once began
+        # before the input, the float AM got 28 % of the test commands, with zeros 40 % (240 utterances)
         self.pad = np.zeros(am_cfg.n_mels, np.float32)
         self.floor = float(np.exp(ZERO_LOG_POSTERIOR))  # what a posterior the int8 softmax rounded to 0 reads
 
@@ -128,8 +132,12 @@ class Int8AM:
         return cls(net, cfg, norm)
 
     def window_start(self, j: int) -> int:
-        """First input frame of window ``j`` (negative: the window starts on silence before the audio)."""
-        return (j * self.hop - self.context) * self.cfg.stride
+        """First input frame of window ``j``."""
+        return j * self.hop * self.cfg.stride
+
+    def window_of(self, n_out: int) -> int:
+        """The window whose kept output frames hold output frame ``n_out``."""
+        return 0 if n_out < self.context + self.hop else (n_out - self.context) // self.hop
 
     def probabilities(self, window: np.ndarray) -> np.ndarray:
         """One window: (frames, n_mels) normalised log-mel (shorter: padded with zeros) -> all of its
@@ -141,23 +149,40 @@ class Int8AM:
         q = self.model.run_int8(quantize(win[None, :, None, :], self.model.in_scale, self.model.in_zp))
         return dequantize(q, self.model.out_scale, self.model.out_zp)[0]
 
-    def window_logp(self, feats: np.ndarray, start: int, stop: int | None = None) -> np.ndarray:
-        """Log-posteriors (hop, 29) that the window starting at input frame ``start`` contributes;
-        ``feats`` index from frame 0, zeros outside [0, stop) (``stop`` default: all of ``feats``)."""
-        stop = len(feats) if stop is None else stop
-        win = np.broadcast_to(self.pad, (self.frames, len(self.pad))).copy()
-        a, b = max(start, 0), min(start + self.frames, stop)
-        if b > a:
-            win[a - start : b - start] = feats[a:b]
-        p = self.probabilities(win)[self.context : self.context + self.hop]
-        return np.log(np.maximum(p, self.floor))
+    def _logp(self, feats: np.ndarray, feat0: int, start: int, lo: int, hi: int) -> np.ndarray:
+        """Log-posteriors of output frames [lo, hi) from the window on input frames [start, start + frames)
+        (``feats`` from frame ``feat0`` on; frames past its end: zeros)."""
+        p = self.probabilities(feats[start - feat0 : start - feat0 + self.frames])
+        first = start // self.cfg.stride
+        return np.log(np.maximum(p[lo - first : hi - first], self.floor))
+
+    def run(self, feats: np.ndarray, feat0: int, n_feat: int, n_out: int, final: bool) -> np.ndarray:
+        """Log-posteriors from output frame ``n_out`` on that input frames [0, ``n_feat``) make final
+        (``feats`` holds those from frame ``feat0`` on, at least from ``needed_from``): every window
+        whose frames have all come in, and with ``final`` (the input has ended) the rest up to
+        ceil(n_feat / stride), from a window set on the input's last frames."""
+        s, outs = self.cfg.stride, []
+        while True:
+            j = self.window_of(n_out)
+            start = self.window_start(j)
+            if start + self.frames > n_feat:
+                break
+            hi = (j + 1) * self.hop + self.context
+            outs.append(self._logp(feats, feat0, start, n_out, hi))
+            n_out = hi
+        total = -(-n_feat // s)
+        if final and n_out < total:  # one window ending on the last frame (rounded up to the stride)
+            start = max(0, -(-(n_feat - self.frames) // s) * s)
+            outs.append(self._logp(feats, feat0, start, n_out, total))
+        return np.concatenate(outs) if outs else np.zeros((0, self.cfg.unit_set.size), np.float32)
+
+    def needed_from(self, n_feat: int, n_out: int) -> int:
+        """The first input frame :meth:`run` can still read, output frames [0, ``n_out``) given."""
+        return max(0, min(self.window_start(self.window_of(n_out)), n_feat - self.frames))
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         feats = np.asarray(x, np.float32)[0, :, 0, :]
-        n_out = -(-len(feats) // self.cfg.stride)
-        n_win = max(1, -(-n_out // self.hop))
-        out = np.concatenate([self.window_logp(feats, self.window_start(j)) for j in range(n_win)])
-        return out[None, :n_out]
+        return self.run(feats, 0, len(feats), 0, final=True)[None]
 
 
 def int8_recognizer(am_content: bytes, rec, den_int8, grammar=None):

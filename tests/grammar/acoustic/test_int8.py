@@ -122,8 +122,9 @@ def test_int8_am_posteriors_close_to_float(int8_am):
 
 def test_int8_recognizer_runs_overlapping_windows(int8_am):
     """Any length: windows of the model's frames, each keeping hop output frames after its context, the first
-    starting on zero padding before the audio, the last padded with zeros; each window on its own (the
-    device chain), so a window's posteriors depend only on its own frames."""
+    starting on the input's first frame and keeping its context too, one more ending on the input's last
+    frame for the frames the others leave; each window on its own (the device chain), so a window's
+    posteriors depend only on its own frames."""
     from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="int8")
@@ -135,19 +136,26 @@ def test_int8_recognizer_runs_overlapping_windows(int8_am):
     assert np.allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
     feats = rec.features(x, 16000)
     q = rec.model
-    assert q.hop + q.context + q.tail == q.frames // 2 and q.context > 0 and q.window_start(0) < 0
+    assert q.hop + q.context + q.tail == q.frames // 2 and q.context > 0 and q.window_start(0) == 0
+
+    def alone(a: int) -> np.ndarray:  # the window on frames [a, a + frames) and nothing else
+        return np.log(np.maximum(q.probabilities(feats[a : a + q.frames]), q.floor))
+
     full = q(feats[None, :, None, :])[0]
+    assert np.array_equal(full[: q.context + q.hop], alone(0)[: q.context + q.hop])
     for j in (1, 2):
-        a = q.window_start(j)
-        alone = q.window_logp(feats[a : a + q.frames], 0)  # the window's frames and nothing else
-        assert np.array_equal(full[j * q.hop : (j + 1) * q.hop], alone)
+        kept = slice(j * q.hop + q.context, (j + 1) * q.hop + q.context)
+        assert np.array_equal(full[kept], alone(q.window_start(j))[q.context : q.context + q.hop])
+    n = q.frames // 2
+    assert len(feats) % 2 == 0 and len(full) > q.context + q.hop + n
+    assert np.array_equal(full[-q.tail :], alone(len(feats) - q.frames)[n - q.tail :])  # the end's window
 
 
 def test_windows_of_the_float_weights_equal_the_whole_input(int8_am, monkeypatch):
-    """A window's context is the AM's left reach and its tail the look-ahead: run with the float weights in
-    the device windows, the posteriors are the whole-input model's (a shorter context is not), except within
-    the reach of either end of the input, where the model pads its inner layers with zeros and a window
-    pads its input."""
+    """A window's context is the AM's left reach and its tail the look-ahead, the first window starts on the
+    input and one more ends on it: run with the float weights in the device windows, the posteriors are the
+    whole-input model's on every frame (a shorter context is not; nor are the edges of windows set on
+    zero padding before the input, as the device's first window once was)."""
     from firmware_export.convert import device_am
     from grammar.acoustic import int8
     from grammar.decoding.recognizer import Recognizer
@@ -155,37 +163,39 @@ def test_windows_of_the_float_weights_equal_the_whole_input(int8_am, monkeypatch
     fl = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="keras")
     dev = device_am(fl.model, fl.config, int8.Int8AM.load(int8_am).frames)  # the device graph, float
 
-    def windowed(schedule):
+    def windowed(schedule=int8.window_schedule):
         monkeypatch.setattr(int8, "window_schedule", schedule)
         q = int8.Int8AM.load(int8_am)
-        q.probabilities = lambda win: np.asarray(dev(win[None, :, None, :], training=False))[0]
+        q.probabilities = lambda win: np.asarray(dev(np.pad(win, ((0, q.frames - len(win)), (0, 0)))[None, :, None, :],
+                                                     training=False))[0]  # fmt: skip
         q.floor = 0.0
         return q
 
     x = speechlike(16000, 3.3, seed=5)
     feats = fl.features(x, 16000)
-    whole = fl.log_posteriors(feats)  # (T, symbols), compared as probabilities
-    exact = windowed(int8.window_schedule)
+    whole = np.exp(fl.log_posteriors(feats))  # (T, symbols), compared as probabilities
+    exact = windowed()
     assert exact.context == fl.config.reach[0] and exact.tail == fl.config.reach[1]
     assert -(-len(whole) // exact.hop) >= 3  # several windows, so the boundaries are inside
-    left, right = fl.config.reach
-    inner = slice(left, len(whole) - right)  # at the ends the model's own padding is of its inner layers
-    assert np.allclose(np.exp(exact(feats[None, :, None, :])[0])[inner], np.exp(whole)[inner], atol=1e-5)
+    assert np.allclose(np.exp(exact(feats[None, :, None, :])[0]), whole, atol=1e-5)
 
     def short(cfg, frames, schedule=int8.window_schedule):
         context, tail, _ = schedule(cfg, frames)
         return context // 2, tail, frames // cfg.stride - context // 2 - tail
 
-    assert not np.allclose(np.exp(windowed(short)(feats[None, :, None, :])[0])[inner], np.exp(whole)[inner], atol=1e-3)
+    assert not np.allclose(np.exp(windowed(short)(feats[None, :, None, :])[0]), whole, atol=1e-3)
+    padded = np.concatenate([np.zeros((2 * exact.context, feats.shape[1]), np.float32), feats])
+    before = np.exp(exact(padded[None, :, None, :])[0])[exact.context :]  # first window on zeros before the input
+    assert np.abs(before - whole).max() > 1e-4  # ten times the bound above (a tiny AM without biases in its blocks)
 
 
-@pytest.mark.parametrize("block", [1000, 4000, 12345])
-def test_int8_streaming_equals_offline(int8_am, block):
+@pytest.mark.parametrize(("seconds", "block"), [(3.1, 1000), (3.1, 4000), (3.1, 12345), (0.8, 3000), (1.37, 700)])
+def test_int8_streaming_equals_offline(int8_am, seconds, block):
     from grammar.decoding.listen import PosteriorStream
     from grammar.decoding.recognizer import Recognizer
 
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="int8")
-    x = speechlike(16000, 3.1, seed=2)
+    x = speechlike(16000, seconds, seed=2)  # 0.8 s: shorter than one window
     stream = PosteriorStream(rec)
     parts = [stream.push(x[i : i + block]) for i in range(0, len(x), block)]
     ends = [min(len(x), i + block) for i in range(0, len(x), block)]
