@@ -42,7 +42,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from grammar.acoustic.int8 import Int8AM  # noqa: E402
+from grammar.acoustic.int8 import ZERO_LOG_POSTERIOR, Int8AM  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.demo import Segment, make_scene, match, summary  # noqa: E402
 from grammar.decoding.listen import (  # noqa: E402
@@ -233,9 +233,10 @@ def markdown(payload: dict) -> str:
         lines.append("")
     z = payload.get("zero_posterior")
     if z:
-        lines.append(f"The int8 AM's posterior of 0 reads log {z['mean_log_below_half_lsb']:.2f}: the float AM's mean "
+        lines.append(f"The int8 AM's posterior of 0 reads log {ZERO_LOG_POSTERIOR:.2f} "
+                     f"(`grammar.acoustic.int8.ZERO_LOG_POSTERIOR`). Measured again: the float AM's mean "
                      f"log-posterior over the {z['below_half_lsb']:.0%} of its posteriors below half an LSB "
-                     f"(1/512) on the {z['data']}.")  # fmt: skip
+                     f"(1/512) on the {z['data']} is {z['mean_log_below_half_lsb']:.2f}.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
