@@ -197,9 +197,13 @@ def test_int8_streaming_equals_offline(int8_am, seconds, block):
     rec = Recognizer.load(int8_am, denoiser=False, grammar=False, backend="int8")
     x = speechlike(16000, seconds, seed=2)  # 0.8 s: shorter than one window
     stream = PosteriorStream(rec)
-    parts = [stream.push(x[i : i + block]) for i in range(0, len(x), block)]
-    ends = [min(len(x), i + block) for i in range(0, len(x), block)]
     q = rec.model
+    parts, held = [], []
+    for i in range(0, len(x), block):
+        parts.append(stream.push(x[i : i + block]))
+        held.append(len(stream._feats))
+    assert max(held) <= q.frames  # the stream holds at most one window of features, whatever the block
+    ends = [min(len(x), i + block) for i in range(0, len(x), block)]
     first = (q.window_start(0) + q.frames) * 128  # samples before the first window is complete
     assert all(len(p) == 0 for p, e in zip(parts, ends) if e < first)
     out = np.concatenate([*parts, stream.flush()])
