@@ -56,6 +56,7 @@ from grammar.decoding.listen import (  # noqa: E402
 )
 from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
+from rced.corpus import crossfade_join  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -63,6 +64,9 @@ SNR = 20.0  # the demo's default
 DEMO_SEED = 7  # `grammar demo`'s default scene
 SEED0 = 1000  # the other stream: seeds SEED0, SEED0 + 1, ...
 BLOCK_S = 0.25  # what `grammar listen` reads at a time (its --hop-s)
+# Scenes fade into each other over this much of their babble (each has LEAD_S = 1 s of babble before
+# its first utterance and after its last): a stream's babble runs on without a step at a join
+JOIN_FADE_S = 0.5
 # The int8 chain before its posterior floor was measured (commit history): half an LSB of the int8
 # softmax, and the threshold calibrated with it.
 BEFORE_INT8_THRESHOLD = -1.0308471054117838
@@ -87,8 +91,10 @@ class Stream:
 
 def make_stream(name: str, commands, seeds: list[int], voices: list[int], snr: float = SNR, split: str = "test") -> Stream:
     """Demo scenes of ``seeds`` (spoken by TEST-ONLY ``voices``, or with ``split="dev"`` the Kokoro
-    dev speakers) one after the other; segment times on the stream's clock."""
+    dev speakers) one after the other, each fading into the next over ``JOIN_FADE_S`` of babble;
+    segment times on the stream's clock."""
     audio, segments, scenes, t = [], [], [], 0
+    fade = int(JOIN_FADE_S * 16000)
     cache: dict = {}
     for seed, voice in zip(seeds, voices):
         sc = cache.get((seed, voice)) or make_scene(commands, snr, seed, 4, voice=voice, split=split)
@@ -97,8 +103,8 @@ def make_stream(name: str, commands, seeds: list[int], voices: list[int], snr: f
         segments += [dataclasses.replace(s, start=round(s.start + off, 3), end=round(s.end + off, 3)) for s in sc.segments]
         scenes.append({"seed": sc.seed, "voice": sc.voice, "start": round(off, 3), "seconds": len(sc.noisy) / sc.sr})
         audio.append(sc.noisy)
-        t += len(sc.noisy)
-    return Stream(name, np.concatenate(audio), segments, 16000, scenes)
+        t += len(sc.noisy) - fade
+    return Stream(name, crossfade_join(audio, fade), segments, 16000, scenes)
 
 
 def streams(commands, n: int) -> list[Stream]:

@@ -42,7 +42,7 @@ from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.listen import PosteriorStream, spot  # noqa: E402
 from grammar.decoding.recognizer import SPEECH_FLOOR, TONAL_CEILING, Recognizer, default_grammar_path  # noqa: E402
 from rced.audio import atomic_write_text  # noqa: E402
-from rced.corpus import load_utterances, make_babble, mix, train_utterances  # noqa: E402
+from rced.corpus import crossfade_join, load_utterances, make_babble, mix, train_utterances  # noqa: E402
 from rced.nonspeech import KINDS, at_random_level, nonspeech_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -138,16 +138,8 @@ def long_stream(per_kind: int, sr: int = 16000) -> tuple[np.ndarray, list[str]]:
     order (sound i starts at i * (LONG_S - FADE_S) seconds)."""
     order = [(k, i) for k in range(len(KINDS)) for i in range(per_kind)]
     np.random.default_rng(SEED0 + 1).shuffle(order)
-    fade = int(FADE_S * sr)
-    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
-    out = np.zeros(0, np.float32)
-    for k, i in order:
-        x, _ = nonspeech_clip(SEED0 + 500_000 + 1000 * k + i, LONG_S, sr, kind=KINDS[k])
-        if len(out):
-            x = np.concatenate([out[-fade:] * (1 - ramp) + x[:fade] * ramp, x[fade:]])
-            out = out[:-fade]
-        out = np.concatenate([out, x])
-    return out, [KINDS[k] for k, _ in order]
+    sounds = [nonspeech_clip(SEED0 + 500_000 + 1000 * k + i, LONG_S, sr, kind=KINDS[k])[0] for k, i in order]
+    return crossfade_join(sounds, int(FADE_S * sr)), [KINDS[k] for k, _ in order]
 
 
 def listening(rec: Recognizer, audio: np.ndarray, kinds: list[str]) -> dict:

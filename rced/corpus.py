@@ -222,6 +222,23 @@ def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (clean + gain * noise[: len(clean)]).astype(np.float32)
 
 
+def crossfade_join(pieces: list[np.ndarray], fade: int) -> np.ndarray:
+    """``pieces`` one after the other, each fading linearly into the next over ``fade`` samples
+    (piece i then starts ``fade`` samples before the previous one ends): long streams made of
+    separately mixed parts, without the step a butt joint puts between two noises."""
+    out = np.zeros(0, np.float32)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    for x in pieces:
+        x = np.asarray(x, np.float32)
+        if len(out) and fade:
+            if min(len(out), len(x)) < fade:
+                raise RcedError(f"crossfade_join: a piece of {min(len(out), len(x))} samples is shorter than the fade ({fade})")
+            x = np.concatenate([out[-fade:] * (1 - ramp) + x[:fade] * ramp, x[fade:]])
+            out = out[:-fade]
+        out = np.concatenate([out, x])
+    return out
+
+
 @dataclasses.dataclass
 class EvalItem:
     name: str  # voice or recording id plus utterance index

@@ -6,6 +6,7 @@ from rced.corpus import (
     ALSA_PHRASES,
     EvalItem,
     Utterance,
+    crossfade_join,
     eval_set,
     make_babble,
     mix,
@@ -302,3 +303,20 @@ def test_alsa_recordings_missing_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus, "ALSA_DIR", tmp_path)
     with pytest.raises(RcedError, match="Front_Left.wav.*apt-get install alsa-utils"):
         corpus.alsa_recordings()
+
+
+@pytest.mark.parametrize("fade", [0, 1, 4])
+def test_crossfade_join_overlaps_each_join_by_the_fade_on_a_linear_ramp(fade):
+    a, b, c = np.full(10, 1.0), np.full(7, 3.0), np.full(6, -2.0)
+    out = crossfade_join([a, b, c], fade)
+    assert out.dtype == np.float32 and len(out) == 10 + 7 + 6 - 2 * fade
+    ramp = np.linspace(0.0, 1.0, fade)
+    np.testing.assert_allclose(out[10 - fade : 10], 1.0 * (1 - ramp) + 3.0 * ramp, atol=1e-6)
+    np.testing.assert_allclose(out[17 - 2 * fade : 17 - fade], 3.0 * (1 - ramp) - 2.0 * ramp, atol=1e-6)
+    np.testing.assert_array_equal(out[: 10 - fade], 1.0)  # before the first join: the first piece untouched
+    np.testing.assert_array_equal(out[17 - fade :], -2.0)  # after the last: the last piece untouched
+
+
+def test_crossfade_join_refuses_a_piece_shorter_than_the_fade():
+    with pytest.raises(RcedError, match="shorter than the fade"):
+        crossfade_join([np.ones(10), np.ones(3)], 4)
