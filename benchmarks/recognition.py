@@ -86,10 +86,13 @@ def pocketsphinx_predictions(rows, commands) -> list[str | None]:
 
 
 def chain_digest(rec: Recognizer) -> str:
-    """What a chain's posteriors depend on: its backend, the AM folder's and the denoiser's model
-    files and normalisation, the gain settings of the AM's front-end (so a change to the
-    listener's shaping alone keeps a cache) and the readout of its posteriors."""
+    """What a chain's posteriors depend on: its backend (and a windowed AM's schedule), the AM folder's
+    and the denoiser's model files and normalisation, the gain settings of the AM's front-end (so a
+    change to the listener's shaping alone keeps a cache) and the readout of its posteriors."""
     h = hashlib.sha256(rec.backend.encode())
+    schedule = getattr(rec.model, "schedule", None)
+    if schedule is not None:  # the int8 AM's windows: posteriors cached under another schedule are stale
+        h.update(schedule.encode())
     den_path = getattr(rec.denoiser, "path", None)
     for folder in (rec.path, den_path):
         for name in ("model.keras", "model_float.tflite", "model_int8.tflite", "config.json", "norm.json"):

@@ -262,10 +262,17 @@ def dev_runs(runs: dict, chains) -> dict:
     return {st: {n: runs[st, n] for n in chains} for st in DEV_SPLITS}
 
 
-def dev_scenes(commands) -> tuple[Scene, str]:
-    """The demo-like dev stream as one Scene, and its cache key (from its audio)."""
+def stream_key(name: str, audio: np.ndarray) -> str:
+    """A stream's name in the caches of its chains' posteriors: its name and a hash of its audio, so a
+    stream whose audio changed (a voice's synthesis, the babble's seeding, the joins of its scenes) is
+    decoded again instead of read from posteriors of other audio."""
     import hashlib
 
+    return f"{name}_" + hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes()).hexdigest()[:16]
+
+
+def dev_scenes(commands) -> tuple[Scene, str]:
+    """The demo-like dev stream as one Scene, and its cache key (:func:`stream_key`)."""
     from listening import make_stream
 
     from rced.tts import kokoro_dev_voices
@@ -273,7 +280,7 @@ def dev_scenes(commands) -> tuple[Scene, str]:
     k = len(kokoro_dev_voices())
     st = make_stream("dev scenes", commands, DEV_SCENES["seeds"], [i % k for i in range(len(DEV_SCENES["seeds"]))],
                      DEV_SCENES["snr"], split="dev")  # fmt: skip
-    key = "devscenes_" + hashlib.sha256(st.audio.tobytes()).hexdigest()[:16]
+    key = stream_key("devscenes", st.audio)
     return Scene(np.zeros(0, np.float32), st.audio, st.segments, st.sr, "kokoro dev", DEV_SCENES["snr"], 0), key
 
 
@@ -413,7 +420,7 @@ def load_streams() -> tuple[tuple[str, ...], dict, dict, dict, Runs]:
     cache keys; the float and int8 chains; and :class:`Runs` over their cached log-posteriors."""
     commands = Grammar.load(default_grammar_path()).commands
     scenes = {k: make_conversation(commands, cfg) for k, cfg in STREAMS.items()}
-    keys = {k: f"{k}_{cfg.key(commands)}" for k, cfg in STREAMS.items()}  # the caches' name of each stream
+    keys = {k: stream_key(k, scene.noisy) for k, scene in scenes.items()}  # the caches' name of each stream
     scenes["dev scenes"], keys["dev scenes"] = dev_scenes(commands)
     chains = {"float": Recognizer.load(), "int8": Recognizer.load(backend="int8")}
     frame_s = PosteriorStream(chains["float"]).frame_s

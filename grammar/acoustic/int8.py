@@ -84,6 +84,9 @@ class Int8AM:
     """(1, T, 1, n_mels) normalised log-mel -> (1, ceil(T / stride), 29) log-posteriors, window by window."""
 
     backend = "int8"
+    #: Which window schedule gives the posteriors (caches of them key on it): since 2026-12 the first
+    #: window starts on the input and one more ends on it; before, the first began on zeros before it.
+    schedule = "on-input-2"
 
     def __init__(self, model_content, am_cfg: AMConfig, am_norm: Normalizer, source: str = "am int8",
                  *, exact: bool = True):  # fmt: skip

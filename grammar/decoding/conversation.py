@@ -15,8 +15,6 @@ the configuration; the utterances come from :func:`rced.corpus.load_utterances` 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,11 +45,6 @@ class ConversationConfig:
             raise GrammarError(f"conversation: {self.minutes} minutes must be a positive number")
         if not self.command_every >= 1:
             raise GrammarError(f"conversation: command_every {self.command_every} must be at least 1 sentence")
-
-    def key(self, commands: Sequence[str]) -> str:
-        voices = [v.id for v in split_voices(self.split)]
-        blob = json.dumps([dataclasses.asdict(self), list(commands), voices], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def split_voices(split: str):

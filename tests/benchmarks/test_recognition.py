@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks.recognition import Ensemble, accuracy_at, det_point, mean_posteriors
+from benchmarks.recognition import Ensemble, accuracy_at, chain_digest, det_point, mean_posteriors
 from grammar.metrics import det_curve
 
 
@@ -62,3 +62,17 @@ def test_an_ensemble_refuses_members_of_other_units_or_strides():
         Ensemble([FixedAM([[1.0]]), FixedAM([[1.0]], units="phones")])
     with pytest.raises(SystemExit, match="one unit set and stride"):
         Ensemble([FixedAM([[1.0]]), FixedAM([[1.0]], stride=4)])
+
+
+def test_a_windowed_am_s_cache_key_follows_its_window_schedule():
+    """Cached int8 posteriors are stale once the device windows change: the schedule is part of the key;
+    a chain without one (the float AM) keys as before."""
+    from grammar.config import AMConfig
+
+    def chain(model):
+        return SimpleNamespace(backend="int8", path=None, denoiser=None, config=AMConfig(), model=model)
+
+    plain = chain(SimpleNamespace())
+    a, b = chain(SimpleNamespace(schedule="on-input-2")), chain(SimpleNamespace(schedule="before-input-1"))
+    assert len({chain_digest(plain), chain_digest(a), chain_digest(b)}) == 3
+    assert chain_digest(a) == chain_digest(chain(SimpleNamespace(schedule="on-input-2")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.spotting import choose, detections, pocketsphinx_choice, score, setting_key
+from benchmarks.spotting import choose, detections, pocketsphinx_choice, score, setting_key, stream_key
 from grammar.decoding.demo import Scene, Segment
 from grammar.decoding.listen import WindowHit, replay
 
@@ -212,3 +212,13 @@ def test_detections_pass_the_speech_check_as_grammar_listen_applies_it():
     tonal[int(9 * per_s) : int(10 * per_s)] = 1.0  # a beep over the first: its second is tonal throughout
     assert [d.command for d in detections(c, FRAME_S, (1, 0.0))] == []
     assert [d.command for d in detections({**c, "speech_check": (0.15, None)}, FRAME_S, (1, 0.0))] == ["mute"]
+
+
+def test_a_streams_cache_key_follows_its_audio():
+    """Posteriors cached for a stream are read again only for the same audio: a stream synthesised or
+    mixed otherwise (another babble seeding, crossfaded joins) is decoded afresh."""
+    x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    y = x.copy()
+    y[8000] += 1e-3
+    assert stream_key("test", x) == stream_key("test", x.astype(np.float64))  # what it holds, not its dtype
+    assert len({stream_key("test", x), stream_key("test", y), stream_key("dev", x)}) == 3

@@ -52,16 +52,6 @@ def test_voice_split_keeps_test_voices_out_of_dev():
     assert all(v.engine == "kokoro" for v in split_voices("dev"))
 
 
-def test_a_streams_key_names_its_talkers(monkeypatch):
-    import grammar.decoding.conversation as conv
-
-    cfg = ConversationConfig(split="dev")
-    before = cfg.key(COMMANDS)
-    assert before == ConversationConfig(split="dev").key(COMMANDS)
-    monkeypatch.setattr(conv, "split_voices", lambda split: tts.kokoro_voices(2))
-    assert cfg.key(COMMANDS) != before  # other talkers, another stream: its caches must not be reused
-
-
 @pytest.mark.parametrize("kw", [{"split": "train"}, {"minutes": 0}, {"minutes": float("nan")}, {"command_every": 0.5}])
 def test_bad_configurations_are_refused(kw):
     with pytest.raises(GrammarError):
