@@ -179,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     best = max(results, key=lambda r: r["calibration"]["accuracy"])
     right = {r["lever"]: r.pop("calibration_right") for r in results}
     first = best["lever"]  # the calibration set's best; it replaces the shipped readout only beyond chance
-    b, c = discordant(right[first], right[results[0]["lever"]])
-    if not beats(right[first], right[results[0]["lever"]]):
+    shipped_right = right[results[0]["lever"]]
+    b, c = discordant(right[first], shipped_right)
+    if not beats(right[first], shipped_right):
         best = results[0]
     chosen = best["lever"]
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "natural": str(natural_dataset(2)),
