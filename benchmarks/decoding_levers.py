@@ -42,6 +42,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from grammar.acoustic.features import with_trackers  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.config import AMConfig  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
@@ -85,6 +86,7 @@ def log_posteriors(rec: Recognizer, feats: np.ndarray, lever: Lever, ref_mean: n
     """The AM's log-posteriors of one utterance's features, read through ``lever``."""
     if lever.alpha:
         feats = feats - lever.alpha * (loud_mean(feats) - ref_mean)
+    feats = with_trackers(feats, rec.config)[0]  # the AM's input, after the lever moved the bands
     pad = (-len(feats)) % rec.config.stride
     if pad:
         feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])

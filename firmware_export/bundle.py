@@ -185,6 +185,9 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
 
     cfg, norm = rec.config, rec.norm
     fe = cfg.frontend
+    if cfg.trackers:  # the int8 model and its runtime take them; am_settings.h does not describe them yet
+        raise ExportError(f"{rec.path}: an acoustic model with level trackers cannot be bundled yet "
+                          "(its int8 model runs on the host: `firmware-export int8 am`)")  # fmt: skip
     progress("acoustic model: calibration features (enhanced by the float denoiser), int8 conversion")
     data = am_int8(rec.model, cfg, norm, den, cal, frames, n_windows, str(rec.path))  # as for the denoiser
     samples = am_samples(cfg, norm, den, cal, frames, n_windows)  # probes for the bit-exactness check

@@ -195,15 +195,16 @@ def denoiser_samples(den, cal: Calibration, n_frames: int = 800) -> np.ndarray:
 
 
 def am_features(audio: np.ndarray, am_cfg, am_norm, den) -> np.ndarray:
-    """(frames, n_mels) normalised log-mel of the enhanced spectrum: the Recognizer's own features
-    (``audio`` at the AM's front-end rate)."""
+    """(frames, channels) AM input of the enhanced spectrum: the Recognizer's own features, with the
+    AM's level trackers if it has them (``audio`` at the AM's front-end rate)."""
     from grammar.decoding.recognizer import Recognizer
 
-    return Recognizer(None, am_cfg, am_norm, denoiser=den).features(audio, am_cfg.frontend.sample_rate)
+    rec = Recognizer(None, am_cfg, am_norm, denoiser=den)
+    return rec.am_input(rec.features(audio, am_cfg.frontend.sample_rate))[0]
 
 
 def am_windows(feats: np.ndarray, frames: int, silence: np.ndarray, starts: list[int]) -> np.ndarray:
-    """(len(starts), frames, 1, n_mels) windows; past the end is silence."""
+    """(len(starts), frames, 1, channels) windows; past the end is silence."""
     out = np.broadcast_to(silence, (len(starts), frames, len(silence))).copy()
     for i, s in enumerate(starts):
         chunk = feats[s : s + frames]
@@ -212,7 +213,7 @@ def am_windows(feats: np.ndarray, frames: int, silence: np.ndarray, starts: list
 
 
 def am_samples(am_cfg, am_norm, den, cal: Calibration, frames: int = AM_FRAMES, n_windows: int = 64) -> np.ndarray:
-    """(n, frames, 1, n_mels) AM inputs from enhanced calibration mixtures (some clean, as in AM training)."""
+    """(n, frames, 1, channels) AM inputs from enhanced calibration mixtures (some clean, as in AM training)."""
     from grammar.acoustic.int8 import am_silence
     from grammar.errors import GrammarError
 

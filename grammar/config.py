@@ -6,7 +6,8 @@ import dataclasses
 
 from grammar.errors import GrammarError
 from grammar.units import Units
-from rced.config import FrontendConfig, is_mask_floor
+from rced.config import FrontendConfig, check_trackers, is_mask_floor
+from rced.errors import RcedError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,10 @@ class AMConfig:
     # dictionary are calibrated through it; the network and its int8 graph do not depend on it.
     posterior_scale: float | None = None
     blank_penalty: float | None = None
+    # input channels after the log-mel bands: level trackers (rced.features.track) of the normalised
+    # log-mel averaged over groups of ``tracker_bands`` adjacent bands, each (rise_s, fall_s); None: none
+    trackers: tuple[tuple[float, float], ...] | None = None
+    tracker_bands: int | None = None
 
     #: fields that change how the outputs are read, never the network (left out of the int8 calibration key)
     READOUT_FIELDS = ("posterior_scale", "blank_penalty")
@@ -47,6 +52,16 @@ class AMConfig:
             raise GrammarError(f"posterior_scale {a!r}: expected null or a number in (0, 100)")
         if b is not None and not (isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 100):
             raise GrammarError(f"blank_penalty {b!r}: expected null or a number in [0, 100)")
+        if self.trackers is not None:
+            try:
+                object.__setattr__(self, "trackers", check_trackers(self.trackers))
+            except RcedError as exc:
+                raise GrammarError(str(exc)) from None
+        g = self.tracker_bands
+        if (self.trackers is None) != (g is None):
+            raise GrammarError(f"tracker_bands {g!r}: trackers need a band group size, no trackers none")
+        if g is not None and not (isinstance(g, int) and not isinstance(g, bool) and g > 0 and self.n_mels % g == 0):
+            raise GrammarError(f"tracker_bands {g!r}: expected a positive divisor of n_mels ({self.n_mels})")
 
     def without_readout(self) -> AMConfig:
         """This config read as the AM gives its outputs (the neutral readout)."""
@@ -57,6 +72,16 @@ class AMConfig:
         """(posterior scale, blank penalty) of the decoder's reading: (1, 0) reads the AM as it is."""
         return (1.0 if self.posterior_scale is None else float(self.posterior_scale),
                 0.0 if self.blank_penalty is None else float(self.blank_penalty))
+
+    @property
+    def tracker_groups(self) -> int:
+        """Band groups each tracker follows (0 without trackers)."""
+        return self.n_mels // self.tracker_bands if self.tracker_bands else 0
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the network's input: the log-mel bands, then each tracker's band groups."""
+        return self.n_mels + len(self.trackers or ()) * self.tracker_groups
 
     @property
     def unit_set(self) -> Units:

@@ -21,6 +21,17 @@ def speechlike(sr: int = 16000, seconds: float = 1.0, seed: int = 0) -> np.ndarr
     return (0.1 * x * env).astype(np.float32)
 
 
+def assert_blocks_equal_whole(step, x: np.ndarray, cuts: list[tuple[int, int]], **tol) -> None:
+    """``step(part, state) -> (out, state)`` (state None at first) run over the blocks ``x[a:b]`` of
+    ``cuts``, carrying its state, gives what one run on ``x`` gives (``tol``: assert_allclose's)."""
+    whole, _ = step(x, None)
+    state, parts = None, []
+    for a, b in cuts:
+        out, state = step(x[a:b], state)
+        parts.append(out)
+    np.testing.assert_allclose(np.concatenate(parts), whole, **tol)
+
+
 @pytest.fixture
 def wav_16k(tmp_path):
     p = tmp_path / "speech.wav"

@@ -470,6 +470,48 @@ def test_am_trainer_warm_start_and_backend_parity(tmp_path):
                                                                        "whole, never over another)")  # fmt: skip
 
 
+def test_am_trainer_adds_trackers_at_zero_weight(tmp_path):
+    """--trackers from the shipped AM: the tracker channels start at zero weight (the shipped AM,
+    whatever they read), the folder records them, and a few steps train them."""
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    from grammar.config import AMConfig
+
+    _am_pack(tmp_path / "p.npz")
+    shipped = ROOT / "grammar" / "default_am"
+    common = ["--pack", tmp_path / "p.npz", "--init", shipped, "--batch", "4", "--frames", "160", "--eval-every-s", "0",
+              "--trackers", "0.5,0.5", "2,0.05", "--select", "last"]  # fmt: skip
+    _run("train_am_jax.py", *common, "--out", tmp_path / "t0", "--max-steps", "0")
+    cfg = json.loads((tmp_path / "t0" / "config.json").read_text())
+    assert (cfg["trackers"], cfg["tracker_bands"]) == ([[0.5, 0.5], [2.0, 0.05]], 4)
+    x = np.random.default_rng(2).standard_normal((2, 96, 1, 60)).astype(np.float32)
+    np.testing.assert_array_equal(_tf_model(tmp_path / "t0", AMConfig)(x), _tf_model(shipped, AMConfig)(x[..., :40]))
+    _run("train_am_jax.py", *common, "--out", tmp_path / "t2", "--lr", "0.01", "--warmup", "1", "--max-steps", "2")
+    w = _tf_model(tmp_path / "t2", AMConfig).get_layer("in_conv").get_weights()[0]
+    assert w.shape[2] == 60 and np.abs(w[:, :, 40:]).max() > 0
+    r = _run("train_am_jax.py", *common[:-2], "--tracker-bands", "3", "--out", tmp_path / "bad", check=False)
+    assert r.returncode != 0 and "divisor of n_mels" in r.stderr.strip().splitlines()[-1], r.stderr
+    r = _run("train_am_jax.py", *common[:8], "--tracker-bands", "4", "--out", tmp_path / "bad", check=False)
+    assert r.returncode != 0 and "--tracker-bands needs --trackers" in r.stderr
+
+
+def test_am_trainer_trackers_are_the_runtimes():
+    """The trainer's JAX trackers equal grammar.acoustic.features.with_trackers, row by row."""
+    pytest.importorskip("jax")
+    import train_am_jax
+
+    from grammar.acoustic.features import with_trackers
+    from grammar.config import AMConfig
+
+    cfg = AMConfig(trackers=((0.5, 0.5), (2.0, 0.05)), tracker_bands=8)
+    x = np.random.default_rng(5).standard_normal((3, 70, 40)).astype(np.float32)
+    got = np.asarray(train_am_jax.tracker_fn(cfg)(x))
+    assert got.shape == (3, 70, 10)
+    for b in range(3):
+        np.testing.assert_allclose(got[b], with_trackers(x[b], cfg)[0][:, 40:], rtol=0, atol=1e-5)
+    assert np.asarray(train_am_jax.tracker_fn(AMConfig())(x)).shape == (3, 70, 0)
+
+
 def test_am_trainer_switches_units_keeping_the_trunk(tmp_path):
     """--units phones from the shipped character AM: the transcripts are respelled in ARPAbet, every
     layer but the output projection keeps the shipped weights, and the folder says its units."""

@@ -16,9 +16,10 @@ from grammar.config import AMConfig
 
 
 def build_am(cfg: AMConfig, frames: int | None = None, batch_size: int | None = None) -> keras.Model:
-    """(batch, frames, 1, n_mels) normalised log-mel -> (batch, frames/stride, symbols) logits."""
+    """(batch, frames, 1, channels) normalised log-mel (and its trackers, ``features.with_trackers``)
+    -> (batch, frames/stride, symbols) logits."""
     n_symbols = cfg.unit_set.size
-    inp = keras.Input((frames, 1, cfg.n_mels), batch_size=batch_size, name="log_mel")
+    inp = keras.Input((frames, 1, cfg.input_channels), batch_size=batch_size, name="log_mel")
     x = layers.ZeroPadding2D(((5 - cfg.stride, 0), (0, 0)), name="in_pad")(inp)  # causal
     x = layers.Conv2D(cfg.channels, (5, 1), strides=(cfg.stride, 1), use_bias=False, name="in_conv")(x)
     x = layers.BatchNormalization(name="in_bn")(x)

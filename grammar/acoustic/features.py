@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from grammar.config import AMConfig
+from rced.features import track, tracker_gains
 
 LOG_FLOOR = 1e-6
 
@@ -52,6 +53,23 @@ def log_mel(mag: np.ndarray, cfg: AMConfig, warp: float = 1.0) -> np.ndarray:
     fe = cfg.frontend
     fb = mel_matrix(cfg.n_mels, fe.n_fft, fe.sample_rate, cfg.fmin, round(warp, 3))
     return np.log(np.square(mag, dtype=np.float32) @ fb + LOG_FLOOR)
+
+
+def with_trackers(feats: np.ndarray, cfg: AMConfig, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Normalised log-mel (frames, n_mels) -> the AM's input (frames, ``cfg.input_channels``): the bands,
+    then each of ``cfg.trackers`` over the means of ``cfg.tracker_bands`` adjacent bands, tracker by
+    tracker. They tell the network the level and noise floor of the last seconds per band, which one
+    window of frames cannot. ``state`` is :func:`rced.features.track`'s (None: start on the first
+    frame); the new state is returned, so a block-by-block run equals one run on the whole input."""
+    if not cfg.trackers:
+        return feats, None
+    feats = np.asarray(feats, np.float32)
+    n, k = len(feats), len(cfg.trackers) * cfg.tracker_groups
+    if n == 0:
+        return np.zeros((0, feats.shape[1] + k), np.float32), state
+    groups = feats.reshape(n, cfg.tracker_groups, cfg.tracker_bands).mean(axis=2)
+    tracks, state = track(groups, tracker_gains(cfg), state)
+    return np.concatenate([feats, tracks.reshape(n, k)], axis=1), state
 
 
 #: The speech check (``grammar.decoding.recognizer.SPEECH_FLOOR``) reads how the level of the AM's

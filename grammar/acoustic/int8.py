@@ -69,10 +69,10 @@ def window_problem(cfg: AMConfig, frames: int) -> str | None:
 
 
 def am_silence(am_cfg: AMConfig, am_norm: Normalizer) -> np.ndarray:
-    """(n_mels,) normalised log-mel of silence: what pads a window and fills the past."""
-    from grammar.acoustic.features import LOG_FLOOR
+    """(channels,) AM input of silence (its trackers settled on it): what pads a window and fills the past."""
+    from grammar.acoustic.features import LOG_FLOOR, with_trackers
 
-    return am_norm.apply(np.full((1, am_cfg.n_mels), np.log(LOG_FLOOR), np.float32))[0]
+    return with_trackers(am_norm.apply(np.full((1, am_cfg.n_mels), np.log(LOG_FLOOR), np.float32)), am_cfg)[0][0]
 
 
 def int8_command(folder: Path | None) -> str:
@@ -81,7 +81,7 @@ def int8_command(folder: Path | None) -> str:
 
 
 class Int8AM:
-    """(1, T, 1, n_mels) normalised log-mel -> (1, ceil(T / stride), 29) log-posteriors, window by window."""
+    """(1, T, 1, channels) AM input -> (1, ceil(T / stride), 29) log-posteriors, window by window."""
 
     backend = "int8"
     #: Which window schedule gives the posteriors (caches of them key on it): since 2026-12 the first
@@ -105,8 +105,9 @@ class Int8AM:
         source = self.model.source
         self.cfg, self.norm = am_cfg, am_norm
         shape, out = self.model.input_shape, self.model.output_shape
-        if len(shape) != 4 or shape[2] != 1 or shape[3] != am_cfg.n_mels:
-            raise GrammarError(f"{source}: input shape {shape} does not match the AM config ({am_cfg.n_mels} mels)")
+        if len(shape) != 4 or shape[2] != 1 or shape[3] != am_cfg.input_channels:
+            raise GrammarError(f"{source}: input shape {shape} does not match the AM config "
+                               f"({am_cfg.input_channels} input channels)")  # fmt: skip
         problem = window_problem(am_cfg, shape[1])
         if problem is not None:
             raise GrammarError(f"{source}: its input window: {problem}")
@@ -121,7 +122,7 @@ class Int8AM:
         # features of 0 (the input zero point), nearest the float model's own zero padding. Digital-silence
         # features are far outside what the AM saw in training: with them, in the windows that once began
         # before the input, the float AM got 28 % of the test commands, with zeros 40 % (240 utterances)
-        self.pad = np.zeros(am_cfg.n_mels, np.float32)
+        self.pad = np.zeros(am_cfg.input_channels, np.float32)
         self.floor = float(np.exp(ZERO_LOG_POSTERIOR))  # what a posterior the int8 softmax rounded to 0 reads
 
     @classmethod
@@ -143,7 +144,7 @@ class Int8AM:
         return 0 if n_out < self.context + self.hop else (n_out - self.context) // self.hop
 
     def probabilities(self, window: np.ndarray) -> np.ndarray:
-        """One window: (frames, n_mels) normalised log-mel (shorter: padded with zeros) -> all of its
+        """One window: (frames, channels) AM input (shorter: padded with zeros) -> all of its
         (frames / stride, 29) dequantised posteriors."""
         from rced.runtime import dequantize, quantize
 

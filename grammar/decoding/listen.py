@@ -162,7 +162,8 @@ class PosteriorStream:
         self._pending = np.zeros(0)
         self._masks = den.raw_mask_stream() if den is not None else None
         self._release = {"ear": None, "am": None}  # rced.denoiser.shape_gain states of both paths
-        self._feats = np.zeros((0, cfg.n_mels), np.float32)  # features from global frame _feat0 on
+        self._feats = np.zeros((0, cfg.input_channels), np.float32)  # AM input from global frame _feat0 on
+        self._trackers = None  # the AM's level trackers' state (Recognizer.am_input)
         self._feat0 = 0
         self._n_feat = 0
         self._n_out = 0
@@ -212,7 +213,8 @@ class PosteriorStream:
         if self.keep_spectrum:
             self._spec.append(heard)
         feats = self.rec.norm.apply(log_mel(np.abs(spec), self.rec.config))
-        self._feats = np.concatenate([self._feats, feats])
+        x, self._trackers = self.rec.am_input(feats, self._trackers)
+        self._feats = np.concatenate([self._feats, x])
         self._n_feat += n
         levels, tonal = self.rec.speech_tracks(feats)
         self._levels = np.concatenate([self._levels, levels])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.acoustic.features import frame_levels, frame_tonal, log_mel, speech_modulation, tonality
+from grammar.acoustic.features import frame_levels, frame_tonal, log_mel, speech_modulation, tonality, with_trackers
 from grammar.alphabet import BLANK_ID
 from grammar.config import AMConfig
 from grammar.decoding.decoder import Decision, Grammar, decode
@@ -178,26 +178,34 @@ class Recognizer:
         """(T, symbols) log-posteriors over the AM's units; ``progress(done, total)`` in the denoiser's frames."""
         return self.posteriors_of(self.features(audio, sr, name, progress))
 
+    def am_input(self, feats: np.ndarray, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(frames, n_mels) features -> (the AM's input, the trackers' state): with the level trackers
+        of an AM that has them (:func:`grammar.acoustic.features.with_trackers`), else the features."""
+        if self.config is None:  # a test stand-in
+            return feats, state
+        return with_trackers(feats, self.config, state)
+
     def posteriors_of(self, feats: np.ndarray) -> np.ndarray:
         """(T, symbols) log-posteriors of a whole input's features (padded to a multiple of the stride)."""
+        feats = self.am_input(feats)[0]
         pad = (-len(feats)) % self.config.stride
         if pad:
             feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
         return self.log_posteriors(feats)
 
     def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
-        """(frames, n_mels) normalised log-mel -> (ceil(frames / stride), symbols) log-posteriors of the AM,
-        as the decoder reads them (:func:`read_posteriors`)."""
+        """(frames, channels) AM input (:meth:`am_input`) -> (ceil(frames / stride), symbols) log-posteriors
+        of the AM, as the decoder reads them (:func:`read_posteriors`)."""
         return read_posteriors(self._am(feats[None, :, None, :].astype(np.float32))[0], self.config)
 
     def _am(self, x: np.ndarray) -> np.ndarray:
-        """The AM on a (1, frames, 1, n_mels) input; Keras models through one traced graph (an eager
+        """The AM on a (1, frames, 1, channels) input; Keras models through one traced graph (an eager
         call costs tens of ms), anything else (TFLite networks, the int8 runner, test stand-ins) as it is."""
         if not hasattr(self.model, "layers"):
             return np.asarray(self.model(x, training=False))
         from rced.models import traced_call
 
-        return traced_call(self.model, x, (1, None, 1, self.config.n_mels))
+        return traced_call(self.model, x, (1, None, 1, self.config.input_channels))
 
     @property
     def backend(self) -> str:

@@ -140,6 +140,25 @@ def load_init_weights(model, init: Path, new_head: str | None = None, grow_input
                          f"({str(exc).splitlines()[0][:160]})") from None  # fmt: skip
 
 
+def track_scan(f, gains, start=None):
+    """(B, frames, C) -> (B, frames, trackers, C) in JAX, as ``rced.features.track`` computes it: each
+    row's trackers start on its frame ``start`` (B,) (None: the first) and hold that frame before it."""
+    import jax
+    import jax.numpy as jnp
+
+    start = jnp.zeros(f.shape[0], jnp.int32) if start is None else start
+
+    def step(s, xt):
+        x, t = xt
+        d = x[:, None, :] - s
+        s = s + jnp.where(d > 0, gains[None, :, :1], gains[None, :, 1:]) * d
+        s = jnp.where((t <= start)[:, None, None], x[:, None, :], s)  # not started: the frame itself
+        return s, s
+
+    s0 = jnp.repeat(f[:, :1], gains.shape[0], axis=1)
+    return jax.lax.scan(step, s0, (jnp.swapaxes(f, 0, 1), jnp.arange(f.shape[1])))[1].swapaxes(0, 1)
+
+
 def grown(w: np.ndarray, shape: tuple) -> np.ndarray:
     """A conv kernel ``w`` (kh, kw, in, out) zero-padded to ``shape``'s larger input-channel count."""
     shape = tuple(int(v) for v in shape)

@@ -24,6 +24,13 @@ averaged over the real output frames (a = ``--distill-weight``, T = ``--temperat
 runs in inference mode on the batch renormalised to its own ``norm.json``; it must have the
 student's stride and output symbols.
 
+Level trackers (``--trackers 0.5,0.5 2,0.05``): input channels after the bands that follow the
+normalised log-mel's means over ``--tracker-bands`` adjacent bands with one-pole trackers
+(``AMConfig.trackers``, ``grammar.acoustic.features.with_trackers``): the level and noise floor of the
+last seconds, as the denoiser's trackers give it. They run on each augmented utterance from its first
+frame, before SpecAugment; an ``--init`` network without them grows zero weights for them, so it
+starts as it was.
+
 Usage (repo root; ``pip install -e '.[gpu]'`` on a CUDA machine):
     python scripts/gpu/train_am_jax.py --pack am_pack.npz am_pack_b.npz --init grammar/default_am \\
         --out runs/am_gpu --minutes 10 --lr 5e-4 --warmup 100
@@ -57,6 +64,7 @@ from common import (
     masked_bn_call,
     network,
     parser,
+    track_scan,
     train,
 )
 from pack_am_data import decode  # noqa: E402
@@ -153,11 +161,31 @@ def load_packs(paths: list[Path], frames: int, max_label: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- augmentation
-def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, stride: int, log_floor: float):
+def tracker_fn(cfg):
+    """A jittable (B, frames, n_mels) normalised log-mel -> (B, frames, trackers x groups) channels, as
+    ``grammar.acoustic.features.with_trackers`` appends them (none without trackers)."""
+    import jax.numpy as jnp
+
+    from rced.features import tracker_gains
+
+    gains, g, k = jnp.asarray(tracker_gains(cfg)), cfg.tracker_groups, len(cfg.trackers or ()) * cfg.tracker_groups
+
+    def channels(x):
+        if not k:
+            return x[..., :0]
+        groups = x.reshape(x.shape[0], x.shape[1], g, cfg.tracker_bands).mean(-1)
+        return track_scan(groups, gains).reshape(x.shape[0], x.shape[1], k)
+
+    return channels
+
+
+def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, cfg, log_floor: float):
     """A jittable key -> (x, output-frame mask, labels, label paddings) sampler over device-resident
     data; ``log_floor`` is the log-mel of silence (what padding frames hold)."""
     import jax
     import jax.numpy as jnp
+
+    stride, with_trackers = cfg.stride, tracker_fn(cfg)
 
     X = jnp.asarray(d["x"])
     lens = jnp.asarray(d["lens"])
@@ -203,6 +231,7 @@ def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, stride: int,
         x = x + jax.random.uniform(ks[7], (bsz, 1, 1), minval=-2.3, maxval=2.3)
         x = (x - mean) / std
         x = jnp.where(valid[:, :, None], x, pad)
+        tr = with_trackers(x)  # on what the device hears: SpecAugment masks only the bands
         # SpecAugment: two mel bands and two time stretches set to the normalised mean (0)
         for j in range(2):
             fw = jax.random.randint(ks[8 + j], (bsz,), 0, 7)
@@ -216,7 +245,7 @@ def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, stride: int,
         out_len = (new_len + stride - 1) // stride
         mask = (jnp.arange(frames // stride)[None, :] < out_len[:, None]).astype(jnp.float32)
         y = Y[idx]
-        return x[:, :, None, :], mask, y, (y == 0).astype(jnp.float32)
+        return jnp.concatenate([x, tr], axis=-1)[:, :, None, :], mask, y, (y == 0).astype(jnp.float32)
 
     return sample
 
@@ -252,7 +281,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--distill-weight", type=float, default=None,
                     help="a of (1 - a) * CTC + a * T^2 * KL (with --teacher; default 0.5)")  # fmt: skip
     ap.add_argument("--temperature", type=float, default=None, help="T of the soft targets (with --teacher; default 2)")
+    ap.add_argument("--trackers", nargs="+", default=None, metavar="RISE,FALL",
+                    help="level-tracker input channels (AMConfig.trackers), each its rise and fall time in seconds, "
+                         "e.g. 0.5,0.5 2,0.05; an --init network without them grows zero weights for them")  # fmt: skip
+    ap.add_argument("--tracker-bands", type=int, default=None,
+                    help="adjacent mel bands each tracker channel averages (with --trackers; default 4)")
     args = ap.parse_args(argv)
+    if args.trackers is not None:
+        from rced.config import parse_tracker
+        from rced.errors import RcedError
+
+        try:
+            args.trackers = tuple(parse_tracker(t) for t in args.trackers)
+        except RcedError as exc:
+            ap.error(f"--trackers: {exc}")
+        args.tracker_bands = 4 if args.tracker_bands is None else args.tracker_bands
+    elif args.tracker_bands is not None:
+        ap.error("--tracker-bands needs --trackers")
     if args.teacher is None and (args.distill_weight is not None or args.temperature is not None):
         ap.error("--distill-weight and --temperature need --teacher")
     if args.teacher is not None:
@@ -294,6 +339,8 @@ def load_teacher(folder: Path, student_cfg, n_symbols: int):
     if (cfg.stride, cfg.n_mels) != (student_cfg.stride, student_cfg.n_mels):
         raise SystemExit(f"{folder}: stride {cfg.stride} and {cfg.n_mels} mel bands; the student has "
                          f"{student_cfg.stride} and {student_cfg.n_mels}")  # fmt: skip
+    if cfg.trackers:
+        raise SystemExit(f"{folder}: a teacher with level trackers is not supported (it reads the bands only)")
     if model.output_shape[-1] != n_symbols:
         raise SystemExit(f"{folder}: {model.output_shape[-1]} output symbols, the student has {n_symbols}")
     return model, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
@@ -312,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     from grammar.acoustic.am import build_am
     from grammar.acoustic.features import LOG_FLOOR
     from grammar.config import AMConfig
+    from grammar.errors import GrammarError
     from grammar.metrics import char_error_rate
     from rced.config import load_json
 
@@ -321,6 +369,17 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, **{k: getattr(args, k) for k in ARCH_FIELDS if getattr(args, k) is not None})
     if args.units is not None:
         cfg = dataclasses.replace(cfg, units=args.units)
+    grow = False
+    if args.trackers is not None:
+        have = (cfg.trackers, cfg.tracker_bands)
+        if cfg.trackers is not None and have != (args.trackers, args.tracker_bands):
+            raise SystemExit(f"{args.init}: the network has trackers {cfg.trackers} over {cfg.tracker_bands} bands; "
+                             "--trackers and --tracker-bands must name the same")  # fmt: skip
+        grow = args.init is not None and cfg.trackers is None
+        try:
+            cfg = dataclasses.replace(cfg, trackers=args.trackers, tracker_bands=args.tracker_bands)
+        except GrammarError as exc:
+            raise SystemExit(f"--tracker-bands: {exc}") from None
     # a new network is read as it is until benchmarks/decoding_levers.py --apply chooses its own readout
     cfg = cfg.without_readout()
     units = cfg.unit_set
@@ -329,13 +388,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.pack[0]}: {d['n_mels']} mel bands, the network reads {cfg.n_mels}")
     if args.frames % cfg.stride:
         raise SystemExit(f"--frames {args.frames} must be a multiple of the stride {cfg.stride}")
-    net = network(build_am, cfg, args, DEFAULT_AM, cfg.n_mels, new_head="logits" if units != init_units else None)
+    net = network(build_am, cfg, args, DEFAULT_AM, cfg.n_mels, new_head="logits" if units != init_units else None,
+                  grow_inputs=grow)  # fmt: skip
     model = net.model
     mean, std = net.mean_std()
     print(f"[{args.out.name}] {cfg.channels} channels x {cfg.blocks} blocks on {jax.devices()[0]} | "
           f"{len(d['lens'])} utts, {int(d['lens'].sum())} frames, {len(d['val_lens'])} val", flush=True)  # fmt: skip
     silence = math.log(LOG_FLOOR)
-    sample = make_batch_fn(d, mean, std, args, cfg.stride, silence)
+    sample = make_batch_fn(d, mean, std, args, cfg, silence)
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.scale_by_adam())
 
     if args.teacher is not None:
@@ -351,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
         ctc = optax.ctc_loss(logits, 1.0 - mask, y, ypad, blank_id=0).mean()
         if t_vars is None:
             return ctc, (ntv, ctc, 0.0)
-        t_logits, _ = masked_bn_call(teacher, *t_vars, x * to_teacher[0] + to_teacher[1], None, training=False)
+        t_x = x[..., : cfg.n_mels] * to_teacher[0] + to_teacher[1]  # the bands, renormalised
+        t_logits, _ = masked_bn_call(teacher, *t_vars, t_x, None, training=False)
         kl = distill_kl(logits, jax.lax.stop_gradient(t_logits), mask, temp)
         return (kl if a == 1 else (1 - a) * ctc + a * kl), (ntv, ctc, kl)  # a CTC of inf must not make NaN
 
@@ -366,7 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     out_len = (d["val_lens"] + cfg.stride - 1) // cfg.stride
     real = (np.arange(d["val_frames"])[None, :] < d["val_lens"][:, None])[:, :, None]
     val_x = normalise(d["val_x"].astype(np.float32) * d["step"] + d["lo"], mean, std)
-    val_x = jnp.asarray(np.where(real, val_x, normalise(np.full_like(mean, silence), mean, std))[:, :, None, :])
+    val_x = jnp.asarray(np.where(real, val_x, normalise(np.full_like(mean, silence), mean, std)))
+    val_x = jnp.concatenate([val_x, tracker_fn(cfg)(val_x)], axis=-1)[:, :, None, :]
 
     @jax.jit
     def predict(tv, ntv, x):

@@ -65,6 +65,7 @@ from common import (
     lr_schedule,
     network,
     parser,
+    track_scan,
     train,
 )
 from pack_rced_data import decode  # noqa: E402
@@ -82,7 +83,6 @@ def make_dsp(cfg, mean: np.ndarray, std: np.ndarray, frames: int, history: int =
     as ``rced.frontend`` / ``rced.features`` compute them for the model config ``cfg`` (n_fft = 2 x hop).
     ``history`` frames come before the first context frame: the level trackers of ``cfg.trackers``
     (``rced.features.track``, started on the segment's first frame or a later one) run over them first."""
-    import jax
     import jax.numpy as jnp
 
     from rced.features import LOG_EPS, tracker_gains
@@ -102,24 +102,13 @@ def make_dsp(cfg, mean: np.ndarray, std: np.ndarray, frames: int, history: int =
     def stft(x):  # (B, n_samples) -> (B, t_all, bins): frame t covers [t*hop, t*hop + n_fft)
         return jnp.fft.rfft(x[:, idx] * win, axis=-1)
 
-    def tracks(f, start):  # (B, t_all, bins), (B,) -> (B, t_all, trackers, bins), as rced.features.track
-        def step(s, xt):
-            x, t = xt
-            d = x[:, None, :] - s
-            s = s + jnp.where(d > 0, gains[None, :, :1], gains[None, :, 1:]) * d
-            s = jnp.where((t <= start)[:, None, None], x[:, None, :], s)  # not started: the frame itself
-            return s, s
-
-        s0 = jnp.repeat(f[:, :1], gains.shape[0], axis=1)
-        return jax.lax.scan(step, s0, (jnp.swapaxes(f, 0, 1), jnp.arange(f.shape[1])))[1].swapaxes(0, 1)
-
     def features(spec, start):
         """(B, t_all, bins) -> (B * frames, bins, channels): current + past, oldest first; then the
         trackers, started on frame ``start`` (B,) of each segment (0: the first; at most ``lead``)."""
         f = (jnp.log(jnp.abs(spec) + LOG_EPS) - mean) / std
         ch = [f[:, history + j : history + j + frames] for j in range(ctx)]
         if gains.shape[0]:
-            tr = tracks(f, start)[:, lead:]
+            tr = track_scan(f, gains, start)[:, lead:]
             ch += [tr[:, :, i] for i in range(gains.shape[0])]
         return jnp.stack(ch, axis=-1).reshape(-1, bins, len(ch))
 

@@ -429,3 +429,25 @@ def test_band_compressed_denoiser_bundles_bit_exact_and_its_expansion_gives_the_
     mask = 1 / (1 + np.exp(-(w0 * z[:, first] + w1 * z[:, first + 1])))
     x = (gin.astype(np.float32) - m.input_zero_point) * m.input_scale
     np.testing.assert_allclose(mask, np.asarray(den.model(x)), atol=0.08)
+
+
+def test_an_am_with_level_trackers_is_refused_before_anything_is_written(tmp_path, tiny_denoiser, tiny_am_dir,
+                                                                         tiny_grammar_file, calibration):  # fmt: skip
+    """am_settings.h does not describe an AM's level trackers yet: the build says so and writes nothing."""
+    import dataclasses
+    import shutil
+
+    from firmware_export import build_bundle
+    from firmware_export.errors import ExportError
+    from grammar.acoustic.am import build_am
+    from grammar.config import AMConfig
+    from rced.config import load_json, save_json
+
+    am = tmp_path / "am"
+    shutil.copytree(tiny_am_dir, am)
+    cfg = dataclasses.replace(load_json(AMConfig, am / "config.json"), trackers=((0.5, 0.5),), tracker_bands=4)
+    build_am(cfg).save(am / "model.keras")
+    save_json(cfg, am / "config.json")
+    with pytest.raises(ExportError, match="level trackers cannot be bundled yet"):
+        build_bundle(tmp_path / "out", tiny_denoiser, am, tiny_grammar_file, calibration=calibration, **BUILD_KW)
+    assert not (tmp_path / "out").exists()

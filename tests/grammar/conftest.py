@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 
-def _tiny_am_folder(folder, units=None):
+def _tiny_am_folder(folder, units=None, trackers=None):
     from grammar.acoustic.am import build_am
     from grammar.config import AMConfig
     from rced.config import save_json
     from rced.features import Normalizer
 
-    cfg = AMConfig(channels=16, blocks=2, units=units)
+    cfg = AMConfig(channels=16, blocks=2, units=units, trackers=trackers, tracker_bands=4 if trackers else None)
     build_am(cfg).save(folder / "model.keras")
     save_json(cfg, folder / "config.json")
     Normalizer(tuple([-8.0] * cfg.n_mels), tuple([3.0] * cfg.n_mels)).save(folder / "norm.json")
@@ -31,6 +31,12 @@ def tiny_am(tmp_path_factory):
 def tiny_phone_am(tmp_path_factory):
     """The same, with ARPAbet phoneme outputs (41 symbols)."""
     return _tiny_am_folder(tmp_path_factory.mktemp("tiny_phone_am"), units="phones")
+
+
+@pytest.fixture(scope="session")
+def tiny_tracker_am(tmp_path_factory):
+    """The same, with two level trackers over groups of 4 mel bands (random weights on them too)."""
+    return _tiny_am_folder(tmp_path_factory.mktemp("tiny_tracker_am"), trackers=((0.5, 0.5), (2.0, 0.05)))
 
 
 @pytest.fixture

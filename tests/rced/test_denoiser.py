@@ -11,7 +11,7 @@ from rced.denoiser import Denoiser, default_model_path, shape_gain
 from rced.errors import RcedError
 from rced.features import Normalizer
 from rced.models import build_model
-from tests.conftest import speechlike
+from tests.conftest import assert_blocks_equal_whole, speechlike
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +170,8 @@ def test_shape_gain_release_closed_form():
 def test_shape_gain_chains_over_blocks():
     cfg = ModelConfig(mask_release=0.8, mask_exponent=0.9, mask_floor=0.15)
     m = np.random.default_rng(1).uniform(0, 1, (50, 9)).astype(np.float32)
-    whole, _ = shape_gain(m, cfg)
-    state, parts = None, []
-    for lo, hi in ((0, 1), (1, 1), (1, 18), (18, 50)):  # an empty block included
-        part, state = shape_gain(m[lo:hi], cfg, state)
-        parts.append(part)
-    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-6)
+    cuts = [(0, 1), (1, 1), (1, 18), (18, 50)]  # an empty block included
+    assert_blocks_equal_whole(lambda x, state: shape_gain(x, cfg, state), m, cuts, rtol=1e-6)
 
 
 @pytest.mark.parametrize("field,value", [("mask_release", 1.0), ("mask_release", -0.1),

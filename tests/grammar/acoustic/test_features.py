@@ -17,7 +17,9 @@ from grammar.acoustic.features import (
     mel_matrix,
     speech_modulation,
     tonality,
+    with_trackers,
 )
+from tests.conftest import assert_blocks_equal_whole
 
 
 @pytest.mark.parametrize("n_mels,n_fft,sr,fmin", [(40, 256, 16000, 20.0), (40, 256, 8000, 0.0), (64, 512, 16000, 125.0)])
@@ -120,3 +122,66 @@ def test_tonality_is_the_most_tonal_second():
 def test_frame_tonal_wants_frames_of_bands():
     with pytest.raises(ValueError, match="frame_tonal"):
         frame_tonal(np.zeros(40))
+
+
+TRACKED = {"trackers": ((0.5, 0.5), (2.0, 0.05)), "tracker_bands": 4}
+
+
+def test_trackers_follow_band_group_means_in_closed_form():
+    """A running mean (equal gains g) of a step from 0 to 1 reads 1 - (1 - g)^n after n frames; a
+    noise floor (slow rise, fast fall) falls to a dip at its fall gain. Each channel follows the mean
+    of its group of bands, tracker by tracker after the bands."""
+    from grammar.config import AMConfig
+    from rced.features import tracker_gains
+
+    cfg = AMConfig(**TRACKED)
+    assert (cfg.tracker_groups, cfg.input_channels) == (10, 60)
+    g = tracker_gains(cfg)
+    feats = np.zeros((50, 40), np.float32)
+    feats[1:, :4] = 1.0  # group 0's mean steps to 1 (the other bands stay 0)
+    feats[1:, 4:8] = np.array([0.0, 0.0, 0.0, 8.0])  # group 1's mean steps to 2
+    x, state = with_trackers(feats, cfg)
+    assert x.shape == (50, 60)
+    np.testing.assert_array_equal(x[:, :40], feats)
+    n = np.arange(50)
+    np.testing.assert_allclose(x[:, 40], 1 - (1 - g[0, 0]) ** n, atol=1e-5)  # running mean, group 0
+    np.testing.assert_allclose(x[:, 41], 2 * (1 - (1 - g[0, 0]) ** n), atol=1e-5)  # group 1
+    np.testing.assert_allclose(x[:, 50], 1 - (1 - g[1, 0]) ** n, atol=1e-5)  # noise floor rises slowly
+    assert np.abs(x[:, 42:50]).max() == 0.0 and state.shape == (2, 10)
+    dip = np.ones((3, 40), np.float32)
+    dip[1] = -1.0  # one quiet frame: the floor drops by its fall gain's share of the gap at once
+    y, _ = with_trackers(dip, cfg)
+    assert y[1, 50] == pytest.approx(1 - 2 * g[1, 1], abs=1e-6)
+
+
+def test_trackers_block_by_block_equal_one_run_and_none_leave_the_features():
+    from grammar.config import AMConfig
+
+    cfg = AMConfig(**TRACKED)
+    feats = np.random.default_rng(3).standard_normal((97, 40)).astype(np.float32)
+    cuts = [(0, 1), (1, 1), (1, 40), (40, 97)]  # an empty block too
+    assert_blocks_equal_whole(lambda f, state: with_trackers(f, cfg, state), feats, cuts, atol=1e-6)
+    assert with_trackers(feats, AMConfig())[0] is feats
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [({"trackers": ((1.0, 1.0),)}, "need a band group size"), ({"tracker_bands": 4}, "need a band group size"),
+     ({"trackers": ((1.0, 1.0),), "tracker_bands": 3}, "divisor of n_mels"),
+     ({"trackers": ((1.0, -1.0),), "tracker_bands": 4}, "positive seconds")],
+)  # fmt: skip
+def test_tracker_settings_are_checked(kw, needle):
+    from grammar.config import AMConfig
+    from grammar.errors import GrammarError
+
+    with pytest.raises(GrammarError, match=needle):
+        AMConfig(**kw)
+
+
+def test_tracker_settings_round_trip_json(tmp_path):
+    from grammar.config import AMConfig
+    from rced.config import load_json, save_json
+
+    cfg = AMConfig(**TRACKED)
+    save_json(cfg, tmp_path / "c.json")
+    assert load_json(AMConfig, tmp_path / "c.json") == cfg

@@ -70,15 +70,15 @@ def seeded_glorot(model, seed: int = 0) -> None:
     model.set_weights(weights)
 
 
-@pytest.fixture(scope="module")
-def int8_am(tmp_path_factory, tiny_am):
-    """The tiny AM (fixed weights) with its model_int8.tflite, calibrated on speech-like signals (no denoiser)."""
+def _int8_beside(tmp_path_factory, source):
+    """A copy of the AM folder ``source`` (fixed weights) with its model_int8.tflite, calibrated on
+    speech-like signals (no denoiser)."""
     import keras
 
     from firmware_export.convert import Calibration, write_am_int8_beside
 
     folder = tmp_path_factory.mktemp("int8_am") / "am"
-    shutil.copytree(tiny_am, folder)
+    shutil.copytree(source, folder)
     model = keras.saving.load_model(folder / "model.keras", compile=False)
     seeded_glorot(model)
     model.save(folder / "model.keras")
@@ -87,6 +87,18 @@ def int8_am(tmp_path_factory, tiny_am):
     path = write_am_int8_beside(folder, denoiser=False, calibration=cal, n_windows=8)
     assert path == folder / "model_int8.tflite"
     return folder
+
+
+@pytest.fixture(scope="module")
+def int8_am(tmp_path_factory, tiny_am):
+    """The tiny AM with its model_int8.tflite (:func:`_int8_beside`)."""
+    return _int8_beside(tmp_path_factory, tiny_am)
+
+
+@pytest.fixture(scope="module")
+def int8_tracker_am(tmp_path_factory, tiny_tracker_am):
+    """The tiny AM with level trackers, with its model_int8.tflite."""
+    return _int8_beside(tmp_path_factory, tiny_tracker_am)
 
 
 def test_shipped_int8_am_matches_the_float_weights():
@@ -356,3 +368,26 @@ def test_window_problem_allows_exactly_the_windows_that_give_output_frames(strid
         else:
             with pytest.raises(ExportError, match=f"AM window: {frames} frames"):
                 check_am_window(frames, cfg)
+
+
+def test_int8_am_with_trackers_reads_them_and_streams_as_offline(int8_tracker_am):
+    """An AM with level trackers: its int8 graph takes the bands and the tracker channels, the windows
+    read the trackers of the whole stream (not restarted per window), and streaming equals offline."""
+    from grammar.decoding.listen import PosteriorStream
+    from grammar.decoding.recognizer import Recognizer
+
+    rec = Recognizer.load(int8_tracker_am, denoiser=False, grammar=False, backend="int8")
+    fl = Recognizer.load(int8_tracker_am, denoiser=False, grammar=False, backend="keras")
+    assert rec.model.model.input_shape[-1] == rec.config.input_channels == 60
+    x = speechlike(16000, 3.1, seed=4)
+    ref = rec.posteriors(x, 16000)
+    stream = PosteriorStream(rec)
+    out = np.concatenate([*(stream.push(x[i : i + 3000]) for i in range(0, len(x), 3000)), stream.flush()])
+    assert out.shape == ref.shape and np.allclose(out, ref, atol=1e-6)
+    assert_close(np.exp(fl.posteriors(x, 16000)), np.exp(ref), MEAN_ABS_BOUND, MEAN_TV_BOUND, what="int8 vs float")
+    feats = rec.features(x, 16000)
+    frozen = rec.am_input(feats)[0]
+    frozen[:, 40:] = frozen[0, 40:]  # trackers held at their first frame: other posteriors
+    held = rec.log_posteriors(frozen)
+    n = min(len(held), len(ref))
+    assert np.abs(held[:n] - ref[:n]).max() > 1e-2

@@ -337,9 +337,11 @@ def test_spot_rejects_bad_audio(tone_chain):
         spot(rec, np.zeros((16000, 2), np.float32), 16000)
 
 
-@pytest.mark.parametrize("use_denoiser", [False, True])
-def test_streamed_posteriors_equal_offline(tiny_am, use_denoiser):
-    rec = Recognizer.load(tiny_am, denoiser=None if use_denoiser else False, grammar=False)
+@pytest.mark.parametrize(("am", "use_denoiser"), [("tiny_am", False), ("tiny_am", True), ("tiny_tracker_am", True)])
+def test_streamed_posteriors_equal_offline(request, am, use_denoiser):
+    """Block by block, the AM's outputs (with its level trackers' state carried, if it has them) equal
+    one run on the whole input."""
+    rec = Recognizer.load(request.getfixturevalue(am), denoiser=None if use_denoiser else False, grammar=False)
     x = np.concatenate([tone(2.3), np.zeros(777, np.float32), tone(0.9)])
     offline = rec.posteriors(x, 16000)
     for block in (128, 1000, 4321):
