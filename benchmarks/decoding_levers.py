@@ -48,6 +48,7 @@ from grammar.config import AMConfig  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer, read_posteriors  # noqa: E402
+from grammar.metrics import beats, discordant  # noqa: E402
 from rced.audio import atomic_write_text, load_audio  # noqa: E402
 from rced.config import load_json, save_json  # noqa: E402
 
@@ -117,24 +118,6 @@ def evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far: float |
             r = accuracy_at(ok, s, cmd, calibrate_threshold(s[~cmd], test_far))
             out["test_at_equal_far"] = {"accuracy": r["accuracy"], "far": r["far"]}
     return out
-
-
-#: McNemar's chi-square (one degree of freedom, continuity-corrected) at 5 %, two-sided.
-MCNEMAR_CHI2 = 3.841
-
-
-def discordant(candidate: list[bool], shipped: list[bool]) -> tuple[int, int]:
-    """(b, c): the commands only ``candidate`` gets right, and those only ``shipped`` does."""
-    cand, ship = np.asarray(candidate, bool), np.asarray(shipped, bool)
-    return int(np.sum(cand & ~ship)), int(np.sum(ship & ~cand))
-
-
-def beats(candidate: list[bool], shipped: list[bool]) -> bool:
-    """Whether ``candidate`` gets more of the same commands right than ``shipped`` beyond chance:
-    McNemar's test on the :func:`discordant` commands, (|b - c| - 1)^2 / (b + c) above
-    :data:`MCNEMAR_CHI2`, and b > c."""
-    b, c = discordant(candidate, shipped)
-    return b > c and (b - c - 1) ** 2 / (b + c) > MCNEMAR_CHI2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,3 +174,21 @@ def _edit_distance(a: str, b: str) -> int:
             cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
         prev = cur
     return prev[-1]
+
+
+#: McNemar's chi-square (one degree of freedom, continuity-corrected) at 5 %, two-sided.
+MCNEMAR_CHI2 = 3.841
+
+
+def discordant(candidate: Sequence[bool], shipped: Sequence[bool]) -> tuple[int, int]:
+    """(b, c): the commands only ``candidate`` gets right, and those only ``shipped`` does."""
+    cand, ship = np.asarray(candidate, bool), np.asarray(shipped, bool)
+    return int(np.sum(cand & ~ship)), int(np.sum(ship & ~cand))
+
+
+def beats(candidate: Sequence[bool], shipped: Sequence[bool]) -> bool:
+    """Whether ``candidate`` gets more of the same commands right than ``shipped`` beyond chance:
+    McNemar's test on the :func:`discordant` commands, (|b - c| - 1)^2 / (b + c) above
+    :data:`MCNEMAR_CHI2`, and b > c."""
+    b, c = discordant(candidate, shipped)
+    return b > c and (b - c - 1) ** 2 / (b + c) > MCNEMAR_CHI2

@@ -185,7 +185,7 @@ def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, cfg, log_flo
     import jax
     import jax.numpy as jnp
 
-    stride, with_trackers = cfg.stride, tracker_fn(cfg)
+    stride, trackers_of = cfg.stride, tracker_fn(cfg)
 
     X = jnp.asarray(d["x"])
     lens = jnp.asarray(d["lens"])
@@ -231,7 +231,7 @@ def make_batch_fn(d: dict, mean: np.ndarray, std: np.ndarray, args, cfg, log_flo
         x = x + jax.random.uniform(ks[7], (bsz, 1, 1), minval=-2.3, maxval=2.3)
         x = (x - mean) / std
         x = jnp.where(valid[:, :, None], x, pad)
-        tr = with_trackers(x)  # on what the device hears: SpecAugment masks only the bands
+        tr = trackers_of(x)  # on what the device hears: SpecAugment masks only the bands
         # SpecAugment: two mel bands and two time stretches set to the normalised mean (0)
         for j in range(2):
             fw = jax.random.randint(ks[8 + j], (bsz,), 0, 7)

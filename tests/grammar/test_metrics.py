@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from grammar.errors import GrammarError
-from grammar.metrics import det_curve, metrics_by_group, plot_det, recognition_metrics
+from grammar.metrics import beats, det_curve, metrics_by_group, plot_det, recognition_metrics
 
 A, B, C = "volume up", "mute", "call home"
 
@@ -145,3 +145,16 @@ def test_plot_det(tmp_path):
 def test_plot_det_nothing(tmp_path):
     with pytest.raises(GrammarError, match="nothing to plot"):
         plot_det({}, tmp_path / "x.png")
+
+
+@pytest.mark.parametrize(("only_candidate", "only_shipped", "replaces"),
+                         [(10, 2, True),  # (10 - 2 - 1)^2 / 12 = 4.08 > 3.84
+                          (9, 3, False),  # 25 / 12 = 2.08
+                          (40, 33, False),  # ahead by 7 commands of 480, as two mixings once differed
+                          (2, 10, False)])  # fmt: skip
+def test_a_candidate_beats_the_shipped_only_beyond_chance(only_candidate, only_shipped, replaces):
+    both, neither = 300, 480 - 300 - only_candidate - only_shipped
+    cand = [True] * both + [True] * only_candidate + [False] * only_shipped + [False] * neither
+    ship = [True] * both + [False] * only_candidate + [True] * only_shipped + [False] * neither
+    assert beats(cand, ship) is replaces
+    assert not beats(ship, ship)
