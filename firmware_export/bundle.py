@@ -185,9 +185,6 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
 
     cfg, norm = rec.config, rec.norm
     fe = cfg.frontend
-    if cfg.trackers:  # the int8 model and its runtime take them; am_settings.h does not describe them yet
-        raise ExportError(f"{rec.path}: an acoustic model with level trackers cannot be bundled yet "
-                          "(its int8 model runs on the host: `firmware-export int8 am`)")  # fmt: skip
     progress("acoustic model: calibration features (enhanced by the float denoiser), int8 conversion")
     data = am_int8(rec.model, cfg, norm, den, cal, frames, n_windows, str(rec.path))  # as for the denoiser
     samples = am_samples(cfg, norm, den, cal, frames, n_windows)  # probes for the bit-exactness check
@@ -217,17 +214,19 @@ def _am_part(rec, den, den_int8, cal: Calibration, frames: int, n_windows: int, 
     }
     per_inference = am_macs_per_second(keras_model, cfg) * frames / fe.frame_rate
     seconds = frames * fe.hop / fe.sample_rate
+    n_trk = len(cfg.trackers or ())
+    tracked = f" and {n_trk} level trackers of {cfg.tracker_groups} band groups" if n_trk else ""
     context, tail, hop = window_schedule(cfg, frames)
     hop_seconds = hop * cfg.stride * fe.hop / fe.sample_rate  # one window per hop
     report = ModelReport(
         name="am",
         description=(f"CTC acoustic model ({cfg.channels} channels, {cfg.blocks} separable blocks, stride {cfg.stride}) "
-                     f"on {cfg.n_mels} log-mel bands of the enhanced spectrum, with a Softmax for the device; fixed "
+                     f"on {cfg.n_mels} log-mel bands of the enhanced spectrum{tracked}, with a Softmax for the device; fixed "
                      f"window of {frames} STFT frames ({seconds:.3f} s) -> {int(o.shape[1])} posterior frames, "
                      f"one window every {hop * cfg.stride} frames ({hop_seconds:.3f} s), each keeping {hop} posterior "
                      f"frames after {context} of context."),  # fmt: skip
         source=_source(Path(rec.path)), params=am_params(keras_model), flash_bytes=len(data),
-        settings_table_bytes=4 * (fe.n_bins * cfg.n_mels + 4 * cfg.n_mels) + cfg.n_mels,
+        settings_table_bytes=4 * (fe.n_bins * cfg.n_mels + 4 * cfg.n_mels + 2 * n_trk) + cfg.input_channels,
         arena_bytes=arena, arena_bytes_measured=arena_min, ops=info.ops, op_counts=dict(info.op_counts),
         macs_per_inference=int(round(per_inference)), inferences_per_second=round(1.0 / hop_seconds, 6),
         input_shape=i.shape, input_scale=i.scale, input_zero_point=i.zero_point, output_shape=o.shape,

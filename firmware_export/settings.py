@@ -32,6 +32,30 @@ def _io_block(info: ModelInfo) -> str:
             f"constexpr int kOutputSize = {int(np.prod(o.shape))};\n")  # fmt: skip
 
 
+def _am_tracker_block(cfg) -> str:
+    """Constants and recipe of the AM's level-tracker input channels (grammar.acoustic.features.with_trackers)."""
+    from rced.features import tracker_gains
+
+    gains = tracker_gains(cfg)
+    n, groups = len(gains), cfg.tracker_groups
+    head = (f"constexpr int kNumTrackers = {n};  // each gives kTrackerGroups input channels after the bands\n"
+            f"constexpr int kTrackerBands = {cfg.tracker_bands or 0};\nconstexpr int kTrackerGroups = {groups};\n"
+            f"constexpr int kInputChannels = {cfg.input_channels};  // kNumMels + kNumTrackers * kTrackerGroups\n")  # fmt: skip
+    if not n:
+        return head + "\n"
+    return "".join([
+        "// ---- level trackers, in float on the normalised bands x[m] = (feature[m] - kFeatureMean[m]) / kFeatureStd[m]:\n",
+        "// group g's mean y[g] = (x[g * kTrackerBands] + ... + x[g * kTrackerBands + kTrackerBands - 1]) / kTrackerBands;\n",
+        "// per tracker j a state s[j][g], set to the first frame's y[g] (the stream's, not a window's); then every\n",
+        "// frame: d = y[g] - s[j][g]; s[j][g] += (d > 0 ? kTrackerRise[j] : kTrackerFall[j]) * d; and channel\n",
+        "// kNumMels + j * kTrackerGroups + g of the frame is clamp(lroundf(s[j][g] / kInputScale) + kInputZeroPoint, -128, 127).\n",
+        f"// Time constants (s, rise / fall): {', '.join(f'{r:g} / {f:g}' for r, f in cfg.trackers)}.\n",
+        head,
+        cgen.floats("kTrackerRise", gains[:, 0], size="kNumTrackers"),
+        cgen.floats("kTrackerFall", gains[:, 1], size="kNumTrackers"), "\n",
+    ])  # fmt: skip
+
+
 def _arena_block(arena: int, arena_min: int) -> str:
     return (f"// TFLM tensor arena: measured minimum {arena_min} bytes (host TFLM interpreter, bisection) plus a margin.\n"
             f"constexpr unsigned int kArenaSize = {arena};\nconstexpr unsigned int kArenaSizeMeasured = {arena_min};\n")  # fmt: skip
@@ -173,12 +197,14 @@ def am_settings_h(am_cfg, am_norm, info: ModelInfo, arena: int, arena_min: int, 
         "//   q[m] = clamp(lroundf(kInputGain[m] * feature[m] + kInputOffset[m]), -128, 127)\n",
         cgen.floats("kInputGain", gain, size="kNumMels"),
         cgen.floats("kInputOffset", offset, size="kNumMels"), "\n",
-        "// Quantised feature of digital silence (golden case 1). Pad a window after the input's last frame\n",
+        _am_tracker_block(am_cfg),
+        "// Quantised input frame of digital silence (golden case 1). Pad a window after the input's last frame\n",
         "// with kInputZeroPoint (normalised 0, nearest the float model's own zero padding) instead.\n",
-        cgen.ints("int8_t", "kSilenceInput", silence_q, size="kNumMels"), "\n",
+        cgen.ints("int8_t", "kSilenceInput", silence_q, size="kInputChannels"), "\n",
         f"// ---- fixed window: the device model sees kWindowFrames STFT frames ({frames * fe.hop / fe.sample_rate:.3f} s)\n",
         "// at once and emits kOutputFrames posterior frames (one per kStride input frames). Input element\n",
-        "// [0][t][0][m] (offset t * kNumMels + m) is band m of frame t, oldest first.\n",
+        "// [0][t][0][c] (offset t * kInputChannels + c) is band c of frame t, oldest first; channels from\n",
+        "// kNumMels on are the level trackers' (above).\n",
         f"constexpr int kWindowFrames = {frames};\nconstexpr int kStride = {am_cfg.stride};\n",
         f"constexpr int kOutputFrames = {out_frames};\n",
         "// Windows overlap: window j starts at input frame j * kWindowHop * kStride and contributes its output\n",

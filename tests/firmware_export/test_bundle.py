@@ -431,23 +431,46 @@ def test_band_compressed_denoiser_bundles_bit_exact_and_its_expansion_gives_the_
     np.testing.assert_allclose(mask, np.asarray(den.model(x)), atol=0.08)
 
 
-def test_an_am_with_level_trackers_is_refused_before_anything_is_written(tmp_path, tiny_denoiser, tiny_am_dir,
-                                                                         tiny_grammar_file, calibration):  # fmt: skip
-    """am_settings.h does not describe an AM's level trackers yet: the build says so and writes nothing."""
+def test_an_am_with_level_trackers_is_bundled_with_their_recipe(tmp_path, tiny_denoiser, tiny_am_dir,
+                                                                 tiny_grammar_file, calibration):  # fmt: skip
+    """An AM with level trackers: its bundle (TFLM-verified as any) has a wider input, and am_settings.h's
+    recipe (normalise, average each band group, track from the stream's first frame, quantise with the
+    input's scale) gives the int8 input that the host's chain feeds the model, to 1 LSB."""
     import dataclasses
     import shutil
 
     from firmware_export import build_bundle
-    from firmware_export.errors import ExportError
     from grammar.acoustic.am import build_am
     from grammar.config import AMConfig
+    from grammar.decoding.recognizer import Recognizer
     from rced.config import load_json, save_json
+    from rced.int8 import quantize
+    from tests.conftest import speechlike
 
     am = tmp_path / "am"
     shutil.copytree(tiny_am_dir, am)
-    cfg = dataclasses.replace(load_json(AMConfig, am / "config.json"), trackers=((0.5, 0.5),), tracker_bands=4)
+    cfg = dataclasses.replace(load_json(AMConfig, am / "config.json"), trackers=((0.5, 0.5), (2.0, 0.05)),
+                              tracker_bands=8)  # fmt: skip
     build_am(cfg).save(am / "model.keras")
     save_json(cfg, am / "config.json")
-    with pytest.raises(ExportError, match="level trackers cannot be bundled yet"):
-        build_bundle(tmp_path / "out", tiny_denoiser, am, tiny_grammar_file, calibration=calibration, **BUILD_KW)
-    assert not (tmp_path / "out").exists()
+    report = build_bundle(tmp_path / "out", tiny_denoiser, am, tiny_grammar_file, calibration=calibration, **BUILD_KW)
+    m = report.model("am")
+    assert m.input_shape[-1] == 50 and m.bit_exact_cases >= 5
+    text = (tmp_path / "out" / "am_settings.h").read_text()
+    consts = {k: int(re.search(k + r" = (\d+);", text).group(1)) for k in ("kNumTrackers", "kTrackerBands",
+                                                                          "kTrackerGroups", "kInputChannels")}  # fmt: skip
+    assert consts == {"kNumTrackers": 2, "kTrackerBands": 8, "kTrackerGroups": 5, "kInputChannels": 50}
+    rise, fall = c_array(text, "kTrackerRise"), c_array(text, "kTrackerFall")
+    mean, std = c_array(text, "kFeatureMean"), c_array(text, "kFeatureStd")
+    rec = Recognizer.load(am, denoiser=False, grammar=False)
+    feats = rec.features(speechlike(16000, 1.5, seed=3), 16000)  # normalised bands
+    want = quantize(rec.am_input(feats)[0], m.input_scale, m.input_zero_point).astype(int)
+    raw = feats * std + mean  # the header's recipe from the features before normalisation
+    y = ((raw - mean) / std).reshape(len(raw), 5, 8).mean(axis=2)
+    s, chans = np.repeat(y[:1], 2, axis=0), []
+    for f in y:
+        d = f - s
+        s = s + np.where(d > 0, rise[:, None], fall[:, None]) * d
+        chans.append(s.reshape(-1).copy())
+    got = np.clip(np.round(np.array(chans) / m.input_scale) + m.input_zero_point, -128, 127).astype(int)
+    assert np.abs(want[:, 40:] - got).max() <= 1
