@@ -446,11 +446,13 @@ def test_am_trainer_warm_start_and_backend_parity(tmp_path):
     pytest.importorskip("jax")
     pytest.importorskip("optax")
     from grammar.config import AMConfig
+    from rced.config import load_json
 
     _am_pack(tmp_path / "p.npz")
     shipped = ROOT / "grammar" / "default_am"
     common = ["--pack", tmp_path / "p.npz", "--batch", "4", "--frames", "160", "--eval-every-s", "0", "--warmup", "2"]
-    x = np.random.default_rng(1).standard_normal((2, 96, 1, 40)).astype(np.float32)
+    width = load_json(AMConfig, shipped / "config.json").input_channels  # from scratch: the shipped inputs too
+    x = np.random.default_rng(1).standard_normal((2, 96, 1, width)).astype(np.float32)
     _run("train_am_jax.py", *common, "--init", shipped, "--out", tmp_path / "w0", "--max-steps", "0")
     np.testing.assert_array_equal(_tf_model(tmp_path / "w0", AMConfig)(x), _tf_model(shipped, AMConfig)(x))
     _run("train_am_jax.py", *common, "--channels", "16", "--blocks", "1", "--out", tmp_path / "s",
@@ -471,14 +473,17 @@ def test_am_trainer_warm_start_and_backend_parity(tmp_path):
 
 
 def test_am_trainer_adds_trackers_at_zero_weight(tmp_path):
-    """--trackers from the shipped AM: the tracker channels start at zero weight (the shipped AM,
-    whatever they read), the folder records them, and a few steps train them."""
+    """--trackers from an AM without them: the tracker channels start at zero weight (that AM, whatever
+    they read), the folder records them, and a few steps train them. Other trackers than an --init
+    AM's own are refused."""
     pytest.importorskip("jax")
     pytest.importorskip("optax")
     from grammar.config import AMConfig
+    from tests.grammar.conftest import tiny_am_folder
 
     _am_pack(tmp_path / "p.npz")
-    shipped = ROOT / "grammar" / "default_am"
+    (tmp_path / "plain").mkdir()
+    shipped = tiny_am_folder(tmp_path / "plain")  # no trackers
     common = ["--pack", tmp_path / "p.npz", "--init", shipped, "--batch", "4", "--frames", "160", "--eval-every-s", "0",
               "--trackers", "0.5,0.5", "2,0.05", "--select", "last"]  # fmt: skip
     _run("train_am_jax.py", *common, "--out", tmp_path / "t0", "--max-steps", "0")
@@ -493,6 +498,9 @@ def test_am_trainer_adds_trackers_at_zero_weight(tmp_path):
     assert r.returncode != 0 and "divisor of n_mels" in r.stderr.strip().splitlines()[-1], r.stderr
     r = _run("train_am_jax.py", *common[:8], "--tracker-bands", "4", "--out", tmp_path / "bad", check=False)
     assert r.returncode != 0 and "--tracker-bands needs --trackers" in r.stderr
+    r = _run("train_am_jax.py", *common[:3], tmp_path / "t0", *common[4:10], "--trackers", "1,1", "--out",
+             tmp_path / "bad", check=False)  # fmt: skip
+    assert r.returncode != 0 and "must name the same" in r.stderr.strip().splitlines()[-1], r.stderr
 
 
 def test_am_trainer_trackers_are_the_runtimes():

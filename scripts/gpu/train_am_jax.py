@@ -21,8 +21,9 @@ phonemes (:mod:`grammar.units`; utterances with a word outside the lexicon are d
 Distillation (``--teacher FOLDER``): a larger AM's posteriors on the same augmented batch are soft
 targets. The loss is (1 - a) * CTC + a * T^2 * KL(teacher || student) at temperature T, the KL
 averaged over the real output frames (a = ``--distill-weight``, T = ``--temperature``). The teacher
-runs in inference mode on the batch renormalised to its own ``norm.json``; it must have the
-student's stride and output symbols.
+runs in inference mode on the batch's bands renormalised to its own ``norm.json`` (SpecAugment
+included), with its own level trackers on them if it has any; it must have the student's stride and
+output symbols.
 
 Level trackers (``--trackers 0.5,0.5 2,0.05``): input channels after the bands that follow the
 normalised log-mel's means over ``--tracker-bands`` adjacent bands with one-pole trackers
@@ -327,7 +328,7 @@ def distill_kl(student_logits, teacher_logits, mask, temperature: float):
 
 
 def load_teacher(folder: Path, student_cfg, n_symbols: int):
-    """The teacher's (model, mean, std): an AM folder with the student's stride, mel bands and symbols."""
+    """The teacher's (model, config, mean, std): an AM folder with the student's stride, mel bands and symbols."""
     from grammar.config import AMConfig
     from grammar.errors import GrammarError
     from rced.denoiser import load_model_folder
@@ -339,11 +340,9 @@ def load_teacher(folder: Path, student_cfg, n_symbols: int):
     if (cfg.stride, cfg.n_mels) != (student_cfg.stride, student_cfg.n_mels):
         raise SystemExit(f"{folder}: stride {cfg.stride} and {cfg.n_mels} mel bands; the student has "
                          f"{student_cfg.stride} and {student_cfg.n_mels}")  # fmt: skip
-    if cfg.trackers:
-        raise SystemExit(f"{folder}: a teacher with level trackers is not supported (it reads the bands only)")
     if model.output_shape[-1] != n_symbols:
         raise SystemExit(f"{folder}: {model.output_shape[-1]} output symbols, the student has {n_symbols}")
-    return model, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
+    return model, cfg, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -399,7 +398,8 @@ def main(argv: list[str] | None = None) -> None:
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.scale_by_adam())
 
     if args.teacher is not None:
-        teacher, t_mean, t_std = load_teacher(args.teacher, cfg, model.output_shape[-1])
+        teacher, t_cfg, t_mean, t_std = load_teacher(args.teacher, cfg, model.output_shape[-1])
+        teacher_trackers = tracker_fn(t_cfg)
         t_vars = ([v.value for v in teacher.trainable_variables], [v.value for v in teacher.non_trainable_variables])
         to_teacher = (jnp.asarray(std / t_std), jnp.asarray((mean - t_mean) / t_std))  # x * a + b
     else:
@@ -411,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
         ctc = optax.ctc_loss(logits, 1.0 - mask, y, ypad, blank_id=0).mean()
         if t_vars is None:
             return ctc, (ntv, ctc, 0.0)
-        t_x = x[..., : cfg.n_mels] * to_teacher[0] + to_teacher[1]  # the bands, renormalised
+        t_x = x[:, :, 0, : cfg.n_mels] * to_teacher[0] + to_teacher[1]  # the bands, renormalised
+        t_x = jnp.concatenate([t_x, teacher_trackers(t_x)], axis=-1)[:, :, None, :]  # and the teacher's trackers
         t_logits, _ = masked_bn_call(teacher, *t_vars, t_x, None, training=False)
         kl = distill_kl(logits, jax.lax.stop_gradient(t_logits), mask, temp)
         return (kl if a == 1 else (1 - a) * ctc + a * kl), (ntv, ctc, kl)  # a CTC of inf must not make NaN

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 
-def _tiny_am_folder(folder, units=None, trackers=None):
+def tiny_am_folder(folder, units=None, trackers=None):
+    """An AM folder of random weights (16 channels, 2 blocks) in ``folder``; returns it."""
     from grammar.acoustic.am import build_am
     from grammar.config import AMConfig
     from rced.config import save_json
@@ -24,19 +25,19 @@ def _tiny_am_folder(folder, units=None, trackers=None):
 
 @pytest.fixture(scope="session")
 def tiny_am(tmp_path_factory):
-    return _tiny_am_folder(tmp_path_factory.mktemp("tiny_am"))
+    return tiny_am_folder(tmp_path_factory.mktemp("tiny_am"))
 
 
 @pytest.fixture(scope="session")
 def tiny_phone_am(tmp_path_factory):
     """The same, with ARPAbet phoneme outputs (41 symbols)."""
-    return _tiny_am_folder(tmp_path_factory.mktemp("tiny_phone_am"), units="phones")
+    return tiny_am_folder(tmp_path_factory.mktemp("tiny_phone_am"), units="phones")
 
 
 @pytest.fixture(scope="session")
 def tiny_tracker_am(tmp_path_factory):
     """The same, with two level trackers over groups of 4 mel bands (random weights on them too)."""
-    return _tiny_am_folder(tmp_path_factory.mktemp("tiny_tracker_am"), trackers=((0.5, 0.5), (2.0, 0.05)))
+    return tiny_am_folder(tmp_path_factory.mktemp("tiny_tracker_am"), trackers=((0.5, 0.5), (2.0, 0.05)))
 
 
 @pytest.fixture
