@@ -39,8 +39,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def window_posteriors(rec, q, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float, int8) posteriors of the first device window of ``audio`` (same features for both)."""
-    feats = rec.features(audio, 16000)[: q.frames]
+    """(float, int8) posteriors of the first device window of ``audio`` (the same AM input for both)."""
+    feats = rec.am_input(rec.features(audio, 16000))[0][: q.frames]  # the bands and any trackers
     pf = softmax(np.asarray(rec.model(feats[None, :, None, :], training=False))[0])
     return pf, q.probabilities(feats)[: len(pf)]
 
@@ -111,7 +111,7 @@ def test_shipped_int8_am_matches_the_float_weights():
     from firmware_export.convert import AM_FRAMES
 
     q = Int8AM.load(default_am_path())
-    assert q.frames == AM_FRAMES and q.model.input_shape == (1, AM_FRAMES, 1, rec.config.n_mels)
+    assert q.frames == AM_FRAMES and q.model.input_shape == (1, AM_FRAMES, 1, rec.config.input_channels)
     pad = np.zeros(4800, np.float32)  # 0.3 s of silence each side, as a spoken command has
     for text in ("next program", "battery level"):
         audio = np.concatenate([pad, synthesize(text, Voice("espeak", "en-us")), pad])
