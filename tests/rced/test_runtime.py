@@ -44,7 +44,7 @@ def test_shipped_float_am_equals_its_keras_model():
     rec = Recognizer.load(denoiser=False, grammar=False)
     assert rec.model.backend == "float" and rec.backend == "float" and keras_rec.backend == "float"
     for frames in (40, 334):  # any length: the time axis is free (Recognizer pads to the stride)
-        feats = np.random.default_rng(frames).standard_normal((frames, rec.config.n_mels)).astype(np.float32)
+        feats = np.random.default_rng(frames).standard_normal((frames, rec.config.input_channels)).astype(np.float32)
         got, want = rec._am(feats[None, :, None, :]), keras_rec._am(feats[None, :, None, :])
         assert got.shape == want.shape == (1, -(-frames // rec.config.stride), 29)
         assert np.abs(got - want).max() < LOGIT_ATOL
