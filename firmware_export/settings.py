@@ -34,10 +34,7 @@ def _io_block(info: ModelInfo) -> str:
 
 def _am_tracker_block(cfg) -> str:
     """Constants and recipe of the AM's level-tracker input channels (grammar.acoustic.features.with_trackers)."""
-    from rced.features import tracker_gains
-
-    gains = tracker_gains(cfg)
-    n, groups = len(gains), cfg.tracker_groups
+    n, groups = len(cfg.trackers or ()), cfg.tracker_groups
     head = (f"constexpr int kNumTrackers = {n};  // each gives kTrackerGroups input channels after the bands\n"
             f"constexpr int kTrackerBands = {cfg.tracker_bands or 0};\nconstexpr int kTrackerGroups = {groups};\n"
             f"constexpr int kInputChannels = {cfg.input_channels};  // kNumMels + kNumTrackers * kTrackerGroups\n")  # fmt: skip
@@ -49,6 +46,16 @@ def _am_tracker_block(cfg) -> str:
         "// per tracker j a state s[j][g], set to the first frame's y[g] (the stream's, not a window's); then every\n",
         "// frame: d = y[g] - s[j][g]; s[j][g] += (d > 0 ? kTrackerRise[j] : kTrackerFall[j]) * d; and channel\n",
         "// kNumMels + j * kTrackerGroups + g of the frame is clamp(lroundf(s[j][g] / kInputScale) + kInputZeroPoint, -128, 127).\n",
+        _tracker_tables(cfg, head),
+    ])  # fmt: skip
+
+
+def _tracker_tables(cfg, head: str) -> str:
+    """The trackers' time constants, ``head`` (their counts) and their rise and fall gains, for both headers."""
+    from rced.features import tracker_gains
+
+    gains = tracker_gains(cfg)
+    return "".join([
         f"// Time constants (s, rise / fall): {', '.join(f'{r:g} / {f:g}' for r, f in cfg.trackers)}.\n",
         head,
         cgen.floats("kTrackerRise", gains[:, 0], size="kNumTrackers"),
@@ -143,10 +150,7 @@ def denoiser_settings_h(den, info: ModelInfo, arena: int, arena_min: int, silenc
 
 def _tracker_block(cfg) -> str:
     """Constants and recipe of the denoiser's level-tracker input channels (rced.features.track)."""
-    from rced.features import tracker_gains
-
-    gains = tracker_gains(cfg)
-    n = len(gains)
+    n = len(cfg.trackers or ())
     head = (f"constexpr int kNumTrackers = {n};  // input channels after the context frames\n"
             f"constexpr int kInputChannels = kContextFrames + kNumTrackers;\n")  # fmt: skip
     if not n:
@@ -156,10 +160,7 @@ def _tracker_block(cfg) -> str:
         "// feature[k]; then every frame: d = feature[k] - s[j][k];\n",
         "//   s[j][k] += (d > 0 ? kTrackerRise[j] : kTrackerFall[j]) * d;\n",
         "// and s[j][k] is quantised like a feature (kInputGain, kInputOffset) into channel kContextFrames + j.\n",
-        f"// Time constants (s, rise / fall): {', '.join(f'{r:g} / {f:g}' for r, f in cfg.trackers)}.\n",
-        head,
-        cgen.floats("kTrackerRise", gains[:, 0], size="kNumTrackers"),
-        cgen.floats("kTrackerFall", gains[:, 1], size="kNumTrackers"), "\n",
+        _tracker_tables(cfg, head),
     ])  # fmt: skip
 
 
