@@ -32,7 +32,10 @@ def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
 def _train_am_config(args: argparse.Namespace):
     from grammar.config import AMConfig, AMTrainConfig
 
-    return AMTrainConfig(am=AMConfig(channels=args.channels, blocks=args.blocks, units=args.units), batch_utts=args.batch_utts,
+    trackers = tuple(args.trackers) or None
+    am = AMConfig(channels=args.channels, blocks=args.blocks, units=args.units, trackers=trackers,
+                  tracker_bands=args.tracker_bands if trackers else None)  # fmt: skip
+    return AMTrainConfig(am=am, batch_utts=args.batch_utts,
                          steps_per_epoch=args.steps_per_epoch, epochs=args.epochs, learning_rate=args.lr,
                          seed=args.seed)  # fmt: skip
 
@@ -346,7 +349,7 @@ def _shipped_am_config():
 
 def build_parser() -> argparse.ArgumentParser:
     from grammar.config import AMTrainConfig
-    from rced.cli import add_command, add_commands, add_run_args, add_schedule_args, output_path
+    from rced.cli import add_command, add_commands, add_run_args, add_schedule_args, output_path, tracker_arg
 
     p = argparse.ArgumentParser(prog="grammar", description="CTC command recognizer with grammar augmentation.")
     sub = add_commands(p)
@@ -367,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="residual depthwise-separable blocks (default %(default)s, as the shipped AM)")
     t.add_argument("--units", choices=UNIT_SETS, default="chars",
                    help="output units: characters, or ARPAbet phonemes from cmudict (default %(default)s)")
+    shipped_trackers = " ".join(f"{r:g},{f:g}" for r, f in am.trackers or ()) or "none"
+    t.add_argument("--trackers", nargs="*", type=tracker_arg, default=list(am.trackers or ()), metavar="RISE,FALL",
+                   help="level trackers as more input channels (grammar.acoustic.features.with_trackers), each its "
+                        f"rise and fall time in seconds; --trackers alone: none (default {shipped_trackers}, as the "
+                        "shipped AM)")  # fmt: skip
+    t.add_argument("--tracker-bands", type=int, default=am.tracker_bands or 4,
+                   help="adjacent mel bands each tracker follows (default %(default)s, as the shipped AM)")
     t.add_argument("--batch-utts", type=int, default=tc.batch_utts, help="utterances per batch (default %(default)s)")
     add_schedule_args(t, tc)
     t.add_argument("--utterances", type=int, default=4000, help="utterances per corpus seed (default %(default)s)")

@@ -74,7 +74,7 @@ def _set_threads(n: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
-def _tracker(text: str) -> tuple[float, float]:
+def tracker_arg(text: str) -> tuple[float, float]:
     """``RISE,FALL`` seconds of one level tracker (argparse type)."""
     from rced.config import parse_tracker
 
@@ -469,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--reverb-share", type=float, default=tc.reverb_share,
                    help="share of utterances and babble tracks heard in simulated rooms, RT60 0.2-0.7 s; the "
                         "target keeps the direct sound and 50 ms of early reflections (default %(default)s)")  # fmt: skip
-    t.add_argument("--trackers", nargs="+", type=_tracker, default=None, metavar="RISE,FALL",
+    t.add_argument("--trackers", nargs="+", type=tracker_arg, default=None, metavar="RISE,FALL",
                    help="level trackers as more input channels: per bin, one-pole followers of the features with "
                         "these rise and fall time constants in seconds, e.g. 0.5,0.5 (a running mean) 2,0.05 "
                         "(a noise floor), carried from a stream's first frame")  # fmt: skip

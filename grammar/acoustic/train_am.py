@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from grammar.acoustic.features import LOG_FLOOR, log_mel
+from grammar.acoustic.features import LOG_FLOOR, log_mel, with_trackers
 from grammar.alphabet import normalize_text
-from grammar.config import AMTrainConfig
+from grammar.config import AMConfig, AMTrainConfig
 from grammar.errors import GrammarError
 from grammar.metrics import char_error_rate
 from rced.audio import atomic_save_npz
@@ -83,13 +83,16 @@ def spec_augment(x: np.ndarray, cfg: AMTrainConfig, rng: np.random.Generator) ->
     return x
 
 
-def pad_batch(feats: list[np.ndarray], labels: list[np.ndarray], stride: int, pad_value: np.ndarray):
-    """Stack to (B, T, 1, M) with silence padding (T a multiple of ``stride``) and (B, L) labels (0-padded)."""
+def pad_batch(feats: list[np.ndarray], labels: list[np.ndarray], am: AMConfig, pad_value: np.ndarray):
+    """Stack to (B, T, 1, ``am.input_channels``) with silence padding (T a multiple of the stride) and
+    (B, L) labels (0-padded). The AM's level trackers run on each padded row from its first frame, as
+    on a stream of the utterance and then silence."""
     t = max(len(f) for f in feats)
-    t += (-t) % stride
+    t += (-t) % am.stride
     x = np.broadcast_to(pad_value, (len(feats), t, pad_value.shape[-1])).copy()
     for i, f in enumerate(feats):
         x[i, : len(f)] = f
+    x = np.stack([with_trackers(row, am)[0] for row in x]) if am.trackers else x
     y = np.zeros((len(labels), max(len(lab) for lab in labels)), np.int32)
     for i, lab in enumerate(labels):
         y[i, : len(lab)] = lab
@@ -144,7 +147,7 @@ class AMTrainer(ResumableRun):
         feats = [self.norm.apply((e if e is not None else nz).astype(np.float32))
                  for e, nz in zip(val["enhanced"], val["noisy"])]  # fmt: skip
         self.val_text = val["text"]
-        self.val = pad_batch(feats, val["labels"], self.cfg.am.stride, self.pad)
+        self.val = pad_batch(feats, val["labels"], self.cfg.am, self.pad)
 
     def _sample(self, rng: np.random.Generator):
         cfg = self.cfg
@@ -159,10 +162,12 @@ class AMTrainer(ResumableRun):
                 f = enh
             else:
                 f = self.data["noisy"][i]
-            f = spec_augment(self.norm.apply(augment(f, cfg, rng)), cfg, rng)
-            feats.append(f)
+            feats.append(self.norm.apply(augment(f, cfg, rng)))
             labels.append(self.data["labels"][i])
-        return pad_batch(feats, labels, cfg.am.stride, self.pad)
+        x, y = pad_batch(feats, labels, cfg.am, self.pad)
+        for row, f in zip(x, feats):  # SpecAugment masks the bands only: the trackers hear what the device does
+            spec_augment(row[: len(f), 0, : cfg.am.n_mels], cfg, rng)
+        return x, y
 
     def _epoch_dataset(self, epoch: int):
         import tensorflow as tf
@@ -172,7 +177,7 @@ class AMTrainer(ResumableRun):
             for _ in range(self.cfg.steps_per_epoch):
                 yield self._sample(rng)
 
-        sig = (tf.TensorSpec((None, None, 1, self.cfg.am.n_mels), tf.float32), tf.TensorSpec((None, None), tf.int32))
+        sig = (tf.TensorSpec((None, None, 1, self.cfg.am.input_channels), tf.float32), tf.TensorSpec((None, None), tf.int32))
         return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
 
     # -- model ----------------------------------------------------------------------------

@@ -313,3 +313,35 @@ def test_recognize_json_has_null_for_a_score_that_is_not_finite(tiny_am, wavs, t
 def test_an_empty_output_path_has_its_own_message(argv):
     res = grammar(*argv)
     assert res.returncode == 2 and "output path is empty ('')" in res.stderr.strip().splitlines()[-1], res.stderr
+
+
+@pytest.mark.parametrize("argv,trackers", [
+    ([], "shipped"),
+    (["--trackers"], None),
+    (["--trackers", "1,1", "--tracker-bands", "8"], ((1.0, 1.0),)),
+])  # fmt: skip
+def test_train_am_builds_the_shipped_trackers_unless_told(tmp_path, argv, trackers):
+    """``train-am``'s network defaults to the shipped AM's, level trackers included, so
+    ``--init-from grammar/default_am/model.keras`` fits it; ``--trackers`` alone trains one without."""
+    from grammar.cli import _shipped_am_config, _train_am_config, build_parser
+
+    shipped = _shipped_am_config()
+    cfg = _train_am_config(build_parser().parse_args(["train-am", str(tmp_path / "run"), *argv])).am
+    want = shipped.trackers if trackers == "shipped" else trackers
+    assert cfg.trackers == want and (cfg.channels, cfg.blocks) == (shipped.channels, shipped.blocks)
+    assert cfg.tracker_bands == (None if want is None else 8 if "8" in argv else shipped.tracker_bands)
+    if not argv:  # the shipped checkpoint's weights fit the default network, layer by layer
+        import keras
+
+        from grammar.acoustic.am import build_am
+        from grammar.decoding.recognizer import default_am_path
+
+        src = keras.saving.load_model(default_am_path() / "model.keras", safe_mode=True, compile=False)
+        assert [w.shape for w in build_am(cfg).get_weights()] == [w.shape for w in src.get_weights()]
+
+
+def test_train_am_refuses_a_bad_tracker(tmp_path):
+    res = grammar("train-am", tmp_path / "run", "--trackers", "1")  # argparse's usage error
+    assert res.returncode == 2 and "argument --trackers: '1': expected RISE,FALL" in res.stderr
+    one_line_error(grammar("train-am", tmp_path / "run", "--tracker-bands", "7"),
+                   "tracker_bands 7: expected a positive divisor of n_mels (40)")  # fmt: skip

@@ -1,14 +1,24 @@
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
 
+from grammar.acoustic.features import with_trackers
 from grammar.acoustic.train_am import AMTrainer, _load_npz, _save_npz, augment, pad_batch, prepare_utterances
 from grammar.config import AMConfig, AMTrainConfig
+from grammar.decoding.recognizer import Recognizer
 from grammar.metrics import char_error_rate
+from rced.errors import RcedError
 from rced.tts import Voice, synthesize
 
 TINY = AMTrainConfig(am=AMConfig(channels=16, blocks=2), batch_utts=3, steps_per_epoch=2, epochs=2)
+TINY_TRACKERS = dataclasses.replace(TINY, am=AMConfig(channels=16, blocks=2, trackers=((0.5, 0.5), (2.0, 0.05)),
+                                                      tracker_bands=4))  # fmt: skip
+
+
+def data_audio() -> np.ndarray:
+    return synthesize("mute", Voice("espeak", "en-us"))
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +94,38 @@ def test_augment_and_padding_shapes():
     f = rng.standard_normal((100, 40)).astype(np.float32)
     g = augment(f, TINY, rng)
     assert g.shape[1] == 40 and 85 <= len(g) <= 115
-    x, y = pad_batch([f[:37], f], [np.array([3, 4]), np.array([5])], 2, np.zeros(40, np.float32))
+    x, y = pad_batch([f[:37], f], [np.array([3, 4]), np.array([5])], TINY.am, np.zeros(40, np.float32))
     assert x.shape == (2, 100, 1, 40) and y.tolist() == [[3, 4], [5, 0]]
+
+
+def test_padding_runs_the_trackers_over_each_padded_row():
+    """A tracker AM's batch: the bands as given, then the trackers of each row padded with silence,
+    as a stream of the utterance and then silence gives them."""
+    am = TINY_TRACKERS.am
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal((99, 40)).astype(np.float32)
+    pad = np.full(40, -3.0, np.float32)
+    x, _ = pad_batch([f[:37], f], [np.array([3]), np.array([5])], am, pad)
+    assert x.shape == (2, 100, 1, am.input_channels) == (2, 100, 1, 60)
+    short = np.concatenate([f[:37], np.broadcast_to(pad, (63, 40))])
+    np.testing.assert_allclose(x[0, :, 0], with_trackers(short, am)[0], atol=1e-6)
+    np.testing.assert_allclose(x[1, :99, 0, :40], f)
+
+
+def test_tracker_am_trains_and_warm_starts_only_from_its_own_network(tmp_path, data):
+    """``grammar train-am`` builds AMs with level trackers (the shipped AM has them), so it can start
+    from one; a checkpoint of another network is a one-line error naming it."""
+    first = AMTrainer(tmp_path / "a", dataclasses.replace(TINY_TRACKERS, epochs=1), data=data)
+    assert first.run(verbose=0)["epochs_done"] == 1
+    model = first.export(tmp_path / "model")
+    rec = Recognizer.load(model, denoiser=False, grammar=False)
+    assert rec.config.input_channels == 60 and isinstance(rec.transcribe(data_audio(), 16000), str)
+    warm = AMTrainer(tmp_path / "b", dataclasses.replace(TINY_TRACKERS, epochs=1), data=data,
+                     init_from=model / "model.keras")  # fmt: skip
+    assert warm.run(verbose=0)["epochs_done"] == 1
+    plain = AMTrainer(tmp_path / "c", dataclasses.replace(TINY, epochs=1), data=data, init_from=model / "model.keras")
+    with pytest.raises(RcedError, match=r"model\.keras: its network differs from this run's \(weights \(5, 1, 60, 16\) where this run has \(5, 1, 40, 16\)\)"):
+        plain.run(verbose=0)
 
 
 @pytest.mark.parametrize("ref,hyp,cer", [("abc", "abc", 0.0), ("abc", "abd", 1 / 3), ("ab", "", 1.0), ("a b", "ab", 1 / 3)])
