@@ -323,7 +323,7 @@ class PosteriorStream:
 #: like one seldom does, so asking for several lets each window accept more readily.
 LISTEN_MIN_WINDOWS = 3
 LISTEN_THRESHOLD_OFFSET = -1.45
-LISTEN_BEST_OFFSET: float | None = None
+LISTEN_BEST_OFFSET: float | None = -0.95
 #: Per-command thresholds (a command not named here: 0), from the same benchmark's per-command lever:
 #: lambda times how high the dev streams' windows of other talk score for each command of the default
 #: grammar, less the median command's (``impostor_levels``, ``command_offsets``). With the AM's

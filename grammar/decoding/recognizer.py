@@ -29,7 +29,7 @@ BACKENDS = ("float", "int8", "keras")  # as rced.denoiser.BACKENDS
 #: (nearly always "mute"). Chosen by ``python benchmarks/speech_check.py``: two thirds of the lowest
 #: modulation among the calibration set's commands the chain gets right, rounded down to 0.01
 #: (benchmarks/results/speech_check.md). None: no check.
-SPEECH_FLOOR: float | None = 0.17
+SPEECH_FLOOR: float | None = 0.15
 
 #: The speech check's second test: an accepted command is rejected when the input's tonality
 #: (:func:`grammar.acoustic.features.tonality`: the largest share, in any second, of frames whose two
