@@ -328,8 +328,9 @@ LISTEN_BEST_OFFSET: float | None = -0.95
 #: lambda times how high the dev streams' windows of other talk score for each command of the default
 #: grammar, less the median command's (``impostor_levels``, ``command_offsets``). With the AM's
 #: posterior readout (``AMConfig.posterior_scale``, ``blank_penalty``) the rule puts 2-s windows with
-#: one threshold first (221 dev commands on the worse chains of the two streams, against 216 for
-#: 2.5-s windows with per-command thresholds: benchmarks/results/spotting.md), so none is shipped.
+#: one threshold first (with the stage-6 AM and the stricter check: 223 dev commands on the worse
+#: chains of the two streams, against 220 for 2.5-s windows with per-command thresholds:
+#: benchmarks/results/spotting.md), so none is shipped.
 LISTEN_COMMAND_OFFSETS: Mapping[str, float] = types.MappingProxyType({})
 #: The windows: the last ``LISTEN_WINDOW_S`` seconds decoded every ``LISTEN_HOP_S`` (also the block
 #: size); accepted windows of one command within ``LISTEN_REFRACTORY_S`` of each other are one event.
