@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 README = ROOT.parent / "README.md"
 SECTIONS = ("targets", "denoise", "gain_shaping", "stream_memory", "speed", "listening", "spotting", "spellings", "recognition", "real_commands", "nonspeech", "speech_check", "nonspeech_lever",
-            "units", "voices", "am_update", "am_rooms", "am_commands", "am_longer", "am_stage6", "am_stage7", "nonspeech_stage7", "am_ensemble", "am_newmask", "am_trackers", "am_long_tracker", "am_floor", "rejection", "decoding_levers", "augmentation", "export", "bundle_report", "denoiser_presets")
+            "units", "voices", "am_update", "am_rooms", "am_commands", "am_longer", "am_stage6", "am_stage7", "nonspeech_stage7", "am_ensemble", "am_newmask", "am_trackers", "am_long_tracker", "am_self_distill", "am_floor", "rejection", "decoding_levers", "augmentation", "export", "bundle_report", "denoiser_presets")
 
 
 def main() -> int:
