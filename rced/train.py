@@ -239,13 +239,14 @@ class ResumableRun:
             if not self.init_from.exists():
                 raise RcedError(f"{self.init_from}: checkpoint to initialise from not found")
             src = keras.saving.load_model(self.init_from, safe_mode=True, compile=False)
+            weights = src.get_weights()
             have = [tuple(w.shape) for w in model.get_weights()]
-            given = [tuple(w.shape) for w in src.get_weights()]
+            given = [tuple(w.shape) for w in weights]
             if have != given:
                 diff = next(((a, b) for a, b in zip(have, given) if a != b), (len(have), len(given)))
                 raise RcedError(f"{self.init_from}: its network differs from this run's (weights {diff[1]} where "
                                 f"this run has {diff[0]}); give the configuration it was trained with")  # fmt: skip
-            model.set_weights(src.get_weights())
+            model.set_weights(weights)
         return model
 
     def _lr(self, epoch: int) -> float:
