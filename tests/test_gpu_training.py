@@ -7,6 +7,7 @@ The tests marked ``jax`` train for a few steps on CPU and need ``pip install -e 
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import os
 import subprocess
@@ -175,6 +176,8 @@ def test_am_data_script_refuses_bad_command_options_before_any_work(tmp_path, ar
         (["--arch", "bced", "--width-mult", "-1"], "must be positive"),
         (["--reverb-share", "1.5"], "--reverb-share must be in [0, 1]"),
         (["--reverb-share", "0.3", "--rooms", "0"], "--rooms positive"),
+        (["--distill-weight", "0.5"], "--distill-weight needs --teacher"),
+        (["--teacher", "rced/default_model", "--distill-weight", "1.5"], "--distill-weight must be in [0, 1]"),
     ],
 )
 def test_rced_trainer_refuses_bad_options_before_any_work(tmp_path, args, message):
@@ -671,3 +674,30 @@ def test_masked_batchnorm_statistics():
     pytest.importorskip("jax")
     r = subprocess.run([sys.executable, "-c", MASKED_BN, str(GPU)], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+def test_rced_trainer_distils_from_a_teacher_denoiser(tmp_path):
+    """--teacher: with --distill-weight 1 the training MSE is the one against the teacher's output, not the
+    target's (the same batches, another loss); the validation MSE stays the target's. A teacher of another
+    kind, front-end or trackers is refused by name."""
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    _rced_pack(tmp_path / "p.npz")
+    common = ["--pack", tmp_path / "p.npz", "--init", ROOT / "rced" / "presets" / "bced", "--batch", "4", "--frames",
+              "8", "--val-segments", "8", "--eval-every-s", "0", "--history-s", "0.1", "--max-steps", "1",
+              "--select", "last", "--lr", "1e-9"]  # fmt: skip
+
+    def first_row(out: Path) -> dict:
+        rows = list(csv.DictReader((out / "training_log.csv").read_text().splitlines()))
+        return rows[1]  # row 0 is the start's validation
+
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "plain")
+    _run("train_rced_jax.py", *common, "--out", tmp_path / "kd", "--teacher", ROOT / "rced" / "default_model",
+         "--distill-weight", "1")  # fmt: skip
+    plain, kd = first_row(tmp_path / "plain"), first_row(tmp_path / "kd")
+    assert float(kd["train_mse"]) > 0 and abs(float(kd["train_mse"]) - float(plain["train_mse"])) > 1e-4
+    assert float(kd["val_mse"]) == pytest.approx(float(plain["val_mse"]), abs=1e-5)  # lr 1e-9: the same weights
+    for teacher, message in ((ROOT / "grammar" / "default_am", "not a denoiser folder"),
+                             (ROOT / "rced" / "presets" / "lite", "trackers None; the student has")):  # fmt: skip
+        r = _run("train_rced_jax.py", *common, "--out", tmp_path / "bad", "--teacher", teacher, check=False)
+        assert r.returncode != 0 and message in r.stderr.strip().splitlines()[-1], r.stderr

@@ -27,6 +27,11 @@ so that they have settled, and with ``--init`` the new channels start at zero we
 own trackers come first and keep theirs). ``--cold-share P``: for P of the segments the trackers
 start later, on a random frame of the history or context, as on a stream's first frames.
 
+Distillation (``--teacher FOLDER``): a larger denoiser's output on the same noisy batch is a second
+target. The loss is (1 - a) * MSE(target) + a * MSE(teacher's output), both on magnitudes compressed
+by ``--loss-compress`` (a = ``--distill-weight``), plus the SI-SDR term. The teacher reads its own
+features (its norm.json) of the same spectra; it needs the student's front-end and trackers.
+
 Validation: a fixed set of dry mixtures of the packs' validation utterances (fixed seed, the same
 for every run), babble from validation utterances too; logs the compressed MSE and the SI-SDR gain
 over the noisy input (mask floor 0 and 0.3). The model folder keeps the weights that
@@ -61,6 +66,7 @@ from common import (
     RunFolder,
     add_run_arguments,
     check_inputs,
+    check_model_folder,
     keras_on_jax,
     lr_schedule,
     network,
@@ -328,7 +334,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(target: direct sound and early reflections, as rced train --reverb-share); "
                          "validation stays dry")  # fmt: skip
     ap.add_argument("--rooms", type=int, default=48, help="simulated rooms drawn from (with --reverb-share)")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="denoiser model folder whose output is a second target (same front-end and trackers)")
+    ap.add_argument("--distill-weight", type=float, default=None,
+                    help="a of (1 - a) * MSE(target) + a * MSE(teacher) (with --teacher; default 0.5)")
     args = ap.parse_args(argv)
+    if args.teacher is None and args.distill_weight is not None:
+        ap.error("--distill-weight needs --teacher")
+    if args.teacher is not None:
+        args.distill_weight = 0.5 if args.distill_weight is None else args.distill_weight
+        if not 0 <= args.distill_weight <= 1:
+            ap.error("--distill-weight must be in [0, 1]")
     if not 0 <= args.reverb_share <= 1 or args.rooms < 1:
         ap.error("--reverb-share must be in [0, 1] and --rooms positive")
     if not 0 <= args.cold_share <= 1:
@@ -388,9 +404,30 @@ def model_config(args):
     return cfg, grows
 
 
+def load_teacher(folder: Path, student_cfg):
+    """The teacher's (model, mean, std): a mask denoiser folder with the student's front-end and trackers,
+    so that its features come from the same spectra over the same frames."""
+    from rced.config import ModelConfig
+    from rced.denoiser import load_model_folder
+    from rced.errors import RcedError
+
+    try:
+        model, cfg, norm = load_model_folder(folder, ModelConfig, "denoiser folder", RcedError)
+    except RcedError as exc:  # e.g. an acoustic model's folder
+        raise SystemExit(f"{folder}: not a denoiser folder ({str(exc).splitlines()[0][:120]})") from None
+    if cfg.output != "mask" or cfg.input_feature != "log":
+        raise SystemExit(f"{folder}: the teacher must output a mask from log features")
+    if (cfg.frontend, cfg.trackers) != (student_cfg.frontend, student_cfg.trackers):
+        raise SystemExit(f"{folder}: front-end {cfg.frontend} and trackers {cfg.trackers}; the student has "
+                         f"{student_cfg.frontend} and {student_cfg.trackers}")  # fmt: skip
+    return model, cfg, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_inputs(args.pack, args.out, [args.norm], args.init)
+    if args.teacher is not None:
+        check_model_folder(args.teacher)
     keras_on_jax()
     import jax
     import jax.numpy as jnp
@@ -432,6 +469,12 @@ def main(argv: list[str] | None = None) -> None:
                           reverb_share=args.reverb_share)  # fmt: skip
     tx = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-7)  # keras Adam defaults
     c, w_sisdr, floor = args.loss_compress, args.sisdr_weight, args.mask_floor
+    a_kd = args.distill_weight or 0.0
+    if args.teacher is not None:
+        teacher, t_cfg, t_mean, t_std = load_teacher(args.teacher, cfg)
+        t_features = make_dsp(t_cfg, t_mean, t_std, args.frames, history)[1]
+        t_vars = ([v.value for v in teacher.trainable_variables], [v.value for v in teacher.non_trainable_variables])
+        t_channels = t_cfg.input_channels
 
     def cold_starts(key):  # (B,) frame each segment's trackers start on: 0, or cold for --cold-share of them
         k1, k2 = jax.random.split(key)
@@ -451,6 +494,12 @@ def main(argv: list[str] | None = None) -> None:
         speech = (jnp.sqrt(jnp.mean(ref * ref, -1)) > 1e-3).astype(jnp.float32)
         est = resynth(yo * m)
         sdr = (si_sdr(est, ref) * speech).sum() / jnp.maximum(speech.sum(), 1.0)
+        if a_kd and train:  # the teacher's output magnitude as a second target
+            x_t = t_features(spec, start).reshape(-1, bins, 1, t_channels)
+            m_t, _ = teacher.stateless_call(*t_vars, x_t, training=False)
+            m_t = jax.lax.stop_gradient(m_t.reshape(ay.shape))
+            kd = jnp.mean(jnp.square(jnp.power(m * ay + 1e-8, c) - jnp.power(m_t * ay + 1e-8, c)))
+            mse = (1 - a_kd) * mse + a_kd * kd
         return mse, sdr, ntv, (m, yo, ref, speech)
 
     def loss_fn(tv, ntv, y, clean, start):
