@@ -117,6 +117,19 @@ def check_model_folder(folder: Path) -> None:
             raise SystemExit(f"{folder}: not a model folder (no {name})")
 
 
+def load_teacher_folder(folder: Path, config_cls: type, what: str, error: type[Exception]):
+    """A teacher's (model, config, mean, std) from its model folder; a one-line exit when it is not ``what``
+    (e.g. "denoiser folder": the config of another kind of model fails ``config_cls``)."""
+    from rced.denoiser import load_model_folder
+
+    try:
+        model, cfg, norm = load_model_folder(folder, config_cls, what, error)
+    except error as exc:  # e.g. an acoustic model's folder given as a denoiser
+        article = "an" if what[0] in "aeiou" else "a"
+        raise SystemExit(f"{folder}: not {article} {what} ({str(exc).splitlines()[0][:120]})") from None
+    return model, cfg, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
+
+
 def load_init_weights(model, init: Path, new_head: str | None = None, grow_inputs: bool = False) -> None:
     """Weights of ``init/model.keras`` into ``model`` (built from the same config); one-line exit if they differ.
 

@@ -61,6 +61,7 @@ from common import (
     check_inputs,
     check_model_folder,
     keras_on_jax,
+    load_teacher_folder,
     lr_schedule,
     masked_bn_call,
     network,
@@ -331,18 +332,14 @@ def load_teacher(folder: Path, student_cfg, n_symbols: int):
     """The teacher's (model, config, mean, std): an AM folder with the student's stride, mel bands and symbols."""
     from grammar.config import AMConfig
     from grammar.errors import GrammarError
-    from rced.denoiser import load_model_folder
 
-    try:
-        model, cfg, norm = load_model_folder(folder, AMConfig, "acoustic-model folder", GrammarError)
-    except GrammarError as exc:  # e.g. a denoiser's folder
-        raise SystemExit(f"{folder}: not an acoustic-model folder ({str(exc).splitlines()[0][:120]})") from None
+    model, cfg, mean, std = load_teacher_folder(folder, AMConfig, "acoustic-model folder", GrammarError)
     if (cfg.stride, cfg.n_mels) != (student_cfg.stride, student_cfg.n_mels):
         raise SystemExit(f"{folder}: stride {cfg.stride} and {cfg.n_mels} mel bands; the student has "
                          f"{student_cfg.stride} and {student_cfg.n_mels}")  # fmt: skip
     if model.output_shape[-1] != n_symbols:
         raise SystemExit(f"{folder}: {model.output_shape[-1]} output symbols, the student has {n_symbols}")
-    return model, cfg, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
+    return model, cfg, mean, std
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,6 +68,7 @@ from common import (
     check_inputs,
     check_model_folder,
     keras_on_jax,
+    load_teacher_folder,
     lr_schedule,
     network,
     parser,
@@ -408,19 +409,15 @@ def load_teacher(folder: Path, student_cfg):
     """The teacher's (model, mean, std): a mask denoiser folder with the student's front-end and trackers,
     so that its features come from the same spectra over the same frames."""
     from rced.config import ModelConfig
-    from rced.denoiser import load_model_folder
     from rced.errors import RcedError
 
-    try:
-        model, cfg, norm = load_model_folder(folder, ModelConfig, "denoiser folder", RcedError)
-    except RcedError as exc:  # e.g. an acoustic model's folder
-        raise SystemExit(f"{folder}: not a denoiser folder ({str(exc).splitlines()[0][:120]})") from None
+    model, cfg, mean, std = load_teacher_folder(folder, ModelConfig, "denoiser folder", RcedError)
     if cfg.output != "mask" or cfg.input_feature != "log":
         raise SystemExit(f"{folder}: the teacher must output a mask from log features")
     if (cfg.frontend, cfg.trackers) != (student_cfg.frontend, student_cfg.trackers):
         raise SystemExit(f"{folder}: front-end {cfg.frontend} and trackers {cfg.trackers}; the student has "
                          f"{student_cfg.frontend} and {student_cfg.trackers}")  # fmt: skip
-    return model, cfg, np.asarray(norm.mean, np.float32), np.asarray(norm.std, np.float32)
+    return model, cfg, mean, std
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -436,6 +433,8 @@ def main(argv: list[str] | None = None) -> None:
     from rced.models import build_model
 
     cfg, grow = model_config(args)
+    if args.teacher is not None:  # refused before the packs are read
+        teacher, t_cfg, t_mean, t_std = load_teacher(args.teacher, cfg)
     if args.cold_share and not cfg.trackers:  # --trackers' or the --init model's own
         raise SystemExit("--cold-share needs a network with trackers (--trackers, or an --init model that has them)")
     if args.history_s is None:  # the trackers' settling time: --trackers' or the --init model's own
@@ -471,7 +470,6 @@ def main(argv: list[str] | None = None) -> None:
     c, w_sisdr, floor = args.loss_compress, args.sisdr_weight, args.mask_floor
     a_kd = args.distill_weight or 0.0
     if args.teacher is not None:
-        teacher, t_cfg, t_mean, t_std = load_teacher(args.teacher, cfg)
         t_features = make_dsp(t_cfg, t_mean, t_std, args.frames, history)[1]
         t_vars = ([v.value for v in teacher.trainable_variables], [v.value for v in teacher.non_trainable_variables])
         t_channels = t_cfg.input_channels
