@@ -12,4 +12,4 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[train,test]"
+python3 -m pip install -q --disable-pip-version-check -e ".[train,train-jax,test]"

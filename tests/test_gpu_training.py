@@ -32,6 +32,14 @@ from rced.audio import atomic_save_npz  # noqa: E402
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _jax_compilation_cache(tmp_path_factory):
+    """The trainer runs of this module share one XLA compilation cache, new for each test run: most of
+    them compile the same small steps, and a cached compile halves a run (16 s to 8 s on a Xeon core)."""
+    ENV.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")  # fmt: skip
+
+
 def _imports(path: Path) -> set[tuple[str, str]]:
     """(module, name) of every ``from module import name`` in a script, at any depth."""
     tree = ast.parse(path.read_text())
