@@ -43,12 +43,13 @@ class Target:
     source: str
 
 
-def load(results: Path, name: str) -> dict:
+def load(results: Path, name: str, producer: str | None = None) -> dict:
+    """The result file ``name``.json; missing or unreadable, an exit naming it and what makes it."""
     path = results / f"{name}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SystemExit(f"{path}: no such result; make it first: {PRODUCERS[name]}") from None
+        raise SystemExit(f"{path}: no such result; make it first: {producer or PRODUCERS[name]}") from None
     except json.JSONDecodeError as exc:
         raise SystemExit(f"{path}: not JSON ({exc.msg})") from None
 
