@@ -205,7 +205,8 @@ def detections(c: dict, frame_s: float, setting: tuple, cache: dict | None = Non
     m, off, *confirm = setting
     cache = {} if cache is None else cache
     if (m, off) not in cache:
-        dets = replay(c["records"], c["threshold"] + off, frame_s, min_windows=m, offsets=c.get("offsets"))
+        dets = replay(c["records"], c["threshold"] + off, frame_s, min_windows=m, offsets=c.get("offsets"),
+                      vote=c.get("vote", False))  # fmt: skip
         cache[m, off] = [d for d in dets if speech_check(c, d)]
     dets = cache[m, off]
     return [d for d in dets if d.score >= c["threshold"] + confirm[0]] if confirm else dets
@@ -295,13 +296,15 @@ IMPOSTOR_QUANTILE = 0.99
 IMPOSTOR_PRIOR = 20
 LAMBDA_GRID = (0.25, 0.5, 0.75, 1.0)
 
-LEVERS = {  # name: (window seconds, keyword-spotting decoding, a stricter check of each event, per-command thresholds)
-    "2-s windows (before)": (BEFORE_WINDOW_S, False, False, False),
-    "a filler path (keyword-spotting decoding, its own threshold)": (BEFORE_WINDOW_S, True, False, False),
-    "1.5-s windows": (1.5, False, False, False),
-    "2.5-s windows": (2.5, False, False, False),
-    "2-s windows, a second, stricter check of each event's best window": (BEFORE_WINDOW_S, False, True, False),
-    "2.5-s windows, per-command thresholds": (2.5, False, False, True),
+LEVERS = {  # name: (window seconds, keyword-spotting decoding, a stricter check of each event, per-command thresholds,
+    # the event's command by a vote of its windows)
+    "2-s windows (before)": (BEFORE_WINDOW_S, False, False, False, False),
+    "a filler path (keyword-spotting decoding, its own threshold)": (BEFORE_WINDOW_S, True, False, False, False),
+    "1.5-s windows": (1.5, False, False, False, False),
+    "2.5-s windows": (2.5, False, False, False, False),
+    "2-s windows, a second, stricter check of each event's best window": (BEFORE_WINDOW_S, False, True, False, False),
+    "2.5-s windows, per-command thresholds": (2.5, False, False, True, False),
+    "2-s windows, the stricter check, each event's command by a vote of its windows": (BEFORE_WINDOW_S, False, True, False, True),
 }
 
 
@@ -391,14 +394,16 @@ def lever_rows(runs: Runs, levers: dict = LEVERS) -> tuple[dict, str | None, dic
     (both chains), then counted at that setting on every stream. Returns the rows, the lever the rule
     puts first (ties: the first in ``levers``), and that lever's grid of plain settings."""
     out, best, best_key, best_grid = {}, None, None, {}
-    for name, (window_s, spot, confirm, per_command) in levers.items():
+    for name, (window_s, spot, confirm, per_command, vote) in levers.items():
         c = runs.of(window_s, spot)
+        if vote:
+            c = {k: {**run, "vote": True} for k, run in c.items()}
         meta = None
         if per_command:
             c, chosen, grid, meta = per_command_choice(c, runs.grammars, runs.frame_s)
         else:
             grid, chosen = choose(dev_runs(c, runs.grammars), runs.frame_s, confirm)
-        row: dict = {"window_s": window_s, "spot": spot, "confirm": confirm,
+        row: dict = {"window_s": window_s, "spot": spot, "confirm": confirm, "vote": vote,
                      "chosen": None if chosen is None else list(chosen)}  # fmt: skip
         if meta is not None:
             row["per_command"] = meta

@@ -31,6 +31,7 @@ Three causal stages, each fed block by block:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import signal
@@ -389,14 +390,18 @@ class Events:
     plus the refractory time. The detection is the best hit's command, span and score; events with
     fewer than ``min_windows`` hits of that command are dropped (a command said to the device is
     seen whole by several successive windows; a fragment of other speech that looks like one
-    seldom is), and so are events whose best score is below ``min_best``.
+    seldom is), and so are events whose best score is below ``min_best``. With ``vote`` the event's
+    command is the one most of its hits name (ties: the one with the best hit), and the detection
+    that command's best hit: one window that scores a near miss highest does not outvote the rest.
     """
 
-    def __init__(self, frame_s: float, refractory_s: float, min_windows: int = 1, min_best: float = -np.inf):
+    def __init__(self, frame_s: float, refractory_s: float, min_windows: int = 1, min_best: float = -np.inf,
+                 vote: bool = False):  # fmt: skip
         check_min_windows(min_windows)
         if np.isnan(min_best):
             raise GrammarError("listen: the events' best-score floor must be a number, got NaN")
         self.frame_s, self.min_windows, self.min_best = float(frame_s), min_windows, float(min_best)
+        self.vote = bool(vote)
         self.refractory = int(round(refractory_s / frame_s))  # in AM frames
         self._group: list[WindowHit] = []
 
@@ -425,6 +430,9 @@ class Events:
 
     def _finalise(self) -> list[Detection]:
         best = self._best()
+        if self.vote:
+            votes = collections.Counter(h.command for h in self._group)
+            best = max(self._group, key=lambda h: (votes[h.command], h.score))  # ties: the earliest window
         n = sum(h.command == best.command for h in self._group)
         self._group = []
         if n < self.min_windows or best.score < self.min_best:
@@ -469,7 +477,7 @@ class Spotter:
 
     ``push(frames)`` returns the detections that became final; ``flush()`` the rest. Windows accept
     at the grammar's threshold plus the ``offsets`` entry of the window's command (per-command
-    thresholds; a command not in it: 0); ``min_windows`` and ``min_best``: see :class:`Events`. With
+    thresholds; a command not in it: 0); ``min_windows``, ``min_best`` and ``vote``: see :class:`Events`. With
     ``record`` every decoded window's start and best hit (accepted or not) is kept in
     :attr:`records`, from which :func:`replay` gives the detections at any other threshold.
     """
@@ -477,7 +485,7 @@ class Spotter:
     def __init__(self, grammar: Grammar, frame_s: float, window_s: float = LISTEN_WINDOW_S, hop_s: float = LISTEN_HOP_S,
                  refractory_s: float = LISTEN_REFRACTORY_S, score_kind: str | None = None, spot: bool = False,
                  min_windows: int = 1, min_best: float = -np.inf, record: bool = False,
-                 offsets: Mapping[str, float] | None = None):  # fmt: skip
+                 offsets: Mapping[str, float] | None = None, vote: bool = False):  # fmt: skip
         if grammar is None:
             raise GrammarError("listen: no grammar loaded")
         check_windows(window_s, hop_s)
@@ -490,7 +498,7 @@ class Spotter:
         self.offsets = check_offsets(offsets)
         self.win = max(1, int(round(window_s / frame_s)))
         self.hop = max(1, int(round(hop_s / frame_s)))
-        self.events = Events(self.frame_s, refractory_s, min_windows, min_best)
+        self.events = Events(self.frame_s, refractory_s, min_windows, min_best, vote)
         self.records: list[tuple[int, WindowHit | None]] | None = [] if record else None
         self._buf = np.zeros((0, Units(grammar.units).size), np.float32)
         self._buf0 = 0  # global frame index of _buf[0]
@@ -574,12 +582,12 @@ def window_records(logp: np.ndarray, grammar: Grammar, frame_s: float, window_s:
 
 def replay(records: Sequence[tuple[int, WindowHit | None]], threshold: float, frame_s: float,
            refractory_s: float = LISTEN_REFRACTORY_S, min_windows: int = 1, min_best: float = -np.inf,
-           offsets: Mapping[str, float] | None = None) -> list[Detection]:  # fmt: skip
+           offsets: Mapping[str, float] | None = None, vote: bool = False) -> list[Detection]:  # fmt: skip
     """The detections a :class:`Spotter` with this threshold (and these event settings and
     per-command ``offsets``) gives on the stream the ``records`` come from: a hit counts when its
     score is >= ``threshold`` plus its command's offset."""
     offsets = check_offsets(offsets)
-    ev = Events(frame_s, refractory_s, min_windows, min_best)
+    ev = Events(frame_s, refractory_s, min_windows, min_best, vote)
     out: list[Detection] = []
     for start, hit in records:
         ok = hit is not None and hit.score >= threshold + offsets.get(hit.command, 0.0)

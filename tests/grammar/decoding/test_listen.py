@@ -23,6 +23,7 @@ from grammar.decoding.listen import (
     Detection,
     PosteriorStream,
     Spotter,
+    WindowHit,
     ctc_align,
     replay,
     silent_frames,
@@ -147,8 +148,9 @@ def test_a_command_cut_by_the_end_of_the_input_is_not_completed_by_the_padding(a
 
 
 @pytest.mark.parametrize("threshold", [-3.0, -1.0, -0.5, -0.2, 0.0])
-@pytest.mark.parametrize("min_windows,min_best", [(1, -np.inf), (3, -np.inf), (2, -0.6)])
-def test_replay_of_window_records_equals_a_spotter_at_that_threshold(threshold, min_windows, min_best):
+@pytest.mark.parametrize("min_windows,min_best,vote", [(1, -np.inf, False), (3, -np.inf, False), (2, -0.6, False),
+                                                      (3, -np.inf, True), (2, -0.6, True)])  # fmt: skip
+def test_replay_of_window_records_equals_a_spotter_at_that_threshold(threshold, min_windows, min_best, vote):
     events = [("volume up", 1.0), ("hello there friend", 4.2), ("mute", 7.5), ("call home", 10.0), ("muted", 12.0)]
     logp, _ = spelled(int(14 / FRAME_S), events, np.random.default_rng(3))
     logp = np.log(np.clip(np.exp(logp) + np.random.default_rng(4).uniform(0, 0.3, logp.shape), 1e-6, None))
@@ -156,14 +158,16 @@ def test_replay_of_window_records_equals_a_spotter_at_that_threshold(threshold, 
     g = Grammar.from_commands(COMMANDS, threshold=-1.0)
     records = window_records(logp, g, FRAME_S)
     assert len(records) > 50 and all(h is None or np.isfinite(h.score) for _, h in records)
-    live, _ = run_spotter(logp, min_windows=min_windows, min_best=min_best) if threshold == -1.0 else (None, None)
-    sp = Spotter(g.with_threshold(threshold), FRAME_S, min_windows=min_windows, min_best=min_best)
+    live = None
+    if threshold == -1.0 and not vote:
+        live, _ = run_spotter(logp, min_windows=min_windows, min_best=min_best)
+    sp = Spotter(g.with_threshold(threshold), FRAME_S, min_windows=min_windows, min_best=min_best, vote=vote)
     want = sp.push(logp) + sp.flush()
-    assert replay(records, threshold, FRAME_S, min_windows=min_windows, min_best=min_best) == want
+    assert replay(records, threshold, FRAME_S, min_windows=min_windows, min_best=min_best, vote=vote) == want
     if live is not None:
         assert live == want
     if np.isfinite(min_best):  # the check drops exactly the events whose best window is below it
-        loose = replay(records, threshold, FRAME_S, min_windows=min_windows)
+        loose = replay(records, threshold, FRAME_S, min_windows=min_windows, vote=vote)
         assert want == [d for d in loose if d.score >= min_best]
 
 
@@ -212,6 +216,27 @@ def test_the_stricter_check_drops_weak_events_only():
     assert run_spotter(logp, min_best=scores[0])[0] == dets  # at the best score itself: kept
     with pytest.raises(GrammarError, match="NaN"):
         Spotter(Grammar.from_commands(COMMANDS), FRAME_S, min_best=float("nan"))
+
+
+def hits(*named: tuple[str, float]) -> list[tuple[int, WindowHit]]:
+    """Records of successive windows (every 0.25 s) whose best hits name these (command, score) over the
+    same span: one event."""
+    return [(16 * i, WindowHit(cmd, cmd, 100, 140, score)) for i, (cmd, score) in enumerate(named)]
+
+
+@pytest.mark.parametrize("records, min_windows, plain, voted", [
+    # one near miss scores highest, three windows name the command: the vote keeps the command
+    (hits(("mute", -0.9), ("unmute", -0.5), ("mute", -0.8), ("mute", -0.7)), 3, [], [("mute", -0.7, 3)]),
+    (hits(("mute", -0.9), ("unmute", -0.5), ("mute", -0.8)), 2, [], [("mute", -0.8, 2)]),
+    (hits(("mute", -0.9), ("unmute", -0.5), ("mute", -0.8)), 3, [], []),  # the majority, but below min windows
+    (hits(("mute", -0.5), ("mute", -0.8), ("unmute", -0.6)), 2, [("mute", -0.5, 2)], [("mute", -0.5, 2)]),  # agree
+    (hits(("unmute", -0.5), ("mute", -0.8), ("unmute", -0.6), ("mute", -0.7)), 2,  # a tie: the best hit's
+     [("unmute", -0.5, 2)], [("unmute", -0.5, 2)]),
+])  # fmt: skip
+def test_a_vote_names_the_command_most_windows_of_an_event_name(records, min_windows, plain, voted):
+    for vote, want in ((False, plain), (True, voted)):
+        got = replay(records, -1.0, FRAME_S, min_windows=min_windows, vote=vote)
+        assert [(d.command, d.score, d.windows) for d in got] == want
 
 
 def test_min_windows_drops_events_seen_by_too_few_windows():
