@@ -155,6 +155,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         LISTEN_MIN_WINDOWS,
         LISTEN_REFRACTORY_S,
         LISTEN_THRESHOLD_OFFSET,
+        LISTEN_VOTE,
         LISTEN_WINDOW_S,
         SPEECH_MARGIN_S,
     )
@@ -189,7 +190,9 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         "// each window accepting at kThreshold + kListenThresholdOffset + kListenCommandOffset[its command];\n"
         "// accepted windows whose command spans overlap (or, for one command, lie within\n"
         "// kListenRefractorySeconds) are one event, acted on once kListenMinWindows windows accepted it and,\n"
-        "// when kListenBestCheck, its best window's confidence >= kThreshold + kListenBestOffset.\n",
+        "// when kListenBestCheck, its best window's confidence >= kThreshold + kListenBestOffset. The event's\n"
+        "// command: its best window's, or with kListenVote the one most of its accepted windows name (ties:\n"
+        "// the best window's), counted and checked on that command's windows.\n",
         f"constexpr float kListenWindowSeconds = {c_float(LISTEN_WINDOW_S)};\n",
         f"constexpr float kListenHopSeconds = {c_float(LISTEN_HOP_S)};\n",
         f"constexpr float kListenRefractorySeconds = {c_float(LISTEN_REFRACTORY_S)};\n",
@@ -197,6 +200,7 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         f"constexpr int kListenMinWindows = {LISTEN_MIN_WINDOWS};\n",
         f"constexpr bool kListenBestCheck = {'true' if LISTEN_BEST_OFFSET is not None else 'false'};\n",
         f"constexpr float kListenBestOffset = {c_float(LISTEN_BEST_OFFSET or 0.0)};\n",
+        f"constexpr bool kListenVote = {'true' if LISTEN_VOTE else 'false'};\n",
         "// The speech check (when kSpeechCheck): an accepted command is dropped when the modulation of the\n"
         "// AM's features is below kSpeechFloor (recognizing one utterance: the whole input; listening: an\n"
         "// event's span and kSpeechMarginSeconds either side). The level of feature frame t is the mean of\n"

@@ -16,6 +16,7 @@ from grammar.decoding.listen import (
     LISTEN_HOP_S,
     LISTEN_MIN_WINDOWS,
     LISTEN_THRESHOLD_OFFSET,
+    LISTEN_VOTE,
     LISTEN_WINDOW_S,
 )
 from grammar.errors import GrammarError
@@ -269,7 +270,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     n, interrupted = listen.run_listen(rec, source, window_s=args.window_s, hop_s=args.hop_s, progress=True,
                                        min_windows=args.min_windows, threshold_offset=args.threshold_offset,
                                        offsets=None if args.no_command_offsets else listen.LISTEN_COMMAND_OFFSETS,
-                                       best_offset=None if args.no_best_check else args.best_offset,
+                                       best_offset=None if args.no_best_check else args.best_offset, vote=args.vote,
                                        emit=lambda d: _emit(args, d.to_json(), listen.format_detection(d)))  # fmt: skip
     count = f"{n} detection{'s' if n != 1 else ''}"
     if not args.json:
@@ -491,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a second, stricter check: an event is reported only if its best window reaches the "
                          "grammar's threshold plus this (default %(default)s; None: no such check)")  # fmt: skip
     li.add_argument("--no-best-check", action="store_true", help="no stricter check of an event's best window")
+    li.add_argument("--vote", action=argparse.BooleanOptionalAction, default=LISTEN_VOTE,
+                    help="an event names the command most of its accepted windows name, not its best window's "
+                         "(default: %(default)s, grammar.decoding.listen.LISTEN_VOTE)")  # fmt: skip
     li.add_argument("--no-command-offsets", action="store_true",
                     help="one threshold for every command (default: the per-command offsets of "
                          "grammar.decoding.listen.LISTEN_COMMAND_OFFSETS, where benchmarks/spotting.py puts them; "

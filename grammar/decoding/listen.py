@@ -333,6 +333,9 @@ LISTEN_BEST_OFFSET: float | None = -0.95
 #: chains of the two streams, against 220 for 2.5-s windows with per-command thresholds:
 #: benchmarks/results/spotting.md), so none is shipped.
 LISTEN_COMMAND_OFFSETS: Mapping[str, float] = types.MappingProxyType({})
+#: Whether an event's command is the one most of its accepted windows name (:class:`Events`' vote)
+#: rather than its best window's: measured as a lever of the same benchmark, shipped where the rule puts it first.
+LISTEN_VOTE = False
 #: The windows: the last ``LISTEN_WINDOW_S`` seconds decoded every ``LISTEN_HOP_S`` (also the block
 #: size); accepted windows of one command within ``LISTEN_REFRACTORY_S`` of each other are one event.
 #: 2-s windows and 2.5-s ones find about as many dev commands (the spotting levers); an event is final a
@@ -626,21 +629,22 @@ def listen_blocks(recognizer, blocks: Iterable[np.ndarray], window_s: float = LI
                   name: str = "input", stop: Callable[[], bool] | None = None, min_windows: int = LISTEN_MIN_WINDOWS,
                   threshold_offset: float = LISTEN_THRESHOLD_OFFSET,
                   offsets: Mapping[str, float] | None = LISTEN_COMMAND_OFFSETS,
-                  best_offset: float | None = LISTEN_BEST_OFFSET, speech_check: bool = True) -> Iterator[Detection]:  # fmt: skip
+                  best_offset: float | None = LISTEN_BEST_OFFSET, speech_check: bool = True,
+                  vote: bool = LISTEN_VOTE) -> Iterator[Detection]:  # fmt: skip
     """Detections, each yielded as soon as it is final, from audio blocks at the recognizer's sample rate.
 
     ``stop`` is asked before each block: when it says True (Ctrl-C) the input ends there and what
     was heard is still decoded. An input that ends by itself and is shorter than the AM's receptive
     field is the error :func:`grammar.decoding.recognizer.check_duration` gives ``recognize`` (named ``name``).
     ``min_windows``, ``threshold_offset``, the per-command ``offsets`` and ``best_offset`` (None: no
-    stricter check): see :data:`LISTEN_MIN_WINDOWS`. A detection that fails the recognizer's speech
+    stricter check): see :data:`LISTEN_MIN_WINDOWS`; ``vote``: :data:`LISTEN_VOTE`. A detection that fails the recognizer's speech
     check (``recognizer.sounds_like_speech``, over :data:`SPEECH_MARGIN_S` around it) is dropped, unless
     ``speech_check`` is False (the way to count both from one pass: the stream's tracks stay).
     """
     stream = stream or PosteriorStream(recognizer)
     spotter = Spotter(listening_grammar(recognizer, grammar, threshold_offset), stream.frame_s, window_s, hop_s,
                       refractory_s, min_windows=min_windows, offsets=offsets,
-                      min_best=best_floor(recognizer, grammar, best_offset))  # fmt: skip
+                      min_best=best_floor(recognizer, grammar, best_offset), vote=vote)  # fmt: skip
 
     def speech(dets: list[Detection]) -> Iterator[Detection]:  # the speech check of each detection
         if not speech_check:
@@ -665,7 +669,8 @@ def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = LISTEN_WINDOW
          stream: PosteriorStream | None = None, name: str = "input", min_windows: int = LISTEN_MIN_WINDOWS,
          threshold_offset: float = LISTEN_THRESHOLD_OFFSET,
          offsets: Mapping[str, float] | None = LISTEN_COMMAND_OFFSETS,
-         best_offset: float | None = LISTEN_BEST_OFFSET, speech_check: bool = True) -> list[Detection]:  # fmt: skip
+         best_offset: float | None = LISTEN_BEST_OFFSET, speech_check: bool = True,
+         vote: bool = LISTEN_VOTE) -> list[Detection]:  # fmt: skip
     """Spot the grammar's commands in a long recording, streamed through the chain in blocks.
 
     ``audio``: mono, any rate (resampled to the model's). Blocks are ``block_s`` long (default:
@@ -682,7 +687,7 @@ def spot(recognizer, audio: np.ndarray, sr: int, window_s: float = LISTEN_WINDOW
     return list(listen_blocks(recognizer, blocks, window_s, hop_s, grammar=grammar, refractory_s=refractory_s,
                               stream=stream, name=name, min_windows=min_windows,
                               threshold_offset=threshold_offset, offsets=offsets, best_offset=best_offset,
-                              speech_check=speech_check))  # fmt: skip
+                              speech_check=speech_check, vote=vote))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- inputs
@@ -859,7 +864,7 @@ def run_listen(recognizer, source: Source, *, window_s: float, hop_s: float, emi
                progress: bool = False, min_windows: int = LISTEN_MIN_WINDOWS,
                threshold_offset: float = LISTEN_THRESHOLD_OFFSET,
                offsets: Mapping[str, float] | None = LISTEN_COMMAND_OFFSETS,
-               best_offset: float | None = LISTEN_BEST_OFFSET) -> tuple[int, bool]:  # fmt: skip
+               best_offset: float | None = LISTEN_BEST_OFFSET, vote: bool = LISTEN_VOTE) -> tuple[int, bool]:  # fmt: skip
     """The CLI's loop: ``source`` through the chain in ``hop_s`` blocks, ``emit`` each detection the
     moment it is final. ``progress``: a bar on stderr (when it is a terminal and the length is known).
     Ctrl-C ends the input (:func:`first_interrupt_stops`). Returns (detections, interrupted)."""
@@ -879,7 +884,7 @@ def run_listen(recognizer, source: Source, *, window_s: float, hop_s: float, emi
     with bar, first_interrupt_stops() as stopped:
         for d in listen_blocks(recognizer, blocks(), window_s, hop_s, stream=stream, name=source.name, stop=stopped,
                                min_windows=min_windows, threshold_offset=threshold_offset, offsets=offsets,
-                               best_offset=best_offset):
+                               best_offset=best_offset, vote=vote):
             with tqdm.external_write_mode(file=sys.stdout):  # the bar steps aside for the line
                 emit(d)
             n += 1

@@ -95,6 +95,7 @@ def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshol
                         ("kListenMinWindows", listen.LISTEN_MIN_WINDOWS), ("kListenBestOffset", -0.4)):  # fmt: skip
         assert c_scalar(text, name) == pytest.approx(value), name
     assert "constexpr bool kListenBestCheck = true;" in text
+    assert f"constexpr bool kListenVote = {'true' if listen.LISTEN_VOTE else 'false'};" in text
     from grammar.acoustic import features
     from grammar.decoding import recognizer
 
@@ -105,11 +106,13 @@ def test_grammar_header_decides_as_the_int8_chain(score_kind, with_int8_threshol
         assert c_scalar(text, name) == pytest.approx(value), name
     assert "constexpr bool kSpeechCheck = true;" in text and "constexpr bool kTonalCheck = true;" in text
     monkeypatch.setattr(listen, "LISTEN_BEST_OFFSET", None)
+    monkeypatch.setattr(listen, "LISTEN_VOTE", not listen.LISTEN_VOTE)
     monkeypatch.setattr(recognizer, "SPEECH_FLOOR", None)
     monkeypatch.setattr(recognizer, "TONAL_CEILING", None)
     off = cgen.grammar_h(g, SYMBOLS, BLANK_ID)
     assert "constexpr bool kListenBestCheck = false;" in off and "constexpr bool kSpeechCheck = false;" in off
     assert "constexpr bool kTonalCheck = false;" in off
+    assert f"constexpr bool kListenVote = {'true' if listen.LISTEN_VOTE else 'false'};" in off  # the flipped value
     want = [listen.LISTEN_COMMAND_OFFSETS.get(c, 0.0) for c in g.commands]  # in kCommands' order
     np.testing.assert_allclose(c_array(text, "kListenCommandOffset"), want, atol=1e-6)
     thr, weight = c_scalar(text, "kThreshold"), c_scalar(text, "kMarginWeight")

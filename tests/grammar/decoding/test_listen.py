@@ -18,6 +18,7 @@ from grammar.decoding.listen import (
     LISTEN_HOP_S,
     LISTEN_REFRACTORY_S,
     LISTEN_TAIL_S,
+    LISTEN_VOTE,
     LISTEN_WINDOW_S,
     SPEECH_MARGIN_S,
     Detection,
@@ -441,6 +442,18 @@ def test_listen_json_lines(tiny_am, tiny_grammar, long_wav):
         # the last AM frame reaches past the audio's end by less than a frame
         assert d["command"] in COMMANDS and 0 <= d["start"] < d["end"] <= 5.0 + 0.016 and isinstance(d["score"], float)
     assert [d["start"] for d in lines] == sorted(d["start"] for d in lines)
+
+
+@pytest.mark.parametrize("flags, vote", [((), LISTEN_VOTE), (("--vote",), True), (("--no-vote",), False)])
+def test_listen_passes_its_vote_flag_to_the_listener(tiny_am, tiny_grammar, long_wav, monkeypatch, flags, vote):
+    from grammar.cli import main
+    from grammar.decoding import listen
+
+    seen = {}
+    monkeypatch.setattr(listen, "run_listen", lambda *a, **kw: (seen.update(kw), (0, False))[1])
+    assert main(["listen", str(long_wav), "--am", str(tiny_am), "--grammar", str(tiny_grammar), "--no-denoiser",
+                 *flags]) == 0  # fmt: skip
+    assert seen["vote"] is vote
 
 
 def test_listen_text_output(tiny_am, tiny_grammar, long_wav):
