@@ -17,8 +17,9 @@ Three causal stages, each fed block by block:
    window the command is spoken: the first and last frame on a non-blank symbol give its start
    and end. Accepted windows whose spans overlap (or, for the same command, lie within
    ``refractory_s`` of each other) are one event; the event becomes a :class:`Detection` with the
-   command, span and score of its best-scoring window once no later window can overlap it, so a
-   command spoken once triggers once. The listener decodes at the grammar's threshold plus
+   command, span and score of its best-scoring window (with :data:`LISTEN_VOTE`, of the best window
+   of the command most of its windows name) once no later window can overlap it, so a command
+   spoken once triggers once. The listener decodes at the grammar's threshold plus
    :data:`LISTEN_THRESHOLD_OFFSET` plus the command's :data:`LISTEN_COMMAND_OFFSETS` entry and keeps
    only events that :data:`LISTEN_MIN_WINDOWS` windows accepted and whose best window reaches the
    grammar's threshold plus :data:`LISTEN_BEST_OFFSET` (chosen by benchmarks/spotting.py on
