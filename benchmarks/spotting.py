@@ -564,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{PREVIOUS_WINDOW_S:g}-s windows, {describe(PREVIOUS)} (before per-command thresholds)":
                     (PREVIOUS_WINDOW_S, PREVIOUS, {}, False),
                 f"2-s windows, {describe(STRICTER)} (before the vote)": (BEFORE_WINDOW_S, STRICTER, {}, False),
+                f"2-s windows, {describe(STRICTER)}, a vote of each event's windows (the vote alone)":
+                    (BEFORE_WINDOW_S, STRICTER, {}, True),
                 f"`grammar listen`: {LISTEN_WINDOW_S:g}-s windows, {describe(tuple(shipped['setting']))}{per_cmd}{voted}":
                     (LISTEN_WINDOW_S, tuple(shipped["setting"]), shipped["offsets"], LISTEN_VOTE)}  # fmt: skip
     rows, det = {}, {}
