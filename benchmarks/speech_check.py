@@ -5,7 +5,7 @@ The shipped AM was trained on speech alone and takes hum, noise and steady tones
 sounds do not. The check rejects an accepted command whose input has a modulation
 (:func:`grammar.acoustic.features.speech_modulation` of the AM's features) below a floor
 (``Recognizer.speech_floor``), or a tonality (:func:`grammar.acoustic.features.tonality`: the
-largest share, in any second, of frames whose two strongest mel bands hold 90 % of their power)
+largest share, in any second, of frames where three adjacent mel bands hold 90 % of their power)
 above a ceiling (``Recognizer.tonal_ceiling``): beeps, whistles and sirens rise and fall too, but
 put their power into one frequency; speech spreads it over many bands.
 

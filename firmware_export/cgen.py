@@ -208,9 +208,9 @@ def grammar_h(grammar, alphabet: Sequence[str], blank_id: int) -> str:
         "// frames, and the modulation the largest mean of |s[t] - s[t - kModulationLag]| over any\n"
         "// kModulationSpan successive frames (over all of them when fewer). Hum, fans, noise and steady\n"
         "// tones do not rise and fall as speech does. It is dropped too when its tonality is above\n"
-        "// kTonalCeiling (when kTonalCheck): a frame is tonal when its kTonalBands strongest mel bands hold\n"
+        "// kTonalCeiling (when kTonalCheck): a frame is tonal when some kTonalBands adjacent mel bands hold\n"
         "// at least kTonalShare of its mel power (before the log), and the tonality is the largest share of\n"
-        "// tonal frames in any kModulationSpan successive frames. Beeps, whistles and sirens are tonal.\n",
+        "// tonal frames in any kModulationSpan successive frames. Beeps, whistles, sirens and hum are tonal.\n",
         f"constexpr bool kSpeechCheck = {'true' if SPEECH_FLOOR is not None else 'false'};\n",
         f"constexpr float kSpeechFloor = {c_float(SPEECH_FLOOR or 0.0)};\n",
         f"constexpr float kSpeechMarginSeconds = {c_float(SPEECH_MARGIN_S)};\n",

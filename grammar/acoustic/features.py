@@ -111,12 +111,13 @@ def speech_modulation(levels: np.ndarray) -> float:
 
 
 #: The speech check's second test (``grammar.decoding.recognizer.TONAL_CEILING``): a beep, a whistle,
-#: a siren or an alarm puts nearly all of a frame's power into one frequency, which the mel
-#: filterbank's overlapping triangles split over two adjacent bands; voiced speech spreads its
-#: harmonics and formants, and fricatives their noise, over many. A frame is tonal when its
-#: ``TONAL_BANDS`` strongest mel bands hold at least ``TONAL_SHARE`` of its power; an input's
+#: a siren, an alarm or a hum puts nearly all of a frame's power into one frequency, which the
+#: analysis window spreads over a few FFT bins and so over a few adjacent mel bands (two or three
+#: of the narrow bands below about 300 Hz, where a band is one bin wide); voiced speech spreads its
+#: harmonics and formants, and fricatives their noise, over many. A frame is tonal when some
+#: ``TONAL_BANDS`` adjacent mel bands hold at least ``TONAL_SHARE`` of its power; an input's
 #: tonality is the largest share of tonal frames in any ``MODULATION_SPAN`` frames (1 s).
-TONAL_BANDS = 2
+TONAL_BANDS = 3
 TONAL_SHARE = 0.9
 
 
@@ -127,8 +128,9 @@ def frame_tonal(log_power: np.ndarray) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] < TONAL_BANDS:
         raise ValueError(f"frame_tonal: expected (frames, n_mels >= {TONAL_BANDS}) log-mel power, got shape {x.shape}")
     p = np.exp(x - x.max(axis=1, keepdims=True))
-    top = np.partition(p, -TONAL_BANDS, axis=1)[:, -TONAL_BANDS:].sum(axis=1)
-    return (top >= TONAL_SHARE * p.sum(axis=1)).astype(np.float64)
+    c = np.concatenate([np.zeros((len(p), 1)), np.cumsum(p, axis=1)], axis=1)
+    adjacent = (c[:, TONAL_BANDS:] - c[:, :-TONAL_BANDS]).max(axis=1)  # the strongest run of adjacent bands
+    return (adjacent >= TONAL_SHARE * c[:, -1]).astype(np.float64)
 
 
 def tonality(tonal: np.ndarray) -> float:

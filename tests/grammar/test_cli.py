@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from tests.grammar.conftest import grammar_cli as grammar
-from tests.grammar.conftest import one_line_error, tone
+from tests.grammar.conftest import one_line_error, voiced
 from tests.readonly import run_read_only
 
 
@@ -16,7 +16,7 @@ def wavs(tmp_path):
     paths = []
     for i, sr in enumerate((16000, 44100)):
         p = tmp_path / f"u{i}.wav"
-        sf.write(p, tone(1.5, sr), sr)
+        sf.write(p, voiced(1.5, sr), sr)
         paths.append(p)
     return paths
 
@@ -90,7 +90,7 @@ def test_bad_audio_is_named(tiny_am, tiny_grammar, tmp_path):
 
 def test_short_audio_is_refused(tiny_am, tiny_grammar, tmp_path):
     p = tmp_path / "short.wav"
-    sf.write(p, tone(0.2), 16000)
+    sf.write(p, voiced(0.2), 16000)
     res = grammar("recognize", p, "--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser")
     one_line_error(res, "receptive field")
 
@@ -186,8 +186,8 @@ def test_recognize_refuses_a_long_recording_before_any_model_loads(tmp_path):
     from grammar.cli import MAX_UTTERANCE_S
 
     ok, long = tmp_path / "ok.wav", tmp_path / "long.wav"
-    sf.write(ok, tone(1.5), 16000)
-    sf.write(long, tone(MAX_UTTERANCE_S + 0.5), 16000)
+    sf.write(ok, voiced(1.5), 16000)
+    sf.write(long, voiced(MAX_UTTERANCE_S + 0.5), 16000)
     res = grammar("recognize", ok, long, "--am", tmp_path / "no_am")  # a check after loading would name the AM
     one_line_error(res, f"{long}: {MAX_UTTERANCE_S + 0.5:.1f} s of audio, but recognize expects one utterance")
     assert f"grammar listen {long}" in res.stderr
@@ -195,7 +195,7 @@ def test_recognize_refuses_a_long_recording_before_any_model_loads(tmp_path):
 
 def test_transcribe_shows_progress_on_long_audio_and_keeps_stdout_clean(tiny_am, tmp_path):
     p = tmp_path / "long.wav"
-    sf.write(p, tone(61.0), 16000)
+    sf.write(p, voiced(61.0), 16000)
     res = grammar("transcribe", p, "--am", tiny_am, "--no-denoiser", "--json")
     assert res.returncode == 0, res.stderr
     assert set(json.loads(res.stdout)) == {"path", "text"}
@@ -287,7 +287,7 @@ def test_calibrate_option_ranges_are_checked_first(manifest, tmp_path, option, v
 def test_an_error_while_scoring_is_not_on_the_progress_bar_line(tiny_am, tiny_grammar, tmp_path):
     """An utterance too short for the AM is found while scoring: the bar is closed first, so the
     error is a line of its own."""
-    sf.write(tmp_path / "short.wav", tone(0.05), 16000)
+    sf.write(tmp_path / "short.wav", voiced(0.05), 16000)
     m = tmp_path / "short.csv"
     m.write_text("path,label\nshort.wav,\n")
     out = tmp_path / "calibrated.json"

@@ -9,6 +9,7 @@ from grammar.acoustic.features import (
     MODULATION_LAG,
     MODULATION_SMOOTH,
     MODULATION_SPAN,
+    TONAL_BANDS,
     TONAL_SHARE,
     frame_levels,
     frame_tonal,
@@ -86,29 +87,45 @@ def test_frame_levels_are_the_band_means():
 @pytest.mark.parametrize(("power", "tonal"), [
     ([1.0] + [1e-9] * 39, 1.0),  # one band holds it all
     ([0.5, 0.5] + [1e-9] * 38, 1.0),  # two adjacent bands: one frequency between two filters
-    ([0.45, 0.45, 0.1] + [0.0] * 37, 1.0),  # the two strongest hold exactly TONAL_SHARE
-    ([0.44, 0.44, 0.12] + [0.0] * 37, 0.0),  # just below it
-    ([1 / 3] * 3 + [0.0] * 37, 0.0),
+    ([0.3, 0.4, 0.3] + [0.0] * 37, 1.0),  # three: a low tone, where the bands are one FFT bin wide
+    ([0.0] * 20 + [0.3, 0.3, 0.31, 0.09] + [0.0] * 16, 1.0),  # three adjacent bands hold just over the share
+    ([0.0] * 20 + [0.29, 0.29, 0.3, 0.12] + [0.0] * 16, 0.0),  # just below it
+    ([0.45, 0.0, 0.0, 0.45, 0.1] + [0.0] * 35, 0.0),  # two strong bands apart: two frequencies, not one
+    ([0.25] * 4 + [0.0] * 36, 0.0),
     ([1.0] * 40, 0.0),  # flat: noise
 ])  # fmt: skip
-def test_a_frame_is_tonal_when_its_two_strongest_bands_hold_the_share(power, tonal):
-    assert TONAL_SHARE == pytest.approx(0.9)
+def test_a_frame_is_tonal_when_adjacent_bands_hold_the_share(power, tonal):
+    assert (TONAL_BANDS, TONAL_SHARE) == (3, pytest.approx(0.9))
     log_power = np.log(np.asarray(power, np.float64) + 1e-30)[None, :]
     assert frame_tonal(log_power + 7.0).tolist() == [tonal]  # the level does not matter
 
 
-def test_a_beep_is_tonal_and_noise_is_not_through_the_front_end():
+def through_front_end(x: np.ndarray) -> np.ndarray:
+    """Tonal flags of a 16-kHz signal through the AM's front-end (STFT, log-mel), no denoiser."""
     from grammar.config import AMConfig
     from rced.frontend import stft
 
     cfg = AMConfig()
+    return frame_tonal(log_mel(np.abs(stft(x.astype(np.float32), cfg.frontend)), cfg))
+
+
+@pytest.mark.parametrize("hz", [100, 150, 220, 300, 440, 1000, 2000, 3500, 6000])
+def test_a_tone_is_tonal_at_any_pitch(hz):
     t = np.arange(16000) / 16000
-    beep = 0.1 * np.sin(2 * np.pi * 2000 * t)
-    noise = 0.1 * np.random.default_rng(0).standard_normal(16000)
-    flags = {name: frame_tonal(log_mel(np.abs(stft(x.astype(np.float32), cfg.frontend)), cfg)) for name, x in
-             (("beep", beep), ("noise", noise))}  # fmt: skip
-    assert flags["beep"][2:-2].min() == 1.0 and tonality(flags["beep"]) > 0.95
-    assert flags["noise"].max() == 0.0 and tonality(flags["noise"]) == 0.0
+    tremolo = 1 + 0.5 * np.sin(2 * np.pi * 3 * t)  # a tone that rises and falls passes the modulation test
+    flags = through_front_end(0.1 * tremolo * np.sin(2 * np.pi * hz * t))
+    assert flags[2:-2].min() == 1.0 and tonality(flags) > 0.95
+
+
+@pytest.mark.parametrize("f0", [90, 120, 200])
+def test_noise_and_a_voiced_harmonic_series_are_not_tonal(f0):
+    t = np.arange(16000) / 16000
+    # a vowel-like series: harmonics of f0 up to 4 kHz, falling 6 dB an octave
+    voiced = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 4000 // f0 + 1))
+    noise = np.random.default_rng(0).standard_normal(16000)
+    for x in (0.05 * voiced, 0.1 * noise):
+        flags = through_front_end(x)
+        assert flags.max() == 0.0 and tonality(flags) == 0.0
 
 
 def test_tonality_is_the_most_tonal_second():

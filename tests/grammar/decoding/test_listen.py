@@ -34,7 +34,7 @@ from grammar.decoding.listen import (
 from grammar.decoding.recognizer import SPEECH_FLOOR, Recognizer
 from grammar.errors import GrammarError
 from rced.features import Normalizer
-from tests.grammar.conftest import one_line_error, tone
+from tests.grammar.conftest import one_line_error, voiced
 
 FRAME_S = 0.016  # AM frame: stride 2 x hop 128 at 16 kHz
 COMMANDS = ["volume up", "mute", "call home"]
@@ -368,7 +368,7 @@ def test_streamed_posteriors_equal_offline(request, am, use_denoiser):
     """Block by block, the AM's outputs (with its level trackers' state carried, if it has them) equal
     one run on the whole input."""
     rec = Recognizer.load(request.getfixturevalue(am), denoiser=None if use_denoiser else False, grammar=False)
-    x = np.concatenate([tone(2.3), np.zeros(777, np.float32), tone(0.9)])
+    x = np.concatenate([voiced(2.3), np.zeros(777, np.float32), voiced(0.9)])
     offline = rec.posteriors(x, 16000)
     for block in (128, 1000, 4321):
         st = PosteriorStream(rec, keep_spectrum=use_denoiser)
@@ -401,7 +401,7 @@ def test_am_reads_its_own_mask_floor_and_the_listener_the_denoisers(tiny_am, tmp
     plain = Recognizer.load(tiny_am, denoiser=None, grammar=False)
     assert rec.denoiser.config == plain.denoiser.config and rec.am_denoiser.config.mask_floor == am_floor
     assert rec.denoiser.config.mask_floor != am_floor
-    x = np.concatenate([tone(1.7), 0.05 * np.random.default_rng(2).standard_normal(8000).astype(np.float32)])
+    x = np.concatenate([voiced(1.7), 0.05 * np.random.default_rng(2).standard_normal(8000).astype(np.float32)])
     plain.denoiser = plain.denoiser.with_mask_floor(am_floor)
     np.testing.assert_allclose(rec.features(x, 16000), plain.features(x, 16000), atol=1e-5)
     assert not np.allclose(rec.features(x, 16000), Recognizer.load(tiny_am, grammar=False).features(x, 16000),
@@ -427,7 +427,7 @@ def test_am_input_mask_floor_is_checked():
 @pytest.fixture
 def long_wav(tmp_path):
     p = tmp_path / "long.wav"
-    sf.write(p, np.concatenate([tone(2.0), np.zeros(8000, np.float32), tone(2.5)]), 16000)
+    sf.write(p, np.concatenate([voiced(2.0), np.zeros(8000, np.float32), voiced(2.5)]), 16000)
     return p
 
 
@@ -558,7 +558,7 @@ def test_listener_gain_shaping_reaches_the_ear_not_the_am(tiny_am):
     and posteriors are those of the same chain without the shaping."""
     from rced.frontend import istft
 
-    x = np.concatenate([tone(1.7), 0.05 * np.random.default_rng(4).standard_normal(8000).astype(np.float32)])
+    x = np.concatenate([voiced(1.7), 0.05 * np.random.default_rng(4).standard_normal(8000).astype(np.float32)])
     plain = Recognizer.load(tiny_am, denoiser=None, grammar=False)
     rec = Recognizer.load(tiny_am, denoiser=None, grammar=False)
     rec.denoiser = rec.denoiser.with_gain(mask_release=0.7, mask_exponent=0.6)
@@ -739,7 +739,7 @@ def _listen_stdin(data: bytes, *args) -> subprocess.CompletedProcess:
 def test_truncated_wav_on_standard_input_is_refused_as_a_file_is(tiny_am, tiny_grammar):
     """A stream that ends before the data size its header promised is truncated, as a file is; the
     sizes that promise nothing (0xFFFFFFFF: a writer that did not know the length) are streams."""
-    data, header = wav_bytes(tone(3.0))
+    data, header = wav_bytes(voiced(3.0))
     cut = data[: header + 2 * 24000 + 1]  # 1.5 s of the 3 s promised, and half a sample
     chain = ["--am", tiny_am, "--grammar", tiny_grammar, "--no-denoiser", "--json"]
     res = _listen_stdin(cut, *chain)
@@ -813,7 +813,7 @@ def test_listen_drops_detections_that_fail_the_speech_check_unless_told_not_to(t
     """The spelled tones rise and fall, so they pass the modulation floor; a floor out of reach drops
     every detection, and so does a ceiling of no tonal frame at all (they are tones);
     --no-speech-check keeps them."""
-    before = f"import grammar.decoding.recognizer as R0; {before}"  # before the tone AM's recognizer is made
+    before = f"import grammar.decoding.recognizer as R0; {before}"  # before the  AM's recognizer is made
     assert listen_two_commands(tone_chain, tmp_path, flags, before=before, after=after) == want
 
 

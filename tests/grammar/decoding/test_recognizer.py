@@ -14,26 +14,26 @@ from grammar.decoding.recognizer import (
 )
 from grammar.errors import GrammarError
 from rced.frontend import stft
-from tests.grammar.conftest import tone
+from tests.grammar.conftest import voiced
 
 
 @pytest.mark.parametrize("use_denoiser", [False, True])
 def test_posteriors_are_normalised_and_rate_halved(tiny_am, tiny_grammar, use_denoiser):
     rec = Recognizer.load(tiny_am, denoiser=None if use_denoiser else False, grammar=tiny_grammar)
-    logp = rec.posteriors(tone(1.5), 16000)
+    logp = rec.posteriors(voiced(1.5), 16000)
     frames = -(-24000 // 128) + 1  # STFT frames of 1.5 s
     assert logp.shape == (-(-frames // 2), 29)
     np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
     rec.speech_floor = None
-    d = rec.recognize(tone(1.5), 16000)
+    d = rec.recognize(voiced(1.5), 16000)
     assert d.command in ("volume up", "mute", "call home")  # threshold -1e9 accepts everything
-    assert isinstance(rec.transcribe(tone(1.5), 16000), str)
+    assert isinstance(rec.transcribe(voiced(1.5), 16000), str)
 
 
 def test_other_rates_are_resampled(tiny_am, tiny_grammar):
     rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
-    a = rec.posteriors(tone(1.5, 16000), 16000)
-    b = rec.posteriors(tone(1.5, 48000), 48000)
+    a = rec.posteriors(voiced(1.5, 16000), 16000)
+    b = rec.posteriors(voiced(1.5, 48000), 48000)
     assert a.shape == b.shape
 
 
@@ -47,7 +47,7 @@ def test_audio_shorter_than_receptive_field_is_refused(tiny_am, tiny_grammar):
 
 def test_rejects_below_threshold(tiny_am):
     rec = Recognizer.load(tiny_am, denoiser=False, grammar=Grammar.from_commands(["mute"], threshold=1e9))
-    assert rec.recognize(tone(1.5), 16000).command is None
+    assert rec.recognize(voiced(1.5), 16000).command is None
 
 
 def test_missing_am_folder(tmp_path):
@@ -59,16 +59,16 @@ def test_speech_check_rejects_below_its_floor_and_reports_the_modulation(tiny_am
     rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
     assert rec.speech_floor == SPEECH_FLOOR
     rec.speech_floor = None  # no check: the grammar's threshold (-1e9) accepts everything
-    d = rec.recognize(tone(1.5), 16000)
+    d = rec.recognize(voiced(1.5), 16000)
     assert d.accepted and d.speech_modulation > 0
-    assert d.speech_modulation == pytest.approx(speech_modulation(frame_levels(rec.features(tone(1.5), 16000))))
+    assert d.speech_modulation == pytest.approx(speech_modulation(frame_levels(rec.features(voiced(1.5), 16000))))
     rec.speech_floor = d.speech_modulation  # at the floor: speech
-    assert rec.recognize(tone(1.5), 16000).command == d.command
+    assert rec.recognize(voiced(1.5), 16000).command == d.command
     rec.speech_floor = d.speech_modulation * 1.001  # above it: rejected, the best expression and score kept
-    r = rec.recognize(tone(1.5), 16000)
+    r = rec.recognize(voiced(1.5), 16000)
     assert r.command is None and r.command_index is None
     assert (r.expression, r.score, r.speech_modulation) == (d.expression, d.score, d.speech_modulation)
-    assert rec.recognize(tone(1.5), 16000, speech_check=False).command == d.command  # the grammar's own decision
+    assert rec.recognize(voiced(1.5), 16000, speech_check=False).command == d.command  # the grammar's own decision
 
 
 def beeps(seconds: float, sr: int = 16000) -> np.ndarray:
@@ -94,7 +94,10 @@ def test_speech_check_rejects_above_its_tonal_ceiling_and_reports_the_tonality(t
     rec.tonal_ceiling = TONAL_CEILING
     rec.no_speech_check()
     assert rec.speech_limits == (None, None) and rec.recognize(x, 16000).command == d.command
-    assert tonality(rec.speech_tracks(rec.features(tone(1.5), 16000))[1]) < 0.5  # 220 Hz spreads over low bands
+    assert tonality(rec.speech_tracks(rec.features(voiced(1.5), 16000))[1]) == 0.0  # a buzz spreads over many bands
+    t = np.arange(24000) / 16000
+    low = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    assert tonality(rec.speech_tracks(rec.features(low, 16000))[1]) > 0.95  # a low tone: three narrow bands, still tonal
 
 
 @pytest.mark.parametrize(("modulation", "tonal", "floor", "ceiling", "passes"), [
@@ -115,7 +118,7 @@ def test_the_speech_checks_floor_and_ceiling_are_checked(tiny_am, tiny_grammar, 
     rec = Recognizer.load(tiny_am, denoiser=False, grammar=tiny_grammar)
     setattr(rec, attr, value)
     with pytest.raises(GrammarError, match=message):
-        rec.recognize(tone(1.5), 16000)
+        rec.recognize(voiced(1.5), 16000)
     with pytest.raises(GrammarError, match=message):
         Recognizer(rec.model, rec.config, rec.norm, **{attr: value})
 
@@ -150,7 +153,7 @@ def test_the_recognizer_reads_through_its_configs_readout_and_a_blank_penalty_li
     from grammar.decoding.listen import PosteriorStream
 
     rec = Recognizer.load(tiny_am, denoiser=False, grammar=False)
-    x = tone(1.5)
+    x = voiced(1.5)
     plain = rec.posteriors(x, 16000)
     rec.config = dataclasses.replace(rec.config, posterior_scale=1.0, blank_penalty=2.0)
     read = rec.posteriors(x, 16000)
