@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from grammar.config import AMConfig  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.config import load_json, save_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -71,14 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                "n_commands": int(is_cmd.sum()), "n_non_commands": int((~is_cmd).sum()), "far_target": target,
                "denoiser_floor": rec.denoiser.config.mask_floor if rec.denoiser is not None else None,
                "chosen": chosen, "results": results}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     md = [f"AM input mask floor on the calibration set ({payload['n_commands']} commands, "
           f"{payload['n_non_commands']} non-commands; TEST-ONLY voices, seed 101); threshold per floor at "
           f"FAR {target:.1%}; the denoiser's own floor: {payload['denoiser_floor']}; chosen: {chosen}", "",
           "| AM input floor | accuracy | FAR | accuracy, no rejection |", "|---|---|---|---|"]  # fmt: skip
     md += [f"| {r['floor']:g} | {r['accuracy']:.3f} | {r['far']:.3f} | {r['accuracy_no_rejection']:.3f} |"
            for r in results]  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2)
     print("\n".join(md))
     if args.apply:
         path = Path(rec.path) / "config.json"

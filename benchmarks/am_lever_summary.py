@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -115,14 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the am_levers result files")
     ap.add_argument("--out", type=Path, default=RESULTS / "am_lever_summary", help="results path without suffix")
     args = ap.parse_args(argv)
-    from rced.audio import atomic_write_text
+    from rced.audio import atomic_write_results
 
     producer = "python benchmarks/am_levers.py ... (benchmarks/LEVERS.md)"
     tables = {name: load(args.results, name, producer) for name in dict.fromkeys(lv.table for lv in LEVERS)}
     rows = [summarise(lv, tables[lv.table]) for lv in LEVERS]
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps({"levers": rows}, indent=1) + "\n")
     text = markdown(rows)
-    atomic_write_text(args.out.with_suffix(".md"), text)
+    atomic_write_results(args.out, {"levers": rows}, text)
     print(text)
     return 0
 

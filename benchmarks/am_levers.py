@@ -18,7 +18,6 @@ Run: python benchmarks/am_levers.py --am grammar/default_am runs/am_phones [--la
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -34,7 +33,7 @@ from grammar.dataset import load_manifest  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import beats, discordant  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -129,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
                        "real_commands.py, information only",
                "max_far": args.max_far, "score_kind": args.score_kind, "chosen": best,
                "beat_first_row": winners, "results": results}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     c0, n0, r0 = (results[0][k] for k in ("calibration", "natural", "real"))
     md = [f"AMs on the calibration set ({c0['n_commands']} commands, {c0['n_non_commands']} non-commands; TEST-ONLY "
           f"voices, seed 101): threshold per AM at FAR <= {args.max_far:.0%} on its non-commands, commands right at "
@@ -155,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(no rejection), by what the ensemble takes them for:", ""]  # fmt: skip
         md += [f"- {r['label']}: {sum(r['ensemble_losses'].values())} "
                f"({', '.join(f'{c} {n}' for c, n in r['ensemble_losses'].items())})" for r in lost]  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2)
     print("\n".join(md))
     return 0
 

@@ -15,7 +15,6 @@ benchmarks/results/augmentation_cem.png. Run: python benchmarks/augmentation.py
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -35,7 +34,7 @@ from grammar.dataset import load_manifest  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
-from rced.audio import atomic_save_png, atomic_write_text  # noqa: E402
+from rced.audio import atomic_save_png, atomic_write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -146,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"data": str(test_m), "n_search": len(s_idx), "n_calib_non_commands": len(extra), "n_test": len(t_idx), "budget": args.budget,
                "search_seconds": times, "summary": summary, "results": results,
                "evals_per_second": {n: grammars[n].provenance.get("evals_per_second") for n in times}}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
     md = [f"Search on {len(s_idx)} utterances, test on {len(t_idx)} others (TEST-ONLY voices, halves per voice); "
           f"budget {args.budget} extra expressions per command; FAR constraint: the base grammar's FAR on the "
           f"search half's non-commands plus {len(extra)} calibration-set non-commands, on which every "
@@ -176,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
            f"{b['max_relative_cut']:.0%} |" for b in bounds]  # fmt: skip
     md += ["", f"Of the {bounds[0]['base_errors']} base errors, {bounds[0]['other_on_top']} have another command's "
            f"expression most likely and {bounds[0]['right_on_top_rejected']} the right one below the threshold."]
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2, default=float)
     print("\n".join(md))
     return 0
 

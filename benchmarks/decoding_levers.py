@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from grammar.dataset import load_manifest, n_independent  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer, read_posteriors  # noqa: E402
 from grammar.metrics import beats, discordant  # noqa: E402
-from rced.audio import atomic_write_text, load_audio  # noqa: E402
+from rced.audio import atomic_write_results, load_audio  # noqa: E402
 from rced.config import load_json, save_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -173,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
                         "real_trials": len(real), "max_far": args.max_far, "target_far": target_far},
                "score_kind": shipped.score_kind, "chosen_on_calibration": chosen, "first_on_calibration": first,
                "first_against_shipped": {"only_first_right": b, "only_shipped_right": c}, "results": results}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     names = list(sets)
     md = [f"Decoding-time levers on the shipped chain (benchmarks/decoding_levers.py): each setting's threshold "
           f"calibrated on the calibration set's {results[0]['calibration']['n_non_commands']} non-commands (TEST-ONLY "
@@ -194,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [r[n] for n in names] + [r["test_at_equal_far"]]
         md.append(f"| {r['lever']}{' (shipped)' if r['shipped'] else ''} | {r['threshold']:.3f} | "
                   + " | ".join(f"{c['accuracy']:.3f} / {c['far']:.3f}" for c in cells) + " |")  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2)
     print("\n".join(md))
     if args.apply:
         if best["alpha"]:

@@ -33,7 +33,7 @@ from mask_floor import dev_set  # noqa: E402
 from firmware_export.convert import Calibration, convert_denoiser, device_denoiser  # noqa: E402
 from firmware_export.report import CORES, core_loads  # noqa: E402
 from firmware_export.verify import zero_input_arena  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results, atomic_write_text  # noqa: E402
 from rced.config import ModelConfig, load_json  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
 from rced.denoiser import PLAIN_GAIN, Denoiser, default_model_path  # noqa: E402
@@ -222,9 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.update and out.with_suffix(".json").exists():
         payload = merged(json.loads(out.with_suffix(".json").read_text()), payload)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     md = to_markdown(payload)
-    atomic_write_text(out.with_suffix(".md"), md)
+    atomic_write_results(out, payload, md, indent=2)
     print(md)
     return 0
 

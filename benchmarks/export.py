@@ -19,7 +19,6 @@ Writes benchmarks/results/export.{json,md}. Run: python benchmarks/export.py [--
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ from firmware_export.convert import (  # noqa: E402
     am_int8,
     denoiser_int8,
 )
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.evaluate import METRICS, run_systems, shown_path, summarize, to_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -190,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"Thresholds: float {t['float']:.4f}, int8 {t['int8']:.4f} (the grammar's `int8_threshold` "
                          "when it has one, from `grammar calibrate --backend int8`); the last row's threshold "
                          "accepts as many of these test non-commands as the float chain's, for comparison only.")
-    out = Path(args.out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write_results(args.out, payload, lines, indent=2)
     print("\n".join(lines))
     return 0
 

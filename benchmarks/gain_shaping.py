@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mask_floor import DEV_SETS, score_settings  # noqa: E402
 
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.config import save_json  # noqa: E402
 from rced.denoiser import Denoiser  # noqa: E402
 from rced.evaluate import shown_path  # noqa: E402
@@ -85,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     pick = {k: chosen[k] for k in keys}
     payload = {"model": shown_path(den.path), "mask_floor": floors if len(floors) > 1 else floors[0], "data": data,
                "rule": rule, "rows": [{**r, "criterion": criterion(r)} for r in rows], "chosen": pick}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     where = (f"mask floors {', '.join(f'{f:g}' for f in floors)} searched with the pair" if len(floors) > 1
              else f"at mask floor {floors[0]:g}")  # fmt: skip
     names = {"mask_floor": "floor", "mask_release": "release", "mask_exponent": "exponent"}
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                            for k in DEV_SETS)  # fmt: skip
         mark = "**" if r is chosen else ""
         md.append("| " + " | ".join(f"{mark}{r[k]:g}{mark}" for k in keys) + f" | {cells} | {criterion(r):.3f} |")
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2)
     if args.apply:
         save_json(dataclasses.replace(den.config, **pick), Path(den.path) / "config.json")
     print("\n".join(md))

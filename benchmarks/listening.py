@@ -55,7 +55,7 @@ from grammar.decoding.listen import (  # noqa: E402
     listening_grammar,
 )
 from grammar.decoding.recognizer import Recognizer, default_grammar_path  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.corpus import crossfade_join  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -274,9 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                "command_offsets": dict(LISTEN_COMMAND_OFFSETS), "best_offset": LISTEN_BEST_OFFSET,
                "streams": out,
                "zero_posterior": zero_posterior()}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     md = markdown(payload)
-    atomic_write_text(Path(args.out).with_suffix(".md"), md)
+    atomic_write_results(args.out, payload, md)
     print(md)
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +24,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.config import save_json  # noqa: E402
 from rced.corpus import EVAL_SNRS, load_utterances, make_babble, mix, rms, train_utterances, vocode  # noqa: E402
 from rced.denoiser import PLAIN_GAIN, Denoiser  # noqa: E402
@@ -105,13 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                        "as synthesised and MLSA-vocoded (rced.corpus.vocode; the HTS test voice is vocoded)",
                "rule": "smallest floor with mean dSTOI >= 0 on both dev sets, else the best worst-case dSTOI",
                "rows": rows, "chosen": chosen["floor"]}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     md = [f"Mask floor on TRAIN-voice dev data ({payload['data']}); rule: {payload['rule']}; chosen: {chosen['floor']}",
           "", "| floor | ΔPESQ | ΔSTOI | ΔSI-SDR dB | vocoded ΔPESQ | vocoded ΔSTOI | vocoded ΔSI-SDR dB |",
           "|---|---|---|---|---|---|---|"]  # fmt: skip
     md += [f"| {r['floor']:g} | " + " | ".join(f"{r[f'{k}_d_pesq']:+.3f} | {r[f'{k}_d_stoi']:+.3f} | "
                                               f"{r[f'{k}_d_si_sdr']:+.2f}" for k in DEV_SETS) + " |" for r in rows]
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2)
     if args.apply:
         save_json(dataclasses.replace(den.config, mask_floor=chosen["floor"]), Path(den.path) / "config.json")
     print("\n".join(md))

@@ -27,7 +27,6 @@ Run: python benchmarks/nonspeech.py [--am FOLDER ... --label NAME ...] [--per-ki
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -41,7 +40,7 @@ from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.decoding.decoder import Grammar  # noqa: E402
 from grammar.decoding.listen import PosteriorStream, spot  # noqa: E402
 from grammar.decoding.recognizer import SPEECH_FLOOR, TONAL_CEILING, Recognizer, default_grammar_path  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.corpus import crossfade_join, load_utterances, make_babble, mix, train_utterances  # noqa: E402
 from rced.nonspeech import KINDS, at_random_level, nonspeech_clip  # noqa: E402
 
@@ -232,8 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"per_kind": args.per_kind, "kinds": list(KINDS), "seconds": 2.0, "seed0": SEED0, "results": results,
                "listening": listened, "alarms_per_kind": args.alarms_per_kind if alarms else 0,
                "alarm_kinds": list(ALARM_KINDS), "alarm_seed0": ALARM_SEED0, "alarms": alarm_results}  # fmt: skip
-    out = Path(args.out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     md = [f"Non-speech sounds (benchmarks/nonspeech.py): {args.per_kind} clips of 2 s of each kind "
           f"({', '.join(KINDS)}; rced.nonspeech, seeds no training drew), clean and in TRAIN-voice babble at "
           f"{SNR:g} dB; the share the default grammar accepts as some command, at each chain's shipped threshold, "
@@ -253,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{', '.join(r['taken_for']) or 'nothing'}); by kind of sound, detections with the check / the floor "
                "alone / none: " + ", ".join(f"{k} {a} / {b} / {c}" for k, (a, b, c) in r["by_kind"].items())
                for name, r in listened.items()]  # fmt: skip
-    atomic_write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md)
     print("\n".join(md))
     return 0
 

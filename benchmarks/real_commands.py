@@ -19,7 +19,6 @@ Run: python benchmarks/real_commands.py [--am FOLDER ...]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.corpus import (  # noqa: E402
     ALSA_DIR,
     ALSA_PHRASES,
@@ -140,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
                        f"{len(rows) - n_cmd} non-command trials of the two other real recordings; clean and "
                        f"{args.draws} babble draws at each of 20/10/5 dB", "n_trials": len(rows), "n_commands": n_cmd,
                "phrases": list(PHRASES), "results": results}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     md = [f"Real speech (benchmarks/real_commands.py): a grammar of the {len(PHRASES)} phrases of ALSA's speaker-test "
           f"recordings (one woman: \"front left\" ... \"side right\"), each clean and with {args.draws} draws of "
           "TRAIN-voice babble at 20, 10 and 5 dB; the two other real recordings (a CMU ARCTIC sentence, a short "
@@ -157,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                      for c in ("clean", "20.0", "10.0", "5.0", "all")]  # fmt: skip
             label = name if kind == "calibrated" or "no rejection" in name else f"{name}, no rejection"
             md.append(f"| {label} | " + " | ".join(cells) + " |")
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2)
     print("\n".join(md))
     return 0
 

@@ -34,7 +34,7 @@ from grammar.dataset import load_manifest, make_dataset, n_independent  # noqa: 
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import char_error_rate, det_curve, metrics_by_group, plot_det  # noqa: E402
-from rced.audio import atomic_save_npz, atomic_write_text, load_audio  # noqa: E402
+from rced.audio import atomic_save_npz, atomic_write_results, load_audio  # noqa: E402
 from rced.corpus import cache_dir, load_utterances, make_babble, mix, rms, test_utterances, train_utterances  # noqa: E402
 from rced.tts import audio_revision, natural_test_voices, test_voices  # noqa: E402
 
@@ -256,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
                "thresholds": thresholds, "commands": results, "cer": cer, "natural_and_peer": peers, "det_point": det,
                "natural_test": str(natural_dataset(args.reps)),
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
     md = [f"Command recognition on TEST-ONLY voices ({', '.join(payload['data']['voices'])}); "
           f"{len(test)} test utterances (20 commands x {args.reps} reps x 3 voices + 60 non-commands, each clean "
           f"and at 20/10/5 dB babble). Threshold calibrated per chain on a separate calibration set of the same voices "
@@ -294,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, per in det.items():
         for chain, d in per.items():
             md.append(f"| {name} | {chain} | {d['accuracy']:.3f} | {d['far']:.3f} | {d['threshold']:.3f} |")
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2, default=float)
     if args.card:
         from denoise import update_card
 

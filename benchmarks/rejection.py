@@ -11,7 +11,6 @@ Run: python benchmarks/rejection.py
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ from grammar.dataset import load_manifest  # noqa: E402
 from grammar.decoding.decoder import SCORE_KINDS, Grammar, calibrate_threshold, decode  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "n_test": len(test),
                         "n_calibration_non_commands": len(cal_nc)},
                "rows": rows, "seconds": round(time.time() - t0, 1)}  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(payload, indent=2, default=float) + "\n")
     md = [f"Rejection scores on TEST-ONLY voices, shipped chain (denoiser -> AM -> base grammar): threshold "
           f"calibrated on {len(cal_nc)} calibration non-commands to each target FAR, measured on {len(test)} test "
           "utterances (clean, 20, 10, 5 dB in equal parts). Score kinds are those of `grammar.decoding.decoder.SCORE_KINDS`; spotting decodes "
@@ -86,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         md.append(f"| {r['score']} | {r['target_far']:.2f} | {r['all_accuracy']:.3f} | {r['all_far']:.3f} | "
                   + " | ".join(f"{r.get(f'{g}_accuracy', float('nan')):.3f}" for g in ("clean", "20", "10", "5"))
                   + " |")  # fmt: skip
-    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2, default=float)
     if args.write_spot_threshold:
         Grammar.load(args.write_spot_threshold).with_spot_threshold(spot_thr).save(args.write_spot_threshold)
     print("\n".join(md))

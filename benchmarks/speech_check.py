@@ -31,7 +31,6 @@ Run: python benchmarks/speech_check.py [--per-kind 40] [--draws 5]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -52,7 +51,7 @@ from grammar.decoding.recognizer import (  # noqa: E402
     default_grammar_path,
     passes_speech_check,
 )
-from rced.audio import atomic_write_text, load_audio  # noqa: E402
+from rced.audio import atomic_write_results, load_audio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -154,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         results[b]["non-speech clips"]["by_condition"] = by_condition(m["non-speech clips"], conds, floor, ceiling)
     payload = {"floor": floor, "shipped_floor": SPEECH_FLOOR, "ceiling": ceiling, "shipped_ceiling": TONAL_CEILING,
                "margin": MARGIN, "results": results}  # fmt: skip
-    out = Path(args.out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
-    atomic_write_text(out.with_suffix(".md"), markdown(payload))
+    atomic_write_results(args.out, payload, markdown(payload))
     print(markdown(payload))
     return 0
 

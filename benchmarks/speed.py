@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from rced.audio import atomic_write_results
+
 ROOT = Path(__file__).resolve().parent
 PEERS = ROOT.parent.parent / "shared" / "peers"
 BACKENDS = ("float", "int8")
@@ -197,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         res["peers"] = peer_rtfs(files, seconds)
     res["decoder_ms"] = decoder_ms(args.repeats)
     res["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    out.with_suffix(".md").write_text(to_markdown(res))
+    atomic_write_results(args.out, res, to_markdown(res))
     print(to_markdown(res))
     return 0
 

@@ -49,7 +49,7 @@ from grammar.decoding.listen import LISTEN_WINDOW_S  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import metrics_by_group  # noqa: E402
 from grammar.units import SPELLED_ONCE  # noqa: E402
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 
 SPELLINGS = {"as written": "", '"f" once': "f", "every doubled letter once": string.ascii_lowercase}
 
@@ -146,10 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     first = first_by_rule(out)
     payload = {"max_far": args.max_far, "window_s": LISTEN_WINDOW_S, "spellings": out, "chosen_on_dev": first,
                "seconds": round(time.time() - t0, 1)}  # fmt: skip
-    path = Path(args.out)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     md = markdown(payload)
-    atomic_write_text(path.with_suffix(".md"), md)
+    atomic_write_results(args.out, payload, md)
     print(md)
     return 0
 

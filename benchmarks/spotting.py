@@ -59,7 +59,7 @@ from grammar.decoding.listen import (  # noqa: E402
     window_records,
 )
 from grammar.decoding.recognizer import Recognizer, default_grammar_path, passes_speech_check  # noqa: E402
-from rced.audio import atomic_save_npy, atomic_save_png, atomic_write_text  # noqa: E402
+from rced.audio import atomic_save_npy, atomic_save_png, atomic_write_results, atomic_write_text  # noqa: E402
 from rced.corpus import cache_dir  # noqa: E402
 from rced.tts import natural_test_voices  # noqa: E402
 
@@ -595,10 +595,9 @@ def main(argv: list[str] | None = None) -> int:
                "rows": rows, "levers": levers, "det": det,
                "dev_grid": grid}  # fmt: skip
     out = Path(args.out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
     plot(payload, out.with_name(out.name + "_det.png"))
     md = markdown(payload)
-    atomic_write_text(out.with_suffix(".md"), md)
+    atomic_write_results(out, payload, md)
     print(md)
     return 0
 

@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run))
         return 0
 
-    from rced.audio import atomic_write_text
+    from rced.audio import atomic_write_results
 
     out = Path(args.out)
     old = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
@@ -434,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in api:  # merged runs too: one definition of the summary
         r["summary"] = summarize_api(r)
     payload["api"], payload["cli"] = api, cli
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=1) + "\n")
-    atomic_write_text(out.with_suffix(".md"), to_markdown(payload))
+    atomic_write_results(out, payload, to_markdown(payload))
     print(to_markdown(payload))
     return 0
 

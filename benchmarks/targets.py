@@ -182,16 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files it reads")
     ap.add_argument("--out", type=Path, default=RESULTS / "targets", help="results path without suffix")
     args = ap.parse_args(argv)
-    from rced.audio import atomic_write_text
+    from rced.audio import atomic_write_results
 
     res = {name: load(args.results, name) for name in PRODUCERS}
     targets = (denoiser_targets(res["denoise"], res["denoiser_presets"], res["export_bced"])
                + recognition_targets(res["recognition"], res["real_commands"], res["spotting"], res["export"],
                                      res["bundle_report"]))  # fmt: skip
-    atomic_write_text(args.out.with_suffix(".json"),
-                      json.dumps({"targets": [dataclasses.asdict(t) for t in targets]}, indent=1) + "\n")  # fmt: skip
     text = markdown(targets)
-    atomic_write_text(args.out.with_suffix(".md"), text)
+    atomic_write_results(args.out, {"targets": [dataclasses.asdict(t) for t in targets]}, text)
     print(text)
     return 0
 

@@ -9,7 +9,6 @@ Run: python benchmarks/vocoder_gap.py [--model DIR]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -18,7 +17,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from rced.audio import atomic_write_text  # noqa: E402
+from rced.audio import atomic_write_results  # noqa: E402
 from rced.denoiser import Denoiser  # noqa: E402
 from rced.evaluate import shown_path  # noqa: E402
 
@@ -44,13 +43,11 @@ def main(argv: list[str] | None = None) -> int:
                "mask_release": den.config.mask_release, "mask_exponent": den.config.mask_exponent,
                "data": "16 TRAIN-voice utterances (seed 555, unused by training) x babble at -5/0/5/10 dB",
                "rows": rows}  # fmt: skip
-    out = Path(args.out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     md = [f"Denoiser gain on TRAIN-voice dev speech as synthesised and vocoded ({payload['data']}; "
           f"mask floor {den.config.mask_floor:g}, release {den.config.mask_release:g}, "
           f"exponent {den.config.mask_exponent:g})", "", "| speech | ΔPESQ | ΔSTOI | ΔSI-SDR dB |", "|---|---|---|---|"]  # fmt: skip
     md += [f"| {r['speech']} | {r['d_pesq']:+.3f} | {r['d_stoi']:+.3f} | {r['d_si_sdr']:+.2f} |" for r in rows]
-    atomic_write_text(out.with_suffix(".md"), "\n".join(md) + "\n")
+    atomic_write_results(args.out, payload, md, indent=2)
     print("\n".join(md))
     return 0
 

@@ -7,6 +7,7 @@ half-written file behind (temporary name in the same folder, then ``os.replace``
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import tempfile
@@ -299,6 +300,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_results(out: str | os.PathLike, payload: dict | None, markdown: str | list[str] | None,
+                         indent: int = 1, default=None) -> Path:  # fmt: skip
+    """A result pair beside ``out``: ``payload`` as ``<out>.json`` (``json.dumps(payload, indent=indent,
+    default=default)`` and a newline) and ``markdown`` as ``<out>.md`` (a list of lines joined with
+    newlines and a final one; a string as it is), each with :func:`atomic_write_text`; None skips
+    that file. Every benchmark writes its results so, and a crash never leaves half of one."""
+    out = Path(out)
+    if payload is not None:
+        atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=indent, default=default) + "\n")
+    if markdown is not None:
+        atomic_write_text(out.with_suffix(".md"), markdown if isinstance(markdown, str) else "\n".join(markdown) + "\n")
+    return out
 
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

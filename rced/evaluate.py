@@ -8,7 +8,6 @@ absolute scores and deltas vs noisy.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rced.audio import DEFAULT_SR, atomic_write_text, resample
+from rced.audio import DEFAULT_SR, atomic_write_results, resample
 from rced.corpus import EvalItem
 from rced.metrics import all_metrics
 from rced.tts import natural_test_voices
@@ -109,9 +108,7 @@ def shown_path(path: str | Path) -> str:
 
 def write_results(out_stem: str | Path, payload: dict, rows: list[dict], preamble: str = "") -> None:
     """Write ``<stem>.json`` and ``<stem>.md`` atomically."""
-    out_stem = Path(out_stem)
-    atomic_write_text(out_stem.with_suffix(".json"), json.dumps({**payload, "rows": rows}, indent=2) + "\n")
-    atomic_write_text(out_stem.with_suffix(".md"), preamble + to_markdown(rows))
+    atomic_write_results(out_stem, {**payload, "rows": rows}, preamble + to_markdown(rows), indent=2)
 
 
 def standard_systems(denoiser, dtln_path: str | Path | None = None,

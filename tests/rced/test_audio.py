@@ -6,6 +6,7 @@ from rced.audio import (
     atomic_save_npy,
     atomic_save_npz,
     atomic_save_png,
+    atomic_write_results,
     atomic_write_text,
     blocking_ancestor,
     load_audio,
@@ -77,6 +78,32 @@ def test_atomic_text_overwrites_whole(tmp_path):
     atomic_write_text(p, "first")
     atomic_write_text(p, "second")
     assert p.read_text() == "second"
+
+
+RESULT = {"rows": [{"name": "a", "value": 0.5}], "note": "ΔPESQ", "x": np.float32(0.25)}
+
+
+@pytest.mark.parametrize("indent", [1, 2])
+def test_a_result_pair_is_written_whole_beside_out(tmp_path, indent):
+    """<out>.json and <out>.md in a folder made for them: the exact text, over older files, no temporaries."""
+    import json
+
+    out = tmp_path / "new" / "bench"
+    out.parent.mkdir()
+    (out.parent / "bench.json").write_text("old and longer " * 100)
+    assert atomic_write_results(str(out), RESULT, ["| a | b |", "|---|---|"], indent=indent, default=float) == out
+    assert (out.parent / "bench.json").read_text() == json.dumps(RESULT, indent=indent, default=float) + "\n"
+    assert (out.parent / "bench.md").read_text() == "| a | b |\n|---|---|\n"  # lines: joined, a final newline
+    atomic_write_results(tmp_path / "made" / "bench.md", None, "verbatim, no newline")  # the suffix is replaced
+    assert [q.name for q in (tmp_path / "made").iterdir()] == ["bench.md"]  # None: no .json
+    assert (tmp_path / "made" / "bench.md").read_text() == "verbatim, no newline"
+    assert sorted(q.name for q in out.parent.iterdir()) == ["bench.json", "bench.md"]
+
+
+def test_a_result_payload_json_cannot_hold_is_refused_and_nothing_written(tmp_path):
+    with pytest.raises(TypeError):
+        atomic_write_results(tmp_path / "bench", RESULT, ["x"])  # a numpy scalar, no default
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_arrays_are_saved_whole_without_pickles_or_temporaries(tmp_path):
