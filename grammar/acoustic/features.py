@@ -42,7 +42,7 @@ def htk_mel_filterbank(n_mels: int, n_fft: int, sr: int, fmin: float, fmax: floa
 def mel_matrix(n_mels: int, n_fft: int, sr: int, fmin: float, warp: float = 1.0) -> np.ndarray:
     """(n_bins, n_mels) triangular mel filterbank; ``warp`` scales the bin frequencies (VTLP)."""
     fb = htk_mel_filterbank(n_mels, n_fft, sr, fmin, sr / 2)
-    if warp != 1.0:  # read the filterbank at warped frequencies: formants move by 1/warp
+    if warp != 1.0:  # read the filterbank at warped frequencies: a formant at f reads as one at warp * f
         bins = np.arange(fb.shape[1])
         fb = np.stack([np.interp(bins * warp, bins, row, right=0.0) for row in fb])
     return fb.T.astype(np.float32)
