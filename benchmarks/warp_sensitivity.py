@@ -38,8 +38,7 @@ from grammar.acoustic.features import log_mel  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
 from grammar.decoding.decoder import calibrate_threshold, decode  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
-from rced.audio import atomic_write_results, load_audio, resample  # noqa: E402
-from rced.frontend import stft  # noqa: E402
+from rced.audio import atomic_write_results, load_audio  # noqa: E402
 
 SCALES = (0.88, 0.94, 1.0, 1.06, 1.12)
 BEST_OF = {"best of 0.94 / 1 / 1.06": (0.94, 1.0, 1.06), "best of all five": SCALES}
@@ -54,8 +53,7 @@ def decisions(rec: Recognizer, manifest: Path, name: str, scales=SCALES) -> list
     cfg = rec.config
     out = []
     for r in tqdm(load_manifest(manifest), desc=name, unit="utt"):
-        spec = stft(resample(load_audio(r.path), 16000, rec.sample_rate), cfg.frontend)
-        mag = np.abs(rec.am_denoiser.enhance_stft(spec) if rec.am_denoiser is not None else spec)
+        mag = np.abs(rec.enhanced_spectrum(load_audio(r.path), 16000, str(r.path)))
         per = {}
         for s in scales:
             d = decode(rec.posteriors_of(rec.norm.apply(log_mel(mag, cfg, s))), g)

@@ -435,12 +435,12 @@ class Events:
         return hit.command == best.command and hit.first <= best.last + self.refractory
 
     def _finalise(self) -> list[Detection]:
+        votes = collections.Counter(h.command for h in self._group)
         if self.vote:
-            votes = collections.Counter(h.command for h in self._group)
             best = max(self._group, key=lambda h: (votes[h.command], h.score))  # ties: the earliest window
         else:
             best = self._best()
-        n = sum(h.command == best.command for h in self._group)
+        n = votes[best.command]
         self._group = []
         if n < self.min_windows or best.score < self.min_best:
             return []

@@ -164,15 +164,18 @@ class Recognizer:
     def sample_rate(self) -> int:
         return self.config.frontend.sample_rate
 
-    def features(self, audio: np.ndarray, sr: int, name: str = "input", progress: Progress | None = None) -> np.ndarray:
-        """(frames, n_mels) normalised log-mel of the (enhanced) spectrum."""
+    def enhanced_spectrum(self, audio: np.ndarray, sr: int, name: str = "input",
+                          progress: Progress | None = None) -> np.ndarray:  # fmt: skip
+        """(frames, bins) STFT of the audio at the AM's rate, enhanced by the AM's front-end denoiser (if any)."""
         audio = validate_audio(audio, name)
         x = resample(audio, sr, self.sample_rate)
         check_duration(len(x), self.config, name)
         spec = stft(x, self.config.frontend)
-        if self.am_denoiser is not None:
-            spec = self.am_denoiser.enhance_stft(spec, progress)
-        return self.norm.apply(log_mel(np.abs(spec), self.config))
+        return self.am_denoiser.enhance_stft(spec, progress) if self.am_denoiser is not None else spec
+
+    def features(self, audio: np.ndarray, sr: int, name: str = "input", progress: Progress | None = None) -> np.ndarray:
+        """(frames, n_mels) normalised log-mel of the (enhanced) spectrum."""
+        return self.norm.apply(log_mel(np.abs(self.enhanced_spectrum(audio, sr, name, progress)), self.config))
 
     def posteriors(self, audio: np.ndarray, sr: int, name: str = "input", progress: Progress | None = None) -> np.ndarray:
         """(T, symbols) log-posteriors over the AM's units; ``progress(done, total)`` in the denoiser's frames."""
