@@ -6,6 +6,10 @@ training: they cost the device a few operations per frame.
 
 - *posteriors x a, blank - b*: log-posteriors scaled by ``a`` (a temperature of 1/a) and the
   blank's lowered by ``b`` nats, renormalised, before the grammar decoder (a CTC blank penalty).
+- *confusion-smoothed*: the posteriors p[t] read as (1 - e) p[t] + e C p[t] before the readout, where
+  row c of C is the AM's mean posterior over the frames a Viterbi CTC alignment gives to symbol c
+  on TRAIN-voice speech it never trained on (:func:`aligned_confusion`; the blank's row kept): an
+  expression then pays less for the symbols the AM usually hears in place of its own.
 - *utterance mean*: the normalised log-mel features of each utterance shifted by ``alpha`` times
   the gap between their mean over its louder 60 % of frames and the same mean over the calibration
   set (a partial cepstral mean normalisation against speaker and channel).
@@ -42,11 +46,14 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from grammar.acoustic.features import with_trackers  # noqa: E402
+from grammar.alphabet import BLANK_ID, encode  # noqa: E402
+from grammar.augment.dictionary import DICTIONARY_SEED, train_voice_posteriors  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.config import AMConfig  # noqa: E402
 from grammar.dataset import load_manifest, n_independent  # noqa: E402
 from grammar.decoding.decoder import Grammar, calibrate_threshold, decode, far_target_for_bound  # noqa: E402
-from grammar.decoding.recognizer import Recognizer, read_posteriors  # noqa: E402
+from grammar.decoding.listen import ctc_align  # noqa: E402
+from grammar.decoding.recognizer import Recognizer, log_softmax, read_posteriors  # noqa: E402
 from grammar.metrics import beats, discordant  # noqa: E402
 from rced.audio import atomic_write_results, load_audio  # noqa: E402
 from rced.config import load_json, save_json  # noqa: E402
@@ -68,12 +75,49 @@ class Lever:
     scale: float = 1.0
     blank: float = 0.0
     alpha: float = 0.0
+    confusion: float = 0.0
 
 
 LEVERS = (Lever("the AM as it is"),
           *(Lever(f"posteriors x {a:g}, blank - {b:g}", scale=a, blank=b)
             for a in (1.0, 1.4, 2.0) for b in (0.0, 0.5, 1.0) if (a, b) != (1.0, 0.0)),
+          *(Lever(f"posteriors x 3, blank - {b:g}", scale=3.0, blank=b) for b in (1.0, 2.0)),
+          *(Lever(f"confusion-smoothed {e:g}, then x 2, blank - 1", scale=2.0, blank=1.0, confusion=e)
+            for e in (0.1, 0.3)),
           *(Lever(f"utterance mean, alpha {al:g}", alpha=al) for al in (0.3, 0.6)))  # fmt: skip
+#: TRAIN-voice utterances (each clean and in babble) whose alignments make the confusion matrix
+CONFUSION_UTTS = 600
+
+
+def aligned_confusion(items) -> np.ndarray:
+    """(V, V) confusion of an AM from (reference text, log-posteriors) items: row c is the mean
+    posterior over the frames the Viterbi CTC alignment of the reference gives to symbol c (the blank
+    included); a symbol never aligned keeps a one-hot row. Items whose text cannot fit are skipped."""
+    total, count = None, None
+    for text, logp in items:
+        logp = np.asarray(logp, np.float64)
+        if total is None:
+            total, count = np.zeros((logp.shape[1], logp.shape[1])), np.zeros(logp.shape[1])
+        label = encode(text)
+        path = ctc_align(logp, label)
+        if path is None:
+            continue
+        sym = np.where(path < 0, BLANK_ID, label[np.maximum(path, 0)])
+        np.add.at(total, sym, np.exp(logp))
+        np.add.at(count, sym, 1.0)
+    if total is None:
+        raise SystemExit("aligned_confusion: no utterances")
+    eye = np.eye(len(count))
+    return np.where(count[:, None] > 0, total / np.maximum(count, 1.0)[:, None], eye)
+
+
+def smooth(logp: np.ndarray, confusion: np.ndarray, weight: float) -> np.ndarray:
+    """Log of (1 - weight) p + weight C p per frame (C: :func:`aligned_confusion`, its blank row
+    replaced by the identity's, so silence is read as it is), renormalised."""
+    mix = (1.0 - weight) * np.eye(len(confusion)) + weight * confusion
+    mix[BLANK_ID] = np.eye(len(confusion))[BLANK_ID]
+    with np.errstate(divide="ignore"):
+        return log_softmax(np.log(np.exp(logp) @ mix.T))
 
 
 def loud_mean(feats: np.ndarray) -> np.ndarray:
@@ -82,8 +126,10 @@ def loud_mean(feats: np.ndarray) -> np.ndarray:
     return feats[level >= np.percentile(level, 100 * (1 - LOUD_SHARE))].mean(axis=0)
 
 
-def log_posteriors(rec: Recognizer, feats: np.ndarray, lever: Lever, ref_mean: np.ndarray) -> np.ndarray:
-    """The AM's log-posteriors of one utterance's features, read through ``lever``."""
+def log_posteriors(rec: Recognizer, feats: np.ndarray, lever: Lever, ref_mean: np.ndarray,
+                   confusion: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """The AM's log-posteriors of one utterance's features, read through ``lever`` (``confusion``:
+    the matrix of a confusion-smoothed lever)."""
     if lever.alpha:
         feats = feats - lever.alpha * (loud_mean(feats) - ref_mean)
     feats = with_trackers(feats, rec.config)[0]  # the AM's input, after the lever moved the bands
@@ -91,16 +137,22 @@ def log_posteriors(rec: Recognizer, feats: np.ndarray, lever: Lever, ref_mean: n
     if pad:
         feats = np.concatenate([feats, np.repeat(feats[-1:], pad, axis=0)])
     readout = dataclasses.replace(rec.config, posterior_scale=lever.scale, blank_penalty=lever.blank)
-    return read_posteriors(rec.log_posteriors(feats), readout)  # rec reads the AM as it is (main)
+    logp = rec.log_posteriors(feats)  # rec reads the AM as it is (main)
+    if lever.confusion:
+        if confusion is None:
+            raise ValueError(f"lever {lever.name!r} needs a confusion matrix")
+        logp = smooth(logp, confusion, lever.confusion)
+    return read_posteriors(logp, readout)
 
 
-def evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far: float | None = None) -> dict:
+def evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far: float | None = None,
+             confusion: np.ndarray | None = None) -> dict:  # fmt: skip
     """Calibration accuracy at the lever's own threshold, and every other set's at it; with
     ``test_far``, also the test set's accuracy at the threshold its own non-commands put at that FAR
     (a point of its DET curve: levers compared at equal test false alarms, a diagnostic only)."""
     decided = {}
     for name, (_, feats) in sets.items():
-        decided[name] = [decode(log_posteriors(rec, f, lever, ref_mean), grammars[name]) for f in feats]
+        decided[name] = [decode(log_posteriors(rec, f, lever, ref_mean, confusion), grammars[name]) for f in feats]
     labels = sets["calibration"][0]
     thr = calibrate_threshold(np.array([d.score for d, lab in zip(decided["calibration"], labels) if lab is None]),
                               target_far)  # fmt: skip
@@ -153,12 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     grammars = {"calibration": base, "test": base, "natural voice": base,
                 "real phrases": Grammar.from_commands(PHRASES, score_kind=shipped.score_kind, units=units)}  # fmt: skip
     ref_mean = np.mean([loud_mean(f) for f in sets["calibration"][1]], axis=0)
+    confusion = None
+    if any(lv.confusion for lv in levers):  # the AM's own posteriors (no readout) on TRAIN-voice speech
+        confusion = aligned_confusion(train_voice_posteriors(rec, CONFUSION_UTTS, DICTIONARY_SEED, desc="confusion"))
     results = []
     for lever in tqdm(levers, desc="levers"):
         test_far = results[0]["test"]["far"] if results else None
         results.append({"lever": lever.name, "scale": lever.scale, "blank": lever.blank, "alpha": lever.alpha,
-                        "shipped": lever == read,
-                        **evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far)})  # fmt: skip
+                        "confusion": lever.confusion, "shipped": lever == read,
+                        **evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far, confusion)})  # fmt: skip
     results[0]["test_at_equal_far"] = dict(results[0]["test"])
     best = max(results, key=lambda r: r["calibration"]["accuracy"])
     right = {r["lever"]: r.pop("calibration_right") for r in results}
@@ -169,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         best = results[0]
     chosen = best["lever"]
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "natural": str(natural_dataset(2)),
-                        "real_trials": len(real), "max_far": args.max_far, "target_far": target_far},
+                        "real_trials": len(real), "max_far": args.max_far, "target_far": target_far,
+                        "confusion_utterances": {"n": CONFUSION_UTTS, "seed": DICTIONARY_SEED,
+                                                 "conditions": "each clean and in babble at 5-20 dB"}},
                "score_kind": shipped.score_kind, "chosen_on_calibration": chosen, "first_on_calibration": first,
                "first_against_shipped": {"only_first_right": b, "only_shipped_right": c}, "results": results}  # fmt: skip
     names = list(sets)
@@ -181,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
           f"clean and in babble, a grammar of its {len(PHRASES)} phrases; the other real recordings as "
           f"non-commands). Accuracy / FAR per set. Last column, a diagnostic: the test set at the threshold its "
           f"own non-commands put at the shipped readout's test FAR (levers compared at equal test false alarms). "
-          f"Every row reads the AM's own posteriors; the shipped readout is marked. "
+          f"Every row reads the AM's own posteriors; the shipped readout is marked. The confusion matrix: "
+          f"{CONFUSION_UTTS} TRAIN-voice utterances (seed {DICTIONARY_SEED}, the dictionary's), each clean and in "
+          f"babble at 5-20 dB. "
           f"Chosen on the calibration set: **{chosen}**"
           + ("." if first == chosen else f" (first there: {first}, not beyond chance against the shipped readout "
                                          f"on the same commands: {b} right only with it, {c} only with the "
@@ -195,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_results(args.out, payload, md, indent=2)
     print("\n".join(md))
     if args.apply:
-        if best["alpha"]:
+        if best["alpha"] or best["confusion"]:
             print(f"--apply: the chosen lever ({chosen}) is not a posterior readout; config.json left as it is")
             return 0
         path = Path(rec.path) / "config.json"

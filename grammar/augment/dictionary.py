@@ -263,25 +263,25 @@ def collect_pairs(recognizer, items: Iterable[tuple[str, np.ndarray]], progress:
 DICTIONARY_SEED = 100
 
 
-def build_default_pairs(recognizer, n_utts: int = 2000, seed: int = DICTIONARY_SEED, progress: bool = True,
-                        snr_range: tuple[float, float] = _SNR_RANGE) -> list[tuple[str, str]]:  # fmt: skip
-    """Pairs for the default dictionary: ``n_utts`` TRAIN-voice utterances
-    (``train_utterances(n_utts, seed)``), each decoded twice: clean, and mixed with babble at a
-    random SNR in ``snr_range`` dB (babble talkers: ``train_utterances(60, seed + 500009)``),
-    so 2 * n_utts pairs. Deterministic in ``seed``."""
+def train_voice_posteriors(recognizer, n_utts: int = 2000, seed: int = DICTIONARY_SEED, progress: bool = True,
+                           snr_range: tuple[float, float] = _SNR_RANGE, desc: str = "dictionary"):  # fmt: skip
+    """(normalised reference, log-posteriors) of ``n_utts`` TRAIN-voice utterances
+    (``train_utterances(n_utts, seed)``) through the recognizer's chain, each twice: clean, and mixed
+    with babble at a random SNR in ``snr_range`` dB (babble talkers: ``train_utterances(60, seed +
+    500009)``). A generator, deterministic in ``seed``: speech the AM has not trained on, for the
+    statistics of its errors."""
     from tqdm import tqdm
 
     from rced.audio import load_audio
     from rced.corpus import load_utterances, make_babble, mix, synthesize_all, train_utterances
 
     if n_utts <= 0:
-        raise GrammarError(f"build_default_pairs: n_utts must be positive, got {n_utts}")
+        raise GrammarError(f"{desc}: n_utts must be positive, got {n_utts}")
     utts = train_utterances(int(n_utts), seed)
-    paths = synthesize_all(utts, desc="dictionary speech")  # then load one at a time: bounded memory
-    pool = load_utterances(train_utterances(60, seed + _BABBLE_SEED_OFFSET), desc="dictionary babble")
+    paths = synthesize_all(utts, desc=f"{desc} speech")  # then load one at a time: bounded memory
+    pool = load_utterances(train_utterances(60, seed + _BABBLE_SEED_OFFSET), desc=f"{desc} babble")
     rng = np.random.default_rng([seed, 17])
-    pairs: list[tuple[str, str]] = []
-    for k, (u, p) in enumerate(tqdm(list(zip(utts, paths)), desc="dictionary decoding", unit="utt",
+    for k, (u, p) in enumerate(tqdm(list(zip(utts, paths)), desc=f"{desc} decoding", unit="utt",
                                     disable=not progress)):  # fmt: skip
         try:
             ref = normalize_text(u.text)
@@ -290,6 +290,14 @@ def build_default_pairs(recognizer, n_utts: int = 2000, seed: int = DICTIONARY_S
         clean = load_audio(p)
         noisy = mix(clean, make_babble(len(clean), pool, rng), float(rng.uniform(*snr_range)))
         for audio in (clean, noisy):
-            pairs.append((ref, greedy_decode(recognizer.posteriors(audio, 16000, name=f"dictionary utterance {k}"))))
-    return pairs
+            yield ref, recognizer.posteriors(audio, 16000, name=f"{desc} utterance {k}")
+
+
+def build_default_pairs(recognizer, n_utts: int = 2000, seed: int = DICTIONARY_SEED, progress: bool = True,
+                        snr_range: tuple[float, float] = _SNR_RANGE) -> list[tuple[str, str]]:  # fmt: skip
+    """Pairs for the default dictionary: the greedy decoding of every utterance of
+    :func:`train_voice_posteriors` (``n_utts`` TRAIN-voice utterances, clean and in babble), so
+    2 * n_utts pairs. Deterministic in ``seed``."""
+    return [(ref, greedy_decode(logp))
+            for ref, logp in train_voice_posteriors(recognizer, n_utts, seed, progress, snr_range, "dictionary")]  # fmt: skip
 

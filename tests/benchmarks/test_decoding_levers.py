@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.decoding_levers import LEVERS, Lever, log_posteriors, loud_mean
-from grammar.alphabet import BLANK_ID
+from benchmarks.decoding_levers import LEVERS, Lever, aligned_confusion, log_posteriors, loud_mean, smooth
+from grammar.alphabet import BLANK_ID, encode
 from grammar.config import AMConfig
+from grammar.decoding.listen import ctc_align
 from grammar.decoding.recognizer import log_softmax
 
 
@@ -62,3 +63,68 @@ def test_utterance_mean_moves_towards_the_reference_by_alpha(alpha):
     np.testing.assert_allclose(shifted - f, np.broadcast_to(-alpha * (loud_mean(f) - ref), f.shape))
     if alpha == 1.0:  # a uniform shift keeps which frames are loud: the loud mean lands on the reference
         np.testing.assert_allclose(loud_mean(shifted), ref, atol=1e-12)
+
+
+def one_hot_logp(symbols: list[int], n_symbols: int = 6, sure: float = 0.9) -> np.ndarray:
+    """(T, V) log-posteriors whose frame t puts ``sure`` on symbols[t], the rest spread evenly."""
+    p = np.full((len(symbols), n_symbols), (1 - sure) / (n_symbols - 1))
+    p[np.arange(len(symbols)), symbols] = sure
+    return np.log(p)
+
+
+def test_aligned_confusion_is_the_mean_posterior_of_each_aligned_symbol():
+    # "ab" as a b: frames blank, a, a, blank, b; on the third frame the AM is torn between a and b
+    a, b = encode("a")[0], encode("b")[0]
+    logp = one_hot_logp([BLANK_ID, a, b, BLANK_ID, b], n_symbols=29)
+    logp[2] = np.log(np.full(29, 0.1 / 27))
+    logp[2, a], logp[2, b] = np.log(0.46), np.log(0.44)
+    conf = aligned_confusion([("ab", logp)])
+    p = np.exp(logp)
+    path = ctc_align(logp, encode("ab"))
+    assert list(path) == [-1, 0, 0, -1, 1]  # the alignment this expects
+    np.testing.assert_allclose(conf[a], p[[1, 2]].mean(axis=0))
+    np.testing.assert_allclose(conf[b], p[4])
+    np.testing.assert_allclose(conf[BLANK_ID], p[[0, 3]].mean(axis=0))
+    c = encode("c")[0]
+    np.testing.assert_array_equal(conf[c], np.eye(29)[c])  # never aligned: one-hot
+    np.testing.assert_allclose(conf.sum(axis=1), 1.0)
+
+
+def test_aligned_confusion_skips_texts_that_cannot_fit():
+    a = encode("a")[0]
+    fits = one_hot_logp([a, BLANK_ID], n_symbols=29)
+    conf = aligned_confusion([("abcdef", fits), ("a", fits)])  # six letters cannot fit in two frames
+    np.testing.assert_allclose(conf[a], np.exp(fits[0]))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 1.0])
+def test_smoothing_mixes_in_the_confusion_and_keeps_the_blank(weight):
+    rng = np.random.default_rng(3)
+    logp = log_softmax(rng.normal(size=(7, 5)))
+    conf = rng.random((5, 5))
+    conf /= conf.sum(axis=1, keepdims=True)
+    out = smooth(logp, conf, weight)
+    p = np.exp(logp)
+    expect = (1 - weight) * p + weight * p @ conf.T
+    expect[:, BLANK_ID] = p[:, BLANK_ID]  # the blank's row is the identity's
+    np.testing.assert_allclose(np.exp(out), expect / expect.sum(axis=1, keepdims=True), atol=1e-12)
+    if weight == 0.0:
+        np.testing.assert_allclose(out, logp, atol=1e-12)
+
+
+def test_identity_confusion_changes_nothing():
+    logp = log_softmax(np.random.default_rng(4).normal(size=(6, 5)))
+    np.testing.assert_allclose(smooth(logp, np.eye(5), 0.5), logp, atol=1e-12)
+
+
+def test_a_confusion_lever_reads_its_matrix_before_the_readout():
+    am, f = LinearAM(), feats_of(10)
+    conf = np.full((4, 4), 0.25)
+    lever = Lever("x", scale=2.0, blank=1.0, confusion=0.3)
+    out = log_posteriors(am, f, lever, np.zeros(5), conf)
+    raw = log_posteriors(am, f, Lever("raw"), np.zeros(5))
+    expect = 2.0 * smooth(raw, conf, 0.3)
+    expect[:, BLANK_ID] -= 1.0
+    np.testing.assert_allclose(out, log_softmax(expect), atol=1e-12)
+    with pytest.raises(ValueError, match="needs a confusion matrix"):
+        log_posteriors(am, f, lever, np.zeros(5))

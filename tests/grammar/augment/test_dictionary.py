@@ -166,3 +166,42 @@ def test_collect_pairs_runs_greedy_decoding():
     assert pairs == [("turn on the lights", "turn on the lites"), ("mute", "mute")]
     d = build_dictionary(pairs)
     assert d.counts["lights"] == {"lites": 1}
+
+
+class _Utt:
+    def __init__(self, text):
+        self.text = text
+
+
+def _fake_train_speech(monkeypatch, texts):
+    """rced.corpus as train_voice_posteriors reads it: utterance i is a constant signal of level i + 1."""
+    import rced.audio
+    import rced.corpus
+
+    def train_utterances(n, seed):
+        return [_Utt(t) for t in texts[:n]] if n == len(texts) else [_Utt("babble")] * n
+
+    monkeypatch.setattr(rced.corpus, "train_utterances", train_utterances)
+    monkeypatch.setattr(rced.corpus, "synthesize_all", lambda utts, desc="": [str(i + 1) for i in range(len(utts))])
+    talker = np.random.default_rng(0).normal(size=1600) * 0.01
+    monkeypatch.setattr(rced.corpus, "load_utterances", lambda utts, **kw: [talker] * len(utts))
+    monkeypatch.setattr(rced.audio, "load_audio", lambda p: np.full(1600, float(p)))
+
+
+class _LevelRecognizer:
+    """Decodes 'clean' for an utterance's own constant signal and 'noisy' for anything else."""
+
+    def posteriors(self, audio, sr, name="input"):
+        return peaked_logp("clean" if np.ptp(audio) == 0 else "noisy")
+
+
+def test_build_default_pairs_decodes_each_utterance_clean_then_in_babble(monkeypatch):
+    from grammar.augment.dictionary import build_default_pairs, train_voice_posteriors
+
+    _fake_train_speech(monkeypatch, ["Turn ON", "mute", "play music"])
+    pairs = build_default_pairs(_LevelRecognizer(), n_utts=3, progress=False)
+    assert pairs == [(ref, hyp) for ref in ("turn on", "mute", "play music") for hyp in ("clean", "noisy")]
+    items = list(train_voice_posteriors(_LevelRecognizer(), n_utts=3, progress=False))
+    assert [ref for ref, _ in items] == [ref for ref, _ in pairs]  # the same utterances, as log-posteriors
+    with pytest.raises(GrammarError, match="n_utts must be positive"):
+        build_default_pairs(_LevelRecognizer(), n_utts=0)
