@@ -21,7 +21,10 @@ seed 101; FAR <= 10 % with 95 % confidence, the shipped rule of benchmarks/recog
 its commands right there are the number a lever would be chosen by; it replaces the shipped
 readout only when it beats it beyond chance on the same commands (:func:`beats`, McNemar's paired
 test at 5 %): two mixings of the same voices once put two readouts first in turn, by less than the
-noise between them. At that threshold, for
+noise between them; and not when it accepts more non-speech beyond chance (the same test on a dev set
+of :mod:`rced.nonspeech` clips, seeds of their own, clean and in babble, each with the shipped speech
+check): a readout that finds more commands by taking hum and music for them is no better. At that
+threshold, for
 information (nothing is chosen on them): the test set (seed 202), the natural TEST-ONLY voice and
 the real phrases of benchmarks/real_commands.py under a grammar of their own.
 Writes benchmarks/results/decoding_levers.{json,md}; ``--apply`` writes the chosen posterior readout
@@ -45,7 +48,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from grammar.acoustic.features import with_trackers  # noqa: E402
+from grammar.acoustic.features import speech_modulation, tonality, with_trackers  # noqa: E402
 from grammar.alphabet import BLANK_ID, encode  # noqa: E402
 from grammar.augment.dictionary import DICTIONARY_SEED, train_voice_posteriors  # noqa: E402
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
@@ -60,6 +63,7 @@ from rced.config import load_json, save_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+from nonspeech import clips  # noqa: E402
 from real_commands import PHRASES, trials  # noqa: E402
 from recognition import accuracy_at, datasets, natural_dataset  # noqa: E402
 
@@ -87,6 +91,9 @@ LEVERS = (Lever("the AM as it is"),
           *(Lever(f"utterance mean, alpha {al:g}", alpha=al) for al in (0.3, 0.6)))  # fmt: skip
 #: TRAIN-voice utterances (each clean and in babble) whose alignments make the confusion matrix
 CONFUSION_UTTS = 600
+#: The non-speech dev clips: per kind, clean and in babble, from seeds of their own (training's
+#: negatives draw below 1,000,000, benchmarks/nonspeech.py from 5,000,000)
+NONSPEECH_PER_KIND, NONSPEECH_SEED0 = 20, 3_000_000
 
 
 def aligned_confusion(items) -> np.ndarray:
@@ -145,11 +152,24 @@ def log_posteriors(rec: Recognizer, feats: np.ndarray, lever: Lever, ref_mean: n
     return read_posteriors(logp, readout)
 
 
+def nonspeech_set(rec: Recognizer) -> tuple[list[np.ndarray], list[bool]]:
+    """The non-speech dev clips' features and whether each passes the shipped speech check (which
+    reads the features, not the posteriors: the same under every lever)."""
+    feats, passes = [], []
+    for clip in tqdm(clips(NONSPEECH_PER_KIND, NONSPEECH_SEED0), desc="non-speech"):
+        f = rec.features(clip["audio"], 16000, clip["kind"])
+        levels, tonal = rec.speech_tracks(f)
+        feats.append(f)
+        passes.append(bool(rec.sounds_like_speech(speech_modulation(levels), tonality(tonal))))
+    return feats, passes
+
+
 def evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far: float | None = None,
-             confusion: np.ndarray | None = None) -> dict:  # fmt: skip
+             confusion: np.ndarray | None = None, nonspeech: tuple[list, list] | None = None) -> dict:  # fmt: skip
     """Calibration accuracy at the lever's own threshold, and every other set's at it; with
     ``test_far``, also the test set's accuracy at the threshold its own non-commands put at that FAR
-    (a point of its DET curve: levers compared at equal test false alarms, a diagnostic only)."""
+    (a point of its DET curve: levers compared at equal test false alarms, a diagnostic only); with
+    ``nonspeech`` (:func:`nonspeech_set`), the share of its clips accepted as a command there."""
     decided = {}
     for name, (_, feats) in sets.items():
         decided[name] = [decode(log_posteriors(rec, f, lever, ref_mean, confusion), grammars[name]) for f in feats]
@@ -168,7 +188,20 @@ def evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far: float |
         if name == "test" and test_far is not None:
             r = accuracy_at(ok, s, cmd, calibrate_threshold(s[~cmd], test_far))
             out["test_at_equal_far"] = {"accuracy": r["accuracy"], "far": r["far"]}
+    if nonspeech is not None:
+        g = grammars["calibration"]
+        taken = [bool(ok and decode(log_posteriors(rec, f, lever, ref_mean, confusion), g).score >= thr)
+                 for f, ok in zip(*nonspeech)]  # fmt: skip
+        out["non-speech"] = {"accepted": float(np.mean(taken)), "n": len(taken)}
+        out["nonspeech_accepted"] = taken
     return out
+
+
+def replaces(right: list[bool], shipped_right: list[bool], taken: list[bool], shipped_taken: list[bool]) -> bool:
+    """Whether a readout replaces the shipped one: more of the same calibration commands right beyond
+    chance (``right``: each command right and accepted), and not more of the same non-speech clips
+    accepted beyond chance (``taken``); McNemar's paired test at 5 % (:func:`beats`) for both."""
+    return beats(right, shipped_right) and not beats(taken, shipped_taken)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,19 +241,23 @@ def main(argv: list[str] | None = None) -> int:
     confusion = None
     if any(lv.confusion for lv in levers):  # the AM's own posteriors (no readout) on TRAIN-voice speech
         confusion = aligned_confusion(train_voice_posteriors(rec, CONFUSION_UTTS, DICTIONARY_SEED, desc="confusion"))
+    nonspeech = nonspeech_set(rec)
     results = []
     for lever in tqdm(levers, desc="levers"):
         test_far = results[0]["test"]["far"] if results else None
         results.append({"lever": lever.name, "scale": lever.scale, "blank": lever.blank, "alpha": lever.alpha,
                         "confusion": lever.confusion, "shipped": lever == read,
-                        **evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far, confusion)})  # fmt: skip
+                        **evaluate(rec, lever, sets, grammars, target_far, ref_mean, test_far, confusion, nonspeech)})  # fmt: skip
     results[0]["test_at_equal_far"] = dict(results[0]["test"])
     best = max(results, key=lambda r: r["calibration"]["accuracy"])
     right = {r["lever"]: r.pop("calibration_right") for r in results}
+    taken = {r["lever"]: r.pop("nonspeech_accepted") for r in results}
     first = best["lever"]  # the calibration set's best; it replaces the shipped readout only beyond chance
-    shipped_right = right[results[0]["lever"]]
+    shipped_right, shipped_taken = right[results[0]["lever"]], taken[results[0]["lever"]]
     b, c = discordant(right[first], shipped_right)
-    if not beats(right[first], shipped_right):
+    nb, nc = discordant(taken[first], shipped_taken)
+    more_nonspeech = beats(taken[first], shipped_taken)
+    if not replaces(right[first], shipped_right, taken[first], shipped_taken):
         best = results[0]
     chosen = best["lever"]
     payload = {"data": {"calibration": str(calib_m), "test": str(test_m), "natural": str(natural_dataset(2)),
@@ -228,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                         "confusion_utterances": {"n": CONFUSION_UTTS, "seed": DICTIONARY_SEED,
                                                  "conditions": "each clean and in babble at 5-20 dB"}},
                "score_kind": shipped.score_kind, "chosen_on_calibration": chosen, "first_on_calibration": first,
-               "first_against_shipped": {"only_first_right": b, "only_shipped_right": c}, "results": results}  # fmt: skip
+               "first_against_shipped": {"only_first_right": b, "only_shipped_right": c,
+                                         "nonspeech_only_first": nb, "nonspeech_only_shipped": nc},
+               "results": results}  # fmt: skip
     names = list(sets)
     md = [f"Decoding-time levers on the shipped chain (benchmarks/decoding_levers.py): each setting's threshold "
           f"calibrated on the calibration set's {results[0]['calibration']['n_non_commands']} non-commands (TEST-ONLY "
@@ -240,17 +279,23 @@ def main(argv: list[str] | None = None) -> int:
           f"own non-commands put at the shipped readout's test FAR (levers compared at equal test false alarms). "
           f"Every row reads the AM's own posteriors; the shipped readout is marked. The confusion matrix: "
           f"{CONFUSION_UTTS} TRAIN-voice utterances (seed {DICTIONARY_SEED}, the dictionary's), each clean and in "
-          f"babble at 5-20 dB. "
-          f"Chosen on the calibration set: **{chosen}**"
-          + ("." if first == chosen else f" (first there: {first}, not beyond chance against the shipped readout "
-                                         f"on the same commands: {b} right only with it, {c} only with the "
-                                         f"shipped one; McNemar at 5 %)."), "",
-          "| lever | threshold | " + " | ".join(names) + " | test at equal FAR |",
-          "|---|---|" + "---|" * (len(names) + 1)]  # fmt: skip
+          f"babble at 5-20 dB. Non-speech: the share of {len(nonspeech[0])} dev clips (rced.nonspeech, "
+          f"{NONSPEECH_PER_KIND} of each kind from seed {NONSPEECH_SEED0:,} on, clean and in babble at 10 dB, "
+          f"the shipped speech check applied) accepted as a command at the lever's threshold. "
+          f"Chosen on the calibration set: **{chosen}**" + ("." if first == chosen else (
+              f" (first there: {first}, not beyond chance against the shipped readout on the same commands: "
+              f"{b} right only with it, {c} only with the shipped one; McNemar at 5 %)."
+              if not more_nonspeech else
+              f" (first there: {first}, {b} commands right only with it and {c} only with the shipped readout, "
+              f"but it accepts more of the non-speech clips beyond chance: {nb} only with it, {nc} only with the "
+              f"shipped one; McNemar at 5 %).")), "",
+          "| lever | threshold | " + " | ".join(names) + " | test at equal FAR | non-speech accepted |",
+          "|---|---|" + "---|" * (len(names) + 2)]  # fmt: skip
     for r in results:
         cells = [r[n] for n in names] + [r["test_at_equal_far"]]
         md.append(f"| {r['lever']}{' (shipped)' if r['shipped'] else ''} | {r['threshold']:.3f} | "
-                  + " | ".join(f"{c['accuracy']:.3f} / {c['far']:.3f}" for c in cells) + " |")  # fmt: skip
+                  + " | ".join(f"{c['accuracy']:.3f} / {c['far']:.3f}" for c in cells)
+                  + f" | {r['non-speech']['accepted']:.3f} |")  # fmt: skip
     atomic_write_results(args.out, payload, md, indent=2)
     print("\n".join(md))
     if args.apply:

@@ -53,14 +53,15 @@ SNR = 10.0
 LONG_S, FADE_S = 10.0, 0.5  # the listening stream's sounds and their crossfades
 
 
-def clips(per_kind: int) -> list[dict]:
-    """Every clip, clean and in babble: {kind, condition, audio}."""
+def clips(per_kind: int, seed0: int = SEED0) -> list[dict]:
+    """Every clip, clean and in babble: {kind, condition, audio}; clip i of kind k from seed
+    ``seed0 + 1000 k + i`` (another ``seed0``: another set of the same make)."""
     pool = load_utterances(train_utterances(60, 4323), desc="babble")
-    rng = np.random.default_rng(SEED0)
+    rng = np.random.default_rng(seed0)
     out = []
     for k, kind in enumerate(KINDS):
         for i in range(per_kind):
-            x, _ = nonspeech_clip(SEED0 + 1000 * k + i, kind=kind)
+            x, _ = nonspeech_clip(seed0 + 1000 * k + i, kind=kind)
             out.append({"kind": kind, "condition": "clean", "audio": x})
             out.append({"kind": kind, "condition": f"{SNR:g} dB babble",
                         "audio": mix(x, make_babble(len(x), pool, rng), SNR)})  # fmt: skip

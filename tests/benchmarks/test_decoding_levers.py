@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.decoding_levers import LEVERS, Lever, aligned_confusion, log_posteriors, loud_mean, smooth
+from benchmarks.decoding_levers import LEVERS, Lever, aligned_confusion, log_posteriors, loud_mean, replaces, smooth
 from grammar.alphabet import BLANK_ID, encode
 from grammar.config import AMConfig
 from grammar.decoding.listen import ctc_align
@@ -128,3 +128,23 @@ def test_a_confusion_lever_reads_its_matrix_before_the_readout():
     np.testing.assert_allclose(out, log_softmax(expect), atol=1e-12)
     with pytest.raises(ValueError, match="needs a confusion matrix"):
         log_posteriors(am, f, lever, np.zeros(5))
+
+
+def paired(only_a: int, only_b: int, both: int = 10) -> tuple[list[bool], list[bool]]:
+    """Two paired outcome lists with ``only_a`` true only in the first, ``only_b`` only in the second."""
+    a = [True] * only_a + [False] * only_b + [True] * both
+    b = [False] * only_a + [True] * only_b + [True] * both
+    return a, b
+
+
+@pytest.mark.parametrize("commands,nonspeech,expected", [
+    ((12, 3), (0, 0), True),    # (12-3-1)^2/15 = 4.3 > 3.84 and no more non-speech
+    ((12, 5), (0, 0), False),   # (12-5-1)^2/17 = 2.1: within chance
+    ((12, 3), (25, 2), False),  # more commands, but far more hum and music taken for them
+    ((12, 3), (6, 3), True),    # a few more clips, within chance: (6-3-1)^2/9 = 0.4
+    ((3, 12), (0, 5), False),   # fewer commands right never replaces
+])  # fmt: skip
+def test_a_readout_replaces_the_shipped_one_only_with_more_commands_and_no_more_nonspeech(commands, nonspeech, expected):
+    right, shipped_right = paired(*commands)
+    taken, shipped_taken = paired(*nonspeech, both=0)
+    assert replaces(right, shipped_right, taken, shipped_taken) is expected
