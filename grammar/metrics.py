@@ -192,3 +192,19 @@ def beats(candidate: Sequence[bool], shipped: Sequence[bool]) -> bool:
     :data:`MCNEMAR_CHI2`, and b > c."""
     b, c = discordant(candidate, shipped)
     return b > c and (b - c - 1) ** 2 / (b + c) > MCNEMAR_CHI2
+
+
+def clustered_mcnemar(candidate: Sequence[bool], shipped: Sequence[bool], clusters: Sequence) -> float:
+    """McNemar's chi-square when the paired outcomes come in clusters (Durkalski et al., 2003): one
+    text of one voice in four conditions is right or wrong together more often than four independent
+    trials. (sum_k d_k)^2 / sum_k d_k^2 with d_k = b_k - c_k the :func:`discordant` difference in
+    cluster k (no continuity correction); 0 when no cluster has a difference. Against
+    :data:`MCNEMAR_CHI2` like :func:`beats`; singletons give (b - c)^2 / (b + c)."""
+    cand, ship = np.asarray(candidate, bool), np.asarray(shipped, bool)
+    if not len(cand) == len(ship) == len(clusters):
+        raise ValueError(f"clustered_mcnemar: {len(cand)}, {len(ship)} and {len(clusters)} items")
+    keys = {k: i for i, k in enumerate(dict.fromkeys(clusters))}
+    d = np.zeros(len(keys))
+    np.add.at(d, [keys[k] for k in clusters], cand.astype(float) - ship.astype(float))
+    total = float(np.sum(d**2))
+    return float(np.sum(d) ** 2 / total) if total else 0.0

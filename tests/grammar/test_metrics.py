@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from grammar.errors import GrammarError
-from grammar.metrics import beats, det_curve, metrics_by_group, plot_det, recognition_metrics
+from grammar.metrics import beats, clustered_mcnemar, det_curve, metrics_by_group, plot_det, recognition_metrics
 
 A, B, C = "volume up", "mute", "call home"
 
@@ -158,3 +158,21 @@ def test_a_candidate_beats_the_shipped_only_beyond_chance(only_candidate, only_s
     ship = [True] * both + [False] * only_candidate + [True] * only_shipped + [False] * neither
     assert beats(cand, ship) is replaces
     assert not beats(ship, ship)
+
+
+def test_clustered_mcnemar_reduces_to_the_plain_statistic_for_singletons():
+    cand = [True] * 12 + [False] * 3 + [True] * 5
+    ship = [False] * 12 + [True] * 3 + [True] * 5
+    assert clustered_mcnemar(cand, ship, list(range(20))) == pytest.approx((12 - 3) ** 2 / (12 + 3))
+
+
+def test_clustered_mcnemar_counts_a_cluster_once():
+    # the same 12 : 3 discordance, but 3 clusters of 4 move together: (4+4+4-3)^2 / (16+16+16+9)
+    cand = [True] * 12 + [False] * 3
+    ship = [False] * 12 + [True] * 3
+    clusters = [0] * 4 + [1] * 4 + [2] * 4 + [3] * 3
+    assert clustered_mcnemar(cand, ship, clusters) == pytest.approx(81 / 57)
+    # within one cluster a win and a loss cancel
+    assert clustered_mcnemar([True, False], [False, True], ["a", "a"]) == 0.0
+    with pytest.raises(ValueError, match="items"):
+        clustered_mcnemar([True], [False], [0, 1])
