@@ -7,6 +7,11 @@ right: the number issue 17 ships by (e.g. characters against phonemes). At the s
 information only (nothing is chosen or calibrated on them): the natural TEST-ONLY voice's test set,
 and the real phrases of ``real_commands.py`` (ALSA's speaker test, clean and in babble, with the
 two other real recordings as non-commands) under a grammar of their own.
+``--rooms``: also the calibration set's clean rows heard in simulated rooms, quiet and in 10 dB babble
+(:func:`rooms.heard`: ``rooms.N_ROOMS`` rooms of ``CALIBRATION_ROOM_SEED``, which neither training nor
+benchmarks/rooms.py draws), at each AM's threshold from the dry set, with the paired count against the
+first row on the same room commands: what an AM chosen for rooms is chosen by (benchmarks/LEVERS.md,
+"Rooms for the stage-6 AM").
 Data: the calibration set of benchmarks/recognition.py (TEST-ONLY voices, seed 101) behind the
 shipped denoiser, at each AM's own input mask floor.
 Writes ``--out`` .json and .md (benchmarks/results/units: output units; results/voices: training voices).
@@ -30,15 +35,21 @@ import numpy as np  # noqa: E402
 
 from grammar.commands import default_commands_path, load_commands  # noqa: E402
 from grammar.dataset import load_manifest  # noqa: E402
-from grammar.decoding.decoder import Grammar, calibrate_threshold  # noqa: E402
+from grammar.decoding.decoder import Grammar, calibrate_threshold, decode  # noqa: E402
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import beats, discordant  # noqa: E402
-from rced.audio import atomic_write_results  # noqa: E402
+from rced.audio import atomic_write_results, load_audio  # noqa: E402
+from rced.corpus import load_utterances, train_utterances  # noqa: E402
+from rced.rooms import in_rooms, room_responses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from real_commands import PHRASES, decide, trials  # noqa: E402
 from recognition import Ensemble, accuracy_at, best_and_scores, datasets, natural_dataset  # noqa: E402
+from rooms import N_ROOMS, heard  # noqa: E402
+
+#: rooms of the calibration set's room rows: a seed of their own (rooms.py's test rooms are 8,080,808)
+CALIBRATION_ROOM_SEED = 7_070_707
 
 
 def real_speech(rec: Recognizer | Ensemble, threshold: float, score_kind: str, real: list[dict]) -> dict:
@@ -51,6 +62,31 @@ def real_speech(rec: Recognizer | Ensemble, threshold: float, score_kind: str, r
             "accuracy_no_rejection": float(np.mean([g.commands[g.command_of[d.expression]] == r["label"]
                                                     for d, r, c in zip(dec, real, cmd) if c])),
             "n_commands": int(sum(cmd)), "n_non_commands": int(len(cmd) - sum(cmd))}  # fmt: skip
+
+
+def room_rows(calib) -> list[dict]:
+    """The calibration set's clean rows heard in rooms, quiet and in babble (:func:`rooms.heard`; the dry
+    rows left out: the dry set is measured whole)."""
+    rooms = room_responses(N_ROOMS, 16000, CALIBRATION_ROOM_SEED)
+    pool = in_rooms(load_utterances(train_utterances(60, 4325), desc="babble"), 1.0, 16000, CALIBRATION_ROOM_SEED + 1)
+    items = [(r.label, load_audio(r.path)) for r in calib if r.extra.get("snr") == "clean"]
+    return [r for r in heard(items, rooms, pool, CALIBRATION_ROOM_SEED + 10) if r["condition"] != "dry"]
+
+
+def in_rooms_measure(rec: Recognizer | Ensemble, grammar: Grammar, rows: list[dict], threshold: float) -> dict:
+    """Commands right and non-commands accepted per room condition at ``threshold``, and which room
+    commands are right (the paired comparison's outcomes)."""
+    open_g = grammar.with_threshold(-np.inf)
+    out, right = {}, []
+    decided = [decode(rec.posteriors(r["audio"], 16000, "room"), open_g) for r in rows]
+    for cond in dict.fromkeys(r["condition"] for r in rows):
+        sel = [(r, d) for r, d in zip(rows, decided) if r["condition"] == cond]
+        ok = [d.command == r["label"] and d.score >= threshold for r, d in sel if r["label"] is not None]
+        nc = [d.score >= threshold for r, d in sel if r["label"] is None]
+        out[cond] = {"accuracy": float(np.mean(ok)), "far": float(np.mean(nc)), "n_commands": len(ok),
+                     "n_non_commands": len(nc)}  # fmt: skip
+        right += ok
+    return {"conditions": out, "right": right}
 
 
 def posterior_tag(name: str) -> str:
@@ -95,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-far", type=float, default=0.05, help="FAR the threshold keeps on the calibration set")
     ap.add_argument("--score-kind", default="len_margin")
     ap.add_argument("--out", required=True, help="results path without suffix, e.g. benchmarks/results/units")
+    ap.add_argument("--rooms", action="store_true", help="also the calibration set heard in simulated rooms")
     args = ap.parse_args(argv)
     labels = args.label or [Path(a).name for a in args.am]
     if len(labels) != len(args.am):
@@ -104,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     calib = load_manifest(datasets(2)[0])
     natural = load_manifest(natural_dataset(2))
     real = trials(5)
-    results, first_right = [], None
+    rooms = room_rows(calib) if args.rooms else None
+    results, first_right, first_room = [], None, None
     for label, folder in zip(labels, args.am, strict=True):
         members = [Recognizer.load(f, denoiser=args.denoiser, grammar=False) for f in folder.split("+")]
         rec = members[0] if len(members) == 1 else Ensemble(members)
@@ -117,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         b, c = discordant(right, first_right)  # against the first row, on the same calibration commands
         r["against_first"] = {"only_this": b, "only_first": c, "beats": bool(beats(right, first_right))}
         r["real"] = real_speech(rec, r["threshold"], args.score_kind, real)
+        if rooms is not None:
+            measured_rooms = in_rooms_measure(rec, grammar, rooms, r["threshold"])
+            first_room = first_room or measured_rooms["right"]
+            b, c = discordant(measured_rooms["right"], first_room)
+            r["rooms"] = {**measured_rooms["conditions"], "against_first": {
+                "only_this": b, "only_first": c, "beats": bool(beats(measured_rooms["right"], first_room)),
+                "worse": bool(beats(first_room, measured_rooms["right"]))}}  # fmt: skip
         if isinstance(rec, Ensemble):
             r["ensemble_losses"] = ensemble_losses(rec, grammar, calib, bests["calibration"])
         results.append(r)
@@ -147,6 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         a = r["against_first"]
         cells.insert(3, "" if r is results[0] else f"{a['only_this']} : {a['only_first']}")
         md.append(f"| {r['label']} | {r['units']} | " + " | ".join(cells) + " |")
+    if rooms is not None:
+        conds = [c for c in results[0]["rooms"] if c != "against_first"]
+        md += ["", f"The calibration set's clean rows in simulated rooms (seed {CALIBRATION_ROOM_SEED:,}; RT60 "
+                   f"0.2-0.7 s, talker 0.5-3 m away), quiet and with babble in the same rooms at 10 dB, at each AM's "
+                   f"threshold from the dry set; b : c against the first row on the same room commands (McNemar "
+                   f"at 5 %).", "",
+               "| AM | " + " | ".join(f"{c}: accuracy | FAR" for c in conds) + " | b : c | beyond chance |",
+               "|---|" + "---|---|" * len(conds) + "---|---|"]  # fmt: skip
+        for r in results:
+            a = r["rooms"]["against_first"]
+            cells = [f"{r['rooms'][c][m]:.3f}" for c in conds for m in ("accuracy", "far")]
+            bc = "" if r is results[0] else f"{a['only_this']} : {a['only_first']}"
+            verdict = "better" if a["beats"] else "worse" if a["worse"] else ""
+            md.append(f"| {r['label']} | " + " | ".join(cells) + f" | {bc} | {verdict} |")
     lost = [r for r in results if "ensemble_losses" in r]
     if lost:
         md += ["", "Ensembles: calibration commands that every member decodes right and the ensemble does not "

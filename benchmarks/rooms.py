@@ -72,8 +72,8 @@ def score(rows: list[dict], decided: list[tuple[str | None, float]], threshold: 
         res = {"accuracy": float(np.mean([ok for _, ok in cmd])), "n_commands": len(cmd),
                "far": float(np.mean(nc)) if nc else None, "n_non_commands": len(nc)}  # fmt: skip
         if cond != "dry":
-            for name, lo, hi in (("rt60_short", RT60_S[0], RT60_SPLIT), ("rt60_long", RT60_SPLIT, RT60_S[1])):
-                part = [ok for r, ok in cmd if lo <= r["rt60"] < hi or (hi == RT60_S[1] and r["rt60"] == hi)]
+            for name, long in (("rt60_short", False), ("rt60_long", True)):
+                part = [ok for r, ok in cmd if (r["rt60"] >= RT60_SPLIT) == long]
                 res[name] = {"accuracy": float(np.mean(part)) if part else None, "n": len(part)}
         out[cond] = res
     return out
