@@ -50,7 +50,7 @@ if [ "$first" -le 3 ]; then
 fi
 if [ "$first" -le 4 ]; then
   step 4 "tables"
-  lane "python benchmarks/export.py --manifest $(manifest 1); python benchmarks/spotting.py; python benchmarks/spellings.py; python benchmarks/speech_check.py"
+  lane "python benchmarks/export.py --manifest $(manifest 1); python benchmarks/spotting.py; python benchmarks/spellings.py; python benchmarks/speech_check.py; python benchmarks/rooms.py"
   lane "python benchmarks/real_commands.py; python benchmarks/nonspeech.py; python benchmarks/listening.py --factors; python benchmarks/augmentation.py; python benchmarks/decoding_levers.py"
   wait -n && wait -n || { echo "ship_am: a step-4 lane failed (logs above)" >&2; wait; exit 1; }
   tmp=$(mktemp -d)
