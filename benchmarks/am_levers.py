@@ -83,7 +83,7 @@ def in_rooms_measure(rec: Recognizer | Ensemble, grammar: Grammar, rows: list[di
         sel = [(r, d) for r, d in zip(rows, decided) if r["condition"] == cond]
         ok = [d.command == r["label"] and d.score >= threshold for r, d in sel if r["label"] is not None]
         nc = [d.score >= threshold for r, d in sel if r["label"] is None]
-        out[cond] = {"accuracy": float(np.mean(ok)), "far": float(np.mean(nc)), "n_commands": len(ok),
+        out[cond] = {"accuracy": float(np.mean(ok)), "far": float(np.mean(nc)) if nc else None, "n_commands": len(ok),
                      "n_non_commands": len(nc)}  # fmt: skip
         right += ok
     return {"conditions": out, "right": right}
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                "|---|" + "---|---|" * len(conds) + "---|---|"]  # fmt: skip
         for r in results:
             a = r["rooms"]["against_first"]
-            cells = [f"{r['rooms'][c][m]:.3f}" for c in conds for m in ("accuracy", "far")]
+            cells = [f"{v:.3f}" if v is not None else "" for c in conds for v in (r["rooms"][c]["accuracy"], r["rooms"][c]["far"])]
             bc = "" if r is results[0] else f"{a['only_this']} : {a['only_first']}"
             verdict = "better" if a["beats"] else "worse" if a["worse"] else ""
             md.append(f"| {r['label']} | " + " | ".join(cells) + f" | {bc} | {verdict} |")
