@@ -64,6 +64,9 @@ LEVERS = (
           "stage 6 (shipped)", "no"),
     Lever("stage 6 distilled from itself, merged at 0.5", "am_self_distill", "that run merged with stage 6 at 0.5",
           "stage 6 (shipped)", "no"),
+    Lever("60 % of the speech in rooms, two runs averaged, merged at 0.5", "am_rooms6",
+          "their average merged with stage 6 at 0.5", "stage 6 (shipped)",
+          "no: the room gain (19 : 9) is within chance"),
 )  # fmt: skip
 
 

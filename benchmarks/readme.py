@@ -13,7 +13,7 @@ README = ROOT.parent / "README.md"
 #: The files whose markers it fills: the README, and the acoustic model's lever runs.
 DOCS = (README, ROOT / "LEVERS.md")
 SECTIONS = ("targets", "denoise", "gain_shaping", "stream_memory", "speed", "listening", "spotting", "spellings", "recognition", "real_commands", "nonspeech", "speech_check", "nonspeech_lever", "am_lever_summary",
-            "units", "voices", "am_update", "am_rooms", "am_commands", "am_longer", "am_stage6", "am_stage7", "nonspeech_stage7", "am_ensemble", "am_newmask", "am_trackers", "am_long_tracker", "am_self_distill", "am_floor", "rejection", "decoding_levers", "warp_sensitivity", "rooms", "augmentation", "export", "bundle_report", "denoiser_presets")
+            "units", "voices", "am_update", "am_rooms", "am_commands", "am_longer", "am_stage6", "am_stage7", "nonspeech_stage7", "am_ensemble", "am_newmask", "am_trackers", "am_long_tracker", "am_self_distill", "am_rooms6", "am_floor", "rejection", "decoding_levers", "warp_sensitivity", "rooms", "augmentation", "export", "bundle_report", "denoiser_presets")
 
 
 def fill(text: str, results: Path = ROOT / "results") -> str:
