@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from real_commands import PHRASES, decide, trials  # noqa: E402
 from recognition import Ensemble, accuracy_at, best_and_scores, datasets, natural_dataset  # noqa: E402
-from rooms import N_ROOMS, heard  # noqa: E402
+from rooms import N_ROOMS, heard, score  # noqa: E402
 
 #: rooms of the calibration set's room rows: a seed of their own (rooms.py's test rooms are 8,080,808)
 CALIBRATION_ROOM_SEED = 7_070_707
@@ -74,19 +74,15 @@ def room_rows(calib) -> list[dict]:
 
 
 def in_rooms_measure(rec: Recognizer | Ensemble, grammar: Grammar, rows: list[dict], threshold: float) -> dict:
-    """Commands right and non-commands accepted per room condition at ``threshold``, and which room
-    commands are right (the paired comparison's outcomes)."""
+    """Per room condition at ``threshold`` (:func:`rooms.score`), and which room commands are right,
+    condition by condition (the paired comparison's outcomes)."""
     open_g = grammar.with_threshold(-np.inf)
-    out, right = {}, []
     decided = [decode(rec.posteriors(r["audio"], 16000, "room"), open_g) for r in rows]
-    for cond in dict.fromkeys(r["condition"] for r in rows):
-        sel = [(r, d) for r, d in zip(rows, decided) if r["condition"] == cond]
-        ok = [d.command == r["label"] and d.score >= threshold for r, d in sel if r["label"] is not None]
-        nc = [d.score >= threshold for r, d in sel if r["label"] is None]
-        out[cond] = {"accuracy": float(np.mean(ok)), "far": float(np.mean(nc)) if nc else None, "n_commands": len(ok),
-                     "n_non_commands": len(nc)}  # fmt: skip
-        right += ok
-    return {"conditions": out, "right": right}
+    decided = [(d.command, d.score) for d in decided]
+    right = [c == r["label"] and s >= threshold
+             for cond in dict.fromkeys(r["condition"] for r in rows)
+             for r, (c, s) in zip(rows, decided) if r["condition"] == cond and r["label"] is not None]  # fmt: skip
+    return {"conditions": score(rows, decided, threshold), "right": right}
 
 
 def posterior_tag(name: str) -> str:
@@ -157,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         r["real"] = real_speech(rec, r["threshold"], args.score_kind, real)
         if rooms is not None:
             measured_rooms = in_rooms_measure(rec, grammar, rooms, r["threshold"])
-            first_room = first_room or measured_rooms["right"]
+            if first_room is None:
+                first_room = measured_rooms["right"]
             b, c = discordant(measured_rooms["right"], first_room)
             r["rooms"] = {**measured_rooms["conditions"], "against_first": {
                 "only_this": b, "only_first": c, "beats": bool(beats(measured_rooms["right"], first_room)),

@@ -63,15 +63,16 @@ def heard(items: list[tuple[str | None, np.ndarray]], rooms, pool, seed: int) ->
 
 
 def score(rows: list[dict], decided: list[tuple[str | None, float]], threshold: float) -> dict:
-    """Per condition: commands right and accepted, non-commands accepted, and commands right per RT60 half."""
+    """Per condition (in the rows' order): commands right and accepted, non-commands accepted, and in a
+    room, commands right per RT60 half."""
     out = {}
-    for cond in CONDITIONS:
+    for cond in dict.fromkeys(r["condition"] for r in rows):
         sel = [(r, d) for r, d in zip(rows, decided) if r["condition"] == cond]
         cmd = [(r, c == r["label"] and s >= threshold) for r, (c, s) in sel if r["label"] is not None]
         nc = [s >= threshold for r, (_, s) in sel if r["label"] is None]
         res = {"accuracy": float(np.mean([ok for _, ok in cmd])), "n_commands": len(cmd),
                "far": float(np.mean(nc)) if nc else None, "n_non_commands": len(nc)}  # fmt: skip
-        if cond != "dry":
+        if cond != CONDITIONS[0]:
             for name, long in (("rt60_short", False), ("rt60_long", True)):
                 part = [ok for r, ok in cmd if (r["rt60"] >= RT60_SPLIT) == long]
                 res[name] = {"accuracy": float(np.mean(part)) if part else None, "n": len(part)}

@@ -32,18 +32,18 @@ class ScriptedAM:
 
 
 def test_rooms_count_commands_right_and_non_commands_accepted_per_condition():
-    heard = ["mute", "call home", None, "mute", "call home", "mute"]  # what the AM makes of each row
-    rows = [{"label": "mute", "condition": "room"},  # right
+    heard = ["call home", "mute", "call home", None, "mute", "mute"]  # what the AM makes of each row
+    rows = [{"label": "call home", "condition": "babble"},  # right
+            {"label": "mute", "condition": "room"},  # right
             {"label": "mute", "condition": "room"},  # the wrong command
             {"label": "call home", "condition": "room"},  # only blanks: below the threshold
             {"label": None, "condition": "room"},  # a false alarm
-            {"label": "call home", "condition": "babble"},  # right
             {"label": None, "condition": "babble"}]  # a false alarm  # fmt: skip
     for i, r in enumerate(rows):
-        r["audio"] = np.full(4, i, np.float32)
+        r["audio"], r["rt60"] = np.full(4, i, np.float32), 0.3
     grammar = Grammar.from_commands(["mute", "call home"])
     out = in_rooms_measure(ScriptedAM(heard), grammar, rows, threshold=-0.5)
-    assert out["right"] == [True, False, False, True]  # room commands, then babble commands, in row order
+    assert out["right"] == [True, True, False, False]  # condition by condition, in the order they come
     room, babble = out["conditions"]["room"], out["conditions"]["babble"]
     assert (room["accuracy"], room["far"], room["n_commands"], room["n_non_commands"]) == (1 / 3, 1.0, 3, 1)
     assert (babble["accuracy"], babble["far"], babble["n_commands"], babble["n_non_commands"]) == (1.0, 1.0, 1, 1)
