@@ -39,14 +39,12 @@ from grammar.decoding.decoder import Grammar, calibrate_threshold, decode  # noq
 from grammar.decoding.recognizer import Recognizer  # noqa: E402
 from grammar.metrics import beats, discordant  # noqa: E402
 from rced.audio import atomic_write_results, load_audio  # noqa: E402
-from rced.corpus import load_utterances, train_utterances  # noqa: E402
-from rced.rooms import in_rooms, room_responses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from real_commands import PHRASES, decide, trials  # noqa: E402
 from recognition import Ensemble, accuracy_at, best_and_scores, datasets, natural_dataset  # noqa: E402
-from rooms import N_ROOMS, heard, score  # noqa: E402
+from rooms import heard, rooms_and_babble, score  # noqa: E402
 
 #: rooms of the calibration set's room rows: a seed of their own (rooms.py's test rooms are 8,080,808)
 CALIBRATION_ROOM_SEED = 7_070_707
@@ -67,21 +65,17 @@ def real_speech(rec: Recognizer | Ensemble, threshold: float, score_kind: str, r
 def room_rows(calib) -> list[dict]:
     """The calibration set's clean rows heard in rooms, quiet and in babble (:func:`rooms.heard`; the dry
     rows left out: the dry set is measured whole)."""
-    rooms = room_responses(N_ROOMS, 16000, CALIBRATION_ROOM_SEED)
-    pool = in_rooms(load_utterances(train_utterances(60, 4325), desc="babble"), 1.0, 16000, CALIBRATION_ROOM_SEED + 1)
+    rooms, pool = rooms_and_babble(CALIBRATION_ROOM_SEED, 4325)
     items = [(r.label, load_audio(r.path)) for r in calib if r.extra.get("snr") == "clean"]
     return [r for r in heard(items, rooms, pool, CALIBRATION_ROOM_SEED + 10) if r["condition"] != "dry"]
 
 
 def in_rooms_measure(rec: Recognizer | Ensemble, grammar: Grammar, rows: list[dict], threshold: float) -> dict:
     """Per room condition at ``threshold`` (:func:`rooms.score`), and which room commands are right,
-    condition by condition (the paired comparison's outcomes)."""
+    in the rows' order (the paired comparison's outcomes: every AM hears the same rows)."""
     open_g = grammar.with_threshold(-np.inf)
-    decided = [decode(rec.posteriors(r["audio"], 16000, "room"), open_g) for r in rows]
-    decided = [(d.command, d.score) for d in decided]
-    right = [c == r["label"] and s >= threshold
-             for cond in dict.fromkeys(r["condition"] for r in rows)
-             for r, (c, s) in zip(rows, decided) if r["condition"] == cond and r["label"] is not None]  # fmt: skip
+    decided = [(d.command, d.score) for d in (decode(rec.posteriors(r["audio"], 16000, "room"), open_g) for r in rows)]
+    right = [c == r["label"] and s >= threshold for r, (c, s) in zip(rows, decided) if r["label"] is not None]
     return {"conditions": score(rows, decided, threshold), "right": right}
 
 

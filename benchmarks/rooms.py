@@ -48,6 +48,14 @@ CONDITIONS = ("dry", "room", f"room, {SNR:g} dB babble")
 RT60_SPLIT = 0.45  # the rows' two halves of RT60_S
 
 
+def rooms_and_babble(seed: int, talkers_seed: int) -> tuple[list, list[np.ndarray]]:
+    """``N_ROOMS`` rooms of ``seed``, and babble talkers (60 TRAIN-voice utterances of the plan
+    ``talkers_seed``) each heard in a room of ``seed + 1``: what :func:`heard` plays its items in."""
+    rooms = room_responses(N_ROOMS, 16000, seed)
+    pool = in_rooms(load_utterances(train_utterances(60, talkers_seed), desc="babble"), 1.0, 16000, seed + 1)
+    return rooms, pool
+
+
 def heard(items: list[tuple[str | None, np.ndarray]], rooms, pool, seed: int) -> list[dict]:
     """Each (label, audio) in every condition: {label, condition, rt60, audio}; item i in room i mod
     len(rooms) (each set spread over every room), its babble drawn from a generator of ``seed``."""
@@ -89,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     units, kind = rec.config.unit_set.name, rec.grammar.score_kind
     base = Grammar.from_commands(load_commands(default_commands_path()), threshold, score_kind=kind, units=units)
     phrases = Grammar.from_commands(PHRASES, threshold, score_kind=kind, units=units)
-    rooms = room_responses(N_ROOMS, 16000, ROOM_SEED)
-    pool = in_rooms(load_utterances(train_utterances(60, 4324), desc="babble"), 1.0, 16000, ROOM_SEED + 1)
+    rooms, pool = rooms_and_babble(ROOM_SEED, 4324)
     cmds, others = recordings()
     sets = {"TTS test voices": (datasets(2)[1], base), "natural voice": (natural_dataset(2), base)}
     results = {}

@@ -43,7 +43,7 @@ def test_rooms_count_commands_right_and_non_commands_accepted_per_condition():
         r["audio"], r["rt60"] = np.full(4, i, np.float32), 0.3
     grammar = Grammar.from_commands(["mute", "call home"])
     out = in_rooms_measure(ScriptedAM(heard), grammar, rows, threshold=-0.5)
-    assert out["right"] == [True, True, False, False]  # condition by condition, in the order they come
+    assert out["right"] == [True, True, False, False]  # the commands' rows, in order
     room, babble = out["conditions"]["room"], out["conditions"]["babble"]
     assert (room["accuracy"], room["far"], room["n_commands"], room["n_non_commands"]) == (1 / 3, 1.0, 3, 1)
     assert (babble["accuracy"], babble["far"], babble["n_commands"], babble["n_non_commands"]) == (1.0, 1.0, 1, 1)
